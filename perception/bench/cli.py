@@ -1,0 +1,25 @@
+"""`perception bench <what>`: benchmarks that report ratios measured side by side in one run."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+# benchmark -> (module with add_arguments(parser) and run(args) -> int, help)
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "model": ("perception.bench.model", "network latency: attention overhead, temporal vs spatial, precisions"),
+    "sim": ("perception.bench.sim", "synthetic world rendering frames/s (camera, LiDAR) with a breakdown"),
+}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="benchmark", metavar="BENCHMARK")
+    sub.required = True
+    for name, (module, help_text) in BENCHMARKS.items():
+        bp = sub.add_parser(name, help=help_text, description=help_text)
+        bp.set_defaults(_bench_module=module)
+        importlib.import_module(module).add_arguments(bp)
+
+
+def main(args: argparse.Namespace) -> int:
+    return int(importlib.import_module(args._bench_module).run(args))

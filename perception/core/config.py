@@ -1,0 +1,54 @@
+"""YAML configuration files and ``key=value`` command-line overrides (pure, no torch)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is unreadable or malformed."""
+
+
+def load_yaml_mapping(path: str | Path, section: str | None = None) -> dict[str, Any]:
+    """A YAML file's top-level mapping (or one ``section`` of it)."""
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {p}: {e.strerror}") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {p} is not valid YAML: {e}") from e
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping at the top level, not {type(data).__name__}")
+    if section is not None:
+        if section not in data or not isinstance(data[section], dict):
+            raise ConfigError(f"config file {p} has no mapping named {section!r} (found: {', '.join(data) or 'none'})")
+        data = data[section]
+    return data
+
+
+def apply_overrides(base: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """``["steps=100", "sim.degrade=true"]`` applied to a copy of ``base``; values parsed as YAML."""
+    out: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} must look like key=value (nested: a.b=value)")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: value is not valid YAML: {e}") from e
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            child = node.get(part)
+            node[part] = dict(child) if isinstance(child, dict) else {}
+            node = node[part]
+        node[leaf] = value
+    return out

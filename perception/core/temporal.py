@@ -1,0 +1,69 @@
+"""When must a camera's temporal memory be reset? Pure functions, no state of their own.
+
+The memory of past frames is only meaningful for a continuous stream. It is reset when
+- time goes backwards (bag loop, seek back) or jumps forward more than ``max_gap_s`` (seek, dropout),
+- the image content changes abruptly (a scene cut: a different camera or recording spliced in).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import cv2
+import numpy as np
+
+
+class ResetReason(str, Enum):
+    NONE = ""
+    FIRST_FRAME = "first_frame"
+    TIME_BACKWARDS = "time_backwards"
+    TIME_JUMP = "time_jump"
+    SCENE_CUT = "scene_cut"
+    REQUESTED = "requested"
+
+
+@dataclass(frozen=True)
+class ResetPolicy:
+    max_gap_s: float = 0.5  # a forward gap larger than this resets the memory
+    scene_cut_threshold: float = 0.35  # signature distance in [0, 1] above which a frame is a cut
+    detect_scene_cuts: bool = True
+
+
+def frame_signature(rgb: np.ndarray, size: int = 16) -> np.ndarray:
+    """A tiny, illumination-normalised thumbnail used to detect scene cuts (float32, size*size)."""
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
+    small = cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
+    small -= small.mean()
+    norm = float(np.linalg.norm(small))
+    return small / norm if norm > 1e-6 else small
+
+
+def signature_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """1 - correlation of two signatures, halved into [0, 1] (0 = same picture)."""
+    return float(np.clip((1.0 - float(np.dot(a, b))) / 2.0, 0.0, 1.0))
+
+
+def reset_reason(
+    prev_stamp: float | None,
+    stamp: float,
+    prev_signature: np.ndarray | None,
+    signature: np.ndarray | None,
+    policy: ResetPolicy,
+) -> ResetReason:
+    """Why the memory must be reset before processing this frame (``ResetReason.NONE``: keep it)."""
+    if prev_stamp is None:
+        return ResetReason.FIRST_FRAME
+    dt = stamp - prev_stamp
+    if dt < 0.0:
+        return ResetReason.TIME_BACKWARDS
+    if dt > policy.max_gap_s:
+        return ResetReason.TIME_JUMP
+    if (
+        policy.detect_scene_cuts
+        and prev_signature is not None
+        and signature is not None
+        and signature_distance(prev_signature, signature) > policy.scene_cut_threshold
+    ):
+        return ResetReason.SCENE_CUT
+    return ResetReason.NONE

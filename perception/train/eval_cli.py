@@ -1,0 +1,59 @@
+"""`perception eval`: metrics of one or more checkpoints on unseen synthetic drives, with a report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _seed_range(text: str) -> tuple[int, int]:
+    first, sep, last = text.partition(":")
+    try:
+        lo, hi = int(first), int(last) if sep else int(first) + 1
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"seeds must look like FIRST:LAST (exclusive), not {text!r}") from e
+    if hi <= lo:
+        raise argparse.ArgumentTypeError(f"seed range {text!r} is empty")
+    return lo, hi
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", action="append", required=True, type=Path,
+                   help="checkpoint stem or .safetensors path; repeat to compare several")
+    p.add_argument("--seeds", type=_seed_range, default=(1000, 1008), help="drive seeds FIRST:LAST (default 1000:1008)")
+    p.add_argument("--frames", type=int, default=40, help="frames per drive")
+    p.add_argument("--width", type=int, default=448)
+    p.add_argument("--height", type=int, default=256)
+    p.add_argument("--score-thresh", type=float, default=0.3, help="score threshold for flicker/recall")
+    p.add_argument("--cache-dir", default="cache/sim", help="rendered-drive cache ('' disables)")
+    p.add_argument("--out", type=Path, default=Path("runs/eval"))
+    p.add_argument("--no-progress", action="store_true")
+
+
+def main(args: argparse.Namespace) -> int:
+    from perception.models.checkpoint import CheckpointError
+    from perception.train.evaluate import EvalConfig, evaluate_checkpoint, load_eval_sequences
+    from perception.train.report import compare_table, write_eval_report
+
+    cfg = EvalConfig(seeds=args.seeds, frames_per_sequence=args.frames, width=args.width, height=args.height,
+                     score_thresh=args.score_thresh, cache_dir=args.cache_dir or None)
+    sequences = load_eval_sequences(cfg)
+    results: dict[str, dict[str, object]] = {}
+    for ckpt in args.checkpoint:
+        try:
+            metrics = evaluate_checkpoint(ckpt, cfg, sequences, progress=not args.no_progress)
+        except (CheckpointError, FileNotFoundError) as e:
+            print(f"perception eval: error: {e}", file=sys.stderr)
+            return 2
+        name = Path(str(ckpt)).name.removesuffix(".safetensors")
+        key = f"{metrics['model']} ({name})" if name != metrics["model"] else name
+        write_eval_report(metrics, args.out / name, title=f"Evaluation of {key}")
+        results[key] = metrics
+    args.out.mkdir(parents=True, exist_ok=True)
+    table = compare_table(results)
+    (args.out / "comparison.md").write_text(table, encoding="utf-8")
+    (args.out / "comparison.json").write_text(json.dumps(results, indent=2, default=float) + "\n", encoding="utf-8")
+    print(table)
+    return 0

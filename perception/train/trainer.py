@@ -1,0 +1,237 @@
+"""Training loop: synthetic clips -> multi-task loss -> AdamW, bf16 autocast on CPU, CUDA when present.
+
+Spatial models see the frames of a clip as independent images (one batched forward); temporal
+models stream the clip frame by frame, feeding the memory back (backpropagation through the clip).
+Both see identical pixels, so their accuracy can be compared.
+
+Outputs in ``out``: ``model.safetensors`` + ``model.json`` (the checkpoint), ``trainer_state.pt``
+(optimizer, step, RNG; loaded with ``weights_only=True``) for ``--resume``, ``train_log.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class TrainError(RuntimeError):
+    """Training cannot start or continue; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "stan_s_temporal"
+    input_height: int = 256
+    input_width: int = 448
+    train_seeds: tuple[int, int] = (0, 48)  # [first, last) seeds of training drives
+    frames_per_sequence: int = 40
+    clip_len: int = 4
+    batch_size: int = 4  # clips per step (images per step = batch_size * clip_len)
+    steps: int = 2000
+    lr: float = 3e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 100
+    precision: str = "bf16"  # "bf16" | "fp32" (fp16 on CUDA)
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    threads: int = 0  # 0: torch default
+    seed: int = 0
+    cache_dir: str = "cache/sim"
+    out: str = "runs/train"
+    checkpoint_every: int = 250
+    log_every: int = 10
+    sim: dict[str, Any] = field(default_factory=dict)  # SimConfig overrides (width/height forced to input size)
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.input_height % 32 or self.input_width % 32:
+            raise TrainError(f"input size {self.input_height}x{self.input_width} must be multiples of 32")
+        if self.precision not in ("bf16", "fp32", "fp16"):
+            raise TrainError(f"precision must be bf16, fp32 or fp16, not {self.precision!r}")
+        if self.train_seeds[1] <= self.train_seeds[0]:
+            raise TrainError(f"train_seeds {self.train_seeds} is an empty range")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise TrainError(f"unknown training option(s) {sorted(unknown)}; known: {sorted(known)}")
+        d = dict(d)
+        if "train_seeds" in d:
+            d["train_seeds"] = tuple(d["train_seeds"])
+        return cls(**d)
+
+    def sim_config(self) -> dict[str, Any]:
+        return {**self.sim, "width": self.input_width, "height": self.input_height}
+
+
+def pick_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    return name
+
+
+def load_sequences(cfg: TrainConfig, seeds: range, progress: bool = True) -> list[Any]:
+    from tqdm import tqdm
+
+    from perception.train.synthetic import load_or_render
+
+    it = tqdm(seeds, desc="rendering/loading drives", disable=not progress, unit="drive")
+    return [load_or_render(s, cfg.frames_per_sequence, cfg.sim_config(), cfg.cache_dir) for s in it]
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up then cosine decay to 2 % of the peak."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    p = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, p))))
+
+
+def _to_torch(batch: dict[str, np.ndarray], device: str) -> dict[str, Any]:
+    import torch
+
+    return {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
+
+
+def _collate(items: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {k: np.stack([it[k] for it in items]) for k in items[0]}
+
+
+def clip_loss(model: Any, loss_fn: Any, batch: dict[str, Any]) -> tuple[Any, dict[str, float]]:
+    """Mean loss over the frames of a batch of clips (B, T, ...)."""
+    import torch
+
+    b, t = batch["image"].shape[:2]
+    target_keys = [k for k in batch if k not in ("image", "reset")]
+
+    def frames(sl: Any) -> dict[str, Any]:
+        return {k: batch[k][sl] for k in target_keys}
+
+    if not model.is_temporal:
+        flat = {k: v.flatten(0, 1) for k, v in batch.items() if k != "reset"}
+        out = model(flat["image"])
+        total, parts = loss_fn(out, {k: flat[k] for k in target_keys})
+        return total, {k: float(v) for k, v in parts.items()}
+    memory, valid = model.init_state(b, batch["image"].shape[-2], batch["image"].shape[-1],
+                                     device=batch["image"].device)
+    total = torch.zeros((), device=batch["image"].device)
+    acc: dict[str, float] = {}
+    for i in range(t):
+        out = model(batch["image"][:, i], memory, valid)
+        loss_i, parts = loss_fn(out, frames((slice(None), i)))
+        total = total + loss_i / t
+        for k, v in parts.items():
+            acc[k] = acc.get(k, 0.0) + float(v) / t
+        memory, valid = out["memory"], out["memory_valid"]
+    return total, acc
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command: str = "") -> Path:
+    """Train ``cfg.model``; return the checkpoint path stem (``<out>/model``)."""
+    import torch
+    from tqdm import tqdm
+
+    from perception.models.checkpoint import save_checkpoint
+    from perception.models.registry import build_model, model_config
+    from perception.train.losses import DetSegLoss
+    from perception.train.synthetic import AugmentConfig, SyntheticClips
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = pick_device(cfg.device)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+
+    sequences = load_sequences(cfg, range(*cfg.train_seeds), progress)
+    data = SyntheticClips(sequences, cfg.clip_len, AugmentConfig(), seed=cfg.seed)
+    model = build_model(cfg.model, **cfg.model_overrides).to(device)
+    net_cfg = model_config(cfg.model, **cfg.model_overrides)
+    loss_fn = DetSegLoss().to(device)
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
+    )
+    step = 0
+    state_path = out / "trainer_state.pt"
+    if resume:
+        if not state_path.exists():
+            raise TrainError(f"--resume: {state_path} does not exist; start without --resume")
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        if state.get("config") != json.dumps(asdict(cfg), sort_keys=True, default=list):
+            raise TrainError(f"--resume: {state_path} was written with a different training config")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+        torch.set_rng_state(state["torch_rng"])
+        data.rng = np.random.default_rng([cfg.seed, step])
+
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+    order_rng = np.random.default_rng([cfg.seed, step, 1])
+    log_path = out / "train_log.jsonl"
+    model.train()
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.model}", disable=not progress, unit="step")
+    t_start = time.perf_counter()
+    images = 0
+    last_loss = float("nan")
+    with log_path.open("a", encoding="utf-8") as log:
+        while step < cfg.steps:
+            idx = order_rng.choice(len(data), size=cfg.batch_size, replace=len(data) < cfg.batch_size)
+            batch = _to_torch(_collate([data[int(i)] for i in idx]), device)
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, cfg)
+            with torch.autocast(torch.device(device).type, dtype=amp_dtype or torch.float32,
+                                enabled=amp_dtype is not None):
+                loss, parts = clip_loss(model, loss_fn, batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            step += 1
+            images += cfg.batch_size * cfg.clip_len
+            last_loss = float(loss)
+            if not math.isfinite(last_loss):
+                raise TrainError(f"loss became {last_loss} at step {step}; lower --lr or use --precision fp32")
+            bar.update(1)
+            bar.set_postfix(loss=f"{last_loss:.3f}", lr=f"{lr_at(step, cfg):.1e}")
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                rate = images / (time.perf_counter() - t_start)
+                log.write(json.dumps({"step": step, "loss": last_loss, **parts, "img_per_s": rate}) + "\n")
+                log.flush()
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                torch.save(
+                    {
+                        "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                        "torch_rng": torch.get_rng_state(),
+                        "config": json.dumps(asdict(cfg), sort_keys=True, default=list),
+                    },
+                    state_path,
+                )
+    bar.close()
+    model.eval()
+    extra = {
+        "train_config": asdict(cfg),
+        "command": command,
+        "steps": step,
+        "final_loss": last_loss,
+        "input_size": [cfg.input_height, cfg.input_width],
+        "train_images_per_s": images / max(1e-9, time.perf_counter() - t_start),
+    }
+    stem = out / "model"
+    save_checkpoint(stem, model.cpu(), cfg.model, net_cfg, extra)
+    return stem

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from perception.core.config import ConfigError, apply_overrides, load_yaml_mapping
+
+
+def test_load_and_override(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("steps: 10\nsim: {degrade: false, width: 64}\n")
+    base = load_yaml_mapping(f)
+    out = apply_overrides(base, ["steps=20", "sim.degrade=true", "new.key=[1, 2]"])
+    assert out == {"steps": 20, "sim": {"degrade": True, "width": 64}, "new": {"key": [1, 2]}}
+    assert base["sim"]["degrade"] is False  # the base is not modified
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [("- a\n- b\n", "mapping at the top level"), ("a: [1,\n", "not valid YAML")],
+)
+def test_bad_files_say_what_is_wrong(tmp_path: Path, text: str, match: str) -> None:
+    f = tmp_path / "bad.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_yaml_mapping(f)
+
+
+def test_missing_file_and_bad_override(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_yaml_mapping(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="key=value"):
+        apply_overrides({}, ["steps"])
