@@ -55,7 +55,7 @@ def main(args: argparse.Namespace) -> int:
 
     from perception.pipeline.perceptor import Perceptor, PerceptorConfig
     from perception.runtime.torch_backend import TorchBackend, TorchBackendConfig
-    from perception.train.evaluate import _checkpoint_input_size, evaluate_perceptor, run_sequence
+    from perception.train.evaluate import checkpoint_input_size, evaluate_perceptor, run_sequence
     from perception.train.report import write_eval_report
     from perception.train.synthetic import render_sequence
 
@@ -71,7 +71,7 @@ def main(args: argparse.Namespace) -> int:
     seq = render_sequence(args.seed, args.frames, {"width": args.width, "height": args.height})
     t_render = time.perf_counter() - t0
 
-    backend = TorchBackend(ckpt, _checkpoint_input_size(ckpt), TorchBackendConfig(precision=args.precision))
+    backend = TorchBackend(ckpt, checkpoint_input_size(ckpt), TorchBackendConfig(precision=args.precision))
     with backend:
         perceptor = Perceptor(backend, PerceptorConfig(score_thresh=0.35))
         print(f"[demo] running {backend.meta.get('name', ckpt)} ({backend.name}, {args.precision})")
@@ -99,7 +99,7 @@ def main(args: argparse.Namespace) -> int:
         "render_s": t_render, "perception_s": t_infer, "total_s": total,
         "perception_fps": args.frames / max(t_infer, 1e-9),
         "latency_ms": metrics.get("latency_ms"),
-        "mAP50": metrics.get("detection", {}).get("mAP50"), "mIoU": metrics.get("segmentation", {}).get("mIoU"),
+        **metrics["summary"],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n", encoding="utf-8")
     print(json.dumps(summary, indent=2, default=float))

@@ -64,7 +64,7 @@ def evaluate_perceptor(
         def add(t: int, r: PerceptionResult, seq: Sequence = seq) -> None:
             latencies.append(sum(r.timings_ms.values()))
             acc.add(
-                sequence_id=seq.seed, gt=seq.gt[t], detections=r.detections, seg_pred=r.segmentation,
+                sequence=seq.seed, gt=seq.gt[t], detections=r.detections, seg_pred=r.segmentation,
                 seg_gt=seq.semantic[t], attention=r.attention, instance=seq.instance[t],
             )
 
@@ -82,7 +82,7 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     from perception.runtime.torch_backend import TorchBackend, TorchBackendConfig
 
-    meta_input = _checkpoint_input_size(checkpoint)
+    meta_input = checkpoint_input_size(checkpoint)
     backend = TorchBackend(checkpoint, meta_input, TorchBackendConfig(precision=precision))
     t0 = time.perf_counter()
     with backend:
@@ -97,14 +97,9 @@ def evaluate_checkpoint(
     return metrics
 
 
-def _checkpoint_input_size(checkpoint: str | Path) -> tuple[int, int]:
-    """The input size a checkpoint was trained at (its JSON ``input_size``), default 256x448."""
-    import json
+def checkpoint_input_size(checkpoint: str | Path, default: tuple[int, int] = (256, 448)) -> tuple[int, int]:
+    """The (height, width) a checkpoint was trained at, from its metadata (``extra.input_size``)."""
+    from perception.models.checkpoint import read_checkpoint_info
 
-    meta_path = Path(str(checkpoint).removesuffix(".safetensors")).with_suffix(".json")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        h, w = meta.get("extra", meta).get("input_size", (256, 448))
-        return int(h), int(w)
-    except (OSError, ValueError, TypeError):
-        return 256, 448
+    size = read_checkpoint_info(checkpoint).get("extra", {}).get("input_size")
+    return (int(size[0]), int(size[1])) if size else default

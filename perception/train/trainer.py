@@ -39,6 +39,7 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup_steps: int = 100
     precision: str = "bf16"  # "bf16" | "fp32" (fp16 on CUDA)
+    channels_last: bool = True  # ~2x faster convolutions on CPU with bf16
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     threads: int = 0  # 0: torch default
     seed: int = 0
@@ -99,10 +100,14 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, p))))
 
 
-def _to_torch(batch: dict[str, np.ndarray], device: str) -> dict[str, Any]:
+def _to_torch(batch: dict[str, np.ndarray], device: str, channels_last: bool) -> dict[str, Any]:
     import torch
 
-    return {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
+    out = {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
+    if channels_last:  # (B, T, 3, H, W): make every frame's (3, H, W) channels-last
+        img = out["image"]
+        out["image"] = img.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+    return out
 
 
 def _collate(items: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -123,7 +128,7 @@ def clip_loss(model: Any, loss_fn: Any, batch: dict[str, Any]) -> tuple[Any, dic
         flat = {k: v.flatten(0, 1) for k, v in batch.items() if k != "reset"}
         out = model(flat["image"])
         total, parts = loss_fn(out, {k: flat[k] for k in target_keys})
-        return total, {k: float(v) for k, v in parts.items()}
+        return total, {k: float(v.detach()) for k, v in parts.items()}
     memory, valid = model.init_state(b, batch["image"].shape[-2], batch["image"].shape[-1],
                                      device=batch["image"].device)
     total = torch.zeros((), device=batch["image"].device)
@@ -133,7 +138,7 @@ def clip_loss(model: Any, loss_fn: Any, batch: dict[str, Any]) -> tuple[Any, dic
         loss_i, parts = loss_fn(out, frames((slice(None), i)))
         total = total + loss_i / t
         for k, v in parts.items():
-            acc[k] = acc.get(k, 0.0) + float(v) / t
+            acc[k] = acc.get(k, 0.0) + float(v.detach()) / t
         memory, valid = out["memory"], out["memory_valid"]
     return total, acc
 
@@ -160,6 +165,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
     sequences = load_sequences(cfg, range(*cfg.train_seeds), progress)
     data = SyntheticClips(sequences, cfg.clip_len, AugmentConfig(), seed=cfg.seed)
     model = build_model(cfg.model, **cfg.model_overrides).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     net_cfg = model_config(cfg.model, **cfg.model_overrides)
     loss_fn = DetSegLoss().to(device)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
@@ -192,7 +199,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
     with log_path.open("a", encoding="utf-8") as log:
         while step < cfg.steps:
             idx = order_rng.choice(len(data), size=cfg.batch_size, replace=len(data) < cfg.batch_size)
-            batch = _to_torch(_collate([data[int(i)] for i in idx]), device)
+            batch = _to_torch(_collate([data[int(i)] for i in idx]), device, cfg.channels_last)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg)
             with torch.autocast(torch.device(device).type, dtype=amp_dtype or torch.float32,
@@ -204,7 +211,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
             opt.step()
             step += 1
             images += cfg.batch_size * cfg.clip_len
-            last_loss = float(loss)
+            last_loss = float(loss.detach())
             if not math.isfinite(last_loss):
                 raise TrainError(f"loss became {last_loss} at step {step}; lower --lr or use --precision fp32")
             bar.update(1)

@@ -1,0 +1,39 @@
+"""The `perception` console script as a user runs it (a real subprocess)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from perception.cli import VERBS
+
+EXE = Path(sys.executable).parent / "perception"
+
+
+def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(EXE), *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_top_level_help_lists_every_verb() -> None:
+    r = _run("--help")
+    assert r.returncode == 0, r.stderr
+    for verb in VERBS:
+        assert verb in r.stdout
+
+
+@pytest.mark.parametrize("verb", sorted(VERBS))
+def test_each_verb_has_help(verb: str) -> None:
+    r = _run(verb, "--help")
+    assert r.returncode == 0, r.stderr
+    assert "usage: perception " + verb in r.stdout
+
+
+def test_bad_usage_exits_nonzero_with_message(tmp_path: Path) -> None:
+    r = _run("train", "--set", "stepz=3", "--out", str(tmp_path))
+    assert r.returncode == 2
+    assert "unknown training option" in r.stderr
+    r = _run("eval", "--checkpoint", str(tmp_path / "missing"), "--seeds", "5:2")
+    assert r.returncode == 2 and "empty" in r.stderr
