@@ -13,7 +13,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -88,7 +88,7 @@ def main(args: argparse.Namespace) -> int:
         writer.write(cv2.cvtColor(p, cv2.COLOR_RGB2BGR))
     writer.release()
     small = [cv2.resize(p, (w // 2, h // 2), interpolation=cv2.INTER_AREA) for p in panels]
-    imageio.mimsave(out / "overlay.gif", small, duration=0.1, loop=0)
+    imageio.mimsave(out / "overlay.gif", cast(list[Any], small), duration=0.1, loop=0)
     for i in np.linspace(0, len(panels) - 1, num=max(1, args.stills)).astype(int):
         cv2.imwrite(str(out / f"frame_{i:04d}.png"), cv2.cvtColor(panels[i], cv2.COLOR_RGB2BGR))
     write_eval_report(metrics, out, title=f"Demo drive {args.seed}: {backend.meta.get('name', ckpt)}")

@@ -131,13 +131,16 @@ class Report:
             lines.append("| goal | measured | target | met |")
             lines.append("|---|---|---|---|")
             for g in self.goals:
-                lines.append(f"| {g['what']} | {_fmt(g['value'])} | {g['goal']} | {'yes' if g['met'] else 'NO'} |")
+                met = "yes" if g["met"] else "NO"
+                lines.append(f"| {g['what']} | {_fmt(g['value'])} | {g['goal']} | {met} |")
             lines.append("")
         lines.extend(f"- {n}" for n in self.notes)
         return "\n".join(lines).rstrip() + "\n"
 
     def to_json(self) -> dict[str, Any]:
-        return {"title": self.title, "machine": self.machine, "rows": self.rows, "goals": self.goals, "notes": self.notes}
+        return {
+            "title": self.title, "machine": self.machine, "rows": self.rows, "goals": self.goals, "notes": self.notes
+        }
 
     def write(self, out_dir: str | Path, stem: str) -> tuple[Path, Path]:
         out = Path(out_dir)

@@ -89,7 +89,10 @@ class Perceptor:
         cam = self._cameras.setdefault(frame.camera_id, _CameraState())
         policy = self.config.reset
         sig = frame_signature(frame.rgb) if (self.backend.is_temporal and policy.detect_scene_cuts) else None
-        reason = ResetReason.REQUESTED if frame.scene_cut else reset_reason(cam.stamp, frame.stamp, cam.signature, sig, policy)
+        if frame.scene_cut:
+            reason = ResetReason.REQUESTED
+        else:
+            reason = reset_reason(cam.stamp, frame.stamp, cam.signature, sig, policy)
         if reason is not ResetReason.NONE or not cam.memory:
             cam.memory = self.backend.initial_state(1)
         cam.stamp, cam.signature = frame.stamp, sig

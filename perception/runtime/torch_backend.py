@@ -50,7 +50,9 @@ class TorchBackend(Backend):
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-            raise BackendError(f"torch backend: device {cfg.device!r} requested but CUDA is not available; use device=cpu")
+            raise BackendError(
+                f"torch backend: device {cfg.device!r} requested but CUDA is not available; use device=cpu"
+            )
         if isinstance(self._source, (str, Path)):
             from perception.models.checkpoint import CheckpointError, load_checkpoint
 
@@ -64,7 +66,7 @@ class TorchBackend(Backend):
             raise BackendError(f"torch backend: input size {self.height}x{self.width} must be multiples of 32")
         model = model.eval().to(cfg.device)
         if cfg.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.model = model
 
     def _require(self) -> Any:

@@ -11,7 +11,8 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "train.yaml"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, default=None, help=f"YAML file of TrainConfig fields (default {DEFAULT_CONFIG.name})")
+    p.add_argument("--config", type=Path, default=None,
+                   help=f"YAML file of TrainConfig fields (default {DEFAULT_CONFIG.name})")
     p.add_argument("--model", help="registered model name, e.g. stan_s_temporal, stan_s, stan_s_noattn")
     p.add_argument("--steps", type=int)
     p.add_argument("--out", help="output directory for the checkpoint and logs")

@@ -37,7 +37,10 @@ def load_eval_sequences(cfg: EvalConfig) -> list[Sequence]:
 
 
 def run_sequence(
-    perceptor: Perceptor, seq: Sequence, camera_id: str = "cam0", on_result: Callable[[int, PerceptionResult], None] | None = None
+    perceptor: Perceptor,
+    seq: Sequence,
+    camera_id: str = "cam0",
+    on_result: Callable[[int, PerceptionResult], None] | None = None,
 ) -> list[PerceptionResult]:
     """Stream a drive through the perceptor (memory reset at its start)."""
     perceptor.reset(camera_id)

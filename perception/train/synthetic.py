@@ -124,10 +124,11 @@ def load_or_render(
     path.parent.mkdir(parents=True, exist_ok=True)
     k = seq.intrinsics
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(
-        tmp, rgb=seq.rgb, semantic=seq.semantic, instance=seq.instance, stamps=seq.stamps,
-        intrinsics=np.array([k.width, k.height, k.fx, k.fy, k.cx, k.cy]), **_gt_to_arrays(seq.gt),
-    )
+    arrays: dict[str, Any] = {
+        "rgb": seq.rgb, "semantic": seq.semantic, "instance": seq.instance, "stamps": seq.stamps,
+        "intrinsics": np.array([k.width, k.height, k.fx, k.fy, k.cx, k.cy]), **_gt_to_arrays(seq.gt),
+    }
+    np.savez(tmp, **arrays)
     tmp.replace(path)
     return seq
 

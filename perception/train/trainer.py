@@ -166,7 +166,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
     data = SyntheticClips(sequences, cfg.clip_len, AugmentConfig(), seed=cfg.seed)
     model = build_model(cfg.model, **cfg.model_overrides).to(device)
     if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     net_cfg = model_config(cfg.model, **cfg.model_overrides)
     loss_fn = DetSegLoss().to(device)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]

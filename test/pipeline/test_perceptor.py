@@ -8,7 +8,7 @@ import torch
 
 from perception.core.temporal import ResetReason
 from perception.models.registry import build_model
-from perception.pipeline.perceptor import FrameInput, PipelineError, Perceptor, PerceptorConfig
+from perception.pipeline.perceptor import FrameInput, Perceptor, PerceptorConfig, PipelineError
 from perception.runtime.torch_backend import TorchBackend
 
 
