@@ -22,7 +22,7 @@ def degrade(rgb: np.ndarray, seed: int, index: int) -> np.ndarray:
     sigma = rng.uniform(1.5, 6.0)
     shot = rng.uniform(0.0, 0.4)
     noise = rng.standard_normal(img.shape).astype(np.float32)
-    img = img + noise * (sigma + shot * np.sqrt(np.maximum(img, 0.0)))
+    img = (img + noise * (sigma + shot * np.sqrt(np.maximum(img, 0.0)))).astype(np.float32)
     out = np.clip(img + 0.5, 0, 255).astype(np.uint8)
     if rng.random() < 0.7:
         q = int(rng.integers(20, 70))

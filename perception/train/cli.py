@@ -35,13 +35,14 @@ def resolve_config(args: argparse.Namespace) -> dict[str, object]:
 
 def main(args: argparse.Namespace) -> int:
     from perception.core.config import ConfigError
+    from perception.train.datasets import DatasetError
     from perception.train.trainer import TrainConfig, TrainError, train
 
     try:
         cfg = TrainConfig.from_dict(resolve_config(args))
         stem = train(cfg, resume=args.resume, progress=not args.no_progress,
                      command="perception " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
-    except (ConfigError, TrainError) as e:
+    except (ConfigError, DatasetError, TrainError) as e:
         print(f"perception train: error: {e}", file=sys.stderr)
         return 2
     print(f"checkpoint: {stem}.safetensors (+ {stem.name}.json)")

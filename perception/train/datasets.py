@@ -314,3 +314,50 @@ def collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "has_det": torch.tensor([bool(s["has_det"]) for s in batch]),
         "has_seg": torch.tensor([bool(s["has_seg"]) for s in batch]),
     }
+
+
+class SingleFrameClips:
+    """Adapts a loader of this module to the trainer's clip format (clips of one frame).
+
+    Items match :class:`perception.train.synthetic.SyntheticClips`: ``image`` (1, 3, H, W),
+    ``seg`` (1, H, W) and the encoded detection targets with a leading time axis of 1; images
+    without boxes get :func:`perception.train.targets.unsupervised_targets` (no detection loss).
+    """
+
+    def __init__(self, dataset: Any, num_classes: int = classes.NUM_DETECTION) -> None:
+        self.dataset = dataset
+        self.num_classes = num_classes
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        from perception.train.targets import encode_targets, unsupervised_targets
+
+        s = self.dataset[i]
+        image = s["image"].numpy()
+        _, h, w = image.shape
+        if s["has_det"]:
+            t = encode_targets(s["boxes"].numpy(), s["class_ids"].numpy(), s["ignore"].numpy(), h, w,
+                               self.num_classes)
+        else:
+            t = unsupervised_targets(h, w, self.num_classes)
+        item = {"image": image[None], "seg": s["seg"].numpy()[None], "reset": np.ones(1, dtype=bool)}
+        item.update({k: v[None] for k, v in t.items()})
+        return item
+
+
+def build_source(spec: Mapping[str, Any], input_size: tuple[int, int]) -> SingleFrameClips:
+    """A training source from a config entry, e.g. ``{kind: coco, images: DIR, annotations: FILE}``
+    or ``{kind: cityscapes, images: DIR, labels: DIR}``."""
+    kind = spec.get("kind")
+    try:
+        if kind == "coco":
+            return SingleFrameClips(CocoDetectionDataset(spec["images"], spec["annotations"], input_size,
+                                                         spec.get("class_map")))
+        if kind == "cityscapes":
+            return SingleFrameClips(CityscapesSegDataset(spec["images"], spec["labels"], input_size,
+                                                         spec.get("id_map")))
+    except KeyError as e:
+        raise DatasetError(f"dataset entry {dict(spec)} lacks key {e}") from e
+    raise DatasetError(f"dataset entry {dict(spec)}: kind must be 'coco' or 'cityscapes'")

@@ -384,7 +384,7 @@ def attention_concentration(attention: np.ndarray, gt: GroundTruth, instance: np
         raise EvalError(f"attention must be (H, W) at image resolution, got {a.shape}; upsample it first")
     if (a < 0).any():
         raise EvalError("attention must be non-negative")
-    mask = object_mask(gt, a.shape, instance)  # type: ignore[arg-type]
+    mask = object_mask(gt, (int(a.shape[0]), int(a.shape[1])), instance)
     area_share = mask.mean()
     total = a.sum()
     if area_share == 0 or total <= 0:

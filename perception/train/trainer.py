@@ -48,6 +48,10 @@ class TrainConfig:
     checkpoint_every: int = 250
     log_every: int = 10
     sim: dict[str, Any] = field(default_factory=dict)  # SimConfig overrides (width/height forced to input size)
+    synthetic: bool = True  # train on rendered drives
+    # users' real data, e.g. [{kind: coco, images: DIR, annotations: FILE}, {kind: cityscapes, images: D, labels: D}];
+    # steps take their batches from the sources in turn (synthetic first)
+    datasets: tuple[dict[str, Any], ...] = ()
     model_overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -55,7 +59,9 @@ class TrainConfig:
             raise TrainError(f"input size {self.input_height}x{self.input_width} must be multiples of 32")
         if self.precision not in ("bf16", "fp32", "fp16"):
             raise TrainError(f"precision must be bf16, fp32 or fp16, not {self.precision!r}")
-        if self.train_seeds[1] <= self.train_seeds[0]:
+        if not self.synthetic and not self.datasets:
+            raise TrainError("no training data: synthetic is false and no datasets are given")
+        if self.synthetic and self.train_seeds[1] <= self.train_seeds[0]:
             raise TrainError(f"train_seeds {self.train_seeds} is an empty range")
 
     @classmethod
@@ -67,6 +73,8 @@ class TrainConfig:
         d = dict(d)
         if "train_seeds" in d:
             d["train_seeds"] = tuple(d["train_seeds"])
+        if "datasets" in d:
+            d["datasets"] = tuple(d["datasets"] or ())
         return cls(**d)
 
     def sim_config(self) -> dict[str, Any]:
@@ -150,6 +158,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
 
     from perception.models.checkpoint import save_checkpoint
     from perception.models.registry import build_model, model_config
+    from perception.train.datasets import build_source
     from perception.train.losses import DetSegLoss
     from perception.train.synthetic import AugmentConfig, SyntheticClips
 
@@ -162,8 +171,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
 
-    sequences = load_sequences(cfg, range(*cfg.train_seeds), progress)
-    data = SyntheticClips(sequences, cfg.clip_len, AugmentConfig(), seed=cfg.seed)
+    sources: list[Any] = []
+    if cfg.synthetic:
+        sequences = load_sequences(cfg, range(*cfg.train_seeds), progress)
+        sources.append(SyntheticClips(sequences, cfg.clip_len, AugmentConfig(), seed=cfg.seed))
+    sources += [build_source(spec, (cfg.input_height, cfg.input_width)) for spec in cfg.datasets]
     model = build_model(cfg.model, **cfg.model_overrides).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -186,7 +198,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
         opt.load_state_dict(state["optimizer"])
         step = int(state["step"])
         torch.set_rng_state(state["torch_rng"])
-        data.rng = np.random.default_rng([cfg.seed, step])
+        for src in sources:
+            if isinstance(src, SyntheticClips):
+                src.rng = np.random.default_rng([cfg.seed, step])
 
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
     order_rng = np.random.default_rng([cfg.seed, step, 1])
@@ -198,7 +212,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
     last_loss = float("nan")
     with log_path.open("a", encoding="utf-8") as log:
         while step < cfg.steps:
-            idx = order_rng.choice(len(data), size=cfg.batch_size, replace=len(data) < cfg.batch_size)
+            data = sources[step % len(sources)]
+            per_clip = data.clip_len if isinstance(data, SyntheticClips) else 1
+            n = cfg.batch_size * (cfg.clip_len // per_clip)  # the same number of images from every source
+            idx = order_rng.choice(len(data), size=n, replace=len(data) < n)
             batch = _to_torch(_collate([data[int(i)] for i in idx]), device, cfg.channels_last)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg)
@@ -210,7 +227,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
             step += 1
-            images += cfg.batch_size * cfg.clip_len
+            images += int(batch["image"].shape[0] * batch["image"].shape[1])
             last_loss = float(loss.detach())
             if not math.isfinite(last_loss):
                 raise TrainError(f"loss became {last_loss} at step {step}; lower --lr or use --precision fp32")

@@ -61,3 +61,45 @@ def test_config_validation() -> None:
     assert lr_at(0, cfg) == pytest.approx(0.1)
     assert lr_at(10, cfg) == pytest.approx(1.0)
     assert lr_at(110, cfg) == pytest.approx(0.02)
+
+
+def _real_data(tmp_path: Path) -> list[dict[str, str]]:
+    """Tiny COCO (a dark 'car' rectangle on noise) and Cityscapes-style (sky over road) datasets."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    coco_dir, cs_img, cs_lab = tmp_path / "coco", tmp_path / "cs" / "img", tmp_path / "cs" / "lab"
+    for d in (coco_dir, cs_img, cs_lab):
+        d.mkdir(parents=True)
+    images, anns = [], []
+    for i in range(4):
+        img = rng.integers(100, 200, size=(64, 128, 3), dtype=np.uint8)
+        x, y = 10 + 20 * i, 20
+        img[y : y + 20, x : x + 30] = (20, 20, 160)
+        cv2.imwrite(str(coco_dir / f"{i}.png"), img)
+        images.append({"id": i + 1, "file_name": f"{i}.png"})
+        anns.append({"id": i + 1, "image_id": i + 1, "category_id": 3, "bbox": [x, y, 30, 20], "iscrowd": 0})
+        label = np.full((64, 128), 7, np.uint8)  # road
+        label[: 24 + 4 * i] = 23  # sky
+        cs = np.where(label[..., None] == 23, np.uint8(220), np.uint8(90)).repeat(3, axis=2)
+        cv2.imwrite(str(cs_img / f"{i}.png"), cs)
+        cv2.imwrite(str(cs_lab / f"{i}.png"), label)
+    ann = {"images": images, "annotations": anns, "categories": [{"id": 3, "name": "car"}]}
+    (tmp_path / "ann.json").write_text(json.dumps(ann))
+    return [
+        {"kind": "coco", "images": str(coco_dir), "annotations": str(tmp_path / "ann.json")},
+        {"kind": "cityscapes", "images": str(cs_img), "labels": str(cs_lab)},
+    ]
+
+
+@pytest.mark.slow
+def test_training_on_users_coco_and_cityscapes_data(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, synthetic=False, datasets=_real_data(tmp_path), model="stan_tiny", steps=40, log_every=1)
+    train(cfg, progress=False)
+    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    coco = [r for r in log if r["seg_ce"] == 0.0]  # steps 1, 3, ... take the COCO source (no seg labels)
+    cs = [r for r in log if r["heatmap"] == 0.0]  # and the Cityscapes steps have no boxes
+    assert coco and cs
+    assert coco[-1]["loss"] < 0.8 * coco[0]["loss"] and cs[-1]["loss"] < 0.8 * cs[0]["loss"]
+    with pytest.raises(TrainError, match="no training data"):
+        _cfg(tmp_path, synthetic=False)
