@@ -33,13 +33,30 @@ def resolve_checkpoint(name_or_path: str) -> Path:
         raise RosError(f"model.checkpoint {name_or_path!r}: no file {p}.safetensors and {e}") from e
 
 
+def model_source(cfg: ModelConfig) -> tuple[Path | None, str]:
+    """Which weights a node runs: (checkpoint stem, or None for an untrained network; a description).
+
+    ``model.checkpoint`` wins; without it, the shipped checkpoint named ``model.name`` if there is
+    one, else the registry network ``model.name`` with random weights (plumbing and benchmarks only).
+    """
+    if cfg.checkpoint:
+        path = resolve_checkpoint(cfg.checkpoint)
+        return path, str(path)
+    try:
+        from perception.weights import weights_path
+
+        path = weights_path(cfg.name)
+        return path, f"{cfg.name} (shipped weights)"
+    except FileNotFoundError:
+        return None, f"{cfg.name} (UNTRAINED: random weights, no checkpoint given or shipped)"
+
+
 def _torch_backend(cfg: ModelConfig) -> Backend:
     from perception.runtime.torch_backend import TorchBackend, TorchBackendConfig
 
-    source: object
-    if cfg.checkpoint:
-        source = resolve_checkpoint(cfg.checkpoint)
-    else:
+    path, _ = model_source(cfg)
+    source: object = path
+    if path is None:
         import torch
 
         from perception.models.registry import build_model

@@ -324,3 +324,22 @@ def flatten_yaml_params(tree: Mapping[str, Any], prefix: str = "") -> dict[str, 
         else:
             out[key] = v
     return out
+
+
+# synthetic_camera: name -> (default, description)
+SYNTHETIC_CAMERA_PARAMS: dict[str, tuple[Any, str]] = {
+    "camera": ("camera", "namespace of the published topics"),
+    "seed": (2024, "first drive's seed (training used seeds < 1000)"),
+    "num_frames": (200, "frames per drive; then the next seed starts (a scene cut)"),
+    "max_frames": (0, "stop publishing after this many frames in all; 0: never"),
+    "loop": (True, "start the next drive when one ends (false: stop)"),
+    "fps": (10.0, "frames per second, real time"),
+    "width": (640, "image width in pixels"),
+    "height": (384, "image height in pixels"),
+    "hfov_deg": (90.0, "horizontal field of view"),
+    "lidar": (False, "also render and publish the LiDAR point cloud"),
+    "publish_compressed": (False, "also publish <camera>/image_raw/compressed (JPEG)"),
+    "frame_id": ("camera_optical_frame", "frame_id of the image, camera_info and ground truth"),
+    "lidar_frame_id": ("lidar", "frame_id of the point cloud"),
+    "qos_reliability": ("best_effort", "best_effort (sensor data) or reliable"),
+}

@@ -46,7 +46,7 @@ from std_srvs.srv import SetBool, Trigger
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from perception.ros import convert, runner
-from perception.ros.engine import build_perceptor, release_perceptor
+from perception.ros.engine import build_perceptor, model_source, release_perceptor
 from perception.ros.errors import RosError
 from perception.ros.params import PERCEPTION_PARAMS, ParamSpec, PerceptionNodeConfig, check_value, node_config
 from perception.ros.qos import latched, qos_profile
@@ -107,6 +107,7 @@ class PerceptionNode(LifecycleNode):
         self._enabled = True
         self._state_label = "unconfigured"
         self._load_error = ""
+        self._model_label = ""
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_service(SetBool, "~/enable", self._on_enable)
         self._autostart_timer: Any = None
@@ -151,6 +152,11 @@ class PerceptionNode(LifecycleNode):
         except RosError as e:
             self.get_logger().error(f"configure rejected: {e}")
             return TransitionCallbackReturn.FAILURE
+        try:
+            _, self._model_label = model_source(cfg.model)
+        except RosError as e:
+            self.get_logger().error(f"configure rejected: {e}")
+            return TransitionCallbackReturn.FAILURE
         self._cfg = cfg
         self._stats = NodeStats(cfg.input.cameras)
         out_qos = qos_profile(cfg.output.qos_reliability, cfg.output.qos_depth)
@@ -172,7 +178,7 @@ class PerceptionNode(LifecycleNode):
         self._diag_timer = self.create_timer(cfg.diagnostics_period, self._publish_diagnostics)
         self._state_label = "inactive"
         self.get_logger().info(
-            f"configured: cameras {list(cfg.input.cameras)}, model {cfg.model.label}, backend {cfg.model.backend} "
+            f"configured: cameras {list(cfg.input.cameras)}, model {self._model_label}, backend {cfg.model.backend} "
             f"on {cfg.model.device} ({cfg.model.precision}), input {cfg.model.input_size[1]}x{cfg.model.input_size[0]}"
         )
         return TransitionCallbackReturn.SUCCESS
@@ -320,7 +326,7 @@ class PerceptionNode(LifecycleNode):
             elif self._state_label == "active" and self._enabled and values["input_hz"] > 0 and not values["output_hz"]:
                 level, text = "warn", "receiving images but publishing nothing (see last_error)"
             values = {"state": state, "backend": cfg.model.backend, "device": cfg.model.device,
-                      "model": cfg.model.label, "precision": cfg.model.precision,
+                      "model": self._model_label, "precision": cfg.model.precision,
                       "input_topic": self.resolve_topic_name(cfg.input.image_topic(cam)), **values}
             msg.status.append(convert.diagnostic_status(
                 f"{self.get_name()}: {cam}", level, text, f"{cfg.model.backend}/{cfg.model.device}", values))
