@@ -89,7 +89,7 @@ def descriptor(spec: ParamSpec) -> ParameterDescriptor:
 class PerceptionNode(LifecycleNode):
     def __init__(self, node_name: str = "perception", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        self._startup_errors: list[str] = []
+        self._startup_errors: dict[str, str] = {}  # parameter -> why its override was refused
         for spec in PERCEPTION_PARAMS:
             self._declare(spec)
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -120,7 +120,7 @@ class PerceptionNode(LifecycleNode):
             self.declare_parameter(spec.name, spec.default, descriptor(spec))
         except (InvalidParameterValueException, InvalidParameterTypeException) as e:
             # an override from a parameter file that rclpy refuses: keep the node alive, fail configure
-            self._startup_errors.append(f"parameter {spec.name!r}: {e}")
+            self._startup_errors[spec.name] = f"parameter {spec.name!r}: {e}"
             self.declare_parameter(spec.name, spec.default, descriptor(spec), ignore_override=True)
 
     def _values(self) -> dict[str, Any]:
@@ -140,12 +140,14 @@ class PerceptionNode(LifecycleNode):
             node_config(values)
         except RosError as e:
             return SetParametersResult(successful=False, reason=str(e))
+        for p in params:
+            self._startup_errors.pop(p.name, None)
         return SetParametersResult(successful=True, reason="takes effect on the next configure")
 
     # -- lifecycle -----------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         if self._startup_errors:
-            self.get_logger().error("configure rejected: " + "; ".join(self._startup_errors))
+            self.get_logger().error("configure rejected: " + "; ".join(self._startup_errors.values()))
             return TransitionCallbackReturn.FAILURE
         try:
             cfg = node_config(self._values())

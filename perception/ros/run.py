@@ -10,6 +10,7 @@ SIGINT, then SIGTERM, then SIGKILL. No rclpy import here.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import importlib.util
 import os
@@ -118,16 +119,12 @@ def stop_processes(procs: Sequence[NodeProcess], timeout: float = 10.0) -> dict[
         if not alive:
             break
         for p in alive:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(p.proc.pid, sig)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + timeout
         for p in alive:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 p.proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
     return {p.name: int(p.proc.returncode) if p.proc.returncode is not None else -9 for p in procs}
 
 
