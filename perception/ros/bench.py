@@ -187,13 +187,13 @@ def end_to_end(args: argparse.Namespace, frames: list[np.ndarray]) -> tuple[list
             for _attempt in range(3):  # best effort: a lost frame is re-sent, never counted
                 t0 = time.perf_counter()
                 pub.publish(msg)
-                if spin_until(lambda s=stamp: s in received, 10.0):  # type: ignore[misc]
+                if spin_until(lambda s=stamp: s in received, 10.0):
                     break
             else:
                 raise RuntimeError(f"no detections for frame {i}; node log: {tmp / 'node.log'}")
             if i >= args.warmup:
                 latencies.append(received[stamp] - t0)
-            spin_until(lambda s=stamp: bool(last_att) and last_att[-1] >= s, 5.0)  # type: ignore[misc]
+            spin_until(lambda s=stamp: bool(last_att) and last_att[-1] >= s, 5.0)
         spin_until(lambda: False, 1.1)  # one more diagnostics period
         return model_times, latencies, dict(diag)
     finally:
@@ -221,8 +221,8 @@ def run(args: argparse.Namespace) -> int:
         report.notes.append(
             f"model {args.model} {args.checkpoint or ''} input {args.input_size} {args.precision}, "
             f"torch threads {args.threads or 'default'}, {os.cpu_count()} cores; node diagnostics: "
-            f"latency p50 {diag.get('latency_p50_ms')} ms (receive -> published), infer p50 {diag.get('infer_p50_ms')} ms,"
-            f" dropped_stale {diag.get('dropped_stale')}"
+            f"latency p50 {diag.get('latency_p50_ms')} ms (receive -> published), "
+            f"infer p50 {diag.get('infer_p50_ms')} ms, dropped_stale {diag.get('dropped_stale')}"
         )
     for r in rows:
         report.add(**r)
