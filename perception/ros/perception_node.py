@@ -48,7 +48,14 @@ from vision_msgs.msg import Detection2DArray, LabelInfo
 from perception.ros import convert, runner
 from perception.ros.engine import build_perceptor, model_source, release_perceptor
 from perception.ros.errors import RosError
-from perception.ros.params import PERCEPTION_PARAMS, ParamSpec, PerceptionNodeConfig, check_value, node_config
+from perception.ros.params import (
+    PARAMS_BY_NAME,
+    PERCEPTION_PARAMS,
+    ParamSpec,
+    PerceptionNodeConfig,
+    check_value,
+    node_config,
+)
 from perception.ros.qos import latched, qos_profile
 from perception.ros.stats import NodeStats
 
@@ -133,9 +140,12 @@ class PerceptionNode(LifecycleNode):
         return out
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        ours = [p for p in params if p.name in PARAMS_BY_NAME]  # use_sim_time etc. are rclpy's business
+        if not ours:
+            return SetParametersResult(successful=True)
         values = self._values()
         try:
-            for p in params:
+            for p in ours:
                 values[p.name] = check_value(p.name, p.value)
             node_config(values)
         except RosError as e:

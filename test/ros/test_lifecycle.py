@@ -34,7 +34,9 @@ def _transition(client: Client, node: str, transition: int) -> bool:
 
 def _set(client: Client, node: str, name: str, value: object) -> tuple[bool, str]:
     pv = ParameterValue()
-    if isinstance(value, float):
+    if isinstance(value, bool):
+        pv.type, pv.bool_value = ParameterType.PARAMETER_BOOL, value
+    elif isinstance(value, float):
         pv.type, pv.double_value = ParameterType.PARAMETER_DOUBLE, value
     elif isinstance(value, int):
         pv.type, pv.integer_value = ParameterType.PARAMETER_INTEGER, value
@@ -118,6 +120,7 @@ def test_invalid_parameter_files_make_configure_fail_with_a_reason(
     assert not _transition(client, name, Transition.TRANSITION_CONFIGURE)  # score_threshold still refused
     assert _set(client, name, "detection.score_threshold", 0.5)[0]
     assert _transition(client, name, Transition.TRANSITION_CONFIGURE)
+    assert _set(client, name, "use_sim_time", False)[0]  # rclpy's own parameters are not ours to refuse
 
 
 def test_missing_checkpoint_is_rejected_on_configure(client: Client, node_factory: Callable[..., NodeProc]) -> None:
