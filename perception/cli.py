@@ -19,6 +19,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "eval": ("perception.train.eval_cli", "evaluate a checkpoint: mAP, mIoU, flicker, occlusion, attention"),
     "bench": ("perception.bench.cli", "benchmarks (model, sim): reports with ratios from one run"),
     "demo": ("perception.demo", "the main job: synthetic drive -> perception -> overlay video + metrics"),
+    "run": ("perception.ros.run", "run a launch file's ROS 2 nodes without ros2 launch (localhost DDS)"),
 }
 
 

@@ -28,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--height", type=int, default=384)
     p.add_argument("--stills", type=int, default=4, help="number of PNG stills")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    p.add_argument("--ros", action="store_true",
+                   help="run it over ROS 2: synthetic_camera and perception_node as processes on loopback DDS, "
+                        "recorded to an MCAP bag (perception.ros.demo)")
 
 
 def resolve_checkpoint(name_or_path: str) -> Path:
@@ -50,6 +53,10 @@ def panel(rgb: np.ndarray, result: Any, gt: Any) -> np.ndarray:
 
 
 def main(args: argparse.Namespace) -> int:
+    if getattr(args, "ros", False):
+        from perception.ros.demo import main as ros_main
+
+        return ros_main(args)
     import cv2
     import imageio.v2 as imageio
 

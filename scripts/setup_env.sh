@@ -16,6 +16,14 @@ done
 if "$PYTHON" -c "import ensurepip, venv" >/dev/null 2>&1; then
   missing=("${missing[@]/python3-venv}")
 fi
+# The vision_msgs compatibility build (scripts/build_interfaces.sh) compiles C: cmake, a C/C++
+# compiler and the interpreter's headers (Debian's python3 needs python3-dev; pyenv ships them).
+for tool in cmake:cmake g++:g++ make:make; do
+  command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool##*:}")
+done
+if ! "$PYTHON" -c "import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))"; then
+  missing+=(python3-dev)
+fi
 if [ -n "$(echo "${missing[@]:-}" | tr -d ' ')" ]; then
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -30,7 +38,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 stamp="$VENV/.perception-installed"
-want=$(cat requirements.txt requirements-dev.txt setup.py | sha256sum | cut -c1-16)
+want=$(cat requirements.txt requirements-ros.txt requirements-dev.txt setup.py | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "[setup] installing Python dependencies into $VENV (first run: a few minutes)"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
@@ -38,3 +46,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
   echo "$want" > "$stamp"
 fi
+
+# ROS 2 messages the project needs but no registry ships: a vision_msgs 4.x-compatible interface
+# package, built into the venv only when `vision_msgs` is not importable (idempotent, ~40 s once).
+VENV="$VENV" bash scripts/build_interfaces.sh

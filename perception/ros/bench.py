@@ -1,0 +1,233 @@
+"""``perception bench ros``: what the ROS layer costs on top of the model, measured side by side.
+
+1. Model only: ``Perceptor.process`` on the frames in this process (the same config the node builds).
+2. End to end: this process publishes each frame (sensor_msgs/Image) to a perception_node running
+   in ANOTHER process (localhost DDS, private domain) and times publish -> Detection2DArray
+   received; the next frame goes out once the node has published every output of the previous
+   one, so latencies never include queueing. Goal: end-to-end median <= 1.15 x model only.
+3. Conversion throughput: message -> numpy for each input encoding, and the output builders.
+Model-only and end-to-end runs alternate frame by frame, so both see the same machine load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+GOAL_RATIO = 1.15
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=Path("out/bench"))
+    p.add_argument("--width", type=int, default=1280)
+    p.add_argument("--height", type=int, default=720)
+    p.add_argument("--frames", type=int, default=30, help="timed frames per pass")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--model", default="stan_s_temporal", help="registry name (shipped weights if any)")
+    p.add_argument("--checkpoint", default="", help="checkpoint path stem (overrides --model's weights)")
+    p.add_argument("--input-size", default="384x640", help="network input HxW")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    p.add_argument("--skip-e2e", action="store_true", help="only conversion throughput and model time")
+
+
+def _frames(n: int, h: int, w: int) -> list[np.ndarray]:
+    """Synthetic-world frames if the sim is available (realistic content), else smooth noise."""
+    try:
+        from perception.sim.config import SimConfig
+        from perception.sim.drive import generate_sequence
+
+        cfg = SimConfig(width=w, height=h)
+        return [f.rgb for f in generate_sequence(4242, min(n, 12), cfg)] * (n // min(n, 12) + 1)
+    except ImportError:
+        import cv2
+
+        rng = np.random.default_rng(0)
+        return [cv2.GaussianBlur(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), (9, 9), 0) for _ in range(n)]
+
+
+def conversion_rows(h: int, w: int, iters: int = 30) -> list[dict[str, Any]]:
+    import cv2
+
+    from perception.core.types import Detections
+    from perception.ros import convert
+
+    rgb = np.random.default_rng(1).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    header = convert.make_header(1.0, "cam")
+    msgs: dict[str, Any] = {
+        "rgb8": convert.array_to_image(rgb, header, "rgb8"),
+        "bgr8": convert.array_to_image(rgb[..., ::-1], header, "bgr8"),
+    }
+    for enc, code in (("rgba8", cv2.COLOR_RGB2RGBA), ("bgra8", cv2.COLOR_RGB2BGRA)):
+        a = cv2.cvtColor(rgb, code)
+        m = convert.array_to_image(rgb, header, "rgb8")
+        m.encoding, m.step, m.data = enc, w * 4, a.tobytes()
+        msgs[enc] = m
+    mono = convert.array_to_image(rgb[..., 0].copy(), header, "mono8")
+    msgs["mono8"] = mono
+    msgs["jpeg"] = convert.rgb_to_compressed(rgb, header, "jpeg", 90)
+    rows = []
+    for name, msg in msgs.items():
+        fn = convert.message_to_rgb
+        fn(msg)
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            fn(msg)
+        dt = (time.perf_counter() - t0) / iters
+        rows.append({"name": f"{name} -> rgb array", "ms_per_call": 1e3 * dt, "frames_per_s": 1 / dt,
+                     "GB_per_s": h * w * 3 / dt / 1e9})
+    n = 100
+    det = Detections(np.tile([[10, 20, 110, 220]], (n, 1)).astype(np.float32), np.full(n, 0.5, np.float32),
+                     np.zeros(n, np.int64), np.ones(n, np.float32))
+    seg = np.zeros((h, w), np.uint8)
+    att = np.zeros((h, w), np.float32)
+    builders = {
+        "detections_to_msg (100 objects)": lambda: convert.detections_to_msg(det, header),
+        "segmentation mono8 msg": lambda: convert.array_to_image(seg, header, "mono8"),
+        "attention 32FC1 msg": lambda: convert.array_to_image(att, header, "32FC1"),
+    }
+    for name, build in builders.items():
+        build()
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            build()
+        dt = (time.perf_counter() - t0) / iters
+        rows.append({"name": name, "ms_per_call": 1e3 * dt, "frames_per_s": 1 / dt})
+    return rows
+
+
+def _node_params(args: argparse.Namespace) -> dict[str, Any]:
+    ih, iw = (int(x) for x in args.input_size.lower().split("x"))
+    return {"model.name": args.model, "model.checkpoint": args.checkpoint, "model.input_height": ih,
+            "model.input_width": iw, "model.precision": args.precision, "model.threads": args.threads,
+            "cameras": ["bench"], "autostart": True, "diagnostics_period": 1.0}
+
+
+def end_to_end(args: argparse.Namespace, frames: list[np.ndarray]) -> tuple[list[float], list[float], dict[str, str]]:
+    """Per frame, interleaved under the same machine load: model-only time in this process, then
+    publish -> Detection2DArray received from the node in another process (seconds each)."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from perception.pipeline.perceptor import FrameInput
+    from perception.ros.engine import build_perceptor, release_perceptor
+    from perception.ros.env import apply_localhost_env, localhost_env
+    from perception.ros.params import node_config
+    from perception.ros.run import NodeProcess, stop_processes
+
+    domain = apply_localhost_env()  # this process too, before rclpy.init
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+    from vision_msgs.msg import Detection2DArray
+
+    from perception.ros import convert
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_ros_"))
+    pfile = tmp / "params.yaml"
+    pfile.write_text(yaml.safe_dump({"/**": {"ros__parameters": _node_params(args)}}), encoding="utf-8")
+    log = (tmp / "node.log").open("wb")
+    argv = [sys.executable, "-m", "perception.ros.perception_node", "--ros-args", "-r", "__node:=perception_bench",
+            "--params-file", str(pfile)]
+    proc = subprocess.Popen(argv, env=localhost_env(domain), stdout=log, stderr=subprocess.STDOUT)
+    node_proc = NodeProcess("perception_bench", argv, proc)
+    rclpy.init()
+    node = rclpy.create_node("bench_client")
+    received: dict[float, float] = {}
+    last_att: list[float] = []
+    diag: dict[str, str] = {}
+
+    def on_det(m: Any) -> None:
+        received.setdefault(convert.stamp_to_seconds(m.header.stamp), time.perf_counter())
+
+    def on_diag(m: Any) -> None:
+        for st in m.status:
+            if "perception_bench" in st.name:
+                diag.clear()
+                diag.update({kv.key: kv.value for kv in st.values})
+
+    node.create_subscription(Detection2DArray, "/bench/detections", on_det, 10)
+    node.create_subscription(Image, "/bench/attention", lambda m: last_att.append(convert.stamp_to_seconds(
+        m.header.stamp)), 10)
+    node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
+    pub = node.create_publisher(Image, "/bench/image_raw", qos_profile_sensor_data)
+
+    def spin_until(pred: Any, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if pred():
+                return True
+            rclpy.spin_once(node, timeout_sec=0.002)
+        return bool(pred())
+
+    latencies: list[float] = []
+    model_times: list[float] = []
+    perceptor = build_perceptor(node_config(_node_params(args)))
+    try:
+        if not spin_until(lambda: diag.get("state") == "active" or proc.poll() is not None, 120):
+            raise RuntimeError("perception_node did not become active")
+        base = time.time()
+        for i, rgb in enumerate(frames[: args.warmup + args.frames]):
+            t0 = time.perf_counter()
+            perceptor.process(FrameInput("bench", rgb, 0.1 * i))
+            if i >= args.warmup:
+                model_times.append(time.perf_counter() - t0)
+            stamp = base + 0.1 * i
+            msg = convert.array_to_image(rgb, convert.make_header(stamp, "bench"), "rgb8")
+            for _attempt in range(3):  # best effort: a lost frame is re-sent, never counted
+                t0 = time.perf_counter()
+                pub.publish(msg)
+                if spin_until(lambda s=stamp: s in received, 10.0):
+                    break
+            else:
+                raise RuntimeError(f"no detections for frame {i}; node log: {tmp / 'node.log'}")
+            if i >= args.warmup:
+                latencies.append(received[stamp] - t0)
+            spin_until(lambda s=stamp: bool(last_att) and last_att[-1] >= s, 5.0)
+        spin_until(lambda: False, 1.1)  # one more diagnostics period
+        return model_times, latencies, dict(diag)
+    finally:
+        release_perceptor(perceptor)
+        node.destroy_node()
+        rclpy.try_shutdown()
+        stop_processes([node_proc])
+        log.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    from perception.bench.report import Report
+
+    h, w = args.height, args.width
+    report = Report(f"ROS 2 layer at {w}x{h}: end-to-end vs model only, conversion throughput")
+    frames = _frames(args.warmup + args.frames, h, w)
+    rows = conversion_rows(h, w)
+    if not args.skip_e2e:
+        model_times, e2e, diag = end_to_end(args, frames)
+        report.add_timing("model only (Perceptor.process, same process)", model_times)
+        report.add_timing("end to end (publish -> Detection2DArray in another process)", e2e)
+        ratio = statistics.median(e2e) / statistics.median(model_times)
+        report.add_ratios("model only (Perceptor.process, same process)", column="x_model_only")
+        report.add_goal("end-to-end / model-only latency (median)", ratio, f"<= {GOAL_RATIO}", ratio <= GOAL_RATIO)
+        report.notes.append(
+            f"model {args.model} {args.checkpoint or ''} input {args.input_size} {args.precision}, "
+            f"torch threads {args.threads or 'default'}, {os.cpu_count()} cores; node diagnostics: "
+            f"latency p50 {diag.get('latency_p50_ms')} ms (receive -> published), "
+            f"infer p50 {diag.get('infer_p50_ms')} ms, dropped_stale {diag.get('dropped_stale')}"
+        )
+    for r in rows:
+        report.add(**r)
+    report.notes.append("conversion rows: one call on a 1280x720 message; rgb8 input is a zero-copy view")
+    md, js = report.write(args.out, "bench_ros")
+    print(report.to_markdown())
+    print(f"[bench ros] wrote {md} and {js}")
+    return 0

@@ -1,0 +1,104 @@
+"""Build (and release) the Perceptor a node runs, from its validated config. No rclpy here.
+
+Backends are chosen by name from :data:`BACKEND_BUILDERS` (a table, not an if/elif chain); each
+builder imports its runtime lazily, so a node configured for one runtime never imports another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from perception.ros.errors import RosError
+from perception.ros.params import ModelConfig, PerceptionNodeConfig
+
+if TYPE_CHECKING:
+    from perception.pipeline.perceptor import Perceptor
+    from perception.runtime.base import Backend
+
+
+def resolve_checkpoint(name_or_path: str) -> Path:
+    """A checkpoint path stem (``x`` for ``x.safetensors`` + ``x.json``) or a shipped checkpoint's name."""
+    p = Path(name_or_path).expanduser()
+    if p.suffix == ".safetensors":
+        p = p.with_suffix("")
+    if p.with_suffix(".safetensors").exists():
+        return p
+    try:
+        from perception.weights import weights_path
+
+        return weights_path(name_or_path)
+    except FileNotFoundError as e:
+        raise RosError(f"model.checkpoint {name_or_path!r}: no file {p}.safetensors and {e}") from e
+
+
+def model_source(cfg: ModelConfig) -> tuple[Path | None, str]:
+    """Which weights a node runs: (checkpoint stem, or None for an untrained network; a description).
+
+    ``model.checkpoint`` wins; without it, the shipped checkpoint named ``model.name`` if there is
+    one, else the registry network ``model.name`` with random weights (plumbing and benchmarks only).
+    """
+    if cfg.checkpoint:
+        path = resolve_checkpoint(cfg.checkpoint)
+        return path, str(path)
+    try:
+        from perception.weights import weights_path
+
+        path = weights_path(cfg.name)
+        return path, f"{cfg.name} (shipped weights)"
+    except FileNotFoundError:
+        return None, f"{cfg.name} (UNTRAINED: random weights, no checkpoint given or shipped)"
+
+
+def _torch_backend(cfg: ModelConfig) -> Backend:
+    from perception.runtime.torch_backend import TorchBackend, TorchBackendConfig
+
+    path, _ = model_source(cfg)
+    source: object = path
+    if path is None:
+        import torch
+
+        from perception.models.registry import build_model
+
+        torch.manual_seed(cfg.seed)
+        try:
+            source = build_model(cfg.name)
+        except (KeyError, ValueError) as e:
+            raise RosError(f"model.name {cfg.name!r}: {e}") from e
+    tcfg = TorchBackendConfig(device=cfg.device, precision=cfg.precision, channels_last=cfg.channels_last,
+                              threads=cfg.threads)
+    return TorchBackend(source, cfg.input_size, tcfg)  # type: ignore[arg-type]
+
+
+BACKEND_BUILDERS: dict[str, Callable[[ModelConfig], Backend]] = {
+    "torch": _torch_backend,
+}
+
+
+def build_perceptor(cfg: PerceptionNodeConfig) -> Perceptor:
+    """Load the backend (slow: weights, compilation) and wrap it in a Perceptor.
+
+    Raises :class:`RosError` (bad checkpoint or model name) or the backend's ``BackendError``.
+    """
+    from perception.pipeline.perceptor import Perceptor, PerceptorConfig
+
+    model, detection, out = cfg.model, cfg.detection, cfg.output
+    builder = BACKEND_BUILDERS.get(model.backend)
+    if builder is None:
+        raise RosError(f"model.backend {model.backend!r} is not available; use one of {', '.join(BACKEND_BUILDERS)}")
+    backend = builder(model)
+    backend.load()
+    pcfg = PerceptorConfig(
+        score_thresh=detection.score_threshold, nms_iou=detection.nms_iou, max_det=detection.max_detections,
+        segmentation=out.segmentation or out.segmentation_color,
+        attention=out.attention or out.object_attention,
+        reset=cfg.temporal.policy,
+    )
+    return Perceptor(backend, pcfg)
+
+
+def release_perceptor(perceptor: Perceptor | None) -> None:
+    """Free the backend's resources (model weights, GPU memory, engines)."""
+    if perceptor is not None:
+        perceptor.backend.close()

@@ -1,0 +1,345 @@
+"""Parameters of the perception node: one table, validated into frozen config dataclasses.
+
+The table (:data:`PERCEPTION_PARAMS`) is the single source of truth: the node declares every entry
+with a descriptor (description, range, allowed values), the launch tests check that every key in
+``config/*.yaml`` is declared here, and :func:`node_config` turns the values read on configure into
+one :class:`PerceptionNodeConfig` or raises :class:`RosError` with a reason a person can act on.
+No rclpy here: this module is tested without a ROS graph.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from perception.core.classes import DETECTION_NAMES
+from perception.core.temporal import ResetPolicy
+from perception.ros.errors import RosError
+
+BACKENDS = ("torch",)  # ONNX Runtime and TensorRT join here (perception.ros.engine.BACKEND_BUILDERS)
+DEVICES_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+PRECISIONS = ("fp32", "bf16", "fp16")
+TRANSPORTS = ("raw", "compressed")
+RELIABILITIES = ("best_effort", "reliable")
+# a relative ROS name: tokens of [A-Za-z_][A-Za-z0-9_]* separated by '/'
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One declared parameter: name (dotted = nested in YAML), default (its type is the type)."""
+
+    name: str
+    default: Any
+    description: str
+    choices: tuple[str, ...] = ()
+    min_value: float | None = None
+    max_value: float | None = None
+    read_only: bool = False
+
+
+def _p(name: str, default: Any, description: str, **kw: Any) -> ParamSpec:
+    return ParamSpec(name, default, description, **kw)
+
+
+PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
+    # model and runtime
+    _p("model.checkpoint", "", "checkpoint path stem (.safetensors + .json) or shipped name; empty: an UNTRAINED "
+       "network named by model.name (plumbing tests and benchmarks only)"),
+    _p("model.name", "stan_s_temporal", "registry name of the network built when model.checkpoint is empty"),
+    _p("model.backend", "torch", "inference runtime", choices=BACKENDS),
+    _p("model.device", "cpu", "cpu, cuda or cuda:N"),
+    _p("model.precision", "fp32", "numeric precision of inference", choices=PRECISIONS),
+    _p("model.channels_last", False, "channels_last memory format (faster on CPU with bf16)"),
+    _p("model.threads", 0, "intra-op CPU threads; 0 leaves the runtime's default", min_value=0, max_value=256),
+    _p("model.input_height", 384, "network input height in pixels (multiple of 32)", min_value=32, max_value=4096),
+    _p("model.input_width", 640, "network input width in pixels (multiple of 32)", min_value=32, max_value=4096),
+    _p("model.seed", 0, "torch seed for an untrained network (model.checkpoint empty)", min_value=0,
+       max_value=2**31 - 1),
+    # detection
+    _p("detection.score_threshold", 0.3, "minimum detection score published", min_value=0.0, max_value=1.0),
+    _p("detection.nms_iou", 0.6, "IoU above which overlapping boxes of one class are suppressed",
+       min_value=0.0, max_value=1.0),
+    _p("detection.max_detections", 100, "at most this many detections per image", min_value=1, max_value=10000),
+    _p("detection.classes", list(DETECTION_NAMES), "detection classes to publish (names; LabelInfo lists all)"),
+    # inputs
+    _p("cameras", ["camera"], "camera namespaces served by this node (relative names); topics below are "
+       "resolved inside each: <camera>/<input.topic>, <camera>/detections, ..."),
+    _p("input.topic", "image_raw", "image topic inside each camera namespace"),
+    _p("input.transport", "raw", "raw: sensor_msgs/Image on <topic>; compressed: sensor_msgs/CompressedImage "
+       "on <topic>/compressed (JPEG/PNG)", choices=TRANSPORTS),
+    _p("input.camera_info", False, "also subscribe <camera>/camera_info (checked against the image size)"),
+    _p("input.qos_reliability", "best_effort", "reliability of the input subscriptions", choices=RELIABILITIES),
+    _p("input.qos_depth", 1, "history depth of the input subscriptions", min_value=1, max_value=100),
+    _p("input.max_pixels", 16 * 1024 * 1024, "images with more pixels are dropped as bad input",
+       min_value=64, max_value=2**31 - 1),
+    # outputs
+    _p("output.detections", True, "publish <camera>/detections (vision_msgs/Detection2DArray)"),
+    _p("output.object_attention", True, "publish <camera>/detections/attention (32FC1, 1 x N: the attention score "
+       "of detection i, same header as detections)"),
+    _p("output.segmentation", True, "publish <camera>/segmentation (mono8 class ids)"),
+    _p("output.segmentation_color", True, "publish <camera>/segmentation/color (rgb8)"),
+    _p("output.attention", True, "publish <camera>/attention (32FC1 attention map in [0, 1])"),
+    _p("output.label_info", True, "publish <camera>/label_info (vision_msgs/LabelInfo, transient local)"),
+    _p("output.qos_reliability", "reliable", "reliability of the output publishers", choices=RELIABILITIES),
+    _p("output.qos_depth", 2, "history depth of the output publishers", min_value=1, max_value=100),
+    # temporal state
+    _p("temporal.enabled", True, "feed the temporal memory (false: every frame starts from an empty memory)"),
+    _p("temporal.max_gap_s", 0.5, "a forward jump of the image stamps larger than this resets the memory",
+       min_value=0.0, max_value=3600.0),
+    _p("temporal.detect_scene_cuts", True, "reset the memory when the picture changes abruptly"),
+    _p("temporal.scene_cut_threshold", 0.35, "scene-cut signature distance in [0, 1]", min_value=0.0, max_value=1.0),
+    # runtime behaviour
+    _p("max_batch", 8, "at most this many cameras' frames in one inference", min_value=1, max_value=64),
+    _p("diagnostics_period", 1.0, "seconds between /diagnostics messages", min_value=0.05, max_value=60.0),
+    _p("autostart", False, "configure and activate by itself after start-up"),
+)
+PARAMS_BY_NAME: dict[str, ParamSpec] = {p.name: p for p in PERCEPTION_PARAMS}
+
+
+# ------------------------------------------------------------------------------------------------
+# config dataclasses (the same ones serve the node, the CLI runner and the tests)
+@dataclass(frozen=True)
+class ModelConfig:
+    checkpoint: str = ""
+    name: str = "stan_s_temporal"
+    backend: str = "torch"
+    device: str = "cpu"
+    precision: str = "fp32"
+    channels_last: bool = False
+    threads: int = 0
+    input_size: tuple[int, int] = (384, 640)  # (H, W)
+    seed: int = 0
+
+    @property
+    def label(self) -> str:
+        return self.checkpoint or f"{self.name} (untrained)"
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    score_threshold: float = 0.3
+    nms_iou: float = 0.6
+    max_detections: int = 100
+    classes: tuple[str, ...] = DETECTION_NAMES
+
+    @property
+    def class_ids(self) -> tuple[int, ...]:
+        return tuple(DETECTION_NAMES.index(c) for c in self.classes)
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    cameras: tuple[str, ...] = ("camera",)
+    topic: str = "image_raw"
+    transport: str = "raw"
+    camera_info: bool = False
+    qos_reliability: str = "best_effort"
+    qos_depth: int = 1
+    max_pixels: int = 16 * 1024 * 1024
+
+    def image_topic(self, camera: str) -> str:
+        suffix = "/compressed" if self.transport == "compressed" else ""
+        return f"{camera}/{self.topic}{suffix}"
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    detections: bool = True
+    object_attention: bool = True
+    segmentation: bool = True
+    segmentation_color: bool = True
+    attention: bool = True
+    label_info: bool = True
+    qos_reliability: str = "reliable"
+    qos_depth: int = 2
+
+
+@dataclass(frozen=True)
+class TemporalConfig:
+    enabled: bool = True
+    max_gap_s: float = 0.5
+    detect_scene_cuts: bool = True
+    scene_cut_threshold: float = 0.35
+
+    @property
+    def policy(self) -> ResetPolicy:
+        return ResetPolicy(self.max_gap_s, self.scene_cut_threshold, self.detect_scene_cuts)
+
+
+@dataclass(frozen=True)
+class PerceptionNodeConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    temporal: TemporalConfig = field(default_factory=TemporalConfig)
+    max_batch: int = 8
+    diagnostics_period: float = 1.0
+    autostart: bool = False
+
+
+# ------------------------------------------------------------------------------------------------
+def default_values() -> dict[str, Any]:
+    return {p.name: p.default for p in PERCEPTION_PARAMS}
+
+
+def _type_name(v: Any) -> str:
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int):
+        return "integer"
+    if isinstance(v, float):
+        return "double"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, (list, tuple)):
+        return "string array" if all(isinstance(x, str) for x in v) else "array"
+    return type(v).__name__
+
+
+def check_value(name: str, value: Any) -> Any:
+    """One parameter value checked against its spec (type, range, choices); returns it normalised.
+
+    Raises :class:`RosError` naming the parameter, the value and what is allowed.
+    """
+    spec = PARAMS_BY_NAME.get(name)
+    if spec is None:
+        raise RosError(f"unknown parameter {name!r}; the perception node declares: {', '.join(PARAMS_BY_NAME)}")
+    d = spec.default
+    if isinstance(d, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(d, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(d, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(d, str):
+        ok = isinstance(value, str)
+    else:  # string array
+        ok = isinstance(value, (list, tuple)) and all(isinstance(x, str) for x in value)
+        value = tuple(value) if ok else value
+    if not ok:
+        raise RosError(f"parameter {name!r} must be a {_type_name(d)}, got {value!r} ({_type_name(value)})")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise RosError(f"parameter {name!r} must be finite, got {value}")
+    if spec.min_value is not None and value < spec.min_value:
+        raise RosError(f"parameter {name!r} = {value} is below its minimum {spec.min_value}")
+    if spec.max_value is not None and value > spec.max_value:
+        raise RosError(f"parameter {name!r} = {value} is above its maximum {spec.max_value}")
+    if spec.choices and value not in spec.choices:
+        raise RosError(f"parameter {name!r} = {value!r} is not one of: {', '.join(spec.choices)}")
+    return value
+
+
+def _check_names(name: str, values: Sequence[str], what: str) -> None:
+    for v in values:
+        if not _NAME_RE.match(v):
+            raise RosError(
+                f"parameter {name!r}: {v!r} is not a valid relative ROS name for a {what} "
+                "(letters, digits, '_' and '/' separators; no leading '/' or digit)"
+            )
+
+
+def node_config(values: Mapping[str, Any]) -> PerceptionNodeConfig:
+    """Validated config from parameter values (missing names take their defaults).
+
+    Raises :class:`RosError` with the first problem found.
+    """
+    unknown = sorted(set(values) - set(PARAMS_BY_NAME))
+    if unknown:
+        raise RosError(f"unknown parameters {unknown}; declared: {', '.join(PARAMS_BY_NAME)}")
+    v = {**default_values(), **values}
+    v = {k: check_value(k, x) for k, x in v.items()}
+
+    if not DEVICES_RE.match(v["model.device"]):
+        raise RosError(f"parameter 'model.device' = {v['model.device']!r}: use cpu, cuda or cuda:N")
+    h, w = v["model.input_height"], v["model.input_width"]
+    if h % 32 or w % 32:
+        raise RosError(f"model input size {h}x{w} must be multiples of 32 (model.input_height/model.input_width)")
+    if v["model.precision"] == "fp16" and v["model.device"] == "cpu":
+        raise RosError("parameter 'model.precision' = 'fp16' needs a CUDA device; on cpu use fp32 or bf16")
+    if not v["model.checkpoint"] and not v["model.name"]:
+        raise RosError("set 'model.checkpoint' (a checkpoint path or shipped name) or 'model.name'")
+    cameras = v["cameras"]
+    if not cameras:
+        raise RosError("parameter 'cameras' is empty: list at least one camera namespace, e.g. ['front']")
+    if len(set(cameras)) != len(cameras):
+        raise RosError(f"parameter 'cameras' lists a camera twice: {list(cameras)}")
+    _check_names("cameras", cameras, "camera namespace")
+    _check_names("input.topic", [v["input.topic"]], "topic")
+    classes = v["detection.classes"]
+    bad = [c for c in classes if c not in DETECTION_NAMES]
+    if bad or not classes:
+        raise RosError(
+            f"parameter 'detection.classes' = {list(classes)}: "
+            + (f"unknown classes {bad}; " if bad else "empty; ")
+            + f"known: {', '.join(DETECTION_NAMES)}"
+        )
+    outputs = OutputConfig(
+        detections=v["output.detections"], object_attention=v["output.object_attention"],
+        segmentation=v["output.segmentation"], segmentation_color=v["output.segmentation_color"],
+        attention=v["output.attention"], label_info=v["output.label_info"],
+        qos_reliability=v["output.qos_reliability"], qos_depth=v["output.qos_depth"],
+    )
+    if not (outputs.detections or outputs.segmentation or outputs.segmentation_color or outputs.attention):
+        raise RosError("every output is disabled (output.detections/segmentation/segmentation_color/attention): "
+                       "enable at least one")
+    return PerceptionNodeConfig(
+        model=ModelConfig(
+            checkpoint=v["model.checkpoint"], name=v["model.name"], backend=v["model.backend"],
+            device=v["model.device"], precision=v["model.precision"], channels_last=v["model.channels_last"],
+            threads=v["model.threads"], input_size=(h, w), seed=v["model.seed"],
+        ),
+        detection=DetectionConfig(
+            score_threshold=v["detection.score_threshold"], nms_iou=v["detection.nms_iou"],
+            max_detections=v["detection.max_detections"], classes=tuple(classes),
+        ),
+        input=InputConfig(
+            cameras=tuple(cameras), topic=v["input.topic"], transport=v["input.transport"],
+            camera_info=v["input.camera_info"], qos_reliability=v["input.qos_reliability"],
+            qos_depth=v["input.qos_depth"], max_pixels=v["input.max_pixels"],
+        ),
+        output=outputs,
+        temporal=TemporalConfig(
+            enabled=v["temporal.enabled"], max_gap_s=v["temporal.max_gap_s"],
+            detect_scene_cuts=v["temporal.detect_scene_cuts"], scene_cut_threshold=v["temporal.scene_cut_threshold"],
+        ),
+        max_batch=v["max_batch"],
+        diagnostics_period=v["diagnostics_period"],
+        autostart=v["autostart"],
+    )
+
+
+def flatten_yaml_params(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"model": {"device": "cpu"}}`` -> ``{"model.device": "cpu"}`` (how rcl reads nested YAML)."""
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten_yaml_params(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+# synthetic_camera: name -> (default, description)
+SYNTHETIC_CAMERA_PARAMS: dict[str, tuple[Any, str]] = {
+    "camera": ("camera", "namespace of the published topics"),
+    "seed": (2024, "first drive's seed (training used seeds < 1000)"),
+    "num_frames": (200, "frames per drive; then the next seed starts (a scene cut)"),
+    "max_frames": (0, "stop publishing after this many frames in all; 0: never"),
+    "loop": (True, "start the next drive when one ends (false: stop)"),
+    "fps": (10.0, "frames per second, real time"),
+    "width": (640, "image width in pixels"),
+    "height": (384, "image height in pixels"),
+    "hfov_deg": (90.0, "horizontal field of view"),
+    "lidar": (False, "also render and publish the LiDAR point cloud"),
+    "publish_compressed": (False, "also publish <camera>/image_raw/compressed (JPEG)"),
+    "frame_id": ("camera_optical_frame", "frame_id of the image, camera_info and ground truth"),
+    "lidar_frame_id": ("lidar", "frame_id of the point cloud"),
+    "qos_reliability": ("best_effort", "best_effort (sensor data) or reliable"),
+}

@@ -1,0 +1,367 @@
+"""``perception_node``: a lifecycle node publishing detections, segmentation and attention per camera.
+
+Thin glue (rclpy <-> :mod:`perception.ros.runner`); no perception logic sits on the Node class.
+
+Lifecycle (rclpy.lifecycle):
+  configure   read + validate parameters (-> PerceptionNodeConfig; FAILURE with the reason otherwise),
+              create publishers, publish LabelInfo (transient local), start /diagnostics
+  activate    load the model (Perceptor), start the inference worker, subscribe to the cameras
+  deactivate  unsubscribe, stop the worker, release the model
+  cleanup     destroy publishers and timers
+``autostart: true`` runs configure + activate by itself.
+
+Per camera namespace ``<cam>`` (relative names, remappable), every output with the INPUT header:
+  in:  <cam>/<input.topic> (sensor_msgs/Image) or <cam>/<input.topic>/compressed, [<cam>/camera_info]
+  out: <cam>/detections (vision_msgs/Detection2DArray), <cam>/detections/attention (32FC1, 1 x N),
+       <cam>/segmentation (mono8), <cam>/segmentation/color (rgb8), <cam>/attention (32FC1),
+       <cam>/label_info (vision_msgs/LabelInfo, transient local); /diagnostics at 1 Hz.
+Services: ~/reset (std_srvs/Trigger: forget the temporal memory), ~/enable (std_srvs/SetBool: pause).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    ParameterType,
+    SetParametersResult,
+)
+from rclpy.exceptions import (
+    InvalidParameterTypeException,
+    InvalidParameterValueException,
+    ParameterUninitializedException,
+)
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_srvs.srv import SetBool, Trigger
+from vision_msgs.msg import Detection2DArray, LabelInfo
+
+from perception.ros import convert, runner
+from perception.ros.engine import build_perceptor, model_source, release_perceptor
+from perception.ros.errors import RosError
+from perception.ros.params import (
+    PARAMS_BY_NAME,
+    PERCEPTION_PARAMS,
+    ParamSpec,
+    PerceptionNodeConfig,
+    check_value,
+    node_config,
+)
+from perception.ros.qos import latched, qos_profile
+from perception.ros.stats import NodeStats
+
+_OUTPUT_TYPES: dict[str, Any] = {
+    runner.DETECTIONS: Detection2DArray,
+    runner.OBJECT_ATTENTION: Image,
+    runner.SEGMENTATION: Image,
+    runner.SEGMENTATION_COLOR: Image,
+    runner.ATTENTION: Image,
+}
+
+
+def descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    """A ParameterDescriptor (type, description, range, allowed values) for one table entry."""
+    d = ParameterDescriptor(description=spec.description, read_only=spec.read_only)
+    v = spec.default
+    if isinstance(v, bool):
+        d.type = ParameterType.PARAMETER_BOOL
+    elif isinstance(v, int):
+        d.type = ParameterType.PARAMETER_INTEGER
+        if spec.min_value is not None and spec.max_value is not None:
+            d.integer_range = [IntegerRange(from_value=int(spec.min_value), to_value=int(spec.max_value), step=0)]
+    elif isinstance(v, float):
+        d.type = ParameterType.PARAMETER_DOUBLE
+        if spec.min_value is not None and spec.max_value is not None:
+            d.floating_point_range = [
+                FloatingPointRange(from_value=float(spec.min_value), to_value=float(spec.max_value), step=0.0)
+            ]
+    elif isinstance(v, str):
+        d.type = ParameterType.PARAMETER_STRING
+    else:
+        d.type = ParameterType.PARAMETER_STRING_ARRAY
+    if spec.choices:
+        d.additional_constraints = "one of: " + ", ".join(spec.choices)
+    return d
+
+
+class PerceptionNode(LifecycleNode):
+    def __init__(self, node_name: str = "perception", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self._startup_errors: dict[str, str] = {}  # parameter -> why its override was refused
+        for spec in PERCEPTION_PARAMS:
+            self._declare(spec)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self._cfg: PerceptionNodeConfig | None = None
+        self._stats: NodeStats | None = None
+        self._pubs: dict[tuple[str, str], Any] = {}
+        self._label_pubs: list[Any] = []
+        self._diag_pub: Any = None
+        self._diag_timer: Any = None
+        self._subs: list[Any] = []
+        self._slots: runner.LatestFrameSlots | None = None
+        self._runner: runner.PerceptionRunner | None = None
+        self._worker: runner.InferenceWorker | None = None
+        self._enabled = True
+        self._state_label = "unconfigured"
+        self._load_error = ""
+        self._model_label = ""
+        self.create_service(Trigger, "~/reset", self._on_reset)
+        self.create_service(SetBool, "~/enable", self._on_enable)
+        self._autostart_timer: Any = None
+        if self.get_parameter("autostart").value:
+            self._autostart_timer = self.create_timer(0.0, self._autostart)
+
+    # -- parameters ----------------------------------------------------------------------------
+    def _declare(self, spec: ParamSpec) -> None:
+        try:
+            self.declare_parameter(spec.name, spec.default, descriptor(spec))
+        except (InvalidParameterValueException, InvalidParameterTypeException) as e:
+            # an override from a parameter file that rclpy refuses: keep the node alive, fail configure
+            self._startup_errors[spec.name] = f"parameter {spec.name!r}: {e}"
+            self.declare_parameter(spec.name, spec.default, descriptor(spec), ignore_override=True)
+
+    def _values(self) -> dict[str, Any]:
+        out = {}
+        for spec in PERCEPTION_PARAMS:
+            try:
+                out[spec.name] = self.get_parameter(spec.name).value
+            except ParameterUninitializedException:
+                out[spec.name] = spec.default
+        return out
+
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        ours = [p for p in params if p.name in PARAMS_BY_NAME]  # use_sim_time etc. are rclpy's business
+        if not ours:
+            return SetParametersResult(successful=True)
+        values = self._values()
+        try:
+            for p in ours:
+                values[p.name] = check_value(p.name, p.value)
+            node_config(values)
+        except RosError as e:
+            return SetParametersResult(successful=False, reason=str(e))
+        for p in params:
+            self._startup_errors.pop(p.name, None)
+        return SetParametersResult(successful=True, reason="takes effect on the next configure")
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self._startup_errors:
+            self.get_logger().error("configure rejected: " + "; ".join(self._startup_errors.values()))
+            return TransitionCallbackReturn.FAILURE
+        try:
+            cfg = node_config(self._values())
+        except RosError as e:
+            self.get_logger().error(f"configure rejected: {e}")
+            return TransitionCallbackReturn.FAILURE
+        try:
+            _, self._model_label = model_source(cfg.model)
+        except RosError as e:
+            self.get_logger().error(f"configure rejected: {e}")
+            return TransitionCallbackReturn.FAILURE
+        self._cfg = cfg
+        self._stats = NodeStats(cfg.input.cameras)
+        out_qos = qos_profile(cfg.output.qos_reliability, cfg.output.qos_depth)
+        wanted = {
+            runner.DETECTIONS: cfg.output.detections, runner.OBJECT_ATTENTION: cfg.output.object_attention,
+            runner.SEGMENTATION: cfg.output.segmentation, runner.SEGMENTATION_COLOR: cfg.output.segmentation_color,
+            runner.ATTENTION: cfg.output.attention,
+        }
+        for cam in cfg.input.cameras:
+            for key, on in wanted.items():
+                if on:
+                    self._pubs[(cam, key)] = self.create_publisher(_OUTPUT_TYPES[key], f"{cam}/{key}", out_qos)
+            if cfg.output.label_info:
+                pub = self.create_publisher(LabelInfo, f"{cam}/{runner.LABEL_INFO}", latched())
+                header = convert.make_header(self.get_clock().now().nanoseconds * 1e-9, "")
+                pub.publish(convert.label_info_msg(header, cfg.detection.score_threshold))
+                self._label_pubs.append(pub)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diag_timer = self.create_timer(cfg.diagnostics_period, self._publish_diagnostics)
+        self._state_label = "inactive"
+        self.get_logger().info(
+            f"configured: cameras {list(cfg.input.cameras)}, model {self._model_label}, backend {cfg.model.backend} "
+            f"on {cfg.model.device} ({cfg.model.precision}), input {cfg.model.input_size[1]}x{cfg.model.input_size[0]}"
+        )
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        cfg, stats = self._cfg, self._stats
+        assert cfg is not None and stats is not None
+        t0 = time.perf_counter()
+        try:
+            perceptor = build_perceptor(cfg)
+        except Exception as e:  # any load failure (file, runtime): stay inactive and say why
+            self._load_error = f"{type(e).__name__}: {e}"
+            self.get_logger().error(f"activate failed, model not loaded: {self._load_error}")
+            return TransitionCallbackReturn.FAILURE
+        self._load_error = ""
+        self._slots = runner.LatestFrameSlots(cfg.input.cameras)
+        self._runner = runner.PerceptionRunner(
+            perceptor, cfg, self._publish, stats, warn=self._log_warning, info=self._log_info
+        )
+        self._worker = runner.InferenceWorker(self._slots, self._runner, cfg.max_batch)
+        self._worker.start()
+        in_qos = qos_profile(cfg.input.qos_reliability, cfg.input.qos_depth)
+        msg_type = CompressedImage if cfg.input.transport == "compressed" else Image
+        for cam in cfg.input.cameras:
+            self._subs.append(self.create_subscription(
+                msg_type, cfg.input.image_topic(cam), functools.partial(self._on_image, cam), in_qos))
+            if cfg.input.camera_info:
+                self._subs.append(self.create_subscription(
+                    CameraInfo, f"{cam}/camera_info", functools.partial(self._on_camera_info, cam), in_qos))
+        self._state_label = "active"
+        self.get_logger().info(
+            f"active: model loaded in {time.perf_counter() - t0:.1f} s, subscribed to "
+            + ", ".join(self.resolve_topic_name(cfg.input.image_topic(c)) for c in cfg.input.cameras)
+        )
+        return super().on_activate(state)
+
+    def _log_warning(self, text: str) -> None:
+        self.get_logger().warning(text)
+
+    def _log_info(self, text: str) -> None:
+        self.get_logger().info(text)
+
+    def _stop_inference(self) -> None:
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        self._subs = []
+        if self._worker is not None:
+            self._worker.stop()
+        if self._runner is not None:
+            release_perceptor(self._runner.perceptor)
+        self._worker = self._runner = self._slots = None
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_inference()
+        self._state_label = "inactive"
+        self.get_logger().info("inactive: unsubscribed, model released")
+        return super().on_deactivate(state)
+
+    def _release_outputs(self) -> None:
+        for pub in [*self._pubs.values(), *self._label_pubs]:
+            self.destroy_publisher(pub)
+        self._pubs, self._label_pubs = {}, []
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+        if self._diag_pub is not None:
+            self.destroy_publisher(self._diag_pub)
+        self._diag_timer = self._diag_pub = None
+        self._cfg = self._stats = None
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release_outputs()
+        self._state_label = "unconfigured"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_inference()
+        self._release_outputs()
+        self._state_label = "finalized"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.get_logger().error(f"error in state {state.label}: releasing everything")
+        self._stop_inference()
+        self._release_outputs()
+        self._state_label = "unconfigured"
+        return TransitionCallbackReturn.SUCCESS
+
+    def _autostart(self) -> None:
+        if self._autostart_timer is not None:
+            self.destroy_timer(self._autostart_timer)
+            self._autostart_timer = None
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    # -- callbacks (executor thread: cheap, never inference) ------------------------------------
+    def _on_image(self, cam: str, msg: Image | CompressedImage) -> None:
+        stats, slots = self._stats, self._slots
+        if stats is None:
+            return
+        stats.received(cam)
+        if not self._enabled or slots is None:
+            stats.dropped(cam, "paused")
+            return
+        if slots.put(runner.Pending(cam, msg, time.monotonic())):
+            stats.dropped(cam, "stale")
+
+    def _on_camera_info(self, cam: str, msg: CameraInfo) -> None:
+        if self._runner is not None:
+            self._runner.camera_sizes[cam] = (int(msg.height), int(msg.width))
+
+    def _publish(self, cam: str, key: str, msg: Any) -> None:
+        pub = self._pubs.get((cam, key))
+        if pub is not None:
+            pub.publish(msg)
+
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        if self._runner is None:
+            response.success, response.message = False, f"not active ({self._state_label}): nothing to reset"
+        else:
+            self._runner.reset()
+            response.success, response.message = True, "temporal memory of every camera reset"
+            self.get_logger().info("temporal memory reset on request")
+        return response
+
+    def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        self._enabled = bool(request.data)
+        if not self._enabled and self._slots is not None:
+            self._slots.clear()
+        response.success = True
+        response.message = "enabled" if self._enabled else "paused: incoming frames are dropped"
+        self.get_logger().info(response.message)
+        return response
+
+    def _publish_diagnostics(self) -> None:
+        cfg, stats, pub = self._cfg, self._stats, self._diag_pub
+        if cfg is None or stats is None or pub is None:
+            return
+        state = self._state_label if self._enabled else f"{self._state_label} (paused)"
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        for cam, values in stats.snapshot().items():
+            level, text = "ok", state
+            if self._load_error:
+                level, text = "error", f"model failed to load: {self._load_error}"
+            elif self._state_label == "active" and self._enabled and values["input_hz"] > 0 and not values["output_hz"]:
+                level, text = "warn", "receiving images but publishing nothing (see last_error)"
+            values = {"state": state, "backend": cfg.model.backend, "device": cfg.model.device,
+                      "model": self._model_label, "precision": cfg.model.precision,
+                      "input_topic": self.resolve_topic_name(cfg.input.image_topic(cam)), **values}
+            msg.status.append(convert.diagnostic_status(
+                f"{self.get_name()}: {cam}", level, text, f"{cfg.model.backend}/{cfg.model.device}", values))
+        pub.publish(msg)
+
+    def destroy_node(self) -> None:
+        self._stop_inference()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    node = PerceptionNode()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

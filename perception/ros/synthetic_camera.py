@@ -1,0 +1,154 @@
+"""``synthetic_camera``: the built-in synthetic driving world as a live ROS 2 camera.
+
+Publishes in real time (``fps``), every message stamped with the node clock at publish time:
+  <camera>/image_raw (sensor_msgs/Image rgb8), <camera>/image_raw/compressed (JPEG, optional),
+  <camera>/camera_info (sensor_msgs/CameraInfo), <camera>/points (sensor_msgs/PointCloud2, optional,
+  LiDAR frame), <camera>/ground_truth (vision_msgs/Detection2DArray, ``id`` = track id).
+Frames are rendered ahead on a thread (open3d raycasting), so a slow frame delays publication
+instead of piling up; after ``num_frames`` the next drive (seed + 1) starts: a scene cut.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from vision_msgs.msg import Detection2DArray
+
+from perception.ros import convert
+from perception.ros.params import SYNTHETIC_CAMERA_PARAMS
+from perception.ros.qos import qos_profile
+
+
+def _frames(seed: int, num_frames: int, sim_cfg: Any, loop: bool) -> Iterator[Any]:
+    from perception.sim.drive import generate_sequence
+
+    while True:
+        yield from generate_sequence(seed, num_frames, sim_cfg)
+        if not loop:
+            return
+        seed += 1
+
+
+class SyntheticCameraNode(Node):
+    def __init__(self, node_name: str = "synthetic_camera", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        for name, (default, text) in SYNTHETIC_CAMERA_PARAMS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=text))
+        p = {name: self.get_parameter(name).value for name in SYNTHETIC_CAMERA_PARAMS}
+        from perception.sim.config import SimConfig
+
+        self.sim_cfg = SimConfig(width=p["width"], height=p["height"], hfov_deg=p["hfov_deg"], fps=p["fps"],
+                                 lidar=p["lidar"])
+        self.p = p
+        cam = p["camera"]
+        q = qos_profile(p["qos_reliability"], 1)
+        self.pub_image = self.create_publisher(Image, f"{cam}/image_raw", q)
+        self.pub_compressed = (self.create_publisher(CompressedImage, f"{cam}/image_raw/compressed", q)
+                               if p["publish_compressed"] else None)
+        self.pub_info = self.create_publisher(CameraInfo, f"{cam}/camera_info", q)
+        self.pub_points = self.create_publisher(PointCloud2, f"{cam}/points", q) if p["lidar"] else None
+        self.pub_gt = self.create_publisher(Detection2DArray, f"{cam}/ground_truth", qos_profile("reliable", 5))
+        self.published = 0
+        self.late = 0
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=4)
+        self._stop = threading.Event()
+        self._render = threading.Thread(target=self._render_loop, name="sim-render", daemon=True)
+        self._publish = threading.Thread(target=self._publish_loop, name="sim-publish", daemon=True)
+        self._render.start()
+        self._publish.start()
+        self.get_logger().info(
+            f"synthetic camera {self.sim_cfg.width}x{self.sim_cfg.height} at {p['fps']} Hz on "
+            f"{self.resolve_topic_name(f'{cam}/image_raw')} (seed {p['seed']}, {p['num_frames']} frames per drive)"
+        )
+
+    def _render_loop(self) -> None:
+        try:
+            for frame in _frames(self.p["seed"], self.p["num_frames"], self.sim_cfg, self.p["loop"]):
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(frame, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    return
+        except Exception as e:  # the renderer failing must be visible, not a silent dead thread
+            self.get_logger().error(f"synthetic world failed: {type(e).__name__}: {e}")
+        self._queue.put(None)
+
+    def _publish_loop(self) -> None:
+        period = 1.0 / float(self.p["fps"])
+        next_t = time.monotonic()
+        limit = int(self.p["max_frames"])
+        while not self._stop.is_set():
+            try:
+                frame = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if frame is None:
+                self.get_logger().info(f"end of the synthetic drive after {self.published} frames")
+                return
+            delay = next_t - time.monotonic()
+            if delay > 0:
+                self._stop.wait(delay)
+            else:
+                self.late += 1
+            next_t = max(next_t + period, time.monotonic() - period)
+            if self._stop.is_set():
+                return
+            self.publish_frame(frame)
+            if limit and self.published >= limit:
+                self.get_logger().info(f"published {self.published} frames (max_frames): stopping")
+                return
+
+    def publish_frame(self, frame: Any) -> None:
+        now = self.get_clock().now().nanoseconds * 1e-9
+        header = convert.make_header(now, self.p["frame_id"])
+        self.pub_image.publish(convert.array_to_image(frame.rgb, header, "rgb8"))
+        if self.pub_compressed is not None:
+            self.pub_compressed.publish(convert.rgb_to_compressed(frame.rgb, header))
+        self.pub_info.publish(convert.intrinsics_to_camera_info(frame.intrinsics, header))
+        self.pub_gt.publish(convert.ground_truth_to_msg(frame.gt, header))
+        if self.pub_points is not None and frame.lidar is not None:
+            lidar_header = convert.make_header(now, self.p["lidar_frame_id"])
+            self.pub_points.publish(convert.points_to_pointcloud2(frame.lidar, lidar_header))
+        self.published += 1
+
+    def destroy_node(self) -> None:
+        self._stop.set()
+        for t in (self._publish, self._render):
+            if t.is_alive():
+                t.join(2.0)
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    try:
+        node = SyntheticCameraNode()
+    except ImportError as e:
+        print(f"synthetic_camera: the synthetic world is not available ({e}); install the package with its sim")
+        rclpy.try_shutdown()
+        raise SystemExit(1) from e
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

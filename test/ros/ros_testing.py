@@ -1,0 +1,155 @@
+"""Helpers for ROS 2 tests: the localhost environment, a client node with ``spin_until``, message
+builders and node processes.
+
+Importing this module puts the localhost Fast DDS profile and a private ROS_DOMAIN_ID into this
+process's environment, before any ``rclpy.init``; every node process started from here gets the
+same. Nothing leaves loopback.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from perception.ros.env import apply_localhost_env, localhost_env
+
+DOMAIN_ID = apply_localhost_env()
+
+try:
+    import rclpy
+    import vision_msgs.msg  # noqa: F401 - the compatibility build (or a ROS install) must be there
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+
+    from perception.ros import convert
+
+    HAVE_ROS = True
+except ImportError:  # test modules skip themselves with pytest.importorskip
+    HAVE_ROS = False
+
+ROOT = Path(__file__).resolve().parents[2]
+SKIP_REASON = "ROS 2 wheels / vision_msgs not installed (scripts/setup_env.sh installs them)"
+
+# tiny untrained network: the plumbing is what these tests check, not accuracy
+TINY_MODEL: dict[str, Any] = {
+    "model.name": "stan_tiny_temporal", "model.input_height": 64, "model.input_width": 128, "model.threads": 1,
+    "detection.score_threshold": 0.0, "detection.max_detections": 20,
+}
+
+
+def needs_model() -> None:
+    """Skip unless the pipeline and the model registry are importable (they land from other branches)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("perception.core.decode")
+    pytest.importorskip("perception.models.registry")
+
+
+def init_rclpy() -> None:
+    if not HAVE_ROS:
+        pytest.skip(SKIP_REASON)
+    if not rclpy.ok():
+        rclpy.init()
+
+
+class Client:
+    """A test-side node with its own executor, and helpers to wait for things."""
+
+    def __init__(self, name: str) -> None:
+        init_rclpy()
+        self.node = Node(name)
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+
+    def spin_until(self, predicate: Callable[[], Any], timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            self.executor.spin_once(timeout_sec=0.05)
+        return bool(predicate())
+
+    def spin_for(self, seconds: float) -> None:
+        self.spin_until(lambda: False, seconds)
+
+    def collect(self, msg_type: Any, topic: str, qos: Any = 10) -> list[Any]:
+        box: list[Any] = []
+        self.node.create_subscription(msg_type, topic, box.append, qos)
+        return box
+
+    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 15.0) -> Any:
+        client = self.node.create_client(srv_type, name)
+        try:
+            assert self.spin_until(client.service_is_ready, timeout), f"service {name} not available"
+            future = client.call_async(request)
+            assert self.spin_until(future.done, timeout), f"service {name} did not answer"
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def close(self) -> None:
+        self.executor.remove_node(self.node)
+        self.node.destroy_node()
+
+
+# -- message builders ----------------------------------------------------------------------------
+def rgb_image(h: int = 90, w: int = 160, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 255, size=(h, w, 3), dtype=np.uint8)
+
+
+def image_msg(rgb: np.ndarray, stamp: float, frame_id: str = "cam", encoding: str = "rgb8") -> Any:
+    header = convert.make_header(stamp, frame_id)
+    if encoding == "bgr8":
+        return convert.array_to_image(rgb[..., ::-1], header, "bgr8")
+    return convert.array_to_image(rgb, header, encoding)
+
+
+def compressed_msg(rgb: np.ndarray, stamp: float, frame_id: str = "cam", fmt: str = "jpeg") -> Any:
+    return convert.rgb_to_compressed(rgb, convert.make_header(stamp, frame_id), fmt)
+
+
+def diag_values(msg: Any, name_part: str) -> dict[str, str] | None:
+    for st in msg.status:
+        if name_part in st.name:
+            return {kv.key: kv.value for kv in st.values}
+    return None
+
+
+# -- node processes ------------------------------------------------------------------------------
+class NodeProc:
+    def __init__(self, proc: subprocess.Popen[bytes], log: Path, name: str) -> None:
+        self.proc, self.log, self.name = proc, log, name
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> int:
+        from perception.ros.run import NodeProcess, stop_processes
+
+        return stop_processes([NodeProcess(self.name, [], self.proc)], timeout=8.0)[self.name]
+
+
+def start_node(module: str, name: str, params: dict[str, Any], tmp: Path, remaps: tuple[str, ...] = ()) -> NodeProc:
+    """``python -m <module>`` as node ``name`` with ``params``, DDS on loopback, this session's domain."""
+    pfile = tmp / f"{name}_params.yaml"
+    pfile.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}), encoding="utf-8")
+    argv = [sys.executable, "-m", module, "--ros-args", "-r", f"__node:={name}", "--params-file", str(pfile)]
+    for r in remaps:
+        argv += ["-r", r]
+    log = tmp / f"{name}.log"
+    env = localhost_env(DOMAIN_ID)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(ROOT), os.environ.get("PYTHONPATH", "")] if p)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+    return NodeProc(proc, log, name)

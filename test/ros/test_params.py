@@ -1,0 +1,63 @@
+"""Parameter validation of the perception node (pure: no ROS graph needed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from perception.core.classes import DETECTION_NAMES
+from perception.ros.errors import RosError
+from perception.ros.params import PERCEPTION_PARAMS, default_values, flatten_yaml_params, node_config
+
+
+def test_defaults_are_valid_and_land_in_frozen_dataclasses() -> None:
+    cfg = node_config({})
+    assert cfg.model.input_size == (384, 640) and cfg.input.cameras == ("camera",)
+    assert cfg.input.image_topic("front") == "front/image_raw"
+    assert cfg.detection.classes == DETECTION_NAMES and cfg.detection.class_ids == (0, 1, 2, 3, 4)
+    assert cfg.temporal.policy.max_gap_s == 0.5
+    with pytest.raises(AttributeError):
+        cfg.max_batch = 3  # type: ignore[misc]
+    assert set(default_values()) == {p.name for p in PERCEPTION_PARAMS}
+    assert all(p.description for p in PERCEPTION_PARAMS)
+
+
+def test_values_are_normalised() -> None:
+    cfg = node_config({"cameras": ["front", "rear/left"], "input.transport": "compressed",
+                       "detection.score_threshold": 1, "detection.classes": ["car"]})
+    assert cfg.input.cameras == ("front", "rear/left") and cfg.detection.score_threshold == 1.0
+    assert cfg.input.image_topic("front") == "front/image_raw/compressed"
+    assert cfg.detection.class_ids == (0,)
+
+
+@pytest.mark.parametrize(
+    ("values", "reason"),
+    [
+        ({"model.backend": "caffe"}, "not one of: torch"),
+        ({"model.device": "gpu0"}, "use cpu, cuda or cuda:N"),
+        ({"model.input_height": 100}, "multiples of 32"),
+        ({"model.precision": "fp16"}, "needs a CUDA device"),
+        ({"detection.score_threshold": 1.5}, "above its maximum"),
+        ({"detection.score_threshold": "high"}, "must be a double"),
+        ({"detection.max_detections": 0}, "below its minimum"),
+        ({"detection.classes": ["car", "unicorn"]}, "unknown classes \\['unicorn'\\]"),
+        ({"cameras": []}, "is empty"),
+        ({"cameras": ["front", "front"]}, "twice"),
+        ({"cameras": ["/abs"]}, "not a valid relative ROS name"),
+        ({"input.topic": "9lives"}, "not a valid relative ROS name"),
+        ({"input.qos_reliability": "sometimes"}, "best_effort, reliable"),
+        ({"temporal.max_gap_s": float("nan")}, "finite"),
+        ({"autostart": "yes"}, "must be a bool"),
+        ({"no.such": 1}, "unknown parameters"),
+        ({"output.detections": False, "output.segmentation": False, "output.segmentation_color": False,
+          "output.attention": False}, "enable at least one"),
+    ],
+)
+def test_invalid_values_are_rejected_with_a_reason(values: dict[str, Any], reason: str) -> None:
+    with pytest.raises(RosError, match=reason):
+        node_config(values)
+
+
+def test_flatten_yaml() -> None:
+    assert flatten_yaml_params({"a": {"b": 1, "c": {"d": [1]}}, "e": True}) == {"a.b": 1, "a.c.d": [1], "e": True}

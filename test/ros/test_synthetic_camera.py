@@ -1,0 +1,41 @@
+"""synthetic_camera in its own process: image, camera_info, ground truth (and LiDAR) with one stamp."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+pytest.importorskip("rclpy")
+pytest.importorskip("vision_msgs.msg")
+
+from rclpy.qos import qos_profile_sensor_data
+from ros_testing import Client, NodeProc
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from vision_msgs.msg import Detection2DArray
+
+from perception.ros import convert
+
+
+def test_synthetic_camera_publishes_a_consistent_frame(client: Client, node_factory: Callable[..., NodeProc]) -> None:
+    pytest.importorskip("perception.sim.drive")
+    pytest.importorskip("open3d")
+    images = client.collect(Image, "/simcam/image_raw", qos_profile_sensor_data)
+    compressed = client.collect(CompressedImage, "/simcam/image_raw/compressed", qos_profile_sensor_data)
+    infos = client.collect(CameraInfo, "/simcam/camera_info", qos_profile_sensor_data)
+    points = client.collect(PointCloud2, "/simcam/points", qos_profile_sensor_data)
+    gts = client.collect(Detection2DArray, "/simcam/ground_truth")
+    proc = node_factory("perception.ros.synthetic_camera", "synthetic_camera_test",
+                        {"camera": "simcam", "width": 160, "height": 96, "fps": 5.0, "lidar": True,
+                         "publish_compressed": True, "num_frames": 3, "max_frames": 6})
+    ok = client.spin_until(lambda: not proc.alive() or (len(images) >= 2 and len(points) >= 2 and len(gts) >= 2), 60)
+    assert ok and proc.alive(), proc.output()
+    img = images[-1]
+    assert (img.width, img.height, img.encoding) == (160, 96, "rgb8")
+    assert convert.image_to_rgb(img).shape == (96, 160, 3)
+    stamp = img.header.stamp
+    assert any(i.header.stamp == stamp and i.width == 160 and i.k[0] > 0 for i in infos)
+    assert any(g.header.stamp == stamp and g.header.frame_id == img.header.frame_id for g in gts)
+    assert any(c.header.stamp == stamp for c in compressed)
+    assert len(convert.pointcloud2_to_points(points[-1])) > 0
+    assert points[-1].header.frame_id == "lidar"
