@@ -60,9 +60,10 @@ def main(args: argparse.Namespace) -> int:
     import cv2
     import imageio.v2 as imageio
 
+    from perception.models.checkpoint import checkpoint_input_size
     from perception.pipeline.perceptor import Perceptor, PerceptorConfig
     from perception.runtime.torch_backend import TorchBackend, TorchBackendConfig
-    from perception.train.evaluate import checkpoint_input_size, evaluate_perceptor, run_sequence
+    from perception.train.evaluate import evaluate_perceptor, run_sequence
     from perception.train.report import write_eval_report
     from perception.train.synthetic import render_sequence
 

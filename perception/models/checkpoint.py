@@ -133,3 +133,9 @@ def _shape_mismatches(own: dict[str, torch.Tensor], state: dict[str, torch.Tenso
         for k, v in state.items()
         if k in own and tuple(own[k].shape) != tuple(v.shape)
     ]
+
+
+def checkpoint_input_size(path: str | Path, default: tuple[int, int] = (256, 448)) -> tuple[int, int]:
+    """The (height, width) a checkpoint was trained at (its metadata ``extra.input_size``)."""
+    size = read_checkpoint_info(path).get("extra", {}).get("input_size")
+    return (int(size[0]), int(size[1])) if size else default

@@ -36,8 +36,9 @@ def resolve_checkpoint(name_or_path: str) -> Path:
 def model_source(cfg: ModelConfig) -> tuple[Path | None, str]:
     """Which weights a node runs: (checkpoint stem, or None for an untrained network; a description).
 
-    ``model.checkpoint`` wins; without it, the shipped checkpoint named ``model.name`` if there is
-    one, else the registry network ``model.name`` with random weights (plumbing and benchmarks only).
+    ``model.checkpoint`` wins; without it, the shipped checkpoint named ``model.name``; without that,
+    a randomly initialised ``model.name`` network only if ``model.allow_untrained`` (plumbing tests
+    and benchmarks), else a RosError saying which weights exist.
     """
     if cfg.checkpoint:
         path = resolve_checkpoint(cfg.checkpoint)
@@ -47,11 +48,17 @@ def model_source(cfg: ModelConfig) -> tuple[Path | None, str]:
 
         path = weights_path(cfg.name)
         return path, f"{cfg.name} (shipped weights)"
-    except FileNotFoundError:
-        return None, f"{cfg.name} (UNTRAINED: random weights, no checkpoint given or shipped)"
+    except FileNotFoundError as e:
+        if not cfg.allow_untrained:
+            raise RosError(f"model.checkpoint is empty and {e}") from e
+        return None, f"{cfg.name} (UNTRAINED: random weights, model.allow_untrained is set)"
+
+
+DEFAULT_INPUT_SIZE = (384, 640)  # (H, W) of an untrained network when no size is given
 
 
 def _torch_backend(cfg: ModelConfig) -> Backend:
+    from perception.models.checkpoint import checkpoint_input_size
     from perception.runtime.torch_backend import TorchBackend, TorchBackendConfig
 
     path, _ = model_source(cfg)
@@ -68,7 +75,10 @@ def _torch_backend(cfg: ModelConfig) -> Backend:
             raise RosError(f"model.name {cfg.name!r}: {e}") from e
     tcfg = TorchBackendConfig(device=cfg.device, precision=cfg.precision, channels_last=cfg.channels_last,
                               threads=cfg.threads)
-    return TorchBackend(source, cfg.input_size, tcfg)  # type: ignore[arg-type]
+    size = cfg.input_size
+    if 0 in size:
+        size = checkpoint_input_size(path) if path is not None else DEFAULT_INPUT_SIZE
+    return TorchBackend(source, size, tcfg)  # type: ignore[arg-type]
 
 
 BACKEND_BUILDERS: dict[str, Callable[[ModelConfig], Backend]] = {

@@ -47,17 +47,21 @@ def _p(name: str, default: Any, description: str, **kw: Any) -> ParamSpec:
 
 PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
     # model and runtime
-    _p("model.checkpoint", "", "checkpoint path stem (.safetensors + .json) or shipped name; empty: an UNTRAINED "
-       "network named by model.name (plumbing tests and benchmarks only)"),
+    _p("model.checkpoint", "", "checkpoint path stem (.safetensors + .json) or shipped name; empty: the shipped "
+       "weights named model.name"),
     _p("model.name", "stan_s_temporal", "registry name of the network built when model.checkpoint is empty"),
     _p("model.backend", "torch", "inference runtime", choices=BACKENDS),
     _p("model.device", "cpu", "cpu, cuda or cuda:N"),
     _p("model.precision", "fp32", "numeric precision of inference", choices=PRECISIONS),
     _p("model.channels_last", False, "channels_last memory format (faster on CPU with bf16)"),
     _p("model.threads", 0, "intra-op CPU threads; 0 leaves the runtime's default", min_value=0, max_value=256),
-    _p("model.input_height", 384, "network input height in pixels (multiple of 32)", min_value=32, max_value=4096),
-    _p("model.input_width", 640, "network input width in pixels (multiple of 32)", min_value=32, max_value=4096),
-    _p("model.seed", 0, "torch seed for an untrained network (model.checkpoint empty)", min_value=0,
+    _p("model.input_height", 0, "network input height in pixels (multiple of 32); 0: the size the checkpoint was "
+       "trained at", min_value=0, max_value=4096),
+    _p("model.input_width", 0, "network input width in pixels (multiple of 32); 0: the checkpoint's", min_value=0,
+       max_value=4096),
+    _p("model.allow_untrained", False, "without weights, run a randomly initialised model.name network instead of "
+       "failing to activate (plumbing tests and benchmarks only: its outputs are meaningless)"),
+    _p("model.seed", 0, "torch seed for an untrained network (model.allow_untrained)", min_value=0,
        max_value=2**31 - 1),
     # detection
     _p("detection.score_threshold", 0.3, "minimum detection score published", min_value=0.0, max_value=1.0),
@@ -111,7 +115,8 @@ class ModelConfig:
     precision: str = "fp32"
     channels_last: bool = False
     threads: int = 0
-    input_size: tuple[int, int] = (384, 640)  # (H, W)
+    input_size: tuple[int, int] = (0, 0)  # (H, W); 0: the checkpoint's training size
+    allow_untrained: bool = False
     seed: int = 0
 
     @property
@@ -258,8 +263,9 @@ def node_config(values: Mapping[str, Any]) -> PerceptionNodeConfig:
     if not DEVICES_RE.match(v["model.device"]):
         raise RosError(f"parameter 'model.device' = {v['model.device']!r}: use cpu, cuda or cuda:N")
     h, w = v["model.input_height"], v["model.input_width"]
-    if h % 32 or w % 32:
-        raise RosError(f"model input size {h}x{w} must be multiples of 32 (model.input_height/model.input_width)")
+    if h % 32 or w % 32 or (h == 0) != (w == 0):
+        raise RosError(f"model input size {h}x{w} must be multiples of 32, or both 0 for the checkpoint's size "
+                       "(model.input_height/model.input_width)")
     if v["model.precision"] == "fp16" and v["model.device"] == "cpu":
         raise RosError("parameter 'model.precision' = 'fp16' needs a CUDA device; on cpu use fp32 or bf16")
     if not v["model.checkpoint"] and not v["model.name"]:
@@ -292,7 +298,8 @@ def node_config(values: Mapping[str, Any]) -> PerceptionNodeConfig:
         model=ModelConfig(
             checkpoint=v["model.checkpoint"], name=v["model.name"], backend=v["model.backend"],
             device=v["model.device"], precision=v["model.precision"], channels_last=v["model.channels_last"],
-            threads=v["model.threads"], input_size=(h, w), seed=v["model.seed"],
+            threads=v["model.threads"], input_size=(h, w), allow_untrained=v["model.allow_untrained"],
+            seed=v["model.seed"],
         ),
         detection=DetectionConfig(
             score_threshold=v["detection.score_threshold"], nms_iou=v["detection.nms_iou"],

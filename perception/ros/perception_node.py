@@ -191,7 +191,8 @@ class PerceptionNode(LifecycleNode):
         self._state_label = "inactive"
         self.get_logger().info(
             f"configured: cameras {list(cfg.input.cameras)}, model {self._model_label}, backend {cfg.model.backend} "
-            f"on {cfg.model.device} ({cfg.model.precision}), input {cfg.model.input_size[1]}x{cfg.model.input_size[0]}"
+            f"on {cfg.model.device} ({cfg.model.precision}), input "
+            + ("the checkpoint's size" if 0 in cfg.model.input_size else "x".join(map(str, cfg.model.input_size[::-1])))
         )
         return TransitionCallbackReturn.SUCCESS
 

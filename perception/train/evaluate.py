@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from perception.models.checkpoint import checkpoint_input_size
 from perception.pipeline.perceptor import FrameInput, PerceptionResult, Perceptor, PerceptorConfig
 from perception.train.synthetic import Sequence, load_or_render
 
@@ -98,11 +99,3 @@ def evaluate_checkpoint(
     metrics["eval_config"] = {"seeds": list(cfg.seeds), "frames_per_sequence": cfg.frames_per_sequence,
                               "size": [cfg.height, cfg.width], "score_thresh": cfg.score_thresh}
     return metrics
-
-
-def checkpoint_input_size(checkpoint: str | Path, default: tuple[int, int] = (256, 448)) -> tuple[int, int]:
-    """The (height, width) a checkpoint was trained at, from its metadata (``extra.input_size``)."""
-    from perception.models.checkpoint import read_checkpoint_info
-
-    size = read_checkpoint_info(checkpoint).get("extra", {}).get("input_size")
-    return (int(size[0]), int(size[1])) if size else default

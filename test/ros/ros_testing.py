@@ -41,7 +41,8 @@ SKIP_REASON = "ROS 2 wheels / vision_msgs not installed (scripts/setup_env.sh in
 
 # tiny untrained network: the plumbing is what these tests check, not accuracy
 TINY_MODEL: dict[str, Any] = {
-    "model.name": "stan_tiny_temporal", "model.input_height": 64, "model.input_width": 128, "model.threads": 1,
+    "model.name": "stan_tiny_temporal", "model.allow_untrained": True, "model.input_height": 64,
+    "model.input_width": 128, "model.threads": 1,
     "detection.score_threshold": 0.0, "detection.max_detections": 20,
 }
 

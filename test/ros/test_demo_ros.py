@@ -19,8 +19,17 @@ from ros_testing import ROOT, needs_model
 def test_demo_over_ros_records_a_bag_and_renders(tmp_path: Path) -> None:
     needs_model()
     pytest.importorskip("perception.sim.drive")
+    import torch
+
+    from perception.models.checkpoint import save_checkpoint
+    from perception.models.registry import build_model, model_config
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "tiny"  # a real checkpoint file (untrained weights): the node loads it like any other
+    save_checkpoint(ckpt, build_model("stan_tiny_temporal"), "stan_tiny_temporal", model_config("stan_tiny_temporal"),
+                    {"input_size": [64, 128]})
     out = tmp_path / "demo"
-    cmd = [sys.executable, "-m", "perception.cli", "demo", "--ros", "--checkpoint", "stan_tiny_temporal",
+    cmd = [sys.executable, "-m", "perception.cli", "demo", "--ros", "--checkpoint", str(ckpt),
            "--frames", "8", "--width", "160", "--height", "96", "--stills", "2", "--out", str(out)]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

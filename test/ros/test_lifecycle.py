@@ -108,7 +108,7 @@ def test_invalid_parameter_files_make_configure_fail_with_a_reason(
 ) -> None:
     name = "perception_badparams_test"
     proc = node_factory("perception.ros.perception_node", name,
-                        {"model.input_height": 100, "detection.score_threshold": 2.0})
+                        {**TINY_MODEL, "model.input_height": 100, "detection.score_threshold": 2.0})
     assert _state(client, name) == State.PRIMARY_STATE_UNCONFIGURED
     assert not _transition(client, name, Transition.TRANSITION_CONFIGURE)
     assert _state(client, name) == State.PRIMARY_STATE_UNCONFIGURED
@@ -116,7 +116,8 @@ def test_invalid_parameter_files_make_configure_fail_with_a_reason(
     assert "configure rejected" in out and "detection.score_threshold" in out
     assert proc.alive()
     # fixed at run time, the node configures
-    assert _set(client, name, "model.input_height", 128)[0]
+    ok, why = _set(client, name, "model.input_height", 128)
+    assert ok, why
     assert not _transition(client, name, Transition.TRANSITION_CONFIGURE)  # score_threshold still refused
     assert _set(client, name, "detection.score_threshold", 0.5)[0]
     assert _transition(client, name, Transition.TRANSITION_CONFIGURE)

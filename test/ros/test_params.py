@@ -13,7 +13,7 @@ from perception.ros.params import PERCEPTION_PARAMS, default_values, flatten_yam
 
 def test_defaults_are_valid_and_land_in_frozen_dataclasses() -> None:
     cfg = node_config({})
-    assert cfg.model.input_size == (384, 640) and cfg.input.cameras == ("camera",)
+    assert cfg.model.input_size == (0, 0) and cfg.input.cameras == ("camera",)
     assert cfg.input.image_topic("front") == "front/image_raw"
     assert cfg.detection.classes == DETECTION_NAMES and cfg.detection.class_ids == (0, 1, 2, 3, 4)
     assert cfg.temporal.policy.max_gap_s == 0.5
@@ -61,3 +61,14 @@ def test_invalid_values_are_rejected_with_a_reason(values: dict[str, Any], reaso
 
 def test_flatten_yaml() -> None:
     assert flatten_yaml_params({"a": {"b": 1, "c": {"d": [1]}}, "e": True}) == {"a.b": 1, "a.c.d": [1], "e": True}
+
+
+def test_missing_weights_fail_unless_untrained_is_allowed() -> None:
+    from perception.ros.engine import model_source
+    from perception.ros.errors import RosError
+    from perception.ros.params import ModelConfig
+
+    with pytest.raises(RosError, match=r"model\.checkpoint is empty and no shipped checkpoint named .stan_m."):
+        model_source(ModelConfig(name="stan_m"))
+    path, label = model_source(ModelConfig(name="stan_m", allow_untrained=True))
+    assert path is None and "UNTRAINED" in label
