@@ -51,7 +51,7 @@ def test_eval_compares_checkpoints(tmp_path: Path, tiny_checkpoint: Path) -> Non
     out = tmp_path / "eval"
     r = subprocess.run(
         [str(EXE), "eval", "--checkpoint", str(tiny_checkpoint), "--seeds", "1000:1002", "--frames", "3",
-         "--width", "128", "--height", "64", "--cache-dir", "", "--no-progress", "--out", str(out)],
+         "--width", "128", "--height", "64", "--cache-dir", "", "--no-progress", "--annotate", "--out", str(out)],
         capture_output=True, text=True, timeout=300,
     )
     assert r.returncode == 0, r.stderr[-2000:]
@@ -59,3 +59,5 @@ def test_eval_compares_checkpoints(tmp_path: Path, tiny_checkpoint: Path) -> Non
     assert metrics["eval_config"]["seeds"] == [1000, 1002]
     assert metrics["latency_ms"]["frames"] == 6
     assert (out / "comparison.md").read_text().count("|") > 4
+    info = json.loads(tiny_checkpoint.with_suffix(".json").read_text())
+    assert info["extra"]["eval"]["seeds"] == [1000, 1002] and "perception eval" in info["extra"]["eval"]["command"]

@@ -84,6 +84,22 @@ def read_checkpoint_info(path: str | Path) -> dict[str, Any]:
     return dict(info)
 
 
+def annotate_checkpoint(path: str | Path, key: str, value: Any) -> None:
+    """Store ``value`` under ``extra[key]`` in a checkpoint's metadata (e.g. its evaluation figures).
+
+    The weights and their hash are untouched; the JSON is replaced atomically.
+    """
+    info = read_checkpoint_info(path)
+    info.setdefault("extra", {})[key] = value
+    _, meta = checkpoint_paths(path)
+    tmp = meta.with_suffix(".json.tmp")
+    try:
+        tmp.write_text(json.dumps(info, indent=2, default=str) + "\n", encoding="utf-8")
+        tmp.replace(meta)
+    except (OSError, TypeError, ValueError) as e:
+        raise CheckpointError(f"could not update checkpoint metadata {meta}: {e}") from e
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the network stored at ``path`` and load its weights; returns ``(model in eval mode, info)``."""
     from safetensors import SafetensorError

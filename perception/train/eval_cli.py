@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -29,12 +30,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--score-thresh", type=float, default=0.3, help="score threshold for flicker/recall")
     p.add_argument("--cache-dir", default="cache/sim", help="rendered-drive cache ('' disables)")
     p.add_argument("--out", type=Path, default=Path("runs/eval"))
+    p.add_argument("--annotate", action="store_true",
+                   help="store the summary figures and this command in each checkpoint's JSON (extra.eval)")
     p.add_argument("--no-progress", action="store_true")
 
 
 def main(args: argparse.Namespace) -> int:
-    from perception.models.checkpoint import CheckpointError
+    from perception.models.checkpoint import CheckpointError, annotate_checkpoint
     from perception.train.evaluate import EvalConfig, evaluate_checkpoint, load_eval_sequences
+    from perception.train.metrics import to_jsonable
     from perception.train.report import compare_table, write_eval_report
 
     cfg = EvalConfig(seeds=args.seeds, frames_per_sequence=args.frames, width=args.width, height=args.height,
@@ -51,6 +55,10 @@ def main(args: argparse.Namespace) -> int:
         key = f"{metrics['model']} ({name})" if name != metrics["model"] else name
         write_eval_report(metrics, args.out / name, title=f"Evaluation of {key}")
         results[key] = metrics
+        if args.annotate:
+            command = "perception " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+            annotate_checkpoint(ckpt, "eval", to_jsonable({"command": command, **metrics["eval_config"],
+                                                           "summary": metrics["summary"]}))
     args.out.mkdir(parents=True, exist_ok=True)
     table = compare_table(results)
     (args.out / "comparison.md").write_text(table, encoding="utf-8")

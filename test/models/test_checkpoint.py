@@ -100,3 +100,18 @@ def test_bad_config(tmp_path: Path) -> None:
     j.write_text(json.dumps(info))
     with pytest.raises(CheckpointError, match="unusable config"):
         load_checkpoint(path)
+
+
+def test_annotate_keeps_weights_and_adds_metadata(tmp_path: Path) -> None:
+    from perception.models.checkpoint import annotate_checkpoint, read_checkpoint_info
+
+    name = "stan_tiny"
+    stem = tmp_path / "m"
+    save_checkpoint(stem, build_model(name), name, model_config(name), {"steps": 3})
+    before = (tmp_path / "m.safetensors").read_bytes()
+    annotate_checkpoint(stem, "eval", {"mAP50": 0.5})
+    info = read_checkpoint_info(stem)
+    assert info["extra"] == {"steps": 3, "eval": {"mAP50": 0.5}}
+    assert (tmp_path / "m.safetensors").read_bytes() == before
+    model, _ = load_checkpoint(stem)  # the hash still matches
+    assert model.name == name
