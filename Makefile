@@ -9,12 +9,15 @@ OUT ?= demo_out
 setup:
 	@VENV=$(VENV) bash scripts/setup_env.sh
 
+# 1) a synthetic drive through the network with overlays and metrics against ground truth, then
+# 2) the same network as a ROS 2 node: synthetic camera + perception node as two processes over
+#    loopback DDS, inputs and outputs recorded to an MCAP bag, overlays and a rates/latency summary
 demo: setup
 	$(BIN)/perception demo --out $(OUT)
+	$(BIN)/perception demo --ros --out $(OUT)/ros
 
-# the demo over a real ROS 2 graph: two node processes on loopback DDS, recorded to an MCAP bag
 demo-ros: setup
-	$(BIN)/perception demo --ros --out $(OUT)
+	$(BIN)/perception demo --ros --out $(OUT)/ros
 
 test: setup
 	$(BIN)/python -m pytest
