@@ -278,9 +278,7 @@ def run_benchmark(cfg: BenchConfig) -> Report:
 def run(args: argparse.Namespace) -> int:
     cfg = BenchConfig.from_args(args)
     report = run_benchmark(cfg)
-    md, js = report.write(cfg.out, "bench_model")
-    print(report.to_markdown())
-    print(f"wrote {md} and {js}")
+    report.publish(cfg.out, "bench_model")
     return 0
 
 

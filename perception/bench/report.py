@@ -142,6 +142,12 @@ class Report:
             "title": self.title, "machine": self.machine, "rows": self.rows, "goals": self.goals, "notes": self.notes
         }
 
+    def publish(self, out_dir: str | Path, stem: str) -> None:
+        """Write ``<stem>.md`` / ``.json`` under ``out_dir`` and print the table (what a bench verb ends with)."""
+        md, js = self.write(out_dir, stem)
+        print(self.to_markdown())
+        print(f"wrote {md} and {js}")
+
     def write(self, out_dir: str | Path, stem: str) -> tuple[Path, Path]:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

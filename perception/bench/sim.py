@@ -110,9 +110,7 @@ def run_benchmark(cfg: SimBenchConfig) -> Report:
 def run(args: argparse.Namespace) -> int:
     cfg = SimBenchConfig.from_args(args)
     report = run_benchmark(cfg)
-    md, js = report.write(cfg.out, "bench_sim")
-    print(report.to_markdown())
-    print(f"wrote {md} and {js}")
+    report.publish(cfg.out, "bench_sim")
     return 0
 
 

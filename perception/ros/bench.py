@@ -227,7 +227,5 @@ def run(args: argparse.Namespace) -> int:
     for r in rows:
         report.add(**r)
     report.notes.append("conversion rows: one call on a 1280x720 message; rgb8 input is a zero-copy view")
-    md, js = report.write(args.out, "bench_ros")
-    print(report.to_markdown())
-    print(f"[bench ros] wrote {md} and {js}")
+    report.publish(args.out, "bench_ros")
     return 0

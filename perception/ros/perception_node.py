@@ -38,7 +38,6 @@ from rclpy.exceptions import (
     InvalidParameterValueException,
     ParameterUninitializedException,
 )
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -57,6 +56,7 @@ from perception.ros.params import (
     node_config,
 )
 from perception.ros.qos import latched, qos_profile
+from perception.ros.spin import spin_until_shutdown
 from perception.ros.stats import NodeStats
 
 _OUTPUT_TYPES: dict[str, Any] = {
@@ -353,15 +353,7 @@ class PerceptionNode(LifecycleNode):
 def main(args: list[str] | None = None) -> None:
     rclpy.init(args=args)
     node = PerceptionNode()
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_until_shutdown(node)
 
 
 if __name__ == "__main__":

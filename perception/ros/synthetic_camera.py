@@ -18,7 +18,6 @@ from typing import Any
 
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from vision_msgs.msg import Detection2DArray
@@ -26,6 +25,7 @@ from vision_msgs.msg import Detection2DArray
 from perception.ros import convert
 from perception.ros.params import SYNTHETIC_CAMERA_PARAMS
 from perception.ros.qos import qos_profile
+from perception.ros.spin import spin_until_shutdown
 
 
 def _frames(seed: int, num_frames: int, sim_cfg: Any, loop: bool) -> Iterator[Any]:
@@ -139,15 +139,7 @@ def main(args: list[str] | None = None) -> None:
         print(f"synthetic_camera: the synthetic world is not available ({e}); install the package with its sim")
         rclpy.try_shutdown()
         raise SystemExit(1) from e
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_until_shutdown(node)
 
 
 if __name__ == "__main__":

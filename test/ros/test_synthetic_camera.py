@@ -27,7 +27,7 @@ def test_synthetic_camera_publishes_a_consistent_frame(client: Client, node_fact
     gts = client.collect(Detection2DArray, "/simcam/ground_truth")
     proc = node_factory("perception.ros.synthetic_camera", "synthetic_camera_test",
                         {"camera": "simcam", "width": 160, "height": 96, "fps": 5.0, "lidar": True,
-                         "publish_compressed": True, "num_frames": 3, "max_frames": 6})
+                         "publish_compressed": True, "num_frames": 3, "max_frames": 200})  # stopped by pid
     ok = client.spin_until(lambda: not proc.alive() or (len(images) >= 2 and len(points) >= 2 and len(gts) >= 2), 60)
     assert ok and proc.alive(), proc.output()
     img = images[-1]
