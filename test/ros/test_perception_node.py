@@ -149,7 +149,9 @@ def test_bad_input_is_dropped_and_the_node_stays_alive(node: NodeProc, module_cl
     bad.append(m)
     for m in bad:
         out.pub.publish(m)
-        module_client.spin_for(0.15)  # one at a time: latest-frame-wins would otherwise drop some unseen
+        # one at a time: the sensor-data subscription keeps only the newest message (depth 1), so a frame
+        # published before the node read the previous one would replace it unseen (more so on a busy machine)
+        module_client.spin_for(0.5)
     out.send_until_processed(good)
     v = _diag(module_client, "b", until=lambda v: int(v["dropped_bad_input"]) >= len(bad))
     assert v["last_error"] != "none"
