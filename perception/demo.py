@@ -33,15 +33,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "recorded to an MCAP bag (perception.ros.demo)")
 
 
-def resolve_checkpoint(name_or_path: str) -> Path:
-    p = Path(name_or_path)
-    if p.exists() or p.with_suffix(".safetensors").exists():
-        return p
-    from perception.weights import weights_path
-
-    return weights_path(name_or_path)
-
-
 def panel(rgb: np.ndarray, result: Any, gt: Any) -> np.ndarray:
     from perception.core.viz import colorize_semantic, draw_detections, overlay_heatmap, side_by_side
 
@@ -66,6 +57,7 @@ def main(args: argparse.Namespace) -> int:
     from perception.train.evaluate import evaluate_perceptor, run_sequence
     from perception.train.report import write_eval_report
     from perception.train.synthetic import render_sequence
+    from perception.weights import resolve_checkpoint
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)

@@ -281,5 +281,3 @@ def run(args: argparse.Namespace) -> int:
     report.publish(cfg.out, "bench_model")
     return 0
 
-
-main = run

@@ -113,5 +113,3 @@ def run(args: argparse.Namespace) -> int:
     report.publish(cfg.out, "bench_sim")
     return 0
 
-
-main = run

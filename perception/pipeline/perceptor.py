@@ -93,7 +93,7 @@ class Perceptor:
             reason = ResetReason.REQUESTED
         else:
             reason = reset_reason(cam.stamp, frame.stamp, cam.signature, sig, policy)
-        if reason is not ResetReason.NONE or not cam.memory:
+        if self.backend.is_temporal and (reason is not ResetReason.NONE or not cam.memory):
             cam.memory = self.backend.initial_state(1)
         cam.stamp, cam.signature = frame.stamp, sig
         return cam, reason

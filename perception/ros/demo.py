@@ -215,10 +215,8 @@ def main(args: argparse.Namespace) -> int:
     store = typestore()
     spec = parse_launch_file(share_dir() / "launch" / "demo.launch.py")
     env = localhost_env()
-    # --checkpoint: a path, or a network name (its shipped weights if any, else untrained)
-    ckpt = str(args.checkpoint)
-    is_path = Path(ckpt).exists() or Path(ckpt).with_suffix(".safetensors").exists()
-    overrides = {"model": "stan_s_temporal" if is_path else ckpt, "checkpoint": ckpt if is_path else ""}
+    # --checkpoint: a path or a shipped name; the node resolves either (perception.weights.resolve_checkpoint)
+    overrides = {"checkpoint": str(args.checkpoint)}
     extra = {
         "synthetic_camera": {"seed": args.seed, "num_frames": args.frames, "max_frames": args.frames, "loop": False,
                              "width": args.width, "height": args.height},

@@ -19,18 +19,13 @@ if TYPE_CHECKING:
 
 
 def resolve_checkpoint(name_or_path: str) -> Path:
-    """A checkpoint path stem (``x`` for ``x.safetensors`` + ``x.json``) or a shipped checkpoint's name."""
-    p = Path(name_or_path).expanduser()
-    if p.suffix == ".safetensors":
-        p = p.with_suffix("")
-    if p.with_suffix(".safetensors").exists():
-        return p
-    try:
-        from perception.weights import weights_path
+    """:func:`perception.weights.resolve_checkpoint`, failing with a RosError naming the parameter."""
+    from perception.weights import resolve_checkpoint as resolve
 
-        return weights_path(name_or_path)
+    try:
+        return resolve(name_or_path)
     except FileNotFoundError as e:
-        raise RosError(f"model.checkpoint {name_or_path!r}: no file {p}.safetensors and {e}") from e
+        raise RosError(f"model.checkpoint {name_or_path!r}: {e}") from e
 
 
 def model_source(cfg: ModelConfig) -> tuple[Path | None, str]:

@@ -15,6 +15,22 @@ def shipped_checkpoints() -> list[str]:
     return sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
 
 
+def resolve_checkpoint(name_or_path: str | Path) -> Path:
+    """Path stem of a checkpoint given as a path (with or without ``.safetensors``) or a shipped name.
+
+    FileNotFoundError says both what was looked for on disk and which checkpoints are shipped.
+    """
+    p = Path(name_or_path).expanduser()
+    if p.suffix == ".safetensors":
+        p = p.with_suffix("")
+    if p.with_suffix(".safetensors").exists():
+        return p
+    try:
+        return weights_path(str(name_or_path))
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"no file {p}.safetensors, and {e}") from e
+
+
 def weights_path(name: str) -> Path:
     """Path stem (without suffix) of a shipped checkpoint; FileNotFoundError names the choices."""
     stem = WEIGHTS_DIR / name
