@@ -21,7 +21,7 @@ def generate_launch_description():
     return LaunchDescription([
         DeclareLaunchArgument("model", default_value="stan_s_temporal", description="network name (registry)"),
         DeclareLaunchArgument("checkpoint", default_value="", description="checkpoint path stem or shipped name"),
-        DeclareLaunchArgument("backend", default_value="torch", description="inference runtime"),
+        DeclareLaunchArgument("backend", default_value="auto", description="inference runtime: auto | tensorrt | onnxruntime | torch"),
         DeclareLaunchArgument("device", default_value="cpu", description="cpu, cuda or cuda:N"),
         DeclareLaunchArgument("camera_topic", default_value="/camera/image_raw", description="input image topic"),
         Node(

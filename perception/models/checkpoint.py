@@ -7,7 +7,6 @@ network is rebuilt from the stored :class:`NetConfig`. Every failure raises
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from perception.core.files import sha256_file
 from perception.models.config import NetConfig
 from perception.models.errors import CheckpointError, ModelError
 
@@ -28,14 +28,6 @@ def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
     if p.suffix in _SUFFIXES:
         p = p.with_suffix("")
     return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_checkpoint(

@@ -219,7 +219,9 @@ def main(args: argparse.Namespace) -> int:
     overrides = {"checkpoint": str(args.checkpoint)}
     extra = {
         "synthetic_camera": {"seed": args.seed, "num_frames": args.frames, "max_frames": args.frames, "loop": False,
-                             "width": args.width, "height": args.height},
+                             "width": args.width, "height": args.height,
+                             # the recorder and the perception node (once its model is loaded)
+                             "wait_for_subscribers": 2},
         "perception": {"detection.score_threshold": 0.35, "model.precision": args.precision},
     }
     print(f"[demo --ros] starting {', '.join(n.name or n.executable for n in spec.nodes)} "

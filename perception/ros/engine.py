@@ -1,21 +1,21 @@
 """Build (and release) the Perceptor a node runs, from its validated config. No rclpy here.
 
-Backends are chosen by name from :data:`BACKEND_BUILDERS` (a table, not an if/elif chain); each
-builder imports its runtime lazily, so a node configured for one runtime never imports another.
+The backend is chosen by :mod:`perception.runtime.select` (``model.backend``: auto | tensorrt |
+onnxruntime | torch, with fallback down that chain); each runtime is imported lazily, so a node
+configured for one runtime never imports another.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from perception.ros.errors import RosError
 from perception.ros.params import ModelConfig, PerceptionNodeConfig
+from perception.runtime.select import ModelSource, RuntimeConfig, build_backend
 
 if TYPE_CHECKING:
     from perception.pipeline.perceptor import Perceptor
-    from perception.runtime.base import Backend
 
 
 def resolve_checkpoint(name_or_path: str) -> Path:
@@ -52,33 +52,34 @@ def model_source(cfg: ModelConfig) -> tuple[Path | None, str]:
 DEFAULT_INPUT_SIZE = (384, 640)  # (H, W) of an untrained network when no size is given
 
 
-def _torch_backend(cfg: ModelConfig) -> Backend:
-    from perception.models.checkpoint import checkpoint_input_size
-    from perception.runtime.torch_backend import TorchBackend, TorchBackendConfig
+def runtime_config(cfg: ModelConfig) -> RuntimeConfig:
+    """The node's model parameters as the runtime's :class:`RuntimeConfig`."""
+    return RuntimeConfig(
+        backend=cfg.backend, fallback=cfg.fallback, device=cfg.device, precision=cfg.precision, onnx=cfg.onnx,
+        cache_dir=cfg.cache_dir, threads=cfg.threads, channels_last=cfg.channels_last, compile=cfg.compile,
+        cuda_graph=cfg.cuda_graph,
+    )
 
-    path, _ = model_source(cfg)
-    source: object = path
-    if path is None:
+
+def model_source_for(cfg: ModelConfig) -> ModelSource:
+    """Checkpoint (or an untrained network when allowed) and input size the node runs."""
+    path, label = model_source(cfg)
+    size = cfg.input_size
+    if path is not None:
+        return ModelSource(checkpoint=path, input_size=size, label=label)
+
+    def untrained() -> object:
         import torch
 
         from perception.models.registry import build_model
 
         torch.manual_seed(cfg.seed)
         try:
-            source = build_model(cfg.name)
+            return build_model(cfg.name)
         except (KeyError, ValueError) as e:
             raise RosError(f"model.name {cfg.name!r}: {e}") from e
-    tcfg = TorchBackendConfig(device=cfg.device, precision=cfg.precision, channels_last=cfg.channels_last,
-                              threads=cfg.threads)
-    size = cfg.input_size
-    if 0 in size:
-        size = checkpoint_input_size(path) if path is not None else DEFAULT_INPUT_SIZE
-    return TorchBackend(source, size, tcfg)  # type: ignore[arg-type]
 
-
-BACKEND_BUILDERS: dict[str, Callable[[ModelConfig], Backend]] = {
-    "torch": _torch_backend,
-}
+    return ModelSource(module_factory=untrained, input_size=DEFAULT_INPUT_SIZE if 0 in size else size, label=label)
 
 
 def build_perceptor(cfg: PerceptionNodeConfig) -> Perceptor:
@@ -89,11 +90,7 @@ def build_perceptor(cfg: PerceptionNodeConfig) -> Perceptor:
     from perception.pipeline.perceptor import Perceptor, PerceptorConfig
 
     model, detection, out = cfg.model, cfg.detection, cfg.output
-    builder = BACKEND_BUILDERS.get(model.backend)
-    if builder is None:
-        raise RosError(f"model.backend {model.backend!r} is not available; use one of {', '.join(BACKEND_BUILDERS)}")
-    backend = builder(model)
-    backend.load()
+    backend = build_backend(model_source_for(model), runtime_config(model))
     pcfg = PerceptorConfig(
         score_thresh=detection.score_threshold, nms_iou=detection.nms_iou, max_det=detection.max_detections,
         segmentation=out.segmentation or out.segmentation_color,

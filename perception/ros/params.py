@@ -18,10 +18,12 @@ from typing import Any
 from perception.core.classes import DETECTION_NAMES
 from perception.core.temporal import ResetPolicy
 from perception.ros.errors import RosError
+from perception.runtime.select import BACKEND_NAMES
+from perception.runtime.select import PRECISIONS as RUNTIME_PRECISIONS
 
-BACKENDS = ("torch",)  # ONNX Runtime and TensorRT join here (perception.ros.engine.BACKEND_BUILDERS)
+BACKENDS = BACKEND_NAMES  # auto | tensorrt | onnxruntime | torch (perception.runtime.select)
 DEVICES_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = RUNTIME_PRECISIONS
 TRANSPORTS = ("raw", "compressed")
 RELIABILITIES = ("best_effort", "reliable")
 # a relative ROS name: tokens of [A-Za-z_][A-Za-z0-9_]* separated by '/'
@@ -50,10 +52,20 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
     _p("model.checkpoint", "", "checkpoint path stem (.safetensors + .json) or shipped name; empty: the shipped "
        "weights named model.name"),
     _p("model.name", "stan_s_temporal", "registry name of the network built when model.checkpoint is empty"),
-    _p("model.backend", "torch", "inference runtime", choices=BACKENDS),
+    _p("model.backend", "auto", "inference runtime; auto: the fastest available (tensorrt > onnxruntime > torch)",
+       choices=BACKENDS),
+    _p("model.fallback", True, "if the backend fails to load or faults while running, continue on the next one "
+       "(tensorrt -> onnxruntime -> torch), log it and report it in /diagnostics"),
+    _p("model.onnx", "", "exported ONNX model (`perception export`) for onnxruntime/tensorrt; empty: export the "
+       "checkpoint on first use into model.cache_dir"),
+    _p("model.cache_dir", "", "where on-demand ONNX exports and TensorRT engines are cached; empty: "
+       "$PERCEPTION_CACHE or ~/.cache/perception"),
     _p("model.device", "cpu", "cpu, cuda or cuda:N"),
-    _p("model.precision", "fp32", "numeric precision of inference", choices=PRECISIONS),
-    _p("model.channels_last", False, "channels_last memory format (faster on CPU with bf16)"),
+    _p("model.precision", "fp32", "numeric precision of inference (int8: a QDQ model on onnxruntime/tensorrt)",
+       choices=PRECISIONS),
+    _p("model.channels_last", False, "channels_last memory format (torch; faster on CPU with bf16)"),
+    _p("model.compile", False, "torch.compile the network (torch backend; the first frames compile for 15-30 s)"),
+    _p("model.cuda_graph", False, "capture and replay CUDA graphs (torch and tensorrt backends on CUDA)"),
     _p("model.threads", 0, "intra-op CPU threads; 0 leaves the runtime's default", min_value=0, max_value=256),
     _p("model.input_height", 0, "network input height in pixels (multiple of 32); 0: the size the checkpoint was "
        "trained at", min_value=0, max_value=4096),
@@ -110,11 +122,16 @@ PARAMS_BY_NAME: dict[str, ParamSpec] = {p.name: p for p in PERCEPTION_PARAMS}
 class ModelConfig:
     checkpoint: str = ""
     name: str = "stan_s_temporal"
-    backend: str = "torch"
+    backend: str = "auto"
     device: str = "cpu"
     precision: str = "fp32"
     channels_last: bool = False
     threads: int = 0
+    fallback: bool = True
+    onnx: str = ""
+    cache_dir: str = ""
+    compile: bool = False
+    cuda_graph: bool = False
     input_size: tuple[int, int] = (0, 0)  # (H, W); 0: the checkpoint's training size
     allow_untrained: bool = False
     seed: int = 0
@@ -268,6 +285,8 @@ def node_config(values: Mapping[str, Any]) -> PerceptionNodeConfig:
                        "(model.input_height/model.input_width)")
     if v["model.precision"] == "fp16" and v["model.device"] == "cpu":
         raise RosError("parameter 'model.precision' = 'fp16' needs a CUDA device; on cpu use fp32 or bf16")
+    if v["model.cuda_graph"] and v["model.device"] == "cpu":
+        raise RosError("parameter 'model.cuda_graph' needs a CUDA device (model.device: cuda)")
     if not v["model.checkpoint"] and not v["model.name"]:
         raise RosError("set 'model.checkpoint' (a checkpoint path or shipped name) or 'model.name'")
     cameras = v["cameras"]
@@ -299,7 +318,8 @@ def node_config(values: Mapping[str, Any]) -> PerceptionNodeConfig:
             checkpoint=v["model.checkpoint"], name=v["model.name"], backend=v["model.backend"],
             device=v["model.device"], precision=v["model.precision"], channels_last=v["model.channels_last"],
             threads=v["model.threads"], input_size=(h, w), allow_untrained=v["model.allow_untrained"],
-            seed=v["model.seed"],
+            seed=v["model.seed"], fallback=v["model.fallback"], onnx=v["model.onnx"], cache_dir=v["model.cache_dir"],
+            compile=v["model.compile"], cuda_graph=v["model.cuda_graph"],
         ),
         detection=DetectionConfig(
             score_threshold=v["detection.score_threshold"], nms_iou=v["detection.nms_iou"],
@@ -349,4 +369,6 @@ SYNTHETIC_CAMERA_PARAMS: dict[str, tuple[Any, str]] = {
     "frame_id": ("camera_optical_frame", "frame_id of the image, camera_info and ground truth"),
     "lidar_frame_id": ("lidar", "frame_id of the point cloud"),
     "qos_reliability": ("best_effort", "best_effort (sensor data) or reliable"),
+    "wait_for_subscribers": (0, "start publishing only once <camera>/image_raw has this many subscribers (e.g. a "
+                             "perception node subscribes when its model is loaded); 0: start at once"),
 }

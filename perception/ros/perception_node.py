@@ -332,17 +332,21 @@ class PerceptionNode(LifecycleNode):
         state = self._state_label if self._enabled else f"{self._state_label} (paused)"
         msg = DiagnosticArray()
         msg.header.stamp = self.get_clock().now().to_msg()
+        runtime = self._runner.perceptor.backend.status() if self._runner is not None else {}
+        active = runtime.get("backend.active", cfg.model.backend)
         for cam, values in stats.snapshot().items():
             level, text = "ok", state
             if self._load_error:
                 level, text = "error", f"model failed to load: {self._load_error}"
             elif self._state_label == "active" and self._enabled and values["input_hz"] > 0 and not values["output_hz"]:
                 level, text = "warn", "receiving images but publishing nothing (see last_error)"
-            values = {"state": state, "backend": cfg.model.backend, "device": cfg.model.device,
+            elif runtime.get("backend.fallbacks", "0") != "0":
+                level, text = "warn", f"{state}, on fallback backend {active} ({runtime.get('backend.last_error')})"
+            values = {"state": state, "backend": active, "device": cfg.model.device,
                       "model": self._model_label, "precision": cfg.model.precision,
-                      "input_topic": self.resolve_topic_name(cfg.input.image_topic(cam)), **values}
+                      "input_topic": self.resolve_topic_name(cfg.input.image_topic(cam)), **runtime, **values}
             msg.status.append(convert.diagnostic_status(
-                f"{self.get_name()}: {cam}", level, text, f"{cfg.model.backend}/{cfg.model.device}", values))
+                f"{self.get_name()}: {cam}", level, text, f"{active}/{cfg.model.device}", values))
         pub.publish(msg)
 
     def destroy_node(self) -> None:

@@ -85,7 +85,16 @@ class SyntheticCameraNode(Node):
             self.get_logger().error(f"synthetic world failed: {type(e).__name__}: {e}")
         self._queue.put(None)
 
+    def _wait_for_subscribers(self) -> None:
+        wanted = int(self.p["wait_for_subscribers"])
+        if wanted <= 0:
+            return
+        self.get_logger().info(f"waiting for {wanted} subscriber(s) on {self.pub_image.topic_name}")
+        while not self._stop.is_set() and self.pub_image.get_subscription_count() < wanted:
+            self._stop.wait(0.05)
+
     def _publish_loop(self) -> None:
+        self._wait_for_subscribers()
         period = 1.0 / float(self.p["fps"])
         next_t = time.monotonic()
         limit = int(self.p["max_frames"])

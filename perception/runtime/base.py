@@ -1,4 +1,4 @@
-"""The one Backend abstraction every runtime implements (torch now; ONNX Runtime, TensorRT next).
+"""The one Backend abstraction every runtime implements (torch, ONNX Runtime, TensorRT).
 
 A backend runs a network on numpy arrays: named inputs in, named outputs out. Recurrent state
 (the temporal memory) is part of the I/O — the caller owns it and feeds it back — so every runtime
@@ -69,9 +69,33 @@ class Backend(abc.ABC):
             state[name] = np.zeros(shape, dtype=np.dtype(spec.dtype))
         return state
 
+    def status(self) -> dict[str, str]:
+        """Key/values for diagnostics (which runtime runs; a fallback wrapper adds its failures)."""
+        return {"backend.active": self.name}
+
     def __enter__(self) -> Backend:
         self.load()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class WrappingBackend(Backend):
+    """A backend that delegates its I/O contract to another one (fallback chains, recorders)."""
+
+    @abc.abstractmethod
+    def wrapped(self) -> Backend:
+        """The backend currently doing the work (raises BackendError before load)."""
+
+    @property
+    def input_specs(self) -> tuple[TensorSpec, ...]:
+        return self.wrapped().input_specs
+
+    @property
+    def output_specs(self) -> tuple[TensorSpec, ...]:
+        return self.wrapped().output_specs
+
+    @property
+    def state_pairs(self) -> dict[str, str]:
+        return self.wrapped().state_pairs

@@ -1,4 +1,9 @@
-"""PyTorch backend: eager (optionally bf16/fp16 autocast and channels_last) on CPU or CUDA."""
+"""PyTorch backend: CPU or CUDA; bf16/fp16 autocast, channels_last, optional torch.compile, CUDA graphs.
+
+torch.compile runs with inductor freezing OFF: freezing returns a wrong temporal state output
+(measured max |diff| ~0.7 against eager). CUDA graphs (``cuda_graph=True``, CUDA only) capture one
+graph per batch size on first use and replay it; inputs are copied into static buffers.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from perception.runtime.base import Backend, BackendError, TensorSpec
+from perception.runtime.model_info import state_output_name
 
 if TYPE_CHECKING:
     import torch
@@ -20,10 +26,14 @@ class TorchBackendConfig:
     precision: str = "fp32"  # "fp32" | "bf16" | "fp16"
     channels_last: bool = False
     threads: int = 0  # 0: leave torch's default
+    compile: bool = False  # torch.compile (inductor, freezing off); first call compiles (15-30 s on CPU)
+    cuda_graph: bool = False  # capture/replay CUDA graphs per batch size (CUDA only)
 
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "bf16", "fp16"):
             raise ValueError(f"precision must be fp32, bf16 or fp16, not {self.precision!r}")
+        if self.cuda_graph and not self.device.startswith("cuda"):
+            raise ValueError("cuda_graph needs device=cuda")
 
 
 class TorchBackend(Backend):
@@ -42,6 +52,8 @@ class TorchBackend(Backend):
         self.config = config or TorchBackendConfig()
         self.model: Any = None
         self.meta: dict[str, Any] = {}
+        self._run: Any = None  # the callable infer() uses: the model, or its compiled form
+        self._graphs: dict[int, tuple[Any, list[Any], dict[str, Any]]] = {}  # batch -> (graph, static in, static out)
 
     def load(self) -> None:
         import torch
@@ -68,6 +80,12 @@ class TorchBackend(Backend):
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.model = model
+        self._run = model
+        if cfg.compile:
+            import torch._inductor.config as inductor_config
+
+            inductor_config.freezing = False  # freezing corrupts the temporal state output
+            self._run = torch.compile(model, dynamic=False)
 
     def _require(self) -> Any:
         if self.model is None:
@@ -96,12 +114,14 @@ class TorchBackend(Backend):
             TensorSpec("attention", ("batch", 1, h8, w8)),
         ]
         if model.is_temporal:
-            specs += [s for s in self.input_specs if s.name != "image"]
+            specs += [TensorSpec(state_output_name(s.name), s.shape) for s in self.input_specs if s.name != "image"]
         return tuple(specs)
 
     @property
     def state_pairs(self) -> dict[str, str]:
-        return {"memory": "memory", "memory_valid": "memory_valid"} if self._require().is_temporal else {}
+        if not self._require().is_temporal:
+            return {}
+        return {name: state_output_name(name) for name in ("memory", "memory_valid")}
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
@@ -118,10 +138,45 @@ class TorchBackend(Backend):
         kwargs = {}
         if model.is_temporal:
             kwargs = {k: torch.from_numpy(np.asarray(inputs[k], dtype=np.float32)).to(dev) for k in self.state_pairs}
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
-        with torch.inference_mode(), torch.autocast(dev.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            out = model(image, **kwargs)
-        return {k: v.float().cpu().numpy() for k, v in out.items()}
+        if cfg.cuda_graph:
+            out = self._graph_run(image, kwargs)
+        else:
+            with torch.inference_mode(), self._autocast(dev.type):
+                out = self._run(image, **kwargs)
+        pairs = self.state_pairs
+        return {pairs.get(k, k): v.float().cpu().numpy() for k, v in out.items()}
+
+    def _autocast(self, device_type: str) -> Any:
+        import torch
+
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.config.precision)
+        return torch.autocast(device_type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+    def _graph_run(self, image: torch.Tensor, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Replay the CUDA graph captured for this batch size (capturing it on first use)."""
+        import torch
+
+        values = [image, *state.values()]
+        batch = int(image.shape[0])
+        if batch not in self._graphs:
+            static_in = [v.clone() for v in values]
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream), torch.inference_mode(), self._autocast("cuda"):
+                for _ in range(3):  # warm-up on a side stream, as CUDA graph capture requires
+                    self._run(*static_in)
+            torch.cuda.current_stream().wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph), torch.inference_mode(), self._autocast("cuda"):
+                out = self._run(*static_in)
+            self._graphs[batch] = (graph, static_in, out)
+        graph, static_in, static_out = self._graphs[batch]
+        for dst, src in zip(static_in, values, strict=True):
+            dst.copy_(src)
+        graph.replay()
+        return {k: v.clone() for k, v in static_out.items()}
 
     def close(self) -> None:
+        self._graphs.clear()
+        self._run = None
         self.model = None

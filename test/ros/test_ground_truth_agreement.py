@@ -42,6 +42,7 @@ def test_detections_in_source_pixels_agree_with_ground_truth(
     camera = node_factory("perception.ros.synthetic_camera", "synthetic_camera_gt_test", {
         "camera": "simcam", "seed": 2030, "width": 640, "height": 384, "fps": 4.0, "num_frames": 12,
         "max_frames": 400,  # stopped by pid
+        "wait_for_subscribers": 1,  # the perception node, once its model is loaded (first use exports ONNX)
     })
 
     def matched_frames() -> list[float]:

@@ -34,7 +34,7 @@ def test_values_are_normalised() -> None:
 @pytest.mark.parametrize(
     ("values", "reason"),
     [
-        ({"model.backend": "caffe"}, "not one of: torch"),
+        ({"model.backend": "caffe"}, "not one of: auto, tensorrt, onnxruntime, torch"),
         ({"model.device": "gpu0"}, "use cpu, cuda or cuda:N"),
         ({"model.input_height": 100}, "multiples of 32"),
         ({"model.precision": "fp16"}, "needs a CUDA device"),

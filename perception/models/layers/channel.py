@@ -33,11 +33,11 @@ class ChannelAttention(nn.Module):
 
     def attention_map(self, x: torch.Tensor) -> torch.Tensor:
         avg, mx = global_avg_max(x)
-        # one MLP pass over both pooled vectors (stacked on the batch axis) is cheaper than two
-        pooled = torch.cat([avg, mx], dim=0).flatten(1)  # (2B, C)
+        # one MLP pass over both pooled vectors (stacked on a new leading axis) is cheaper than two;
+        # stacking (not cat + chunk on the batch axis) keeps the batch dimension dynamic in export
+        pooled = torch.stack([avg.flatten(1), mx.flatten(1)], dim=0)  # (2, B, C)
         logits = self.fc2(self.act(self.fc1(pooled)))
-        a, m = logits.chunk(2, dim=0)
-        return self.gate(a + m)[:, :, None, None]
+        return self.gate(logits[0] + logits[1])[:, :, None, None]
 
     def forward_with_map(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         attn = self.attention_map(x)

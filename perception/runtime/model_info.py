@@ -1,0 +1,150 @@
+"""What a deployed network needs to say about itself, embedded in the ONNX file (and engine sidecars).
+
+An exported model must run without the checkpoint or the Python class that made it: the runtime
+reads input size, normalisation, class names, the state contract (which input is fed by which
+output, per-sample shapes), the batch range and the hash of the weights from here. The record is
+stored as JSON under the ONNX ``metadata_props`` key :data:`METADATA_KEY`; nothing here imports
+torch, so the ONNX Runtime and TensorRT backends stay light.
+
+I/O contract shared by every backend (torch included)::
+
+    inputs : image (B, 3, H, W) float32 RGB in [0, 1]   [+ memory (B, K, Cm, H/32, W/32), memory_valid (B, K)]
+    outputs: heatmap, box, seg, attention               [+ memory_next, memory_valid_next]
+
+State outputs are the state input's name + :data:`STATE_SUFFIX` (ONNX forbids an output named like
+an input); ``state_pairs`` maps one to the other.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from perception.runtime.base import Backend, BackendError, TensorSpec
+
+METADATA_KEY = "perception.model_info"
+FORMAT_VERSION = 1
+STATE_SUFFIX = "_next"
+HEAD_OUTPUTS = ("heatmap", "box", "seg", "attention")
+
+
+def state_output_name(state_input: str) -> str:
+    return state_input + STATE_SUFFIX
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str  # architecture name (registry), e.g. "stan_s_temporal"
+    input_size: tuple[int, int]  # (H, W) the graph was exported for
+    max_batch: int  # batch range is 1..max_batch
+    det_classes: tuple[str, ...]
+    seg_classes: tuple[str, ...]
+    state_shapes: dict[str, tuple[int, ...]]  # state input -> per-sample shape (no batch axis)
+    weights_sha256: str = ""  # hash of the checkpoint weights the graph was exported from
+    precision: str = "fp32"  # "fp32" | "int8" (QDQ: explicit quantisation)
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    # mean/std are folded into the first convolution: feed RGB float32 in [0, 1], NCHW
+    normalisation: str = "folded: feed RGB float32 in [0, 1], NCHW; mean/std applied inside the graph"
+    opset: int = 18
+    exporter: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. quantisation settings
+    format_version: int = FORMAT_VERSION
+
+    # -- derived I/O contract ------------------------------------------------------------------
+    @property
+    def is_temporal(self) -> bool:
+        return bool(self.state_shapes)
+
+    @property
+    def state_pairs(self) -> dict[str, str]:
+        return {name: state_output_name(name) for name in self.state_shapes}
+
+    @property
+    def input_specs(self) -> tuple[TensorSpec, ...]:
+        h, w = self.input_size
+        specs = [TensorSpec("image", ("batch", 3, h, w))]
+        specs += [TensorSpec(n, ("batch", *s)) for n, s in self.state_shapes.items()]
+        return tuple(specs)
+
+    @property
+    def output_specs(self) -> tuple[TensorSpec, ...]:
+        h, w = self.input_size
+        specs = [
+            TensorSpec("heatmap", ("batch", len(self.det_classes), h // 8, w // 8)),
+            TensorSpec("box", ("batch", 4, h // 8, w // 8)),
+            TensorSpec("seg", ("batch", len(self.seg_classes), h // 4, w // 4)),
+            TensorSpec("attention", ("batch", 1, h // 8, w // 8)),
+        ]
+        specs += [TensorSpec(state_output_name(n), ("batch", *s)) for n, s in self.state_shapes.items()]
+        return tuple(specs)
+
+    # -- serialisation -------------------------------------------------------------------------
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "model") -> ModelInfo:
+        try:
+            d = json.loads(text)
+            if int(d.get("format_version", 0)) > FORMAT_VERSION:
+                raise BackendError(
+                    f"{source}: model info format {d['format_version']} is newer than this perception "
+                    f"({FORMAT_VERSION}); upgrade perception or re-export with this version"
+                )
+            d["input_size"] = tuple(d["input_size"])
+            d["det_classes"] = tuple(d["det_classes"])
+            d["seg_classes"] = tuple(d["seg_classes"])
+            d["mean"], d["std"] = tuple(d["mean"]), tuple(d["std"])
+            d["state_shapes"] = {k: tuple(v) for k, v in d["state_shapes"].items()}
+            return cls(**d)
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
+            raise BackendError(
+                f"{source}: its embedded '{METADATA_KEY}' record is unreadable ({e!r}); re-export the model with "
+                "`perception export`"
+            ) from e
+
+
+def read_model_info(onnx_path: str | Path) -> ModelInfo:
+    """The :class:`ModelInfo` embedded in an ONNX file by ``perception export`` (weights not loaded)."""
+    import onnx
+
+    path = Path(onnx_path)
+    if not path.is_file():
+        raise BackendError(f"ONNX model {path} does not exist; create it with `perception export`")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # onnx raises DecodeError / ValueError / OSError depending on the damage
+        raise BackendError(f"ONNX model {path} cannot be parsed ({e}); the file is truncated or not ONNX") from e
+    props = {p.key: p.value for p in model.metadata_props}
+    if METADATA_KEY not in props:
+        raise BackendError(
+            f"ONNX model {path} carries no '{METADATA_KEY}' metadata: it was not written by `perception export`; "
+            "export it with `perception export --checkpoint ...`"
+        )
+    return ModelInfo.from_json(props[METADATA_KEY], source=str(path))
+
+
+class ModelInfoBackend(Backend):
+    """A backend whose I/O contract is the :class:`ModelInfo` it read on ``load`` (ONNX, TensorRT)."""
+
+    info: ModelInfo | None = None
+
+    def _info(self) -> ModelInfo:
+        if self.info is None:
+            raise BackendError(f"{self.name} backend: used before load() (or after close())")
+        return self.info
+
+    @property
+    def input_specs(self) -> tuple[TensorSpec, ...]:
+        return self._info().input_specs
+
+    @property
+    def output_specs(self) -> tuple[TensorSpec, ...]:
+        return self._info().output_specs
+
+    @property
+    def state_pairs(self) -> dict[str, str]:
+        return self._info().state_pairs

@@ -1,0 +1,126 @@
+"""ONNX Runtime backend: CPU everywhere; CUDA / TensorRT execution providers with onnxruntime-gpu.
+
+Runs a model written by ``perception export`` (fp32 or INT8 QDQ). Everything the pipeline needs
+(specs, state pairs, input size) comes from the ModelInfo embedded in the file.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from perception.runtime.base import BackendError
+from perception.runtime.model_info import ModelInfo, ModelInfoBackend, read_model_info
+
+log = logging.getLogger(__name__)
+
+# provider preference when "auto": fastest first; only those the installed onnxruntime has are used
+_PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+_SHORT = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
+
+
+@dataclass(frozen=True)
+class OnnxRuntimeConfig:
+    providers: tuple[str, ...] = ("auto",)  # "auto" or any of: tensorrt, cuda, cpu (or full provider names)
+    threads: int = 0  # intra-op threads; 0: onnxruntime's default (one per core)
+    device_id: int = 0
+    trt_cache_dir: str = ""  # TensorRT EP engine cache (empty: next to the model)
+
+
+def resolve_providers(requested: tuple[str, ...], available: list[str]) -> list[str]:
+    """Map short names to onnxruntime provider names, keep the available ones, CPU always last."""
+    if not requested or requested == ("auto",):
+        wanted = list(_PROVIDER_ORDER)
+    else:
+        wanted = [_SHORT.get(p.lower(), p) for p in requested]
+    unknown = [p for p in wanted if p not in _PROVIDER_ORDER and p not in available]
+    if unknown:
+        raise BackendError(f"onnxruntime: unknown execution provider(s) {unknown}; use tensorrt, cuda or cpu")
+    chosen = [p for p in wanted if p in available]
+    if not chosen:
+        raise BackendError(
+            f"onnxruntime: none of the requested providers {wanted} is available (installed: {available}); "
+            "install onnxruntime-gpu for cuda/tensorrt or request cpu"
+        )
+    return chosen
+
+
+class OnnxRuntimeBackend(ModelInfoBackend):
+    name = "onnxruntime"
+
+    def __init__(self, onnx_path: str | Path, config: OnnxRuntimeConfig | None = None) -> None:
+        self.path = Path(onnx_path)
+        self.config = config or OnnxRuntimeConfig()
+        self.info: ModelInfo | None = None
+        self.session: Any = None
+        self.providers: list[str] = []
+
+    def load(self) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise BackendError("onnxruntime backend: `onnxruntime` is not installed (pip install onnxruntime)") from e
+        info = read_model_info(self.path)
+        cfg = self.config
+        providers = resolve_providers(cfg.providers, ort.get_available_providers())
+        options: list[dict[str, Any]] = []
+        for p in providers:
+            if p == "TensorrtExecutionProvider":
+                cache = cfg.trt_cache_dir or str(self.path.parent / "trt_ep_cache")
+                options.append({"device_id": cfg.device_id, "trt_engine_cache_enable": True,
+                                "trt_engine_cache_path": cache, "trt_timing_cache_enable": True,
+                                "trt_fp16_enable": info.precision != "int8",
+                                "trt_int8_enable": info.precision == "int8"})
+            elif p == "CUDAExecutionProvider":
+                options.append({"device_id": cfg.device_id})
+            else:
+                options.append({})
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if cfg.threads > 0:
+            so.intra_op_num_threads = cfg.threads
+            so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=so, providers=providers,
+                                                provider_options=options)
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
+            raise BackendError(f"onnxruntime backend: cannot load {self.path}: {e}") from e
+        names = {i.name for i in self.session.get_inputs()}
+        expected = {s.name for s in info.input_specs}
+        if names != expected:
+            self.close()
+            raise BackendError(f"onnxruntime backend: {self.path} has inputs {sorted(names)} but its metadata "
+                               f"describes {sorted(expected)}; re-export the model")
+        self.info = info
+        self.providers = list(self.session.get_providers())
+        log.info("onnxruntime: %s on %s", self.path.name, ", ".join(self.providers))
+
+    def _require(self) -> ModelInfo:
+        if self.session is None:
+            raise BackendError("onnxruntime backend: infer() before load()")
+        return self._info()
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        info = self._require()
+        feeds = {}
+        for spec in info.input_specs:
+            if spec.name not in inputs:
+                raise BackendError(f"onnxruntime backend: input {spec.name!r} missing")
+            feeds[spec.name] = np.ascontiguousarray(inputs[spec.name], dtype=np.float32)
+        batch = feeds["image"].shape[0]
+        if not 1 <= batch <= info.max_batch:
+            raise BackendError(f"onnxruntime backend: batch {batch} is outside the exported range 1..{info.max_batch}; "
+                               "re-export with a larger --max-batch")
+        try:
+            values = self.session.run(None, feeds)
+        except Exception as e:
+            raise BackendError(f"onnxruntime backend: inference failed: {e}") from e
+        return {o.name: v for o, v in zip(self.session.get_outputs(), values, strict=True)}
+
+    def close(self) -> None:
+        self.session = None
