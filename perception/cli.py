@@ -17,6 +17,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "sim": ("perception.sim.cli", "render synthetic drives (frames, ground truth, benchmark)"),
     "train": ("perception.train.cli", "train a network on the synthetic world or your data"),
     "eval": ("perception.train.eval_cli", "evaluate a checkpoint: mAP, mIoU, flicker, occlusion, attention"),
+    "export": ("perception.models.export_cli", "export a checkpoint to ONNX (fp32, INT8 QDQ) with parity checks"),
+    "build-engine": ("perception.runtime.build_engine_cli", "prebuild a TensorRT engine of an exported model"),
     "bench": ("perception.bench.cli", "benchmarks (model, sim): reports with ratios from one run"),
     "demo": ("perception.demo", "the main job: synthetic drive -> perception -> overlay video + metrics"),
     "run": ("perception.ros.run", "run a launch file's ROS 2 nodes without ros2 launch (localhost DDS)"),

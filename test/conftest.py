@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,3 +21,25 @@ def perception_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]
         os.environ.pop("PERCEPTION_CACHE", None)
     else:
         os.environ["PERCEPTION_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def shipped_onnx(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``shipped_onnx(name)``: the shipped checkpoint ``name`` exported to ONNX once per session (fp32,
+    batch 1..4, the training size)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    cache: dict[str, Path] = {}
+    root = tmp_path_factory.mktemp("onnx")
+
+    def get(name: str) -> Path:
+        if name not in cache:
+            from perception.models.export import export_checkpoint
+            from perception.weights import weights_path
+
+            path = root / f"{name}.onnx"
+            export_checkpoint(weights_path(name), path, max_batch=4)
+            cache[name] = path
+        return cache[name]
+
+    return get

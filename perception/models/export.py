@@ -161,3 +161,30 @@ def onnx_summary(info: ModelInfo, path: Path) -> dict[str, Any]:
         "inputs": [s.name for s in info.input_specs],
         "outputs": [s.name for s in info.output_specs],
     }
+
+
+def streamed_parity(model: STAN, onnx_path: str | Path, images: list[torch.Tensor]) -> dict[str, float]:
+    """Max |torch - ONNX Runtime| per output over ``images`` (each (B, 3, H, W)) streamed in order, each
+    runtime's own state fed back to it — the way the pipeline runs the network."""
+    import numpy as np
+
+    from perception.runtime.onnx_backend import OnnxRuntimeBackend
+
+    model = model.eval().float()
+    errors: dict[str, float] = {}
+    with OnnxRuntimeBackend(onnx_path) as ort_backend:
+        pairs = ort_backend.state_pairs
+        b = images[0].shape[0]
+        ort_state = ort_backend.initial_state(b)
+        torch_state = {k: torch.from_numpy(v) for k, v in ort_state.items()}
+        for image in images:
+            with torch.inference_mode():
+                ref = model(image, **torch_state)
+            got = ort_backend.infer({"image": image.numpy(), **ort_state})
+            for name in model.output_names:
+                out_name = pairs.get(name, name)
+                err = float(np.abs(got[out_name] - ref[name].numpy()).max())
+                errors[out_name] = max(errors.get(out_name, 0.0), err)
+            ort_state = {k: got[o] for k, o in pairs.items()}
+            torch_state = {k: ref[k] for k in pairs}
+    return errors

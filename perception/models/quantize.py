@@ -148,7 +148,8 @@ def quantize_int8(fp32_onnx: str | Path, out: str | Path, samples: list[dict[str
                 str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ,
                 activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
                 per_channel=cfg.per_channel, calibrate_method=method, op_types_to_quantize=list(cfg.op_types),
-                extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True,
+                # biases stay float: TensorRT rejects int32 DequantizeLinear (it fuses fp32 biases itself)
+                extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True, "QuantizeBias": False,
                                "CalibPercentile": cfg.percentile, "CalibMovingAverage": False},
             )
         except Exception as e:  # onnxruntime raises many types

@@ -297,6 +297,8 @@ class FallbackBackend(WrappingBackend):
         raise BackendError(f"no backend could run the model (tried {', '.join(self.chain)}): {tried}")
 
     def load(self) -> None:
+        if self.active is not None:
+            return  # already loaded (build_backend loads; a later `with` must not load twice)
         self._next = 0
         self._load_next()
 

@@ -264,7 +264,8 @@ def build_engine(onnx_path: str | Path, cfg: EngineConfig | None = None, *, forc
         profile.set_shape(name, lo, opt, hi)
     config.add_optimization_profile(profile)
     timing_path = cache / f"timing.{flavour}.{trt.__version__}.cache"
-    if cfg.timing_cache:
+    use_timing_cache = cfg.timing_cache and flavour == "tensorrt"  # a no-op (deprecated) in TensorRT-RTX
+    if use_timing_cache:
         blob = timing_path.read_bytes() if timing_path.is_file() else b""
         timing = config.create_timing_cache(blob)
         config.set_timing_cache(timing, ignore_mismatch=False)
@@ -281,7 +282,7 @@ def build_engine(onnx_path: str | Path, cfg: EngineConfig | None = None, *, forc
     sidecar = {"key": asdict(key), "model_info": json.loads(info.to_json()), "onnx": str(onnx_path),
                "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "bytes": paths.engine.stat().st_size}
     paths.sidecar.write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
-    if cfg.timing_cache:
+    if use_timing_cache:
         timing_path.write_bytes(memoryview(config.get_timing_cache().serialize()))
     seconds = time.perf_counter() - t0
     note(f"engine written: {paths.engine} ({paths.engine.stat().st_size / 1e6:.1f} MB) in {seconds:.1f} s")

@@ -16,6 +16,7 @@ import numpy as np
 
 from perception.models.checkpoint import checkpoint_input_size
 from perception.pipeline.perceptor import FrameInput, PerceptionResult, Perceptor, PerceptorConfig
+from perception.runtime.base import Backend
 from perception.train.synthetic import Sequence, load_or_render
 
 
@@ -88,13 +89,24 @@ def evaluate_checkpoint(
 
     meta_input = checkpoint_input_size(checkpoint)
     backend = TorchBackend(checkpoint, meta_input, TorchBackendConfig(precision=precision))
+    metrics = evaluate_backend(backend, cfg, sequences, progress)
+    metrics["checkpoint"] = str(checkpoint)
+    metrics["model"] = backend.meta.get("name", "?")
+    return metrics
+
+
+def evaluate_backend(
+    backend: Backend, cfg: EvalConfig, sequences: list[Sequence] | None = None, progress: bool = True
+) -> dict[str, Any]:
+    """Metrics of any runtime (torch, ONNX Runtime fp32/INT8, TensorRT) on the evaluation drives.
+
+    ``backend`` is loaded here and closed afterwards."""
     t0 = time.perf_counter()
     with backend:
         perceptor = Perceptor(backend, PerceptorConfig(score_thresh=0.05))  # low: mAP needs the full PR curve
         seqs = sequences if sequences is not None else load_eval_sequences(cfg)
         metrics = evaluate_perceptor(perceptor, seqs, cfg.score_thresh, progress)
-    metrics["checkpoint"] = str(checkpoint)
-    metrics["model"] = backend.meta.get("name", "?")
+    metrics["backend"] = backend.name
     metrics["eval_seconds"] = time.perf_counter() - t0
     metrics["eval_config"] = {"seeds": list(cfg.seeds), "frames_per_sequence": cfg.frames_per_sequence,
                               "size": [cfg.height, cfg.width], "score_thresh": cfg.score_thresh}
