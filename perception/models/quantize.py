@@ -177,3 +177,18 @@ def quantize_int8(fp32_onnx: str | Path, out: str | Path, samples: list[dict[str
 
 def quantize_summary(info: ModelInfo) -> dict[str, Any]:
     return dict(info.extra.get("quantization", {}))
+
+
+def quantized_copy(fp32_onnx: str | Path, cfg: QuantizeConfig | None = None) -> Path:
+    """``<fp32>-int8.onnx`` (``-int8u8`` for u8 activations) next to the fp32 model, calibrated on synthetic
+    drives; made once and reused (on-demand INT8 for the runtime selection and the benchmarks)."""
+    cfg = cfg or QuantizeConfig()
+    fp32 = Path(fp32_onnx)
+    out = fp32.with_name(fp32.stem + ("-int8.onnx" if cfg.activations == "s8" else "-int8u8.onnx"))
+    if not out.is_file():
+        log.warning("quantising %s to INT8 (synthetic-world calibration, once) -> %s", fp32, out)
+        samples = calibration_inputs(fp32, synthetic_calibration_drives(cfg, read_model_info(fp32).input_size))
+        tmp = out.with_suffix(".tmp.onnx")
+        quantize_int8(fp32, tmp, samples, cfg)
+        tmp.replace(out)
+    return out

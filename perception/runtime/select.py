@@ -122,23 +122,9 @@ def exported_onnx(source: ModelSource, cfg: RuntimeConfig, int8: bool) -> Path:
 
 
 def _quantised(fp32: Path, cfg: RuntimeConfig) -> Path:
-    out = fp32.with_name(fp32.stem + "-int8.onnx")
-    if not out.is_file():
-        from perception.models.quantize import (
-            QuantizeConfig,
-            calibration_inputs,
-            quantize_int8,
-            synthetic_calibration_drives,
-        )
-        from perception.runtime.model_info import read_model_info
+    from perception.models.quantize import quantized_copy
 
-        log.warning("quantising %s to INT8 (synthetic-world calibration, once) -> %s", fp32, out)
-        qcfg = QuantizeConfig()
-        samples = calibration_inputs(fp32, synthetic_calibration_drives(qcfg, read_model_info(fp32).input_size))
-        tmp = out.with_suffix(".tmp.onnx")
-        quantize_int8(fp32, tmp, samples, qcfg)
-        tmp.replace(out)
-    return out
+    return quantized_copy(fp32)
 
 
 # -- the table -----------------------------------------------------------------------------------

@@ -1,0 +1,209 @@
+"""`perception bench runtime`: every available backend on the same inputs, in one run, vs torch eager fp32.
+
+Variants (those that cannot run here are listed with the reason):
+
+- CPU: torch eager fp32 (the baseline), torch bf16 + channels_last, torch.compile (``--compile``),
+  ONNX Runtime fp32, ONNX Runtime INT8 QDQ with s8 activations (the TensorRT-compatible model) and
+  with u8 activations (ONNX Runtime's x86 fast path, CPU only).
+- CUDA (when present): torch fp32 / fp16 (+ CUDA graph), ONNX Runtime CUDA EP (onnxruntime-gpu),
+  TensorRT fp16 (+ CUDA graph) and INT8.
+
+Each call is one streamed frame through the ``Backend`` API (numpy in, numpy out, temporal state
+fed back), i.e. what the pipeline pays. Variants run interleaved round-robin; speed-ups are medians
+of per-round paired ratios, so load from other processes mostly cancels. ``max_abs_diff`` is the
+largest output difference from the baseline on one identical input (a sanity check of each path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from perception.bench.model import _interleaved, paired_ratio
+from perception.bench.report import Report
+from perception.runtime.base import Backend
+
+BASELINE = "torch eager fp32"
+
+
+@dataclass(frozen=True)
+class RuntimeBenchConfig:
+    checkpoint: str = "stan_s_temporal"
+    input_size: tuple[int, int] = (0, 0)  # (H, W); 0: the checkpoint's training size
+    batch: int = 1
+    iters: int = 20
+    warmup: int = 3
+    threads: int = 2
+    compile: bool = False
+    int8: bool = True
+    cache_dir: str = "cache/runtime"
+    out: str = "bench_out"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from perception.models.export_cli import _size
+
+    d = RuntimeBenchConfig()
+    p.add_argument("--checkpoint", default=d.checkpoint, help="checkpoint path or shipped name (default %(default)s)")
+    p.add_argument("--input-size", type=_size, default=None, help="HxW (default: the checkpoint's training size)")
+    p.add_argument("--batch", type=int, default=d.batch)
+    p.add_argument("--iters", type=int, default=d.iters, help="timed rounds (median)")
+    p.add_argument("--warmup", type=int, default=d.warmup)
+    p.add_argument("--threads", type=int, default=d.threads, help="CPU threads of torch and onnxruntime")
+    p.add_argument("--compile", action="store_true", help="also time torch.compile (15-30 s to compile)")
+    p.add_argument("--no-int8", dest="int8", action="store_false", help="skip the INT8 variants")
+    p.add_argument("--cache-dir", default=d.cache_dir, help="exported / quantised models and engines")
+    p.add_argument("--out", default=d.out, help="output directory for bench_runtime.md/.json")
+
+
+def _variants(cfg: RuntimeBenchConfig, ckpt: Path, size: tuple[int, int]) -> tuple[
+        dict[str, Callable[[], Backend]], dict[str, str]]:
+    """label -> backend factory, and label -> why it is skipped."""
+    import onnxruntime as ort
+    import torch
+
+    from perception.models.quantize import QuantizeConfig, quantized_copy
+    from perception.runtime.onnx_backend import OnnxRuntimeBackend, OnnxRuntimeConfig
+    from perception.runtime.select import ModelSource, RuntimeConfig, exported_onnx
+    from perception.runtime.torch_backend import TorchBackend, TorchBackendConfig
+
+    rcfg = RuntimeConfig(cache_dir=cfg.cache_dir, max_batch=max(cfg.batch, 4))
+    source = ModelSource(checkpoint=ckpt, input_size=size)
+    fp32 = exported_onnx(source, rcfg, int8=False)
+    t = cfg.threads
+    ort_cpu = OnnxRuntimeConfig(providers=("cpu",), threads=t)
+    out: dict[str, Callable[[], Backend]] = {
+        BASELINE: lambda: TorchBackend(ckpt, size, TorchBackendConfig(threads=t)),
+        "torch bf16+channels_last": lambda: TorchBackend(
+            ckpt, size, TorchBackendConfig(precision="bf16", channels_last=True, threads=t)),
+    }
+    skipped: dict[str, str] = {}
+    if cfg.compile:
+        out["torch.compile bf16+channels_last"] = lambda: TorchBackend(
+            ckpt, size, TorchBackendConfig(precision="bf16", channels_last=True, threads=t, compile=True))
+    out["onnxruntime fp32"] = lambda: OnnxRuntimeBackend(fp32, ort_cpu)
+    if cfg.int8:
+        s8 = exported_onnx(source, rcfg, int8=True)
+        u8 = quantized_copy(fp32, QuantizeConfig(activations="u8"))
+        out["onnxruntime int8 (s8, TensorRT-compatible)"] = lambda: OnnxRuntimeBackend(s8, ort_cpu)
+        out["onnxruntime int8 (u8, CPU only)"] = lambda: OnnxRuntimeBackend(u8, ort_cpu)
+    if torch.cuda.is_available():
+        from perception.runtime.tensorrt_backend import TensorRTBackend, TensorRTConfig
+        from perception.runtime.tensorrt_engine import EngineConfig
+
+        out["torch cuda fp32"] = lambda: TorchBackend(ckpt, size, TorchBackendConfig(device="cuda"))
+        out["torch cuda fp16"] = lambda: TorchBackend(ckpt, size, TorchBackendConfig(device="cuda", precision="fp16"))
+        out["torch cuda fp16 + CUDA graph"] = lambda: TorchBackend(
+            ckpt, size, TorchBackendConfig(device="cuda", precision="fp16", cuda_graph=True))
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            out["onnxruntime cuda fp32"] = lambda: OnnxRuntimeBackend(fp32, OnnxRuntimeConfig(providers=("cuda",)))
+        else:
+            skipped["onnxruntime cuda"] = "onnxruntime has no CUDA provider (install onnxruntime-gpu)"
+        engines = str(Path(cfg.cache_dir) / "engines")
+        for label, precision, graph in (("tensorrt fp16", "fp16", False), ("tensorrt fp16 + CUDA graph", "fp16", True),
+                                        ("tensorrt int8", "int8", False)):
+            model = exported_onnx(source, rcfg, int8=True) if precision == "int8" else fp32
+            trt_cfg = TensorRTConfig(engine=EngineConfig(precision=precision, cache_dir=engines), cuda_graph=graph)
+            out[label] = functools.partial(TensorRTBackend, model, trt_cfg)
+    else:
+        skipped["torch cuda / tensorrt / onnxruntime cuda"] = "no CUDA device on this machine"
+    return out, skipped
+
+
+def run_benchmark(cfg: RuntimeBenchConfig) -> Report:
+    import torch
+
+    from perception.models.checkpoint import checkpoint_input_size
+    from perception.weights import resolve_checkpoint
+
+    torch.set_num_threads(cfg.threads)
+    ckpt = resolve_checkpoint(cfg.checkpoint)
+    size = cfg.input_size if 0 not in cfg.input_size else checkpoint_input_size(ckpt)
+    factories, skipped = _variants(cfg, ckpt, size)
+    report = Report(f"Runtime backends: {ckpt.name}, {size[0]}x{size[1]}, batch {cfg.batch}, "
+                    f"{cfg.threads} CPU threads")
+    rng = np.random.default_rng(0)
+    image = rng.random((cfg.batch, 3, *size), dtype=np.float32)
+    backends: dict[str, Backend] = {}
+    calls: dict[str, Callable[[], object]] = {}
+    meta: dict[str, dict[str, Any]] = {}
+    reference: dict[str, np.ndarray] = {}
+    for label, make in factories.items():
+        t0 = time.perf_counter()
+        try:
+            b = make()
+            b.load()
+            first = b.infer({"image": image, **b.initial_state(cfg.batch)})  # (compiles / builds when needed)
+        except Exception as e:  # a variant that cannot run is reported, not fatal
+            skipped[label] = f"{type(e).__name__}: {e}"[:300]
+            continue
+        if label == BASELINE:
+            reference = first
+        meta[label] = {"setup_s": round(time.perf_counter() - t0, 1), **_agreement(first, reference)}
+        backends[label] = b
+        calls[label] = _streaming_call(b, image)
+    try:
+        times = _interleaved(calls, cfg.warmup, cfg.iters)
+    finally:
+        for b in backends.values():
+            b.close()
+    for label, ts in times.items():
+        report.add_timing(label, ts, **meta[label])
+    for r in report.rows:
+        r["x_vs_torch_fp32"] = paired_ratio(times, BASELINE, r["name"])  # speed-up (>1: faster)
+    cpu = [r for r in report.rows if not any(k in r["name"] for k in ("cuda", "tensorrt"))]
+    best = max(cpu, key=lambda r: r["x_vs_torch_fp32"])
+    report.add_goal(f"best CPU backend ({best['name']}) speed-up over torch eager fp32", best["x_vs_torch_fp32"],
+                    ">= 2.5", best["x_vs_torch_fp32"] >= 2.5)
+    gpu = [r for r in report.rows if "tensorrt fp16" in r["name"]]
+    if gpu:
+        g = max(gpu, key=lambda r: r["x_vs_torch_fp32"])
+        report.add_goal(f"compiled FP16 path ({g['name']}) speed-up over torch eager fp32", g["x_vs_torch_fp32"],
+                        ">= 5", g["x_vs_torch_fp32"] >= 5.0)
+    for label, why in skipped.items():
+        report.notes.append(f"not run: {label}: {why}")
+    report.notes.append("one call = one streamed frame through Backend.infer (numpy in/out, state fed back); "
+                        "variants interleaved round-robin; x_vs_torch_fp32 = median of per-round paired ratios")
+    report.notes.append("max_score_diff / seg_label_agreement: largest detection-score (sigmoid) difference and the "
+                        "fraction of equal segmentation labels vs torch eager fp32, same first input (zero state); "
+                        "the input is random noise, harder on INT8 than real frames "
+                        "(accuracy on real drives: `perception export --evaluate`)")
+    return report
+
+
+def _agreement(out: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> dict[str, float]:
+    """How close a variant's outputs are to the baseline's: detection scores and segmentation labels."""
+    from perception.core.decode import sigmoid
+
+    score = float(np.abs(sigmoid(out["heatmap"]) - sigmoid(ref["heatmap"])).max())
+    seg = float((out["seg"].argmax(1) == ref["seg"].argmax(1)).mean())
+    return {"max_score_diff": score, "seg_label_agreement": seg}
+
+
+def _streaming_call(backend: Backend, image: np.ndarray) -> Callable[[], object]:
+    state = backend.initial_state(image.shape[0])
+
+    def call() -> object:
+        nonlocal state
+        out = backend.infer({"image": image, **state})
+        state = {k: out[o] for k, o in backend.state_pairs.items()}
+        return out
+
+    return call
+
+
+def run(args: argparse.Namespace) -> int:
+    d = RuntimeBenchConfig()
+    cfg = RuntimeBenchConfig(checkpoint=args.checkpoint, input_size=args.input_size or d.input_size,
+                             batch=args.batch, iters=args.iters, warmup=args.warmup, threads=args.threads,
+                             compile=args.compile, int8=args.int8, cache_dir=args.cache_dir, out=args.out)
+    report = run_benchmark(cfg)
+    report.publish(cfg.out, "bench_runtime")
+    return 0
