@@ -107,7 +107,7 @@ def main(args: argparse.Namespace) -> int:
                                   sim_cache=args.sim_cache or None)
             t0 = time.perf_counter()
             samples = calibration_inputs(out, synthetic_calibration_drives(qcfg, size))
-            qpath = out.with_name(out.stem + "-int8.onnx")
+            qpath = out.with_name(out.stem + ("-int8.onnx" if args.int8_activations == "s8" else "-int8u8.onnx"))
             qinfo = quantize_int8(out, qpath, samples, qcfg)
             report["int8"] = {**onnx_summary(qinfo, qpath), **qinfo.extra["quantization"],
                               "quantize_s": round(time.perf_counter() - t0, 1)}

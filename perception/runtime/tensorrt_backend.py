@@ -67,6 +67,7 @@ class TensorRTBackend(ModelInfoBackend):
         self._trt_dtypes: dict[str, Any] = {}
         self._buffers: dict[int, dict[str, Any]] = {}  # batch -> name -> device tensor
         self._graphs: dict[int, Any] = {}
+        self._graph_batch = 0
         self._batch_range = (1, 1)
 
     def load(self) -> None:
@@ -156,7 +157,9 @@ class TensorRTBackend(ModelInfoBackend):
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         info = self._require()
         torch = self._torch
-        batch = int(np.shape(inputs.get("image", np.zeros((0,))))[0]) if "image" in inputs else 0
+        if "image" not in inputs:
+            raise BackendError("tensorrt backend: input 'image' missing")
+        batch = int(np.shape(inputs["image"])[0])
         lo, hi = self._batch_range
         if not lo <= batch <= hi:
             raise BackendError(f"tensorrt backend: batch {batch} is outside the engine's optimisation profile "
@@ -178,7 +181,10 @@ class TensorRTBackend(ModelInfoBackend):
 
     def _graph_launch(self, batch: int) -> None:
         torch = self._torch
-        if batch not in self._graphs:
+        if batch not in self._graphs or self._graph_batch != batch:
+            # a graph is valid only for the shapes and addresses it was captured with: a new batch size
+            # reconfigured the context, so capture again rather than replay a stale graph
+            self._graphs.clear()
             # one plain run first (TensorRT allocates lazily), then capture the same launch
             if not self._context.execute_async_v3(self._stream.cuda_stream):
                 raise BackendError("tensorrt backend: execute_async_v3 failed (see the TensorRT log)")
@@ -186,6 +192,7 @@ class TensorRTBackend(ModelInfoBackend):
             with torch.cuda.graph(graph, stream=self._stream):
                 self._context.execute_async_v3(self._stream.cuda_stream)
             self._graphs[batch] = graph
+            self._graph_batch = batch
         self._graphs[batch].replay()
 
     def close(self) -> None:
