@@ -92,15 +92,18 @@ class FallbackEvent:
 
 
 # -- on-demand exports ---------------------------------------------------------------------------
-def exported_onnx(source: ModelSource, cfg: RuntimeConfig, int8: bool) -> Path:
-    """The ONNX model the ONNX Runtime / TensorRT backends run (exported/quantised once, then cached)."""
+def exported_onnx(source: ModelSource, cfg: RuntimeConfig, int8: bool, activations: str = "s8") -> Path:
+    """The ONNX model the ONNX Runtime / TensorRT backends run (exported/quantised once, then cached).
+
+    ``activations`` of an on-demand INT8 model: "s8" (TensorRT-compatible) or "u8" (ONNX Runtime's x86
+    fast path, 1.85x the s8 model's speed here)."""
     if cfg.onnx:
         path = Path(cfg.onnx)
         if int8:
             from perception.runtime.model_info import read_model_info
 
             if read_model_info(path).precision != "int8":
-                return _quantised(path, cfg)
+                return _quantised(path, activations)
         return path
     if source.checkpoint is None:
         raise BackendError("this backend runs ONNX models: give runtime onnx= (an exported model) or a checkpoint "
@@ -118,13 +121,13 @@ def exported_onnx(source: ModelSource, cfg: RuntimeConfig, int8: bool) -> Path:
         tmp = out.with_suffix(".tmp.onnx")
         export_checkpoint(ckpt, tmp, ExportConfig(input_size=size, max_batch=cfg.max_batch))
         tmp.replace(out)
-    return _quantised(out, cfg) if int8 else out
+    return _quantised(out, activations) if int8 else out
 
 
-def _quantised(fp32: Path, cfg: RuntimeConfig) -> Path:
-    from perception.models.quantize import quantized_copy
+def _quantised(fp32: Path, activations: str) -> Path:
+    from perception.models.quantize import QuantizeConfig, quantized_copy
 
-    return quantized_copy(fp32)
+    return quantized_copy(fp32, QuantizeConfig(activations=activations))
 
 
 # -- the table -----------------------------------------------------------------------------------
@@ -182,7 +185,8 @@ def _make_onnxruntime(source: ModelSource, cfg: RuntimeConfig) -> Backend:
     from perception.runtime.onnx_backend import OnnxRuntimeBackend, OnnxRuntimeConfig
 
     providers = ("cuda", "cpu") if cfg.cuda else ("cpu",)
-    onnx = exported_onnx(source, cfg, int8=cfg.precision == "int8")
+    # on a CPU, an on-demand INT8 model uses u8 activations: ONNX Runtime's x86 fast path
+    onnx = exported_onnx(source, cfg, int8=cfg.precision == "int8", activations="s8" if cfg.cuda else "u8")
     return OnnxRuntimeBackend(onnx, OnnxRuntimeConfig(providers=providers, threads=cfg.threads,
                                                       device_id=cfg.device_id))
 
