@@ -65,8 +65,7 @@ def load_outputs(path: str | Path, masks: bool = True) -> BagOutputs:
             kind, _, target = str(hdr.frame_id).partition(" ")
             if kind == "publish":
                 cam = target.removesuffix("/compressed").rsplit("/", 1)[0] or "/"
-                stamp = int(hdr.stamp.sec) * 1_000_000_000 + int(hdr.stamp.nanosec)
-                out.published_ns.setdefault((cam, stamp), []).append(log_ns)
+                out.published_ns.setdefault((cam, m.stamp_ns(hdr)), []).append(log_ns)
             elif kind == "loop":
                 out.loops += 1
             continue

@@ -26,8 +26,9 @@ def _t(name: str) -> Any:
 
 
 def stamp_ns(msg: Any) -> int:
-    """Header stamp of a deserialised message in integer nanoseconds."""
-    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+    """Header stamp of a deserialised message (or of a std_msgs/Header itself) in integer nanoseconds."""
+    stamp = getattr(msg, "header", msg).stamp
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 def header(stamp: int, frame_id: str) -> Any:

@@ -132,7 +132,7 @@ class Player:
         from perception.ros.qos import qos_profile
 
         self.node, self.messages, self.writer, self.record_inputs = node, messages, writer, record_inputs
-        self.executor = SingleThreadedExecutor()
+        self.executor = SingleThreadedExecutor(context=node.context)
         self.executor.add_node(node)
         self.pubs: dict[str, Any] = {}
         for m in messages:
@@ -261,7 +261,8 @@ def node_params(cameras: Sequence[str], transport: str, input_topic: str, args: 
     """perception_node parameters for replaying into ``cameras`` (root-relative namespaces)."""
     params: dict[str, Any] = {
         "autostart": True, "cameras": [c.strip("/") for c in cameras], "input.topic": input_topic,
-        "input.transport": transport, "diagnostics_period": 0.25, "model.checkpoint": str(args["checkpoint"]),
+        "input.transport": transport, "diagnostics_period": 0.25,
+        "model.checkpoint": str(args.get("checkpoint", "stan_s_temporal")),
         "model.threads": int(args.get("threads", 0)), "model.precision": args.get("precision", "fp32"),
         "detection.score_threshold": float(args.get("score_threshold", 0.3)),
         "input.qos_reliability": "reliable" if args.get("reliable_input") else "best_effort",
@@ -318,8 +319,12 @@ def wait_active(player: Player, run: NodeRun, timeout: float = 120.0) -> None:
                     return True
         return False
 
-    ok = player.spin_until(lambda: active() or run.proc.proc.poll() is not None, timeout)
-    if not ok or run.proc.proc.poll() is not None:
+    def failed() -> bool:
+        return run.proc.proc.poll() is not None or any(t in run.output() for t in ("configure rejected",
+                                                                                  "activate failed"))
+
+    ok = player.spin_until(lambda: active() or failed(), timeout)
+    if not ok or failed():
         raise BagError(f"perception node {run.name} did not become active within {timeout:.0f} s; its log "
                        f"({run.log}):\n{run.output()[-3000:]}")
 
@@ -334,7 +339,7 @@ def replay(bag: Path, out: Path | None, opts: ReplayOptions, *, topics: Sequence
            remap: Mapping[str, str] | None = None, record_inputs: bool = False, start_node: bool = True,
            node_args: Mapping[str, Any] | None = None, outputs: Sequence[str] = tuple(OUTPUT_TYPES),
            frame_timeout: float = 20.0, order_check: bool = True, restamp_now: bool = False,
-           storage: str = "mcap", log_dir: Path | None = None) -> ReplayResult:
+           storage: str = "mcap", compress: bool = False, log_dir: Path | None = None) -> ReplayResult:
     """Replay ``bag`` (see the module doc); rclpy is initialised and shut down here."""
     from perception.ros.env import apply_localhost_env, localhost_env
 
@@ -346,10 +351,11 @@ def replay(bag: Path, out: Path | None, opts: ReplayOptions, *, topics: Sequence
         apply_localhost_env()  # this process joins the private, loopback-only graph of its node
     import rclpy
 
-    writer = BagWriter(out, storage) if out is not None else None
+    writer = BagWriter(out, storage, compress) if out is not None else None
     run: NodeRun | None = None
-    rclpy.init()
-    node = rclpy.create_node(f"replay_player_{os.getpid()}")
+    context = rclpy.Context()  # its own context: callers may have rclpy initialised already
+    rclpy.init(context=context)
+    node = rclpy.create_node(f"replay_player_{os.getpid()}", context=context)
     player = Player(node, messages, writer, record_inputs, outputs)
     try:
         if start_node:
@@ -372,7 +378,7 @@ def replay(bag: Path, out: Path | None, opts: ReplayOptions, *, topics: Sequence
     finally:
         player.close()
         node.destroy_node()
-        rclpy.try_shutdown()
+        rclpy.try_shutdown(context=context)
         if writer is not None:
             writer.close()
         if run is not None:
@@ -402,6 +408,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--topics", nargs="*", default=None, help="topics to play (default: all)")
     p.add_argument("--remap", action="append", default=[], metavar="FROM:=TO", help="publish topic FROM as TO")
     p.add_argument("--record-inputs", action="store_true", help="also record the published inputs")
+    p.add_argument("--compress", action="store_true", help="zstd-compress each recorded message (smaller bags)")
     p.add_argument("--no-node", action="store_true", help="do not start perception_node (play into a running graph)")
     p.add_argument("--checkpoint", default="stan_s_temporal", help="checkpoint path or shipped name for the node")
     p.add_argument("--input-size", default="", help="network input HxW (default: the checkpoint's)")
@@ -430,7 +437,7 @@ def main(args: argparse.Namespace) -> int:
         result = replay(args.bag, args.out, opts, topics=args.topics, remap=_remaps(args.remap),
                         record_inputs=args.record_inputs, start_node=not args.no_node, node_args=node_args,
                         outputs=outputs, frame_timeout=args.frame_timeout, order_check=not args.no_order_check,
-                        log_dir=(args.out.parent / f"{args.out.name}_logs") if args.out else None)
+                        compress=args.compress)
     except BagError as e:
         print(f"perception replay: error: {e}", file=sys.stderr)
         return 2
