@@ -41,3 +41,6 @@ golden: setup
 	$(BIN)/perception sim --seed 2031 --frames 12 --width 320 --height 192 --bag --compress --out test/data/golden/drive
 	$(BIN)/perception replay test/data/golden/drive --deterministic --outputs detections,segmentation --compress \
 		--checkpoint stan_s_temporal --out test/data/golden/expected
+
+bench-throughput: setup
+	$(BIN)/perception bench throughput --out $(OUT)/bench

@@ -10,6 +10,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "model": ("perception.bench.model", "network latency: attention overhead, temporal vs spatial, precisions"),
     "sim": ("perception.bench.sim", "synthetic world rendering frames/s (camera, LiDAR) with a breakdown"),
     "ros": ("perception.ros.bench", "ROS 2 end-to-end latency vs model only (1280x720), message conversion throughput"),
+    "throughput": ("perception.ros.bench_throughput",
+                   "bag replay (ros2_benchmark method): peak rate, 30 Hz latency, 4 cameras batched, bag read GB/s"),
 }
 
 

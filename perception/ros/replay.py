@@ -141,6 +141,7 @@ class Player:
         self.cameras = sorted({camera_of(m.topic)[0] for m in messages if m.image})
         self.received: dict[tuple[str, int], int] = {}  # (camera, stamp) -> detections received
         self.receipt_ns: dict[tuple[str, int], int] = {}
+        self.sent: list[tuple[str, int, int]] = []  # (camera, stamp, publish time ns) of every image sent
         self.output_counts: dict[str, int] = {}
         self.last_output = time.monotonic()
         self.diagnostics: list[Any] = []
@@ -202,8 +203,10 @@ class Player:
         raw: bytes | bytearray = m.raw if stamp is None or not m.stamped else restamp(m.raw, stamp)
         self.pubs[m.topic].publish(bytes(raw) if isinstance(raw, bytearray) else raw)
         s = header_stamp_ns(raw) if m.stamped else 0
+        now = time.time_ns()
+        if m.image:
+            self.sent.append((camera_of(m.topic)[0], s, now))
         if self.writer is not None:
-            now = time.time_ns()
             if m.image:
                 self._event(f"publish {m.topic}", s)
             if self.record_inputs:
