@@ -46,6 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads in the node (0: default)")
     p.add_argument("--rates", default="5,10,15,20,25,30,40,50,60", help="rates (Hz) for the peak search")
     p.add_argument("--seconds", type=float, default=3.0, help="seconds played per rate")
+    p.add_argument("--refine", type=int, default=2, help="bisection steps between the peak and the first failing rate")
     p.add_argument("--latency-rate", type=float, default=30.0)
     p.add_argument("--latency-seconds", type=float, default=6.0)
     p.add_argument("--cameras", type=int, default=4, help="cameras for the batched vs unbatched comparison")
@@ -235,19 +236,31 @@ def run(args: argparse.Namespace) -> int:
         rates = [float(r) for r in args.rates.split(",") if r.strip()]
         one = Bench(messages, ["/camera"], args, 8, "single")
         try:
-            peak, fails = 0.0, 0
-            for rate in rates:
+            peak, fails, first_fail = 0.0, 0, math.inf
+
+            def step(rate: float) -> bool:
                 r = one.timed(rate, args.seconds)
                 report.add(name=f"1 camera at {rate:g} Hz", achieved_hz=r["achieved_hz"], published=r["published"],
                            answered=r["answered"], drop_pct=100 * r["drop"],
                            latency_p50_ms=percentile(r["latencies_ms"], 50))
-                if r["drop"] < PEAK_DROP:
-                    peak = max(peak, rate)
-                    fails = 0
+                return bool(r["drop"] < PEAK_DROP)
+
+            for rate in rates:
+                if step(rate):
+                    peak, fails = max(peak, rate), 0
                 else:
+                    first_fail = min(first_fail, rate)
                     fails += 1
                     if fails >= 2:
                         break  # bounded: two failing rates in a row end the search
+            for _ in range(args.refine):  # bisect between the peak and the first failing rate
+                if not math.isfinite(first_fail) or first_fail - peak < 1.0:
+                    break
+                mid = round((peak + first_fail) / 2, 1)
+                if step(mid):
+                    peak = mid
+                else:
+                    first_fail = mid
             lat = one.timed(args.latency_rate, args.latency_seconds)
             single = one.saturated(args.multi_seconds / 2)
         finally:
@@ -278,7 +291,7 @@ def run(args: argparse.Namespace) -> int:
             f"node: perception_node in another process, {args.checkpoint} input {args.input_size} {args.precision}, "
             f"torch threads {args.threads or 'default'}, outputs detections + segmentation, best-effort depth-1 "
             f"input; {os.cpu_count()} cores shared by player and node; rates stepped {args.rates} Hz for "
-            f"{args.seconds:g} s each (stopping after two failing rates)")
+            f"{args.seconds:g} s each (stopping after two failing rates), then {args.refine} bisection step(s)")
     rows = read_rows(args.read_frames, tmp)
     for r in rows:
         report.add(**r)

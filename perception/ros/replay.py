@@ -422,6 +422,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="node outputs to publish and record (comma list of: " + ", ".join(OUTPUT_TYPES) + ")")
     p.add_argument("--frame-timeout", type=float, default=20.0, help="deterministic mode: seconds to wait per frame")
     p.add_argument("--no-order-check", action="store_true", help="accept header stamps that go back in time")
+    p.add_argument("--restamp", action="store_true",
+                   help="stamp every message with its publish time (live-like; outputs no longer match the bag's "
+                        "ground truth or a golden bag)")
     p.add_argument("--golden", type=Path, default=None,
                    help="compare the recorded outputs with this expected bag; exit 1 on regression (needs --out)")
 
@@ -440,7 +443,7 @@ def main(args: argparse.Namespace) -> int:
         result = replay(args.bag, args.out, opts, topics=args.topics, remap=_remaps(args.remap),
                         record_inputs=args.record_inputs, start_node=not args.no_node, node_args=node_args,
                         outputs=outputs, frame_timeout=args.frame_timeout, order_check=not args.no_order_check,
-                        compress=args.compress)
+                        compress=args.compress, restamp_now=args.restamp)
     except BagError as e:
         print(f"perception replay: error: {e}", file=sys.stderr)
         return 2

@@ -108,6 +108,24 @@ def test_rate_window_and_remap(tmp_path: Path, small_bag: Path) -> None:
     assert counts.get("/front/detections", 0) >= 2  # timed mode: a frame may be dropped under load
 
 
+def test_compressed_images_from_a_sqlite3_bag(tmp_path: Path) -> None:
+    """A sqlite3 bag holding only CompressedImage: the node is started on the compressed transport."""
+    needs_model()
+    from perception.bag.drive import write_drive_bag
+    from perception.sim.config import SimConfig
+
+    bag = tmp_path / "jpeg_sqlite3"
+    write_drive_bag(bag, 12, 3, SimConfig(width=160, height=96), storage="sqlite3", raw=False, compressed=True)
+    out = tmp_path / "out"
+    result = replay(bag, out, ReplayOptions(deterministic=True), outputs=("detections", "segmentation"),
+                    node_args=TINY)
+    assert result.images_published == 3 and result.missing_frames == 0, result.summary()
+    outputs = load_outputs(out)
+    assert len(outputs.detections) == 3 and {k[0] for k in outputs.detections} == {"/camera"}
+    assert all(mask.shape == (96, 160) for mask in outputs.masks.values())
+    assert len(outputs.latencies_ms()) == 3
+
+
 def test_bad_bags_fail_fast(tmp_path: Path, small_bag: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from perception.cli import main
 
