@@ -27,7 +27,7 @@ def test_throughput_bench_smoke(tmp_path: Path) -> None:
 
     rc = main(["bench", "throughput", "--frames", "3", "--width", "160", "--height", "96", "--input-size", "64x128",
                "--threads", "1", "--rates", "10,20", "--seconds", "1", "--latency-rate", "10", "--latency-seconds", "1",
-               "--cameras", "2", "--multi-seconds", "1", "--read-frames", "3", "--out", str(tmp_path)])
+               "--cameras", "2", "--multi-seconds", "1", "--rounds", "1", "--read-frames", "3", "--out", str(tmp_path)])
     assert rc == 0
     data = json.loads((tmp_path / "bench_throughput.json").read_text())
     names = [r["name"] for r in data["rows"]]
