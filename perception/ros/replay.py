@@ -347,9 +347,14 @@ def replay(bag: Path, out: Path | None, opts: ReplayOptions, *, topics: Sequence
     from perception.ros.env import apply_localhost_env, localhost_env
 
     messages = load_messages(bag, topics, remap or {}, order_check)
-    events = schedule([m.log_ns for m in messages], opts)
     images = sorted({m.topic for m in messages if m.image})
     cams = [camera_of(t) for t in images]
+    produced = {f"{c[0].rstrip('/')}/{k}" for c in cams for k in (*OUTPUT_TYPES, "label_info")} | {"/diagnostics"}
+    skipped = sorted({m.topic for m in messages if m.topic in produced})
+    if skipped:  # e.g. a bag recorded from a perception graph: its old outputs would mix with the new ones
+        print(f"[replay] not publishing {', '.join(skipped)}: the perception graph produces them", flush=True)
+        messages = [m for m in messages if m.topic not in produced]
+    events = schedule([m.log_ns for m in messages], opts)
     if not os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE"):
         apply_localhost_env()  # this process joins the private, loopback-only graph of its node
     import rclpy

@@ -89,7 +89,7 @@ def test_loop_resets_the_temporal_memory(tmp_path: Path, small_bag: Path) -> Non
     assert diag["processed"] == "18" and diag["dropped_stale"] == "0", diag
 
 
-def test_rate_window_and_remap(tmp_path: Path, small_bag: Path) -> None:
+def test_rate_window_and_remap(tmp_path: Path, small_bag: Path, capsys: pytest.CaptureFixture[str]) -> None:
     needs_model()
     out = tmp_path / "rate"
     opts = ReplayOptions(rate=2.0, start_offset_s=0.1, duration_s=0.3)  # frames 1, 2, 3 at 20 Hz
@@ -106,6 +106,12 @@ def test_rate_window_and_remap(tmp_path: Path, small_bag: Path) -> None:
         counts[topic] = counts.get(topic, 0) + 1
     assert counts["/front/image_raw"] == 3 and counts["/camera/camera_info"] == 3
     assert counts.get("/front/detections", 0) >= 2  # timed mode: a frame may be dropped under load
+    # that recording replays in turn; its old outputs are not published over the new ones
+    again = replay(out, tmp_path / "again", ReplayOptions(deterministic=True), outputs=("detections",),
+                   node_args=TINY)
+    assert again.images_published == 3 and again.missing_frames == 0
+    assert again.outputs == {"/front/detections": 3}  # only the new node's answers, none of the recorded ones
+    assert "not publishing /diagnostics, /front/detections" in capsys.readouterr().out
 
 
 def test_compressed_images_from_a_sqlite3_bag(tmp_path: Path) -> None:
