@@ -129,3 +129,14 @@ def test_writer_refuses_to_overwrite(drive_bag: Path) -> None:
         BagWriter(drive_bag)
     with pytest.raises(BagError, match="storage"):
         BagWriter(drive_bag.parent / "x", storage="rosbag1")
+
+
+def test_sim_cli_writes_bags(tmp_path: Path) -> None:
+    from perception.cli import main
+
+    out = tmp_path / "cli_bag"
+    assert main(["sim", "--seed", "3", "--frames", "2", "--width", "128", "--height", "80", "--bag", "--storage",
+                 "sqlite3", "--image", "compressed", "--out", str(out)]) == 0
+    info = open_bag(out)
+    assert info.storage == "sqlite3" and TOPICS.compressed in info.topics and TOPICS.image not in info.topics
+    assert main(["sim", "--frames", "2", "--bag", "--out", str(out)]) == 2  # never overwrites a bag
