@@ -100,7 +100,7 @@ def test_rate_window_and_remap(tmp_path: Path, small_bag: Path, capsys: pytest.C
     published = [e for e in _events(out) if e[0] == "publish /front/image_raw"]
     assert [e[1] - published[0][1] for e in published] == [0, 100_000_000, 200_000_000]  # original stamps
     gaps = np.diff([e[2] for e in published]) * 1e-9
-    assert np.all(np.abs(gaps - 0.05) < 0.03), gaps  # 10 Hz played at 2x
+    assert 0.035 < gaps.mean() < 0.075 and gaps.max() < 0.15, gaps  # 10 Hz at 2x: 50 ms apart (1x would be 100)
     counts: dict[str, int] = {}
     for topic, _, _, _ in read_messages(out, check_order=False):
         counts[topic] = counts.get(topic, 0) + 1
