@@ -16,6 +16,7 @@ private domain); ``--no-node`` plays into a graph that is already running.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import os
 import sys
@@ -214,14 +215,18 @@ class Player:
         return s
 
     def play(self, events: Sequence[Event], deterministic: bool, rate_restamp: bool = False,
-             frame_timeout: float = 10.0, retries: int = 2) -> ReplayResult:
+             frame_timeout: float = 10.0, retries: int = 2, on_loop: Callable[[], None] | None = None,
+             ) -> ReplayResult:
         """Send ``events``; deterministic: wait for each image's detections (re-sent up to ``retries``
-        times if lost: best-effort inputs may drop under load; then BagError)."""
+        times if lost: best-effort inputs may drop under load; then BagError). ``on_loop`` runs at each
+        loop marker (restamped replays do not go back in time, so the caller resets the graph there)."""
         result = ReplayResult(loops=1 + max((e.loop for e in events), default=0))
         t0 = time.perf_counter()
         for e in events:
             if e.kind == LOOP:
                 self._event(f"loop {e.loop}", 0)
+                if on_loop is not None:
+                    on_loop()
                 continue
             m = self.messages[e.index]
             if not deterministic:
@@ -249,6 +254,21 @@ class Player:
             result.images_published += 1
         result.wall_s = time.perf_counter() - t0
         return result
+
+    def reset_node(self, node_name: str, timeout: float = 10.0) -> None:
+        """Call ``/<node_name>/reset`` (std_srvs/Trigger): forget the node's temporal memory."""
+        from std_srvs.srv import Trigger
+
+        client = self.node.create_client(Trigger, f"/{node_name}/reset")
+        try:
+            if not self.spin_until(client.service_is_ready, timeout):
+                raise BagError(f"service /{node_name}/reset not available: cannot reset the temporal memory "
+                               "at the loop point")
+            future = client.call_async(Trigger.Request())
+            if not self.spin_until(future.done, timeout) or not future.result().success:
+                raise BagError(f"/{node_name}/reset did not succeed at the loop point")
+        finally:
+            self.node.destroy_client(client)
 
     def drain(self, quiet_s: float = 1.0, timeout: float = 10.0) -> None:
         """Spin until no output arrived for ``quiet_s`` (or ``timeout``)."""
@@ -374,7 +394,14 @@ def replay(bag: Path, out: Path | None, opts: ReplayOptions, *, topics: Sequence
                                         localhost_env(int(os.environ["ROS_DOMAIN_ID"])), logs / "perception_node.log")
             wait_active(player, run)
         player.wait_for_subscribers()
-        result = player.play(events, opts.deterministic, restamp_now, frame_timeout)
+        on_loop = None
+        if restamp_now and opts.loops > 1:
+            if run is None:
+                print("[replay] --restamp with --no-node: stamps never go back, so a loop cannot reset the graph's "
+                      "temporal memory", flush=True)
+            else:
+                on_loop = functools.partial(player.reset_node, run.name)
+        result = player.play(events, opts.deterministic, restamp_now, frame_timeout, on_loop=on_loop)
         player.drain(quiet_s=1.0 if opts.deterministic else 1.5)
         if run is not None:
             player.spin_until(lambda: False, 0.3)  # one more diagnostics period

@@ -24,7 +24,7 @@ from perception.bag import BagError
 from perception.bag.evaluate import golden_compare, load_outputs
 from perception.bag.io import deserialize, read_messages
 from perception.bag.schedule import ReplayOptions
-from perception.ros.replay import replay
+from perception.ros.replay import camera_of, is_camera_input, node_params, replay
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden"
 TINY = {"extra": {**TINY_MODEL, "model.checkpoint": ""}}
@@ -60,6 +60,23 @@ def _last_diag(bag: Path) -> dict[str, str]:
     return last
 
 
+def test_cameras_and_node_parameters_from_topics() -> None:
+    assert camera_of("/front/image_raw") == ("/front", "image_raw", "raw")
+    assert camera_of("/car/left/image_raw/compressed") == ("/car/left", "image_raw", "compressed")
+    assert is_camera_input("/front/image_raw", "sensor_msgs/msg/Image", "image_raw", "raw")
+    assert not is_camera_input("/front/ground_truth/semantic", "sensor_msgs/msg/Image", "image_raw", "raw")
+    assert not is_camera_input("/front/image_raw", "sensor_msgs/msg/Image", "image_raw", "compressed")
+    p = node_params(["/front", "/car/left"], "compressed", "image_raw",
+                    {"checkpoint": "stan_s", "input_size": "192x320", "outputs": ("detections",)})
+    assert p["cameras"] == ["front", "car/left"] and p["input.transport"] == "compressed"
+    assert (p["model.input_height"], p["model.input_width"]) == (192, 320) and p["model.checkpoint"] == "stan_s"
+    assert p["output.detections"] and not p["output.segmentation"] and not p["output.attention"]
+    from perception.ros.params import node_config
+
+    cfg = node_config(p)  # the node accepts them
+    assert cfg.input.cameras == ("front", "car/left")
+
+
 def test_golden_bag_replays_to_the_stored_outputs(tmp_path: Path) -> None:
     """CI golden regression: the shipped network, deterministic replay, tolerances for CPU numerics."""
     needs_model()
@@ -87,6 +104,19 @@ def test_loop_resets_the_temporal_memory(tmp_path: Path, small_bag: Path) -> Non
     diag = _last_diag(out)
     assert "time_backwards=2" in diag["resets"], diag
     assert diag["processed"] == "18" and diag["dropped_stale"] == "0", diag
+
+
+def test_restamped_loop_resets_through_the_service(tmp_path: Path, small_bag: Path) -> None:
+    """Restamped stamps never go back in time: at the loop point the player calls the node's ~/reset."""
+    needs_model()
+    out = tmp_path / "restamped"
+    result = replay(small_bag, out, ReplayOptions(deterministic=True, loops=2), outputs=("detections",),
+                    node_args=TINY, restamp_now=True)
+    assert result.images_published == 12
+    stamps = sorted(load_outputs(out).detections)
+    assert len(stamps) == 12 and stamps[0][1] > 1_700_000_100 * 1_000_000_000  # publish times, not the bag's
+    diag = _last_diag(out)
+    assert "first_frame=2" in diag["resets"] and "time_backwards" not in diag["resets"], diag
 
 
 def test_rate_window_and_remap(tmp_path: Path, small_bag: Path, capsys: pytest.CaptureFixture[str]) -> None:
