@@ -162,6 +162,25 @@ def test_compressed_images_from_a_sqlite3_bag(tmp_path: Path) -> None:
     assert len(outputs.latencies_ms()) == 3
 
 
+def test_two_cameras_in_one_bag(tmp_path: Path) -> None:
+    """One node serves every camera of the bag; each camera's frames are answered on its own namespace."""
+    needs_model()
+    from perception.bag.drive import DriveTopics, write_frames
+    from perception.bag.io import BagWriter
+    from perception.sim.config import SimConfig
+    from perception.sim.drive import generate_sequence
+
+    bag = tmp_path / "two_cams"
+    frames = list(generate_sequence(13, 3, SimConfig(width=160, height=96)))
+    with BagWriter(bag) as w:
+        write_frames(w, frames, DriveTopics(camera="/front"))
+        write_frames(w, frames, DriveTopics(camera="/rear"), start_ns=1_700_000_000 * 1_000_000_000 + 5_000_000)
+    out = tmp_path / "out"
+    result = replay(bag, out, ReplayOptions(deterministic=True), outputs=("detections",), node_args=TINY)
+    assert result.images_published == 6 and result.missing_frames == 0, result.summary()
+    assert result.outputs == {"/front/detections": 3, "/rear/detections": 3}
+
+
 def test_bad_bags_fail_fast(tmp_path: Path, small_bag: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from perception.cli import main
 
