@@ -33,3 +33,14 @@ bench: setup
 
 clean:
 	rm -rf $(OUT) .pytest_cache .mypy_cache .ruff_cache
+
+# the golden regression data in test/data/golden (see its README): a 12-frame drive bag and the
+# shipped network's outputs for it, replayed deterministically
+golden: setup
+	rm -rf test/data/golden/drive test/data/golden/expected
+	$(BIN)/perception sim --seed 2031 --frames 12 --width 320 --height 192 --bag --compress --out test/data/golden/drive
+	$(BIN)/perception replay test/data/golden/drive --deterministic --outputs detections,segmentation --compress \
+		--checkpoint stan_s_temporal --out test/data/golden/expected
+
+bench-throughput: setup
+	$(BIN)/perception bench throughput --out $(OUT)/bench

@@ -1,1 +1,12 @@
-"""bag."""
+"""rosbag2 without ROS: read/write (rosbags), replay scheduling, evaluation and golden comparison.
+
+Nothing here imports rclpy: bags are read and written with ``rosbags`` (mcap and sqlite3
+storage), messages are rosbags' dataclasses of the Kilted typestore plus vision_msgs. The
+player node that puts a bag on a live graph lives in :mod:`perception.ros.replay`.
+"""
+
+from __future__ import annotations
+
+
+class BagError(RuntimeError):
+    """A bag that cannot be used as asked; the message names the bag and says what to do."""

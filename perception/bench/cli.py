@@ -11,6 +11,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "sim": ("perception.bench.sim", "synthetic world rendering frames/s (camera, LiDAR) with a breakdown"),
     "runtime": ("perception.bench.runtime", "backends side by side (torch, onnxruntime fp32/INT8, tensorrt)"),
     "ros": ("perception.ros.bench", "ROS 2 end-to-end latency vs model only (1280x720), message conversion throughput"),
+    "throughput": ("perception.ros.bench_throughput",
+                   "bag replay (ros2_benchmark method): peak rate, 30 Hz latency, 4 cameras batched, bag read GB/s"),
 }
 
 

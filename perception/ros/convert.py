@@ -250,23 +250,16 @@ def detections_to_msg(det: Detections, header: Header) -> Detection2DArray:
 
 
 def msg_to_detections(msg: Detection2DArray) -> Detections:
-    """vision_msgs/Detection2DArray -> core Detections (best hypothesis per detection; rotation ignored)."""
-    n = len(msg.detections)
-    boxes = np.zeros((n, 4), dtype=np.float32)
-    scores = np.zeros(n, dtype=np.float32)
-    ids = np.zeros(n, dtype=np.int64)
-    for i, d in enumerate(msg.detections):
-        cx, cy = d.bbox.center.position.x, d.bbox.center.position.y
-        hw, hh = 0.5 * d.bbox.size_x, 0.5 * d.bbox.size_y
-        boxes[i] = (cx - hw, cy - hh, cx + hw, cy + hh)
-        if d.results:
-            best = max(d.results, key=lambda r: r.hypothesis.score)
-            scores[i] = best.hypothesis.score
-            try:
-                ids[i] = int(best.hypothesis.class_id)
-            except ValueError as e:
-                raise RosError(f"detection {i}: class_id {best.hypothesis.class_id!r} is not a numeric id") from e
-    return Detections(boxes=boxes, scores=scores, class_ids=ids)
+    """vision_msgs/Detection2DArray -> core Detections (best hypothesis per detection; rotation ignored).
+
+    The same reader serves bag files (:func:`perception.bag.messages.detections_from_msg`)."""
+    from perception.bag import BagError
+    from perception.bag.messages import detections_from_msg
+
+    try:
+        return detections_from_msg(msg)
+    except BagError as e:
+        raise RosError(str(e)) from e
 
 
 def filter_classes(det: Detections, class_ids: Sequence[int]) -> Detections:

@@ -32,24 +32,6 @@ TOPICS = {  # topic -> message type
 }
 
 
-def typestore() -> Any:
-    """rosbags' Kilted typestore plus vision_msgs, registered from the installed .msg definitions."""
-    import vision_msgs
-    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
-
-    from perception.ros.env import package_root
-
-    store = get_typestore(Stores.ROS2_KILTED)
-    msg_dir = Path(vision_msgs.__file__).resolve().parents[4] / "share" / "vision_msgs" / "msg"
-    if not msg_dir.exists():
-        msg_dir = package_root() / "interfaces" / "vision_msgs" / "msg"
-    types: dict[str, Any] = {}
-    for f in sorted(msg_dir.glob("*.msg")):
-        types.update(get_types_from_msg(f.read_text(encoding="utf-8"), f"vision_msgs/msg/{f.stem}"))
-    store.register(types)
-    return store
-
-
 def record(bag: Path, duration: float, until_frames: int, store: Any) -> dict[str, Any]:
     """Subscribe to :data:`TOPICS` (raw CDR) and write them to an MCAP bag until done."""
     import importlib
@@ -212,6 +194,8 @@ def main(args: argparse.Namespace) -> int:
         import shutil
 
         shutil.rmtree(bag)
+    from perception.bag.typestore import typestore
+
     store = typestore()
     spec = parse_launch_file(share_dir() / "launch" / "demo.launch.py")
     env = localhost_env()

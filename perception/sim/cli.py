@@ -23,7 +23,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--degrade", action="store_true", help="motion blur, noise and JPEG artefacts")
     parser.add_argument("--depth", action="store_true", help="also write depth/NNNNNN.npy (float32 metres)")
     parser.add_argument("--config", type=Path, default=None, help="YAML/JSON file with SimConfig fields")
-    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("--out", type=Path, required=True, help="output directory (a rosbag2 bag with --bag)")
+    parser.add_argument("--bag", action="store_true",
+                        help="write the drive as a rosbag2 bag (camera, camera_info, LiDAR, ground truth topics)")
+    parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="bag storage (default mcap)")
+    parser.add_argument("--image", choices=("raw", "compressed", "both"), default="raw",
+                        help="bag image topics: sensor_msgs/Image, CompressedImage (JPEG) or both (default raw)")
+    parser.add_argument("--compress", action="store_true", help="zstd-compress each bag message (smaller files)")
 
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:
@@ -106,9 +112,26 @@ def write_sequence(cfg: SimConfig, seed: int, frames: int, out: Path, start: int
 def main(args: argparse.Namespace) -> int:
     try:
         cfg = config_from_args(args)
+        if getattr(args, "bag", False):
+            return _write_bag(args, cfg)
         n = write_sequence(cfg, args.seed, args.frames, args.out, args.start, args.depth)
     except SimError as e:
         print(f"perception sim: {e}")
         return 2
     print(f"wrote {n} frames to {args.out}")
+    return 0
+
+
+def _write_bag(args: argparse.Namespace, cfg: SimConfig) -> int:
+    from perception.bag import BagError
+    from perception.bag.drive import write_drive_bag
+
+    try:
+        counts = write_drive_bag(args.out, args.seed, args.frames, cfg, args.start, args.storage,
+                                 raw=args.image in ("raw", "both"), compressed=args.image in ("compressed", "both"),
+                                 compress=args.compress, progress=True)
+    except BagError as e:
+        print(f"perception sim: {e}")
+        return 2
+    print(f"wrote {args.storage} bag {args.out}: " + ", ".join(f"{t} ({n})" for t, n in counts.items()))
     return 0

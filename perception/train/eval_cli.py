@@ -1,4 +1,6 @@
-"""`perception eval`: metrics of one or more checkpoints on unseen synthetic drives, with a report."""
+"""`perception eval`: metrics of one or more checkpoints on unseen synthetic drives, with a report;
+or (``--bag``) of a replay's recorded outputs against the ground truth in the input bag, and
+(``--golden``) a golden regression check of those outputs against an expected bag."""
 
 from __future__ import annotations
 
@@ -21,8 +23,16 @@ def _seed_range(text: str) -> tuple[int, int]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", action="append", required=True, type=Path,
+    p.add_argument("--checkpoint", action="append", type=Path,
                    help="checkpoint stem or .safetensors path; repeat to compare several")
+    p.add_argument("--bag", type=Path, default=None,
+                   help="evaluate this output bag (`perception replay --out`) instead of a checkpoint")
+    p.add_argument("--gt", type=Path, default=None, help="with --bag: the input bag holding the ground truth")
+    p.add_argument("--golden", type=Path, default=None,
+                   help="with --bag: compare it with this expected output bag; exit 1 on regression")
+    p.add_argument("--box-iou", type=float, default=0.9, help="golden: minimum IoU of matching boxes")
+    p.add_argument("--score-delta", type=float, default=0.05, help="golden: maximum score difference")
+    p.add_argument("--mask-agreement", type=float, default=0.98, help="golden: minimum share of equal mask pixels")
     p.add_argument("--seeds", type=_seed_range, default=(1000, 1008), help="drive seeds FIRST:LAST (default 1000:1008)")
     p.add_argument("--frames", type=int, default=40, help="frames per drive")
     p.add_argument("--width", type=int, default=448)
@@ -35,7 +45,48 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
+def bag_main(args: argparse.Namespace) -> int:
+    """``--bag OUT [--gt IN] [--golden EXPECTED]``: metrics and/or golden regression from bags."""
+    from perception.bag import BagError
+    from perception.bag.evaluate import evaluate_bags, golden_compare
+    from perception.bag.golden import Tolerances
+    from perception.train.report import summary_table, write_eval_report
+
+    if args.gt is None and args.golden is None:
+        print("perception eval: error: --bag needs --gt INPUT_BAG (metrics) and/or --golden EXPECTED_BAG",
+              file=sys.stderr)
+        return 2
+    rc = 0
+    try:
+        if args.gt is not None:
+            metrics, samples = evaluate_bags(args.bag, args.gt, args.score_thresh)
+            paths = write_eval_report(metrics, args.out, title=f"Evaluation of {args.bag.name} against {args.gt.name}",
+                                      samples=samples)
+            print(summary_table(metrics))
+            lat = metrics["latency_ms"]
+            if lat.get("frames"):
+                print(f"latency ms: p50 {lat['p50']:.1f}, p95 {lat['p95']:.1f}, p99 {lat['p99']:.1f} "
+                      f"({lat['frames']} outputs)")
+            print(f"coverage: {metrics['coverage']}")
+            print(f"wrote {paths['markdown']} and {paths['html']}")
+        if args.golden is not None:
+            report = golden_compare(args.golden, args.bag, Tolerances(args.box_iou, args.score_delta,
+                                                                       args.mask_agreement))
+            print(report.summary())
+            rc = 0 if report.ok else 1
+    except BagError as e:
+        print(f"perception eval: error: {e}", file=sys.stderr)
+        return 2
+    return rc
+
+
 def main(args: argparse.Namespace) -> int:
+    if args.bag is not None:
+        return bag_main(args)
+    if not args.checkpoint:
+        print("perception eval: error: give --checkpoint (evaluate on synthetic drives) or --bag (recorded outputs)",
+              file=sys.stderr)
+        return 2
     from perception.models.checkpoint import CheckpointError, annotate_checkpoint
     from perception.train.evaluate import EvalConfig, evaluate_checkpoint, load_eval_sequences
     from perception.train.metrics import to_jsonable

@@ -113,19 +113,87 @@ def _bar_chart(path: Path, title: str, series: Mapping[str, Sequence[float]], la
     fig.savefig(str(path))
 
 
+def latency_table(latency: Mapping[str, Any]) -> str:
+    keys = [k for k in ("p50", "p95", "p99", "max") if k in latency]
+    lines = ["| frames | " + " | ".join(f"{k} (ms)" for k in keys) + " |", "|---:|" + "---:|" * len(keys)]
+    lines.append(f"| {latency.get('frames', 0)} | " + " | ".join(fmt(latency[k], 1) for k in keys) + " |")
+    return "\n".join(lines)
+
+
+def _histogram(path: Path, title: str, values: Sequence[float], xlabel: str) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.0, 3.0), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.hist(np.asarray(values, np.float64), bins=min(40, max(5, len(values) // 3)), color="#4c72b0")
+    for q, style in ((50, "-"), (95, "--"), (99, ":")):
+        ax.axvline(float(np.percentile(values, q)), color="k", linestyle=style, linewidth=1, label=f"p{q}")
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(str(path))
+
+
+def markdown_to_html(md: str, title: str) -> str:
+    """The subset of markdown these reports use (headings, tables, images, bold, lists) as one HTML page."""
+    import html
+    import re
+
+    def inline(text: str) -> str:
+        t = html.escape(text)
+        t = re.sub(r"!\[([^\]]*)\]\(([^)]+)\)", r'<img alt="\1" src="\2">', t)
+        t = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", t)
+        return re.sub(r"`([^`]+)`", r"<code>\1</code>", t)
+
+    body: list[str] = []
+    rows: list[list[str]] = []
+
+    def flush() -> None:
+        if rows:
+            head, *rest = rows
+            body.append("<table><tr>" + "".join(f"<th>{inline(c)}</th>" for c in head) + "</tr>"
+                        + "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>" for r in rest)
+                        + "</table>")
+            rows.clear()
+
+    for line in md.splitlines():
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if not all(re.fullmatch(r":?-+:?", c) for c in cells):
+                rows.append(cells)
+            continue
+        flush()
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            body.append(f"<h{level}>{inline(line[level:].strip())}</h{level}>")
+        elif line.startswith("- "):
+            body.append(f"<li>{inline(line[2:])}</li>")
+        elif line.strip():
+            body.append(f"<p>{inline(line)}</p>")
+    flush()
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;margin:1em 0}"
+             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}img{max-width:100%}")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
 def write_eval_report(
     metrics: Mapping[str, Any],
     out_dir: str | Path,
     title: str = "Evaluation",
     samples: Sequence[np.ndarray] | None = None,
 ) -> dict[str, Path]:
-    """Write ``metrics.json``, ``report.md``, per-class AP / IoU bar charts and ``sample_XX.png``
+    """Write ``metrics.json``, ``report.md`` + ``report.html``, per-class AP / IoU bar charts, a latency
+    histogram (when ``metrics["latency_ms"]["values"]`` holds per-frame latencies) and ``sample_XX.png``
     overlays (RGB uint8) into ``out_dir``; returns the written paths by name."""
     import cv2
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, Path] = {"json": out / "metrics.json", "markdown": out / "report.md"}
+    paths: dict[str, Path] = {"json": out / "metrics.json", "markdown": out / "report.md", "html": out / "report.html"}
     paths["json"].write_text(json.dumps(to_jsonable(dict(metrics)), indent=2, allow_nan=False) + "\n")
     md = [f"# {title}", "", "## Summary", "", summary_table(metrics), ""]
     md += ["## Detection (COCO box AP, pycocotools)", "", detection_table(metrics), ""]
@@ -150,6 +218,12 @@ def write_eval_report(
         paths["iou_plot"] = out / "iou_per_class.png"
         _bar_chart(paths["iou_plot"], "per-class IoU", {"IoU": [seg["per_class_iou"][n] for n in names]}, names)
         md += [f"![per-class IoU]({paths['iou_plot'].name})", ""]
+    latency = metrics.get("latency_ms")
+    if isinstance(latency, Mapping) and latency.get("values"):
+        md += ["## Latency (input published -> detections received)", "", latency_table(latency), ""]
+        paths["latency_plot"] = out / "latency_hist.png"
+        _histogram(paths["latency_plot"], "latency", latency["values"], "ms")
+        md += [f"![latency histogram]({paths['latency_plot'].name})", ""]
     if samples:
         md += ["## Samples", ""]
         for i, img in enumerate(samples):
@@ -161,6 +235,7 @@ def write_eval_report(
             paths[f"sample_{i:02d}"] = p
             md += [f"![sample {i}]({p.name})", ""]
     paths["markdown"].write_text("\n".join(md))
+    paths["html"].write_text(markdown_to_html("\n".join(md), title), encoding="utf-8")
     return paths
 
 

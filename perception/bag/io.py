@@ -1,0 +1,200 @@
+"""rosbag2 files (mcap or sqlite3) read and written with rosbags, with clear errors for bad bags.
+
+:func:`open_bag` checks a bag before anything uses it -- the directory and its metadata.yaml,
+the storage files (truncated or damaged ones), message types this project cannot decode -- and
+:func:`read_messages` streams raw CDR messages, checking on the way that every stamped topic's
+header stamps never go backwards. Problems raise :class:`~perception.bag.BagError` naming the bag
+and what to do; nothing here waits on anything, so a bad bag can never hang a caller.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from perception.bag import BagError
+from perception.bag.cdr import header_stamp_ns
+from perception.bag.typestore import typestore
+
+STORAGES = ("mcap", "sqlite3")
+
+
+@dataclass(frozen=True)
+class BagInfo:
+    path: Path
+    storage: str
+    topics: dict[str, str]  # topic -> message type
+    counts: dict[str, int]  # topic -> messages
+    start_ns: int
+    end_ns: int
+
+    @property
+    def duration_s(self) -> float:
+        return max(0, self.end_ns - self.start_ns) * 1e-9
+
+    def topics_of_type(self, *msgtypes: str) -> list[str]:
+        return [t for t, m in self.topics.items() if m in msgtypes]
+
+
+def is_stamped(msgtype: str) -> bool:
+    """True if the message's first field is a std_msgs/Header (its stamp is at a fixed offset)."""
+    defs = typestore().fielddefs.get(msgtype)
+    if not defs or not defs[1]:
+        return False
+    name, (_, sub) = defs[1][0]
+    return bool(name == "header" and sub == "std_msgs/msg/Header")
+
+
+def _reader(path: Path) -> Any:
+    from rosbags.rosbag2 import Reader
+
+    if not path.exists():
+        raise BagError(f"bag {path} does not exist")
+    if path.is_file():
+        hint = f"; {path.parent}/metadata.yaml" if (path.parent / "metadata.yaml").exists() else ""
+        raise BagError(f"{path} is a file: pass the rosbag2 bag DIRECTORY (the one holding metadata.yaml){hint}")
+    if not (path / "metadata.yaml").exists():
+        raise BagError(f"bag {path} has no metadata.yaml: not a rosbag2 bag directory (or the recording was cut "
+                       "before it was closed; `ros2 bag reindex` can rebuild it)")
+    return Reader(path)
+
+
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[Any]:
+    from rosbags.rosbag2 import ReaderError
+
+    reader = _reader(path)
+    try:
+        reader.open()
+    except (ReaderError, OSError, ValueError, KeyError, IndexError, EOFError) as e:
+        raise BagError(f"bag {path} cannot be opened: {e} (truncated or damaged storage file?)") from e
+    except Exception as e:  # storage backends raise their own errors on damaged files
+        raise BagError(f"bag {path} cannot be opened: {type(e).__name__}: {e} (truncated or damaged file?)") from e
+    try:
+        yield reader
+    finally:
+        with contextlib.suppress(Exception):
+            reader.close()
+
+
+def _storage_of(path: Path) -> str:
+    import yaml
+
+    meta = yaml.safe_load((path / "metadata.yaml").read_text(encoding="utf-8"))
+    return str(meta["rosbag2_bagfile_information"]["storage_identifier"])
+
+
+def open_bag(path: str | Path, topics: Iterable[str] = ()) -> BagInfo:
+    """Check ``path`` and describe it; ``topics`` must all be in it (topic not found -> BagError)."""
+    path = Path(path)
+    with _opened(path) as reader:
+        store = typestore()
+        info = BagInfo(
+            path=path,
+            storage=_storage_of(path),
+            topics={c.topic: c.msgtype for c in reader.connections},
+            counts={c.topic: int(c.msgcount) for c in reader.connections},
+            start_ns=int(reader.start_time) if reader.message_count else 0,
+            end_ns=int(reader.end_time) if reader.message_count else 0,
+        )
+        unknown = sorted({m for m in info.topics.values() if m not in store.fielddefs})
+    if unknown:
+        raise BagError(f"bag {path} holds message types this project cannot decode: {', '.join(unknown)} "
+                       "(register their .msg definitions in perception.bag.typestore, or leave those topics out)")
+    missing = [t for t in topics if t not in info.topics]
+    if missing:
+        raise BagError(f"topic(s) {', '.join(missing)} not found in bag {path}; it has: "
+                       + ", ".join(f"{t} ({m})" for t, m in sorted(info.topics.items())))
+    return info
+
+
+def read_messages(
+    path: str | Path, topics: Iterable[str] | None = None, check_order: bool = True
+) -> Iterator[tuple[str, str, int, bytes]]:
+    """(topic, message type, log time ns, raw CDR) in log-time order.
+
+    With ``check_order``, a stamped topic whose header stamp goes backwards raises BagError
+    (a loop must be asked of the player, not baked into the recording).
+    """
+    path = Path(path)
+    wanted = None if topics is None else set(topics)
+    with _opened(path) as reader:
+        conns = [c for c in reader.connections if wanted is None or c.topic in wanted]
+        if wanted is not None:
+            missing = sorted(wanted - {c.topic for c in conns})
+            if missing:
+                raise BagError(f"topic(s) {', '.join(missing)} not found in bag {path}")
+        stamped = {c.topic: is_stamped(c.msgtype) for c in conns}
+        last: dict[str, int] = {}
+        n = 0
+        try:
+            for conn, log_ns, raw in reader.messages(connections=conns):
+                n += 1
+                if check_order and stamped[conn.topic]:
+                    s = header_stamp_ns(raw)
+                    prev = last.get(conn.topic)
+                    if prev is not None and s < prev:
+                        raise BagError(
+                            f"bag {path}: topic {conn.topic} goes back in time at message {n} (header stamp "
+                            f"{s * 1e-9:.6f} s after {prev * 1e-9:.6f} s): timestamps out of order; re-record it "
+                            "or replay with ordering checks off (--no-order-check)")
+                    last[conn.topic] = s
+                yield conn.topic, conn.msgtype, int(log_ns), bytes(raw)
+        except BagError:
+            raise
+        except Exception as e:
+            raise BagError(f"bag {path} is damaged after {n} messages: {type(e).__name__}: {e} "
+                           "(truncated storage file?)") from e
+
+
+def deserialize(raw: bytes, msgtype: str) -> Any:
+    return typestore().deserialize_cdr(raw, msgtype)
+
+
+class BagWriter:
+    """A rosbag2 writer (mcap by default) for topics added on first use; ``compress``: zstd per message."""
+
+    def __init__(self, path: str | Path, storage: str = "mcap", compress: bool = False) -> None:
+        from rosbags.rosbag2 import StoragePlugin, Writer
+        from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
+
+        if storage not in STORAGES:
+            raise BagError(f"storage {storage!r} unknown; use one of {', '.join(STORAGES)}")
+        self.path = Path(path)
+        if self.path.exists():
+            raise BagError(f"{self.path} already exists; remove it or choose another output path")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+        self._writer = Writer(self.path, version=9, storage_plugin=plugin)
+        if compress:
+            self._writer.set_compression(CompressionMode.MESSAGE, CompressionFormat.ZSTD)
+        self._writer.open()
+        self._conns: dict[str, Any] = {}
+        self.counts: dict[str, int] = {}
+
+    def add_topic(self, topic: str, msgtype: str) -> None:
+        if topic not in self._conns:
+            self._conns[topic] = self._writer.add_connection(topic, msgtype, typestore=typestore())
+            self.counts[topic] = 0
+
+    def write_raw(self, topic: str, msgtype: str, log_ns: int, raw: bytes | bytearray | memoryview) -> None:
+        self.add_topic(topic, msgtype)
+        self._writer.write(self._conns[topic], int(log_ns), bytes(raw))
+        self.counts[topic] += 1
+
+    def write(self, topic: str, msg: Any, log_ns: int) -> None:
+        typename = msg.__msgtype__
+        self.write_raw(topic, typename, log_ns, typestore().serialize_cdr(msg, typename))
+
+    def close(self) -> None:
+        self._writer.close()
+
+    def __enter__(self) -> BagWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
