@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from perception.bag import BagError
 from perception.bag.cdr import header_stamp_ns
 from perception.bag.typestore import typestore
@@ -198,3 +200,25 @@ class BagWriter:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+
+
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+
+
+def rgb_frames(path: str | Path, topic: str = "", max_frames: int = 0) -> Iterator[np.ndarray]:
+    """RGB frames of one camera topic of a bag, in order (``topic`` empty: the bag's only image topic;
+    ``max_frames`` 0: all). For calibration and offline tools; replay goes over DDS instead."""
+    from perception.bag.messages import rgb_of
+
+    info = open_bag(path, [topic] if topic else [])
+    if not topic:
+        candidates = [t for t in info.topics_of_type(*IMAGE_TYPES) if "semantic" not in t and "segmentation" not in t]
+        if len(candidates) != 1:
+            raise BagError(f"bag {path}: name the camera topic, it has image topics {candidates or 'none'}")
+        topic = candidates[0]
+    elif info.topics[topic] not in IMAGE_TYPES:
+        raise BagError(f"bag {path}: topic {topic} is {info.topics[topic]}, not an image")
+    for n, (_, msgtype, _, raw) in enumerate(read_messages(path, [topic])):
+        if max_frames and n >= max_frames:
+            return
+        yield rgb_of(deserialize(raw, msgtype), msgtype)

@@ -193,3 +193,23 @@ def ground_truth_from_msg(msg: Any) -> GroundTruth:
             tracks.append(i + 1)
     return GroundTruth(boxes=det.boxes, class_ids=det.class_ids, track_ids=np.asarray(tracks, np.int64),
                        visibility=det.scores, ignore=np.asarray(ignore, bool))
+
+
+def rgb_of(msg: Any, msgtype: str) -> np.ndarray:
+    """An (H, W, 3) uint8 RGB array of a deserialised sensor_msgs/Image (rgb8, bgr8, mono8) or
+    CompressedImage (JPEG/PNG)."""
+    import cv2
+
+    if msgtype == "sensor_msgs/msg/CompressedImage":
+        bgr = cv2.imdecode(np.asarray(msg.data, dtype=np.uint8), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise BagError(f"compressed image ({msg.format}) cannot be decoded: corrupt data")
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    arr = image_array(msg)
+    if msg.encoding == "rgb8":
+        return np.ascontiguousarray(arr)
+    if msg.encoding == "bgr8":
+        return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+    if msg.encoding in ("mono8", "8UC1"):
+        return cv2.cvtColor(arr, cv2.COLOR_GRAY2RGB)
+    raise BagError(f"image encoding {msg.encoding!r} is not a colour or grey image")

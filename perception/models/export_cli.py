@@ -46,6 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calib-seeds", type=_seeds, default=(900, 904), help="calibration drives FIRST:LAST")
     p.add_argument("--calib-frames", type=int, default=24, help="frames per calibration drive")
     p.add_argument("--calib-method", choices=("minmax", "percentile", "entropy"), default="percentile")
+    p.add_argument("--calib-bag", type=Path, default=None,
+                   help="calibrate on this rosbag2 bag's camera frames instead of synthetic drives")
+    p.add_argument("--calib-topic", default="", help="camera topic of --calib-bag (default: its only image topic)")
     p.add_argument("--check", action="store_true", help="torch vs ONNX Runtime parity over a streamed drive")
     p.add_argument("--evaluate", action="store_true",
                    help="mAP / mIoU of torch fp32, ONNX fp32 (and INT8) on the evaluation drives")
@@ -75,10 +78,12 @@ def _parity(checkpoint: Path, onnx_path: Path, size: tuple[int, int], frames: in
 
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="[export] %(message)s")
+    from perception.bag import BagError
     from perception.models.errors import ModelError
     from perception.models.export import ExportConfig, export_checkpoint, onnx_summary
     from perception.models.quantize import (
         QuantizeConfig,
+        bag_calibration_drives,
         calibration_inputs,
         quantize_int8,
         synthetic_calibration_drives,
@@ -106,7 +111,9 @@ def main(args: argparse.Namespace) -> int:
                                   method=args.calib_method, activations=args.int8_activations,
                                   sim_cache=args.sim_cache or None)
             t0 = time.perf_counter()
-            samples = calibration_inputs(out, synthetic_calibration_drives(qcfg, size))
+            drives = (bag_calibration_drives(args.calib_bag, args.calib_topic, args.calib_frames * 4)
+                      if args.calib_bag else synthetic_calibration_drives(qcfg, size))
+            samples = calibration_inputs(out, drives)
             qpath = out.with_name(out.stem + ("-int8.onnx" if args.int8_activations == "s8" else "-int8u8.onnx"))
             qinfo = quantize_int8(out, qpath, samples, qcfg)
             report["int8"] = {**onnx_summary(qinfo, qpath), **qinfo.extra["quantization"],
@@ -120,7 +127,7 @@ def main(args: argparse.Namespace) -> int:
             report["trt_build"] = _trt_build(models)
         if args.evaluate:
             report["accuracy"] = _evaluate(ckpt, models, args)
-    except (ModelError, BackendError, OSError) as e:
+    except (ModelError, BackendError, BagError, OSError) as e:
         print(f"perception export: error: {e}", file=sys.stderr)
         return 1
     path = out.with_name(out.name + ".export.json")

@@ -89,6 +89,15 @@ def synthetic_calibration_drives(cfg: QuantizeConfig, size: tuple[int, int]) -> 
         yield list(seq.rgb)
 
 
+def bag_calibration_drives(bag: str | Path, topic: str = "", max_frames: int = 96) -> Iterator[list[np.ndarray]]:
+    """The frames of one camera of a rosbag2 bag as one drive (in order, so the temporal state is real)."""
+    from perception.bag.io import rgb_frames
+
+    frames = list(rgb_frames(bag, topic, max_frames))
+    if frames:
+        yield frames
+
+
 def calibration_inputs(fp32_onnx: str | Path, drives: Iterable[list[np.ndarray]]) -> list[dict[str, np.ndarray]]:
     """Network inputs (image + temporal state) the pipeline produces when streaming ``drives``."""
     from perception.pipeline.perceptor import FrameInput, Perceptor

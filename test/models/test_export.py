@@ -157,3 +157,21 @@ def test_int8_qdq_model_runs_in_onnxruntime_close_to_fp32(
     assert min(agree) >= 0.93, agree  # segmentation labels agree on >= 93 % of pixels every frame (measured 0.96)
     assert total >= 5 and matched / total >= 0.8, (matched, total)  # fp32 detections found again by INT8
     assert heat_err <= 0.5, heat_err  # no detection score moves by more than half its range
+
+
+def test_int8_calibrated_on_a_bag(shipped_onnx: Callable[[str], Path], tmp_path: Path) -> None:
+    """Calibration frames can come from a recorded drive (rosbag2) instead of the synthetic world."""
+    from perception.bag import BagError
+    from perception.models.quantize import bag_calibration_drives, calibration_inputs, quantize_int8
+
+    bag = Path(__file__).parents[1] / "data" / "golden" / "drive"
+    fp32 = shipped_onnx("stan_s_temporal")
+    samples = calibration_inputs(fp32, bag_calibration_drives(bag, max_frames=6))
+    assert len(samples) == 6 and samples[3]["memory_valid"].sum() == 3  # one drive, the state fills up
+    info = quantize_int8(fp32, tmp_path / "bag-int8.onnx", samples)
+    assert info.extra["quantization"]["calibration_samples"] == 6
+    with OnnxRuntimeBackend(tmp_path / "bag-int8.onnx") as b:
+        out = b.infer({"image": _sim_images(1)[0].numpy(), **b.initial_state(1)})
+        assert np.isfinite(out["heatmap"]).all()
+    with pytest.raises(BagError, match="not an image"):
+        next(bag_calibration_drives(bag, topic="/camera/camera_info"))
