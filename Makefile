@@ -29,6 +29,7 @@ lint: setup
 bench: setup
 	$(BIN)/perception bench model --out $(OUT)/bench
 	$(BIN)/perception bench sim --out $(OUT)/bench
+	$(BIN)/perception bench runtime --out $(OUT)/bench
 	$(BIN)/perception bench ros --out $(OUT)/bench
 
 clean:

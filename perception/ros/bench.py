@@ -34,7 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default="", help="checkpoint path stem (overrides --model's weights)")
     p.add_argument("--input-size", default="384x640", help="network input HxW")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    p.add_argument("--threads", type=int, default=0, help="inference threads (0: the runtime's default)")
+    p.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "onnxruntime", "torch"),
+                   help="model.backend of the node (and of the model-only timing)")
     p.add_argument("--skip-e2e", action="store_true", help="only conversion throughput and model time")
 
 
@@ -107,6 +109,7 @@ def _node_params(args: argparse.Namespace) -> dict[str, Any]:
     ih, iw = (int(x) for x in args.input_size.lower().split("x"))
     return {"model.name": args.model, "model.checkpoint": args.checkpoint, "model.input_height": ih,
             "model.input_width": iw, "model.precision": args.precision, "model.threads": args.threads,
+            "model.backend": args.backend,
             "cameras": ["bench"], "autostart": True, "diagnostics_period": 1.0}
 
 
