@@ -43,8 +43,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default="stan_s_temporal", help="checkpoint path or shipped name")
     p.add_argument("--input-size", default="192x320", help="network input HxW (small: fast)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
-    p.add_argument("--threads", type=int, default=0, help="torch threads in the node (0: default)")
-    p.add_argument("--rates", default="5,10,15,20,25,30,40,50,60", help="rates (Hz) for the peak search")
+    p.add_argument("--threads", type=int, default=0, help="inference threads in the node (0: the runtime's default)")
+    p.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "onnxruntime", "torch"),
+                   help="model.backend of the node")
+    p.add_argument("--rates", default="5,10,15,20,25,30,40,50,60,70,80,100", help="rates (Hz) for the peak search")
     p.add_argument("--seconds", type=float, default=3.0, help="seconds played per rate")
     p.add_argument("--refine", type=int, default=2, help="bisection steps between the peak and the first failing rate")
     p.add_argument("--latency-rate", type=float, default=30.0)
@@ -127,7 +129,8 @@ class Bench:
         self.player = Player(self.node, messages, None, outputs=("detections",))
         params = node_params(cameras, "raw", "image_raw", {
             "checkpoint": args.checkpoint, "input_size": args.input_size, "precision": args.precision,
-            "threads": args.threads, "max_batch": max_batch, "outputs": ("detections", "segmentation")})
+            "threads": args.threads, "backend": args.backend, "max_batch": max_batch,
+            "outputs": ("detections", "segmentation")})
         log = Path(tempfile.mkdtemp(prefix="bench_throughput_")) / f"node_{tag}.log"
         self.run = start_perception_node(f"perception_replay_bench_{tag}", params,
                                          localhost_env(int(os.environ["ROS_DOMAIN_ID"])), log)
@@ -300,7 +303,8 @@ def run(args: argparse.Namespace) -> int:
                         ratio >= BATCH_GOAL)
         report.notes.append(
             f"node: perception_node in another process, {args.checkpoint} input {args.input_size} {args.precision}, "
-            f"torch threads {args.threads or 'default'}, outputs detections + segmentation, best-effort depth-1 "
+            f"backend {args.backend}, threads {args.threads or 'default'}, outputs detections + segmentation, "
+            "best-effort depth-1 "
             f"input; {os.cpu_count()} cores shared by player and node; rates stepped {args.rates} Hz for "
             f"{args.seconds:g} s each (stopping after two failing rates), then {args.refine} bisection step(s); "
             f"{args.cameras} cameras: both nodes loaded, {args.rounds} alternating windows of "

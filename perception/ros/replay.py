@@ -287,6 +287,7 @@ def node_params(cameras: Sequence[str], transport: str, input_topic: str, args: 
         "input.transport": transport, "diagnostics_period": 0.25,
         "model.checkpoint": str(args.get("checkpoint", "stan_s_temporal")),
         "model.threads": int(args.get("threads", 0)), "model.precision": args.get("precision", "fp32"),
+        "model.backend": str(args.get("backend", "auto")),
         "detection.score_threshold": float(args.get("score_threshold", 0.3)),
         "input.qos_reliability": "reliable" if args.get("reliable_input") else "best_effort",
         "max_batch": int(args.get("max_batch", 8)),
@@ -448,7 +449,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default="stan_s_temporal", help="checkpoint path or shipped name for the node")
     p.add_argument("--input-size", default="", help="network input HxW (default: the checkpoint's)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
-    p.add_argument("--threads", type=int, default=0, help="torch threads in the node (0: default)")
+    p.add_argument("--threads", type=int, default=0, help="inference threads in the node (0: the runtime's default)")
+    p.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "onnxruntime", "torch"),
+                   help="model.backend of the node")
     p.add_argument("--score-threshold", type=float, default=0.3, help="node detection.score_threshold")
     p.add_argument("--outputs", default=",".join(OUTPUT_TYPES),
                    help="node outputs to publish and record (comma list of: " + ", ".join(OUTPUT_TYPES) + ")")
@@ -471,7 +474,7 @@ def main(args: argparse.Namespace) -> int:
             raise BagError("--golden compares the recorded outputs: give --out too")
         opts = ReplayOptions(args.rate, args.deterministic, args.start, args.duration, args.loop)
         node_args = {"checkpoint": args.checkpoint, "input_size": args.input_size, "precision": args.precision,
-                     "threads": args.threads, "score_threshold": args.score_threshold}
+                     "threads": args.threads, "backend": args.backend, "score_threshold": args.score_threshold}
         result = replay(args.bag, args.out, opts, topics=args.topics, remap=_remaps(args.remap),
                         record_inputs=args.record_inputs, start_node=not args.no_node, node_args=node_args,
                         outputs=outputs, frame_timeout=args.frame_timeout, order_check=not args.no_order_check,
