@@ -89,11 +89,15 @@ def export_onnx(model: STAN, out: str | Path, cfg: ExportConfig, weights_sha256:
     model = model.eval().float().to("cpu")
     h, w = cfg.input_size
     # trace at batch 2: a batch of 1 would let the tracer specialise the batch axis to a constant
-    example: list[torch.Tensor] = [torch.rand(2, 3, h, w)]
+    # (max_batch 1 exports a static batch of 1)
+    b = 1 if cfg.max_batch == 1 else 2
+    example: list[torch.Tensor] = [torch.rand(b, 3, h, w)]
     if model.is_temporal:
-        example += list(model.init_state(2, h, w))
-    batch = torch.export.Dim("batch", min=1, max=cfg.max_batch)
-    dynamic = {"inputs": tuple({0: batch} for _ in example)}
+        example += list(model.init_state(b, h, w))
+    dynamic: dict[str, Any] | None = None
+    if cfg.max_batch > 1:
+        batch = torch.export.Dim("batch", min=1, max=cfg.max_batch)
+        dynamic = {"inputs": tuple({0: batch} for _ in example)}
     output_names = [*HEAD_OUTPUTS] + [state_output_name(n) for n in model.input_names[1:]]
     info = model_info_for(model, cfg, weights_sha256)
     t0 = time.perf_counter()

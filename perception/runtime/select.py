@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from perception.runtime.base import Backend, BackendError, WrappingBackend
+from perception.runtime.base import Backend, BackendError, TensorSpec, WrappingBackend
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +257,7 @@ class FallbackBackend(WrappingBackend):
         self.source, self.cfg = source, cfg
         self.chain = backend_chain(source, cfg)
         self.events: list[FallbackEvent] = []
+        self._contract: tuple[TensorSpec, ...] | None = None
         self.active: Backend | None = None
         self.active_name = ""
         self._next = 0
@@ -276,6 +277,7 @@ class FallbackBackend(WrappingBackend):
                     raise BackendError(f"{name} is unavailable: {reason}")
                 backend = BACKENDS[name].make(self.source, self.cfg)
                 backend.load()
+                self._check_contract(name, backend)
             except Exception as e:  # any failure to come up means: try the next runtime
                 self._record(name, "load", e)
                 continue
@@ -285,6 +287,18 @@ class FallbackBackend(WrappingBackend):
             return
         tried = "; ".join(f"{e.backend} ({e.phase}): {e.error}" for e in self.events)
         raise BackendError(f"no backend could run the model (tried {', '.join(self.chain)}): {tried}")
+
+    def _check_contract(self, name: str, backend: Backend) -> None:
+        """A replacement must take the same inputs as the first backend (the pipeline letterboxes to that
+        size and holds state of those shapes); else it is closed and counts as a failure to load."""
+        specs = backend.input_specs
+        if self._contract is None:
+            self._contract = specs
+        elif specs != self._contract:
+            backend.close()
+            raise BackendError(f"{name} takes inputs {[(s.name, s.shape) for s in specs]}, but the pipeline runs "
+                               f"{[(s.name, s.shape) for s in self._contract]}: export model.onnx at the "
+                               "checkpoint's input size (or set model.input_height/width to the ONNX model's)")
 
     def load(self) -> None:
         if self.active is not None:

@@ -129,3 +129,20 @@ def test_tensorrt_backend_checks_for_cuda_before_touching_tensorrt(tmp_path: Pat
 
     with pytest.raises(BackendError, match="no CUDA device"):
         TensorRTBackend(tmp_path / "model.onnx").load()
+
+
+def test_a_replacement_with_other_inputs_is_refused(tmp_path: Path) -> None:
+    """An ONNX model exported at another size cannot be replaced mid-stream by the checkpoint's torch network:
+    the pipeline letterboxes to the first backend's size and holds state of its shapes."""
+    from perception.models.export import ExportConfig, export_checkpoint
+
+    small = tmp_path / "small.onnx"
+    export_checkpoint(weights_path("stan_s_temporal"), small, ExportConfig(input_size=(128, 224), max_batch=1))
+    src = ModelSource(checkpoint=weights_path("stan_s_temporal"))  # torch would run 256x448
+    with build_backend(src, RuntimeConfig(backend="onnxruntime", onnx=str(small), cache_dir=str(tmp_path))) as b:
+        assert b.active_name == "onnxruntime"
+        two = {"image": np.zeros((2, 3, 128, 224), np.float32), **b.initial_state(2)}
+        with pytest.raises(BackendError, match="no backend could run"):
+            b.infer(two)  # batch 2 > 1 faults onnxruntime; torch is refused: other input size
+        assert [(e.backend, e.phase) for e in b.events] == [("onnxruntime", "infer"), ("torch", "load")]
+        assert "export model.onnx at the checkpoint's input size" in b.events[-1].error
