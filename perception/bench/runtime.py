@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from perception.bench.model import paired_ratio
-from perception.bench.report import Report
+from perception.bench.report import Report, time_call
 from perception.runtime.base import Backend
 
 BASELINE = "torch eager fp32"
@@ -193,13 +193,7 @@ def _interleaved_blocks(calls: dict[str, Callable[[], object]], warmup: int, rou
     times: dict[str, list[float]] = {k: [] for k in calls}
     for _ in range(rounds):
         for k, fn in calls.items():
-            fn()
-            ts = []
-            for _ in range(block):
-                t0 = time.perf_counter()
-                fn()
-                ts.append(time.perf_counter() - t0)
-            times[k].append(statistics.median(ts))
+            times[k].append(statistics.median(time_call(fn, warmup=1, iters=block)))
     return times
 
 

@@ -13,6 +13,15 @@ class ConfigError(ValueError):
     """A configuration file or override is unreadable or malformed."""
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """``"256x448"`` (HxW, as the CLIs take image and network sizes) -> ``(256, 448)``."""
+    try:
+        h, w = (int(x) for x in text.lower().split("x"))
+    except ValueError as e:
+        raise ConfigError(f"size must look like 256x448 (HxW), not {text!r}") from e
+    return h, w
+
+
 def load_yaml_mapping(path: str | Path, section: str | None = None) -> dict[str, Any]:
     """A YAML file's top-level mapping (or one ``section`` of it)."""
     p = Path(path)

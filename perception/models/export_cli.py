@@ -21,11 +21,12 @@ from typing import Any
 
 def _size(text: str) -> tuple[int, int]:
     """``HxW`` -> (H, W)."""
+    from perception.core.config import ConfigError, parse_size
+
     try:
-        h, w = (int(x) for x in text.lower().split("x"))
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"size must look like 256x448 (HxW), not {text!r}") from e
-    return h, w
+        return parse_size(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
 
 
 def _seeds(text: str) -> tuple[int, int]:
@@ -64,15 +65,12 @@ def _parity(checkpoint: Path, onnx_path: Path, size: tuple[int, int], frames: in
 
     from perception.models.checkpoint import load_checkpoint
     from perception.models.export import streamed_parity
-    from perception.pipeline.perceptor import Perceptor
-    from perception.runtime.onnx_backend import OnnxRuntimeBackend
+    from perception.pipeline.perceptor import network_input
     from perception.train.synthetic import load_or_render
 
     model, _ = load_checkpoint(checkpoint)
     seq = load_or_render(1000, frames, {"width": size[1], "height": size[0]}, None)
-    with OnnxRuntimeBackend(onnx_path) as b:
-        pre = Perceptor(b)
-        images = [torch.from_numpy(pre.preprocess(rgb)[0][None]) for rgb in seq.rgb]
+    images = [torch.from_numpy(network_input(rgb, *size)[0][None]) for rgb in seq.rgb]
     return streamed_parity(model, onnx_path, images)  # type: ignore[arg-type]
 
 

@@ -22,7 +22,6 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -182,10 +181,6 @@ def quantize_int8(fp32_onnx: str | Path, out: str | Path, samples: list[dict[str
     log.info("quantised %s -> %s (%d calibration inputs) in %.1f s", fp32_onnx, out, len(samples),
              time.perf_counter() - t0)
     return qinfo
-
-
-def quantize_summary(info: ModelInfo) -> dict[str, Any]:
-    return dict(info.extra.get("quantization", {}))
 
 
 def quantized_copy(fp32_onnx: str | Path, cfg: QuantizeConfig | None = None) -> Path:

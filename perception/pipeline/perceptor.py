@@ -64,6 +64,16 @@ class _CameraState:
     memory: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+def network_input(rgb: np.ndarray, height: int, width: int) -> tuple[np.ndarray, LetterboxMap]:
+    """An RGB image as the network takes it: letterboxed to ``height x width``, (3, H, W) float32 in [0, 1]."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or min(rgb.shape[:2]) < 8:
+        raise PipelineError(f"expected an (H, W, 3) uint8 RGB image of at least 8x8, got {rgb.shape} {rgb.dtype}")
+    boxed, lmap = letterbox(rgb, width, height)
+    chw = np.ascontiguousarray(boxed.transpose(2, 0, 1), dtype=np.float32)
+    chw *= 1.0 / 255.0
+    return chw, lmap
+
+
 class Perceptor:
     def __init__(self, backend: Backend, config: PerceptorConfig | None = None) -> None:
         self.backend = backend
@@ -100,12 +110,7 @@ class Perceptor:
 
     # -- processing ----------------------------------------------------------------------------
     def preprocess(self, rgb: np.ndarray) -> tuple[np.ndarray, LetterboxMap]:
-        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or min(rgb.shape[:2]) < 8:
-            raise PipelineError(f"expected an (H, W, 3) uint8 RGB image of at least 8x8, got {rgb.shape} {rgb.dtype}")
-        boxed, lmap = letterbox(rgb, self.input_w, self.input_h)
-        chw = np.ascontiguousarray(boxed.transpose(2, 0, 1), dtype=np.float32)
-        chw *= 1.0 / 255.0
-        return chw, lmap
+        return network_input(rgb, self.input_h, self.input_w)
 
     def process(self, frame: FrameInput) -> PerceptionResult:
         return self.process_batch([frame])[0]

@@ -21,6 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from perception.core.config import parse_size
+from perception.ros.params import add_model_arguments
+
 GOAL_RATIO = 1.15
 
 
@@ -32,11 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--model", default="stan_s_temporal", help="registry name (shipped weights if any)")
     p.add_argument("--checkpoint", default="", help="checkpoint path stem (overrides --model's weights)")
-    p.add_argument("--input-size", default="384x640", help="network input HxW")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
-    p.add_argument("--threads", type=int, default=0, help="inference threads (0: the runtime's default)")
-    p.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "onnxruntime", "torch"),
-                   help="model.backend of the node (and of the model-only timing)")
+    add_model_arguments(p, "384x640", "network input HxW")  # also used by the model-only timing
     p.add_argument("--skip-e2e", action="store_true", help="only conversion throughput and model time")
 
 
@@ -106,7 +105,7 @@ def conversion_rows(h: int, w: int, iters: int = 30) -> list[dict[str, Any]]:
 
 
 def _node_params(args: argparse.Namespace) -> dict[str, Any]:
-    ih, iw = (int(x) for x in args.input_size.lower().split("x"))
+    ih, iw = parse_size(args.input_size)
     return {"model.name": args.model, "model.checkpoint": args.checkpoint, "model.input_height": ih,
             "model.input_width": iw, "model.precision": args.precision, "model.threads": args.threads,
             "model.backend": args.backend,

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from perception.ros.params import add_model_arguments
+
 PEAK_DROP = 0.05
 BATCH_GOAL = 1.3
 READ_GOAL_GBPS = 1.0
@@ -41,11 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--height", type=int, default=384)
     p.add_argument("--frames", type=int, default=16, help="frames rendered into the bag (cycled while playing)")
     p.add_argument("--checkpoint", default="stan_s_temporal", help="checkpoint path or shipped name")
-    p.add_argument("--input-size", default="192x320", help="network input HxW (small: fast)")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
-    p.add_argument("--threads", type=int, default=0, help="inference threads in the node (0: the runtime's default)")
-    p.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "onnxruntime", "torch"),
-                   help="model.backend of the node")
+    add_model_arguments(p, "192x320", "network input HxW (small: fast)")
     p.add_argument("--rates", default="5,10,15,20,25,30,40,50,60,70,80,100", help="rates (Hz) for the peak search")
     p.add_argument("--seconds", type=float, default=3.0, help="seconds played per rate")
     p.add_argument("--refine", type=int, default=2, help="bisection steps between the peak and the first failing rate")

@@ -63,10 +63,10 @@ def runtime_config(cfg: ModelConfig) -> RuntimeConfig:
 
 def model_source_for(cfg: ModelConfig) -> ModelSource:
     """Checkpoint (or an untrained network when allowed) and input size the node runs."""
-    path, label = model_source(cfg)
+    path, _ = model_source(cfg)
     size = cfg.input_size
     if path is not None:
-        return ModelSource(checkpoint=path, input_size=size, label=label)
+        return ModelSource(checkpoint=path, input_size=size)
 
     def untrained() -> object:
         import torch
@@ -79,7 +79,7 @@ def model_source_for(cfg: ModelConfig) -> ModelSource:
         except (KeyError, ValueError) as e:
             raise RosError(f"model.name {cfg.name!r}: {e}") from e
 
-    return ModelSource(module_factory=untrained, input_size=DEFAULT_INPUT_SIZE if 0 in size else size, label=label)
+    return ModelSource(module_factory=untrained, input_size=DEFAULT_INPUT_SIZE if 0 in size else size)
 
 
 def build_perceptor(cfg: PerceptionNodeConfig) -> Perceptor:

@@ -9,6 +9,7 @@ No rclpy here: this module is tested without a ROS graph.
 
 from __future__ import annotations
 
+import argparse
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -41,6 +42,15 @@ class ParamSpec:
     min_value: float | None = None
     max_value: float | None = None
     read_only: bool = False
+
+
+def add_model_arguments(p: argparse.ArgumentParser, input_size: str, input_size_help: str) -> None:
+    """``--input-size --precision --threads --backend``: the ``model.*`` parameters of the perception_node a
+    tool starts (replay, bench ros, bench throughput)."""
+    p.add_argument("--input-size", default=input_size, help=input_size_help)
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    p.add_argument("--threads", type=int, default=0, help="inference threads in the node (0: the runtime's default)")
+    p.add_argument("--backend", default="auto", choices=BACKENDS, help="model.backend of the node")
 
 
 def _p(name: str, default: Any, description: str, **kw: Any) -> ParamSpec:

@@ -31,6 +31,8 @@ from perception.bag import BagError
 from perception.bag.cdr import header_stamp_ns, restamp
 from perception.bag.io import BagWriter, is_stamped, open_bag, read_messages
 from perception.bag.schedule import LOOP, Event, ReplayOptions, schedule
+from perception.core.config import parse_size
+from perception.ros.params import add_model_arguments
 
 EVENTS_TOPIC = "/replay/events"
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
@@ -294,7 +296,7 @@ def node_params(cameras: Sequence[str], transport: str, input_topic: str, args: 
     }
     size = args.get("input_size")
     if size:
-        h, w = (int(x) for x in str(size).lower().split("x"))
+        h, w = parse_size(str(size))
         params["model.input_height"], params["model.input_width"] = h, w
     outputs = args.get("outputs")
     if outputs is not None:
@@ -447,11 +449,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compress", action="store_true", help="zstd-compress each recorded message (smaller bags)")
     p.add_argument("--no-node", action="store_true", help="do not start perception_node (play into a running graph)")
     p.add_argument("--checkpoint", default="stan_s_temporal", help="checkpoint path or shipped name for the node")
-    p.add_argument("--input-size", default="", help="network input HxW (default: the checkpoint's)")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
-    p.add_argument("--threads", type=int, default=0, help="inference threads in the node (0: the runtime's default)")
-    p.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "onnxruntime", "torch"),
-                   help="model.backend of the node")
+    add_model_arguments(p, "", "network input HxW (default: the checkpoint's)")
     p.add_argument("--score-threshold", type=float, default=0.3, help="node detection.score_threshold")
     p.add_argument("--outputs", default=",".join(OUTPUT_TYPES),
                    help="node outputs to publish and record (comma list of: " + ", ".join(OUTPUT_TYPES) + ")")

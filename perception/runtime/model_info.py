@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -53,23 +54,23 @@ class ModelInfo:
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. quantisation settings
     format_version: int = FORMAT_VERSION
 
-    # -- derived I/O contract ------------------------------------------------------------------
+    # -- derived I/O contract (computed once: the pipeline asks for it on every frame) ---------------
     @property
     def is_temporal(self) -> bool:
         return bool(self.state_shapes)
 
-    @property
+    @cached_property
     def state_pairs(self) -> dict[str, str]:
         return {name: state_output_name(name) for name in self.state_shapes}
 
-    @property
+    @cached_property
     def input_specs(self) -> tuple[TensorSpec, ...]:
         h, w = self.input_size
         specs = [TensorSpec("image", ("batch", 3, h, w))]
         specs += [TensorSpec(n, ("batch", *s)) for n, s in self.state_shapes.items()]
         return tuple(specs)
 
-    @property
+    @cached_property
     def output_specs(self) -> tuple[TensorSpec, ...]:
         h, w = self.input_size
         specs = [

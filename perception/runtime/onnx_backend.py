@@ -61,6 +61,7 @@ class OnnxRuntimeBackend(ModelInfoBackend):
         self.info: ModelInfo | None = None
         self.session: Any = None
         self.providers: list[str] = []
+        self._output_names: list[str] = []
 
     def load(self) -> None:
         try:
@@ -103,6 +104,7 @@ class OnnxRuntimeBackend(ModelInfoBackend):
             raise BackendError(f"onnxruntime backend: {self.path} has inputs {sorted(names)} but its metadata "
                                f"describes {sorted(expected)}; re-export the model")
         self.info = info
+        self._output_names = [o.name for o in self.session.get_outputs()]
         self.providers = list(self.session.get_providers())
         log.info("onnxruntime: %s on %s", self.path.name, ", ".join(self.providers))
 
@@ -126,7 +128,7 @@ class OnnxRuntimeBackend(ModelInfoBackend):
             values = self.session.run(None, feeds)
         except Exception as e:
             raise BackendError(f"onnxruntime backend: inference failed: {e}") from e
-        return {o.name: v for o, v in zip(self.session.get_outputs(), values, strict=True)}
+        return dict(zip(self._output_names, values, strict=True))
 
     def close(self) -> None:
         self.session = None

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +79,6 @@ class ModelSource:
     checkpoint: Path | None = None
     input_size: tuple[int, int] = (0, 0)  # (H, W) for torch and exports; 0: the checkpoint's / ONNX's
     module_factory: Callable[[], Any] | None = None  # untrained networks (plumbing, benchmarks): torch only
-    label: str = ""
 
 
 @dataclass(frozen=True)
@@ -88,7 +86,6 @@ class FallbackEvent:
     backend: str
     phase: str  # "load" | "infer"
     error: str
-    time: float = field(default_factory=time.time)
 
 
 # -- on-demand exports ---------------------------------------------------------------------------
@@ -204,8 +201,9 @@ def _torch_unavailable(source: ModelSource, cfg: RuntimeConfig) -> str | None:
 def _make_torch(source: ModelSource, cfg: RuntimeConfig) -> Backend:
     from perception.runtime.torch_backend import TorchBackend, TorchBackendConfig
 
-    model: Any = source.checkpoint if source.checkpoint is not None else source.module_factory() if \
-        source.module_factory else None
+    model: Any = source.checkpoint
+    if model is None and source.module_factory is not None:
+        model = source.module_factory()
     size = source.input_size
     if 0 in size:
         if source.checkpoint is None:

@@ -68,6 +68,7 @@ class TensorRTBackend(ModelInfoBackend):
         self._buffers: dict[int, dict[str, Any]] = {}  # batch -> name -> device tensor
         self._graphs: dict[int, Any] = {}
         self._graph_batch = 0
+        self._bound_batch = 0  # batch size whose buffers the context points at
         self._batch_range = (1, 1)
 
     def load(self) -> None:
@@ -78,11 +79,9 @@ class TensorRTBackend(ModelInfoBackend):
             paths = EnginePaths.for_engine(self.source)
             info = check_engine_for_runtime(paths, trt, flavour, cfg.device_id)
         else:
-            if not cfg.build_if_missing and not self._cached(trt, flavour):
-                raise BackendError(f"tensorrt backend: no cached engine for {self.source}; prebuild it with "
-                                   "`perception build-engine` (build_if_missing is off)")
             result = build_engine(self.source, cfg.engine, device_id=cfg.device_id,
-                                  progress=lambda m: log.info("tensorrt build: %s", m))
+                                  progress=lambda m: log.info("tensorrt build: %s", m),
+                                  build_missing=cfg.build_if_missing)
             paths, info = result.paths, result.info
         self._torch = torch
         torch.cuda.set_device(cfg.device_id)
@@ -111,14 +110,6 @@ class TensorRTBackend(ModelInfoBackend):
         self.info, self.engine_path = info, paths.engine
         log.info("tensorrt: %s loaded (batch %d..%d)", paths.engine.name, *self._batch_range)
 
-    def _cached(self, trt: Any, flavour: str) -> bool:
-        from perception.runtime.model_info import read_model_info
-        from perception.runtime.tensorrt_engine import engine_key
-
-        info = read_model_info(self.source)
-        key = engine_key(self.source, info, self.config.engine, trt, flavour, self.config.device_id)
-        return EnginePaths.for_key(self.config.engine.cache_path(), self.source, key).engine.is_file()
-
     def _require(self) -> ModelInfo:
         if self._context is None:
             raise BackendError("tensorrt backend: infer() before load()")
@@ -134,7 +125,8 @@ class TensorRTBackend(ModelInfoBackend):
         return table[s]
 
     def _bind(self, batch: int) -> dict[str, Any]:
-        """Device buffers for ``batch`` (allocated once per batch size), addresses set on the context."""
+        """Device buffers for ``batch`` (allocated once per batch size); shapes and addresses are set on the
+        context only when the batch size differs from the previous call's."""
         torch, ctx, info = self._torch, self._context, self._require()
         if batch not in self._buffers:
             dev = torch.device("cuda", self.config.device_id)
@@ -148,10 +140,12 @@ class TensorRTBackend(ModelInfoBackend):
                 bufs[spec.name] = torch.empty(shape, dtype=self._torch_dtype(spec.name), device=dev)
             self._buffers[batch] = bufs
         bufs = self._buffers[batch]
-        for spec in info.input_specs:
-            ctx.set_input_shape(spec.name, tuple(bufs[spec.name].shape))
-        for name, t in bufs.items():
-            ctx.set_tensor_address(name, t.data_ptr())
+        if self._bound_batch != batch:
+            for spec in info.input_specs:
+                ctx.set_input_shape(spec.name, tuple(bufs[spec.name].shape))
+            for name, t in bufs.items():
+                ctx.set_tensor_address(name, t.data_ptr())
+            self._bound_batch = batch
         return bufs
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -199,6 +193,7 @@ class TensorRTBackend(ModelInfoBackend):
         # release in reverse order of creation: graphs, buffers, context, engine, runtime
         self._graphs.clear()
         self._buffers.clear()
+        self._bound_batch = 0
         self._context = None
         self._engine = None
         self._runtime = None

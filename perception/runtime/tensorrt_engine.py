@@ -212,8 +212,9 @@ def _progress_monitor(trt: ModuleType, report: Callable[[str], None]) -> Any:
 
 def build_engine(onnx_path: str | Path, cfg: EngineConfig | None = None, *, force: bool = False,
                  progress: Callable[[str], None] | None = None, allow_rtx: bool = True,
-                 device_id: int = 0) -> BuildResult:
-    """The cached engine for ``onnx_path`` under ``cfg``, building it first if it is not cached."""
+                 device_id: int = 0, build_missing: bool = True) -> BuildResult:
+    """The cached engine for ``onnx_path`` under ``cfg``, building it first if it is not cached
+    (``build_missing=False``: a missing engine is an EngineError instead — deployments prebuild)."""
     cfg = cfg or EngineConfig()
     onnx_path = Path(onnx_path)
     info = read_model_info(onnx_path)
@@ -235,6 +236,9 @@ def build_engine(onnx_path: str | Path, cfg: EngineConfig | None = None, *, forc
         check_engine(paths, key)
         log.info("engine cache hit: %s", paths.engine)
         return BuildResult(paths, key, info, built=False, seconds=time.perf_counter() - t0)
+    if not build_missing:
+        raise EngineError(f"no cached engine for {onnx_path} in {cache} (precision {cfg.precision}, this GPU and "
+                          "TensorRT); prebuild it with `perception build-engine`")
 
     phases: list[str] = []
 

@@ -29,11 +29,11 @@ H, W = 256, 448
 
 def _sim_images(n: int, batch: int = 1) -> list[torch.Tensor]:
     """Letterboxed frames of a synthetic drive the networks never trained on, as network inputs."""
-    from perception.core.letterbox import letterbox
+    from perception.pipeline.perceptor import network_input
     from perception.train.synthetic import load_or_render
 
     seq = load_or_render(1003, n * batch, {"width": 448, "height": 256}, None)
-    frames = [letterbox(rgb, W, H)[0].transpose(2, 0, 1).astype(np.float32) / 255.0 for rgb in seq.rgb]
+    frames = [network_input(rgb, H, W)[0] for rgb in seq.rgb]
     return [torch.from_numpy(np.stack(frames[i * batch : (i + 1) * batch])) for i in range(n)]
 
 
