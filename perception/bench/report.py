@@ -19,27 +19,24 @@ from typing import Any
 
 
 def machine_description() -> dict[str, Any]:
-    """Who ran this: CPU model, core count, python, torch version and device if importable."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    """Who ran this: CPU model and its precision path, core count, python, torch version and device."""
+    from perception.core.hardware import cpu_description, cpu_has_fast_bf16, cpu_model_name
+
+    cpu = cpu_model_name()
     info: dict[str, Any] = {
         "cpu": cpu,
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "cpu_path": cpu_description(),
+        "precision_auto_cpu": "bf16" if cpu_has_fast_bf16() else "fp32",
     }
     try:
         import torch
 
         info["torch"] = torch.__version__
         info["torch_threads"] = torch.get_num_threads()
+        info["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
         if torch.cuda.is_available():
             info["gpu"] = torch.cuda.get_device_name(0)
     except ImportError:
@@ -117,6 +114,9 @@ class Report:
             f"Machine: {m.get('cpu')} ({m.get('cores')} cores), python {m.get('python')}, "
             f"torch {m.get('torch', '-')}" + (f", GPU {m['gpu']}" if "gpu" in m else "")
         )
+        if "cpu_path" in m:
+            lines += ["", f"CPU precision path: {m['cpu_path']}; `precision: auto` picks {m.get('precision_auto_cpu')} "
+                          f"here (torch CPU capability {m.get('torch_cpu_capability', '-')})"]
         lines.append("")
         if self.rows:
             cols: list[str] = []

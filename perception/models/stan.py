@@ -76,6 +76,12 @@ class STAN(nn.Module):
 
     # ----------------------------------------------------------------------------- state
     @property
+    def has_attention_map(self) -> bool:
+        """True when ``attention`` is the network's own spatial attention (CBAM / spatial gates), which
+        modulates its features; False when it is the activation-based map of an ablation."""
+        return self._spatial_map
+
+    @property
     def is_temporal(self) -> bool:
         return self.temporal is not None
 

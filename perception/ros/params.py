@@ -48,7 +48,7 @@ def add_model_arguments(p: argparse.ArgumentParser, input_size: str, input_size_
     """``--input-size --precision --threads --backend``: the ``model.*`` parameters of the perception_node a
     tool starts (replay, bench ros, bench throughput)."""
     p.add_argument("--input-size", default=input_size, help=input_size_help)
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    p.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16"))
     p.add_argument("--threads", type=int, default=0, help="inference threads in the node (0: the runtime's default)")
     p.add_argument("--backend", default="auto", choices=BACKENDS, help="model.backend of the node")
 
@@ -71,7 +71,8 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
     _p("model.cache_dir", "", "where on-demand ONNX exports and TensorRT engines are cached; empty: "
        "$PERCEPTION_CACHE or ~/.cache/perception"),
     _p("model.device", "cpu", "cpu, cuda or cuda:N"),
-    _p("model.precision", "fp32", "numeric precision of inference (int8: a QDQ model on onnxruntime/tensorrt)",
+    _p("model.precision", "auto", "numeric precision of inference; auto: tensorrt fp16, onnxruntime fp32, torch bf16 "
+       "where the CPU computes it natively (AVX512-bf16/AMX) else fp32; int8: a QDQ model on onnxruntime/tensorrt",
        choices=PRECISIONS),
     _p("model.channels_last", False, "channels_last memory format (torch; faster on CPU with bf16)"),
     _p("model.compile", False, "torch.compile the network (torch backend; the first frames compile for 15-30 s)"),
@@ -134,7 +135,7 @@ class ModelConfig:
     name: str = "stan_s_temporal"
     backend: str = "auto"
     device: str = "cpu"
-    precision: str = "fp32"
+    precision: str = "auto"
     channels_last: bool = False
     threads: int = 0
     fallback: bool = True

@@ -30,7 +30,7 @@ from perception.runtime.base import Backend, BackendError, TensorSpec, WrappingB
 log = logging.getLogger(__name__)
 
 BACKEND_NAMES = ("auto", "tensorrt", "onnxruntime", "torch")
-PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 
 
 def default_cache() -> Path:
@@ -43,7 +43,8 @@ class RuntimeConfig:
     backend: str = "auto"
     fallback: bool = True  # on a load failure or run-time fault, continue with the next backend of the chain
     device: str = "cpu"  # cpu | cuda | cuda:N
-    precision: str = "fp32"  # fp32 | bf16 | fp16 | int8 (each backend maps it to what it supports)
+    precision: str = "fp32"  # auto | fp32 | bf16 | fp16 | int8 (each backend maps it to what it supports; auto:
+    # tensorrt fp16, onnxruntime fp32, torch by CPU/GPU capability -- perception.core.hardware)
     onnx: str = ""  # an exported model (fp32 or QDQ int8); empty: export the checkpoint on demand
     cache_dir: str = ""  # exports and engines; empty: $PERCEPTION_CACHE or ~/.cache/perception
     max_batch: int = 8  # batch range of on-demand exports and engines
@@ -159,7 +160,7 @@ def _make_tensorrt(source: ModelSource, cfg: RuntimeConfig) -> Backend:
     from perception.runtime.tensorrt_backend import TensorRTBackend, TensorRTConfig
     from perception.runtime.tensorrt_engine import EngineConfig
 
-    precision = {"bf16": "fp16"}.get(cfg.precision, cfg.precision)
+    precision = {"bf16": "fp16", "auto": "fp16"}.get(cfg.precision, cfg.precision)
     onnx = exported_onnx(source, cfg, int8=precision == "int8")
     engine = EngineConfig(precision=precision, max_batch=0, cache_dir=str(cfg.cache_path() / "engines"))
     return TensorRTBackend(onnx, TensorRTConfig(engine=engine, device_id=cfg.device_id, cuda_graph=cfg.cuda_graph))

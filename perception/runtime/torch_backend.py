@@ -23,15 +23,15 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class TorchBackendConfig:
     device: str = "cpu"  # "cpu" | "cuda" | "cuda:N"
-    precision: str = "fp32"  # "fp32" | "bf16" | "fp16"
+    precision: str = "fp32"  # "auto" (by CPU/GPU capability, perception.core.hardware) | "fp32" | "bf16" | "fp16"
     channels_last: bool = False
     threads: int = 0  # 0: leave torch's default
     compile: bool = False  # torch.compile (inductor, freezing off); first call compiles (15-30 s on CPU)
     cuda_graph: bool = False  # capture/replay CUDA graphs per batch size (CUDA only)
 
     def __post_init__(self) -> None:
-        if self.precision not in ("fp32", "bf16", "fp16"):
-            raise ValueError(f"precision must be fp32, bf16 or fp16, not {self.precision!r}")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ValueError(f"precision must be auto, fp32, bf16 or fp16, not {self.precision!r}")
         if self.cuda_graph and not self.device.startswith("cuda"):
             raise ValueError("cuda_graph needs device=cuda")
 
@@ -54,6 +54,7 @@ class TorchBackend(Backend):
         self.meta: dict[str, Any] = {}
         self._run: Any = None  # the callable infer() uses: the model, or its compiled form
         self._graphs: dict[int, tuple[Any, list[Any], dict[str, Any]]] = {}  # batch -> (graph, static in, static out)
+        self.precision = self.config.precision  # the concrete precision once loaded ("auto" resolved)
 
     def load(self) -> None:
         import torch
@@ -65,6 +66,14 @@ class TorchBackend(Backend):
             raise BackendError(
                 f"torch backend: device {cfg.device!r} requested but CUDA is not available; use device=cpu"
             )
+        from perception.core.hardware import resolve_precision
+
+        on_cuda = cfg.device.startswith("cuda")
+        try:
+            self.precision = resolve_precision(
+                cfg.precision, cfg.device, cuda_bf16=on_cuda and torch.cuda.is_bf16_supported())
+        except ValueError as e:
+            raise BackendError(f"torch backend: {e}") from e
         if isinstance(self._source, (str, Path)):
             from perception.models.checkpoint import CheckpointError, load_checkpoint
 
@@ -149,7 +158,7 @@ class TorchBackend(Backend):
     def _autocast(self, device_type: str) -> Any:
         import torch
 
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.config.precision)
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         return torch.autocast(device_type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
     def _graph_run(self, image: torch.Tensor, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

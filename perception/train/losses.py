@@ -8,6 +8,8 @@ Batch target format (``targets`` argument of :class:`DetSegLoss`, build it with
 - ``reg_weight`` float32 (B, 1, H/8, W/8)
 - ``hm_ignore``  float32 (B, 1, H/8, W/8); an image without detection labels has it all 1
   (:func:`perception.train.targets.unsupervised_targets`) and contributes no detection loss
+- ``objmask``    float32 (B, 1, H/8, W/8) object-saliency target of the attention map in [0, 1],
+  -1 where unknown (optional: without the key, or with weight ``attention`` 0, no attention loss)
 - ``seg``        int64   (B, H, W) semantic ids at input resolution, ``classes.IGNORE_INDEX`` where
   unlabelled; an image without segmentation labels is all IGNORE_INDEX. Optional: without the
   key no segmentation loss is computed.
@@ -41,6 +43,9 @@ class LossConfig:
     l1: float = 0.1
     seg_ce: float = 1.0
     seg_dice: float = 0.5
+    # supervised attention: BCE of the published attention map against the objects' pixel coverage at
+    # stride 8 (``objmask``); turns the CBAM map into an object-saliency map. 0 = unsupervised CBAM.
+    attention: float = 1.0
     focal_alpha: float = 2.0  # (1 - p)^alpha on positives, p^alpha on negatives
     focal_beta: float = 4.0  # (1 - gt)^beta down-weights negatives near centres
     seg_stride: int = 2  # seg loss on every 2nd label pixel (4x cheaper than full resolution); 1 = full
@@ -128,9 +133,21 @@ def seg_losses(
     return ce, dice
 
 
+def attention_loss(attention: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean binary cross-entropy of an attention map in [0, 1] against a soft target (same shape),
+    over the cells where ``target >= 0`` (``-1`` = unknown); 0 when there are none. Computed in
+    float32 outside any autocast (BCE on probabilities is not autocast-safe)."""
+    p = attention.float().clamp(1e-4, 1.0 - 1e-4)
+    t = target.float()
+    valid = (t >= 0).float()
+    t = t.clamp(min=0.0)
+    bce = -(t * torch.log(p) + (1.0 - t) * torch.log1p(-p))
+    return (bce * valid).sum() / valid.sum().clamp(min=1.0)
+
+
 class DetSegLoss(nn.Module):
     """``forward(outputs, targets) -> (total, parts)``; parts are detached scalars keyed
-    ``heatmap``, ``giou``, ``l1``, ``seg_ce``, ``seg_dice`` (unweighted) and ``total``."""
+    ``heatmap``, ``giou``, ``l1``, ``seg_ce``, ``seg_dice``, ``attention`` (unweighted) and ``total``."""
 
     def __init__(self, config: LossConfig | None = None) -> None:
         super().__init__()
@@ -152,8 +169,13 @@ class DetSegLoss(nn.Module):
             )
         else:
             parts["seg_ce"], parts["seg_dice"] = zero, zero
+        if c.attention > 0 and "objmask" in targets:
+            parts["attention"] = attention_loss(outputs["attention"], targets["objmask"])
+        else:
+            parts["attention"] = zero
         total = (
-            c.heatmap * parts["heatmap"]
+            c.attention * parts["attention"]
+            + c.heatmap * parts["heatmap"]
             + c.giou * parts["giou"]
             + c.l1 * parts["l1"]
             + c.seg_ce * parts["seg_ce"]

@@ -175,13 +175,14 @@ class SyntheticClips:
         return len(self.index)
 
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
-        from perception.train.targets import encode_targets
+        from perception.train.targets import encode_targets, object_mask_target
 
         si, start = self.index[i]
         seq = self.sequences[si]
         sl = slice(start, start + self.clip_len)
         rgb = seq.rgb[sl].astype(np.float32) * (1.0 / 255.0)
         seg = seq.semantic[sl].astype(np.int64)
+        objects = seq.instance[sl] != 0  # every object's pixels (the attention target)
         gts = seq.gt[sl]
         _, h, w, _ = rgb.shape
         flip = False
@@ -198,12 +199,15 @@ class SyntheticClips:
         if flip:
             rgb = rgb[:, :, ::-1]
             seg = seg[:, :, ::-1]
+            objects = objects[:, :, ::-1]
         targets: list[dict[str, np.ndarray]] = []
-        for g in gts:
+        for g, obj in zip(gts, objects):
             boxes = g.boxes.astype(np.float32).copy()
             if flip and len(boxes):
                 boxes[:, [0, 2]] = w - boxes[:, [2, 0]]
-            targets.append(encode_targets(boxes, g.class_ids, g.ignore, h, w, NUM_DETECTION))
+            t = encode_targets(boxes, g.class_ids, g.ignore, h, w, NUM_DETECTION)
+            t["objmask"] = object_mask_target(obj)  # exact pixel coverage instead of the boxes'
+            targets.append(t)
         item = {
             "image": np.ascontiguousarray(rgb.transpose(0, 3, 1, 2)),
             "seg": np.ascontiguousarray(seg),

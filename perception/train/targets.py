@@ -12,6 +12,10 @@
   value at neighbours, 0 elsewhere). Where several boxes claim a cell the smaller box wins.
 - ``hm_ignore``  (1, h, w) float32: 1 where the heatmap loss must ignore negatives — the cells
   covered by ``ignore`` boxes (too small/occluded to score); never at positive centres.
+- ``objmask``    (1, h, w) float32: the object-saliency target of the attention map — the fraction of
+  each cell covered by objects (every box, ignored ones included: they are real objects, just too
+  small to score). A source with instance masks replaces it with the exact pixel coverage
+  (:func:`object_mask_target`); an image without detection labels has it all -1 (no attention loss).
 
 For a box smaller than a cell the centre cell's centre can lie outside it; its ltrb targets
 are clamped at 0, so decoding gives the box up to half a stride.
@@ -23,7 +27,7 @@ import math
 
 import numpy as np
 
-TARGET_KEYS = ("heatmap", "box", "reg_weight", "hm_ignore")
+TARGET_KEYS = ("heatmap", "box", "reg_weight", "hm_ignore", "objmask")
 
 
 def gaussian_radius(height: float, width: float, min_overlap: float = 0.7) -> float:
@@ -51,6 +55,27 @@ def draw_gaussian(heatmap: np.ndarray, ci: int, cj: int, radius: int) -> None:
     region = heatmap[ci - top : ci + bottom, cj - left : cj + right]
     patch = g[radius - top : radius + bottom, radius - left : radius + right]
     np.maximum(region, patch, out=region)
+
+
+def object_mask_target(mask: np.ndarray, stride: int = 8) -> np.ndarray:
+    """(1, H/stride, W/stride) float32: the fraction of each ``stride`` x ``stride`` cell where ``mask``
+    (H, W, bool or 0/1) is set -- the attention map's target at its own resolution."""
+    m = np.asarray(mask)
+    h, w = m.shape
+    if h % stride or w % stride:
+        raise ValueError(f"mask size {h}x{w} must be a multiple of stride {stride}")
+    cells = m.astype(np.float32).reshape(h // stride, stride, w // stride, stride)
+    return cells.mean(axis=(1, 3))[None]
+
+
+def box_mask(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(height, width) bool: the union of xyxy ``boxes`` (pixels, clipped to the image)."""
+    mask = np.zeros((height, width), dtype=bool)
+    for x1, y1, x2, y2 in np.asarray(boxes, dtype=np.float32).reshape(-1, 4):
+        c0, r0 = max(0, int(np.floor(x1))), max(0, int(np.floor(y1)))
+        c1, r1 = min(width, int(np.ceil(x2))), min(height, int(np.ceil(y2)))
+        mask[r0:r1, c0:c1] = True
+    return mask
 
 
 def _clip_boxes(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -135,13 +160,15 @@ def encode_targets(
                 claim_area[i, j] = area
     for ci, cj in positives:  # a real object's centre is never ignored
         hm_ignore[0, ci, cj] = 0.0
-    return {"heatmap": heatmap, "box": box, "reg_weight": reg_weight, "hm_ignore": hm_ignore}
+    objmask = object_mask_target(box_mask(boxes[keep], height, width), stride)
+    return {"heatmap": heatmap, "box": box, "reg_weight": reg_weight, "hm_ignore": hm_ignore, "objmask": objmask}
 
 
 def unsupervised_targets(height: int, width: int, num_classes: int, stride: int = 8) -> dict[str, np.ndarray]:
     """Targets for an image WITHOUT detection labels: everything ignored, no regression."""
     t = encode_targets(np.zeros((0, 4), np.float32), np.zeros(0, np.int64), None, height, width, num_classes, stride)
     t["hm_ignore"][:] = 1.0
+    t["objmask"][:] = -1.0  # unknown object layout: no attention supervision
     return t
 
 

@@ -14,7 +14,7 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,8 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 0.05
     warmup_steps: int = 100
-    precision: str = "bf16"  # "bf16" | "fp32" (fp16 on CUDA)
-    channels_last: bool = True  # ~2x faster convolutions on CPU with bf16
+    precision: str = "auto"  # auto (bf16 where the CPU/GPU computes it natively, else fp32/fp16) | bf16 | fp32 | fp16
+    channels_last: bool = True  # ~2x faster convolutions on CPU with bf16 (used only with bf16/fp16)
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     threads: int = 0  # 0: torch default
     seed: int = 0
@@ -53,12 +53,17 @@ class TrainConfig:
     # steps take their batches from the sources in turn (synthetic first)
     datasets: tuple[dict[str, Any], ...] = ()
     model_overrides: dict[str, Any] = field(default_factory=dict)
+    loss: dict[str, Any] = field(default_factory=dict)  # LossConfig overrides, e.g. {attention: 0} (unsupervised CBAM)
+    ema: float = 0.0  # decay of an exponential moving average of the weights (0 = off); the checkpoint holds the EMA
+    init: str = ""  # warm start: a checkpoint (shipped name or path stem) whose matching weights initialise the model
 
     def __post_init__(self) -> None:
         if self.input_height % 32 or self.input_width % 32:
             raise TrainError(f"input size {self.input_height}x{self.input_width} must be multiples of 32")
-        if self.precision not in ("bf16", "fp32", "fp16"):
-            raise TrainError(f"precision must be bf16, fp32 or fp16, not {self.precision!r}")
+        if self.precision not in ("auto", "bf16", "fp32", "fp16"):
+            raise TrainError(f"precision must be auto, bf16, fp32 or fp16, not {self.precision!r}")
+        if not 0.0 <= self.ema < 1.0:
+            raise TrainError(f"ema must be a decay in [0, 1) (0 = off), not {self.ema}")
         if not self.synthetic and not self.datasets:
             raise TrainError("no training data: synthetic is false and no datasets are given")
         if self.synthetic and self.train_seeds[1] <= self.train_seeds[0]:
@@ -79,6 +84,81 @@ class TrainConfig:
 
     def sim_config(self) -> dict[str, Any]:
         return {**self.sim, "width": self.input_width, "height": self.input_height}
+
+
+def pick_precision(precision: str, device: str) -> str:
+    """``auto`` -> bf16 where the CPU (AVX512-bf16/AMX) or GPU computes it natively, else fp32 (CPU) / fp16."""
+    import torch
+
+    from perception.core.hardware import resolve_precision
+
+    cuda_bf16 = device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    try:
+        return resolve_precision(precision, device, cuda_bf16=cuda_bf16)
+    except ValueError as e:
+        raise TrainError(str(e)) from None
+
+
+class WeightEMA:
+    """Exponential moving average of a model's parameters and buffers (Polyak averaging), with the
+    usual warm-up ``decay_t = min(decay, (1 + t) / (10 + t))`` so early steps are not averaged away."""
+
+    def __init__(self, model: Any, decay: float) -> None:
+        self.decay = decay
+        self.updates = 0
+        self.state = {k: v.detach().clone().float() if v.is_floating_point() else v.detach().clone()
+                      for k, v in model.state_dict().items()}
+
+    def update(self, model: Any) -> None:
+        import torch
+
+        self.updates += 1
+        d = min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
+        with torch.no_grad():
+            for k, v in model.state_dict().items():
+                e = self.state[k]
+                if v.is_floating_point():
+                    e.mul_(d).add_(v.detach().float(), alpha=1.0 - d)
+                else:
+                    e.copy_(v)
+
+    def copy_to(self, model: Any) -> None:
+        """Load the averaged weights into ``model`` (dtypes and memory formats of ``model`` kept)."""
+        model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in self.state.items()})
+
+
+def warm_start(model: Any, init: str) -> dict[str, int]:
+    """Copy the weights of checkpoint ``init`` whose names and shapes match ``model``'s into it;
+    returns counts of loaded / skipped tensors. Refuses when fewer than half of the model's tensors
+    match (another architecture: a warm start would be mostly random)."""
+    from perception.models.checkpoint import CheckpointError, load_checkpoint
+    from perception.weights import resolve_checkpoint
+
+    try:
+        src = load_checkpoint(resolve_checkpoint(init))[0].state_dict()
+    except (CheckpointError, FileNotFoundError) as e:
+        raise TrainError(f"init: cannot load checkpoint {init!r}: {e}") from e
+    own = model.state_dict()
+    take = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
+    if 2 * len(take) < len(own):
+        raise TrainError(f"init: only {len(take)} of the model's {len(own)} tensors match checkpoint {init!r} "
+                         "(name and shape); warm-start from a checkpoint of the same architecture")
+    model.load_state_dict(take, strict=False)
+    return {"loaded": len(take), "skipped": len(own) - len(take)}
+
+
+def _save_snapshot(model: Any, ema: WeightEMA | None, stem: Path, cfg: TrainConfig, net_cfg: Any, step: int) -> None:
+    """A loadable checkpoint of the weights at ``step`` (the EMA when on): for learning curves."""
+    import copy
+
+    from perception.models.checkpoint import save_checkpoint
+
+    snap = copy.deepcopy(model).cpu().float()
+    if ema is not None:
+        ema.copy_to(snap)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(stem, snap.eval(), cfg.model, net_cfg,
+                    {"train_config": asdict(cfg), "steps": step, "input_size": [cfg.input_height, cfg.input_width]})
 
 
 def pick_device(name: str) -> str:
@@ -159,7 +239,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
     from perception.models.checkpoint import save_checkpoint
     from perception.models.registry import build_model, model_config
     from perception.train.datasets import build_source
-    from perception.train.losses import DetSegLoss
+    from perception.train.losses import DetSegLoss, LossConfig
     from perception.train.synthetic import AugmentConfig, SyntheticClips
 
     out = Path(cfg.out)
@@ -176,11 +256,19 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
         sequences = load_sequences(cfg, range(*cfg.train_seeds), progress)
         sources.append(SyntheticClips(sequences, cfg.clip_len, AugmentConfig(), seed=cfg.seed))
     sources += [build_source(spec, (cfg.input_height, cfg.input_width)) for spec in cfg.datasets]
-    model = build_model(cfg.model, **cfg.model_overrides).to(device)
-    if cfg.channels_last:
+    precision = pick_precision(cfg.precision, device)
+    channels_last = cfg.channels_last and precision != "fp32"  # channels_last pays only with bf16/fp16 kernels
+    model = build_model(cfg.model, **cfg.model_overrides)
+    init_counts = warm_start(model, cfg.init) if cfg.init else None
+    model = model.to(device)
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     net_cfg = model_config(cfg.model, **cfg.model_overrides)
-    loss_fn = DetSegLoss().to(device)
+    loss_cfg = LossConfig(**cfg.loss) if cfg.loss else LossConfig()
+    if loss_cfg.attention > 0 and not model.has_attention_map:
+        loss_cfg = replace(loss_cfg, attention=0.0)  # nothing to supervise: the ablation's map is activation-based
+    loss_fn = DetSegLoss(loss_cfg).to(device)
+    ema = WeightEMA(model, cfg.ema) if cfg.ema > 0 else None
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
     opt = torch.optim.AdamW(
@@ -196,13 +284,18 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
             raise TrainError(f"--resume: {state_path} was written with a different training config")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
+        if ema is not None:
+            if "ema" not in state:
+                raise TrainError(f"--resume: {state_path} holds no EMA weights")
+            ema.state = {k: v.to(device) for k, v in state["ema"].items()}
+            ema.updates = int(state["ema_updates"])
         step = int(state["step"])
         torch.set_rng_state(state["torch_rng"])
         for src in sources:
             if isinstance(src, SyntheticClips):
                 src.rng = np.random.default_rng([cfg.seed, step])
 
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     order_rng = np.random.default_rng([cfg.seed, step, 1])
     log_path = out / "train_log.jsonl"
     model.train()
@@ -216,7 +309,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
             per_clip = data.clip_len if isinstance(data, SyntheticClips) else 1
             n = cfg.batch_size * (cfg.clip_len // per_clip)  # the same number of images from every source
             idx = order_rng.choice(len(data), size=n, replace=len(data) < n)
-            batch = _to_torch(_collate([data[int(i)] for i in idx]), device, cfg.channels_last)
+            batch = _to_torch(_collate([data[int(i)] for i in idx]), device, channels_last)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg)
             with torch.autocast(torch.device(device).type, dtype=amp_dtype or torch.float32,
@@ -226,6 +319,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
+            if ema is not None:
+                ema.update(model)
             step += 1
             images += int(batch["image"].shape[0] * batch["image"].shape[1])
             last_loss = float(loss.detach())
@@ -238,15 +333,20 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
                 log.write(json.dumps({"step": step, "loss": last_loss, **parts, "img_per_s": rate}) + "\n")
                 log.flush()
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                torch.save(
-                    {
-                        "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                        "torch_rng": torch.get_rng_state(),
-                        "config": json.dumps(asdict(cfg), sort_keys=True, default=list),
-                    },
-                    state_path,
-                )
+                state_out = {
+                    "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                    "torch_rng": torch.get_rng_state(),
+                    "config": json.dumps(asdict(cfg), sort_keys=True, default=list),
+                }
+                if ema is not None:
+                    state_out["ema"], state_out["ema_updates"] = ema.state, ema.updates
+                tmp_path = state_path.with_suffix(".tmp")
+                torch.save(state_out, tmp_path)
+                tmp_path.replace(state_path)  # a run killed while saving keeps its previous state
+                _save_snapshot(model, ema, out / "snapshots" / f"model_step{step:06d}", cfg, net_cfg, step)
     bar.close()
+    if ema is not None:
+        ema.copy_to(model)
     model.eval()
     extra = {
         "train_config": asdict(cfg),
@@ -255,6 +355,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
         "final_loss": last_loss,
         "input_size": [cfg.input_height, cfg.input_width],
         "train_images_per_s": images / max(1e-9, time.perf_counter() - t_start),
+        "precision": precision,
+        "channels_last": channels_last,
+        "loss": asdict(loss_cfg),
+        "init": {"checkpoint": cfg.init, **init_counts} if init_counts else None,
+        "ema": cfg.ema,
     }
     stem = out / "model"
     save_checkpoint(stem, model.cpu(), cfg.model, net_cfg, extra)

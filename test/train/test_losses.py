@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from perception.core import classes
@@ -107,3 +108,25 @@ def test_seg_losses_match_reference_formulas() -> None:
     up2 = F.interpolate(logits, size=(16, 24), mode="bilinear", align_corners=False)
     ref2 = F.cross_entropy(up2, labels[:, 1::2, 1::2], ignore_index=classes.IGNORE_INDEX)
     assert torch.allclose(ce2, ref2, atol=1e-5)
+
+
+def test_attention_loss_rewards_maps_on_objects_and_skips_unknown() -> None:
+    from perception.train.losses import attention_loss
+
+    target = torch.zeros(1, 1, 4, 4)
+    target[..., 1:3, 1:3] = 1.0
+    on_objects = target.clamp(0.05, 0.95)
+    uniform = torch.full_like(target, 0.5)
+    assert attention_loss(on_objects, target) < 0.2 < attention_loss(uniform, target)
+    unknown = torch.full_like(target, -1.0)
+    assert float(attention_loss(uniform, unknown)) == 0.0
+    # the part is present, weighted, and 0 with weight 0 (unsupervised CBAM)
+    img, t = _batch()
+    from perception.models.registry import build_model
+
+    out = build_model("stan_tiny")(img)
+    total, parts = DetSegLoss()(out, t)
+    assert float(parts["attention"]) > 0.0
+    total0, parts0 = DetSegLoss(LossConfig(attention=0.0))(out, t)
+    assert float(parts0["attention"]) == 0.0
+    assert float((total - total0).detach()) == pytest.approx(float(parts["attention"]), rel=1e-4)

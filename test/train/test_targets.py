@@ -75,3 +75,24 @@ def test_bad_inputs() -> None:
 
 def test_gaussian_radius_grows_with_size() -> None:
     assert gaussian_radius(2, 2) < gaussian_radius(10, 10) < gaussian_radius(40, 40)
+
+
+def test_objmask_is_the_cell_coverage_of_objects() -> None:
+    from perception.train.targets import object_mask_target
+
+    t = encode_targets(np.array([[8.0, 8.0, 24.0, 20.0]]), np.array([0]), None, H, W, C)
+    m = t["objmask"][0]
+    assert m.shape == (H // 8, W // 8)
+    assert m[1, 1] == 1.0 and m[1, 2] == 1.0  # cells fully inside the box
+    assert m[2, 1] == pytest.approx(0.5)  # rows 16..19 of the 16..23 cell row are covered
+    assert m[0].sum() == 0.0 and m[:, 3:].sum() == 0.0
+    # an ignored (tiny) object is still an object for the saliency target
+    t = encode_targets(np.array([[8.0, 8.0, 16.0, 16.0]]), np.array([0]), np.array([True]), H, W, C)
+    assert t["objmask"][0, 1, 1] == 1.0
+    # images without detection labels carry no attention target
+    assert (unsupervised_targets(H, W, C)["objmask"] == -1.0).all()
+    pix = np.zeros((16, 16), bool)
+    pix[0:4, 0:8] = True
+    assert object_mask_target(pix).tolist() == [[[0.5, 0.0], [0.0, 0.0]]]
+    with pytest.raises(ValueError, match="multiple of stride"):
+        object_mask_target(np.zeros((10, 16), bool))

@@ -103,3 +103,53 @@ def test_training_on_users_coco_and_cityscapes_data(tmp_path: Path) -> None:
     assert coco[-1]["loss"] < 0.8 * coco[0]["loss"] and cs[-1]["loss"] < 0.8 * cs[0]["loss"]
     with pytest.raises(TrainError, match="no training data"):
         _cfg(tmp_path, synthetic=False)
+
+
+@pytest.mark.slow
+def test_ema_warm_start_and_supervised_attention(tmp_path: Path) -> None:
+    """A warm-started run with EMA weights: the checkpoint holds the EMA (not the last step's weights),
+    a learning-curve snapshot is written per checkpoint, resume restores the EMA, and the attention
+    part of the loss falls (the map learns where objects are)."""
+    import torch
+
+    from perception.models.checkpoint import load_checkpoint
+
+    first = train(_cfg(tmp_path, model="stan_tiny", steps=30, log_every=1, out=str(tmp_path / "a")), progress=False)
+    log = [json.loads(line) for line in (tmp_path / "a" / "train_log.jsonl").read_text().splitlines()]
+    att = [r["attention"] for r in log]
+    assert np.mean(att[-5:]) < 0.8 * np.mean(att[:5]), att
+    cfg = _cfg(tmp_path, model="stan_tiny", steps=8, checkpoint_every=4, ema=0.9, init=str(first),
+               out=str(tmp_path / "b"))
+    stem = train(cfg, progress=False)
+    model, meta = load_checkpoint(stem)
+    assert meta["extra"]["init"]["loaded"] > 0 and meta["extra"]["init"]["skipped"] == 0
+    state = torch.load(tmp_path / "b" / "trainer_state.pt", weights_only=True)
+    raw = state["model"]
+    ema_w = model.state_dict()
+    diff = [float((raw[k].float() - ema_w[k].float()).abs().max()) for k in raw if raw[k].is_floating_point()]
+    assert max(diff) > 0.0  # the checkpoint is the average, not the last weights
+    for k, v in state["ema"].items():
+        assert torch.allclose(v.float(), ema_w[k].float(), atol=1e-6), k
+    assert sorted(p.name for p in (tmp_path / "b" / "snapshots").glob("*.json")) == [
+        "model_step000004.json", "model_step000008.json"]
+    train(cfg, resume=True, progress=False)  # the EMA state is restored (nothing left to do)
+    with pytest.raises(TrainError, match="tensors match checkpoint"):
+        train(_cfg(tmp_path, model="stan_s", steps=1, init=str(first), out=str(tmp_path / "c")), progress=False)
+    with pytest.raises(TrainError, match="ema must be"):
+        _cfg(tmp_path, ema=1.0)
+
+
+def test_precision_auto_follows_the_cpu() -> None:
+    from perception.core.hardware import resolve_precision
+
+    bf16_cpu = frozenset({"avx2", "avx512f", "avx512_bf16"})
+    avx2_cpu = frozenset({"avx2", "fma"})
+    assert resolve_precision("auto", "cpu", flags=bf16_cpu) == "bf16"
+    assert resolve_precision("auto", "cpu", flags=avx2_cpu) == "fp32"
+    assert resolve_precision("auto", "cuda", cuda_bf16=True) == "bf16"
+    assert resolve_precision("auto", "cuda:0", cuda_bf16=False) == "fp16"
+    assert resolve_precision("fp32", "cpu", flags=bf16_cpu) == "fp32"
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        resolve_precision("fp16", "cpu")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("int4", "cpu")
