@@ -101,6 +101,7 @@ class ReferenceDetector:
     detect are dropped). ~60-100 ms a 768x576 frame on one CPU core."""
 
     name = "ssd_mobilenet_v2_coco"
+    title = "SSD-MobileNetV2"
     description = "SSD-MobileNetV2 COCO (TF model zoo) via cv2.dnn, 300x300"
     input_size = 300
 

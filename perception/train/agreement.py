@@ -53,7 +53,7 @@ def _still(rgb: np.ndarray, ours: Detections, attention: np.ndarray | None, ref:
 
     panels = [draw_detections(rgb, ours.select(ours.scores >= score_thresh), gt=gt),
               draw_detections(rgb, ref.select(ref.scores >= ref_thresh))]
-    titles = [f"ours: {name} (reference boxes white)", f"reference: {ref_name}"]
+    titles = [f"ours: {name}", f"reference: {ref_name}"]
     if attention is not None:
         panels.append(overlay_heatmap(rgb, attention))
         titles.append("our attention")
@@ -123,7 +123,7 @@ def evaluate_agreement(
                 run.latency_ms.append(sum(r.timings_ms.values()))
                 if frame.index in still_at:
                     run.stills.append(_still(frame.rgb, r.detections, r.attention, ref, gt,
-                                             str(run.backend.meta.get("name", run.name)), reference.name,
+                                             str(run.backend.meta.get("name", run.name)), reference.title,
                                              cfg.score_thresh, rcfg.ignore_thresh))
     seconds = time.perf_counter() - t0
     source = {"path": footage.info.path, "kind": footage.info.kind, "range": str(footage.range),

@@ -227,7 +227,9 @@ def write_eval_report(
                    f"{src.get('width')}x{src.get('height')})",
                    f"- reference: {ref.get('description')}; its boxes scoring >= {fmt(ref.get('score_thresh'), 2)} "
                    f"are the labels, those in [{fmt(ref.get('ignore_thresh'), 2)}, {fmt(ref.get('score_thresh'), 2)}) "
-                   "are don't-care (neither found nor false)", ""]
+                   "are don't-care (neither found nor false)",
+                   "- stills: ours (the reference's labels as thin white boxes, don't-care grey) | the reference | "
+                   "our attention", ""]
         md += [agreement_table(metrics), ""]
         names = list(agr.get("per_class", {}))
         paths["agreement_plot"] = out / "agreement_per_class.png"
