@@ -4,10 +4,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= demo_out
 
-.PHONY: setup demo demo-ros test lint bench clean
+.PHONY: setup data demo demo-ros test lint bench clean
 
 setup:
 	@VENV=$(VENV) bash scripts/setup_env.sh
+
+# real footage (OpenCV's vtest.avi) and the evaluation-only reference detector, into data/ (idempotent)
+data: setup
+	@VENV=$(VENV) bash scripts/get_real_data.sh
 
 # 1) a synthetic drive through the network with overlays and metrics against ground truth, then
 # 2) the same network as a ROS 2 node: synthetic camera + perception node as two processes over
@@ -19,7 +23,7 @@ demo: setup
 demo-ros: setup
 	$(BIN)/perception demo --ros --out $(OUT)/ros
 
-test: setup
+test: setup data
 	$(BIN)/python -m pytest
 
 lint: setup

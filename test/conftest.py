@@ -43,3 +43,41 @@ def shipped_onnx(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Pa
         return cache[name]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained stan_tiny_temporal checkpoint (64x128 input), saved once per session."""
+    import torch
+
+    from perception.models.checkpoint import save_checkpoint
+    from perception.models.registry import build_model, model_config
+
+    torch.manual_seed(0)
+    stem = tmp_path_factory.mktemp("ckpt") / "tiny"
+    name = "stan_tiny_temporal"
+    save_checkpoint(stem, build_model(name), name, model_config(name), {"input_size": [64, 128]})
+    return stem
+
+
+@pytest.fixture(scope="session")
+def vtest() -> Path:
+    """OpenCV's vtest.avi (real footage, 795 frames 768x576), fetched by scripts/get_real_data.sh (make test does)."""
+    from perception.footage import GET_DATA, vtest_path
+
+    path = vtest_path()
+    if not path.is_file():
+        pytest.skip(f"real footage {path} absent: run `{GET_DATA}` (make test does)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def reference_model() -> Path:
+    """The evaluation-only reference detector's folder, fetched by scripts/get_real_data.sh (make test does)."""
+    from perception.footage import FootageError
+    from perception.footage.reference import find_reference_model
+
+    try:
+        return find_reference_model()
+    except FootageError as e:
+        pytest.skip(str(e))

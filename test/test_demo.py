@@ -7,22 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-import torch
-
-from perception.models.checkpoint import save_checkpoint
-from perception.models.registry import build_model, model_config
-
 EXE = Path(sys.executable).parent / "perception"
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    stem = tmp_path_factory.mktemp("ckpt") / "tiny"
-    name = "stan_tiny_temporal"
-    save_checkpoint(stem, build_model(name), name, model_config(name), {"input_size": [64, 128]})
-    return stem
 
 
 def test_demo_writes_video_stills_and_metrics(tmp_path: Path, tiny_checkpoint: Path) -> None:

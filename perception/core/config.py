@@ -22,6 +22,21 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def frame_count(value: str | None, default: int) -> int:
+    """``--frames`` of a synthetic drive: a positive count (``None``: ``default``); the frame ranges
+    ``FIRST:LAST`` that the same option takes with ``--video`` / ``--images`` are refused here."""
+    if value is None:
+        return default
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n <= 0:
+        raise ConfigError(f"--frames must be a positive number of frames here, not {value!r} "
+                          "(frame ranges FIRST:LAST are for --video / --images)")
+    return n
+
+
 def load_yaml_mapping(path: str | Path, section: str | None = None) -> dict[str, Any]:
     """A YAML file's top-level mapping (or one ``section`` of it)."""
     p = Path(path)

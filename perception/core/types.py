@@ -67,6 +67,11 @@ class Detections:
     def __len__(self) -> int:
         return len(self.boxes)
 
+    def select(self, keep: np.ndarray) -> Detections:
+        """The detections that ``keep`` (a boolean mask or an index array) selects, in its order."""
+        att = None if self.attention is None else self.attention[keep]
+        return Detections(self.boxes[keep], self.scores[keep], self.class_ids[keep], att)
+
 
 @dataclass(frozen=True)
 class GroundTruth:

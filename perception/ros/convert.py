@@ -266,9 +266,7 @@ def filter_classes(det: Detections, class_ids: Sequence[int]) -> Detections:
     """Only the detections whose class is in ``class_ids``."""
     if len(det) == 0 or len(class_ids) == len(DETECTION_CLASSES):
         return det
-    keep = np.isin(det.class_ids, np.asarray(class_ids, dtype=np.int64))
-    att = det.attention[keep] if det.attention is not None else None
-    return Detections(det.boxes[keep], det.scores[keep], det.class_ids[keep], att)
+    return det.select(np.isin(det.class_ids, np.asarray(class_ids, dtype=np.int64)))
 
 
 def object_attention_msg(det: Detections, header: Header) -> Image:

@@ -1,4 +1,5 @@
-"""Loaders for users' real data: COCO-format detection and Cityscapes-style segmentation.
+"""Loaders for users' real data: COCO-format detection, Cityscapes-style segmentation, and
+unlabelled footage (video or image folder) pseudo-labelled by the reference detector (distillation).
 
 Both letterbox images to the network input size and return the common sample format::
 
@@ -13,6 +14,7 @@ stacks images and masks and keeps per-image box lists.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -28,8 +30,9 @@ from torch.utils.data import Dataset
 from perception.core import classes
 from perception.core.boxes import xywh_to_xyxy
 from perception.core.letterbox import LetterboxMap, letterbox, resize_labels
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+from perception.core.types import Detections
+from perception.footage import FootageError
+from perception.footage.source import Footage, FrameRange, list_images
 
 # COCO / Cityscapes-style category names -> our detection class names
 DEFAULT_CATEGORY_MAP: dict[str, str] = {
@@ -204,19 +207,21 @@ class CocoDetectionDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         item = self.items[i]
-        rgb = read_rgb(item.path)
-        h, w = self.input_size
-        img, m = letterbox(rgb, w, h, keep_aspect=self.keep_aspect)
-        boxes = m.boxes_to_dst(item.boxes)
-        boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, w)
-        boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, h)
-        ok = ((boxes[:, 2] - boxes[:, 0]) >= self.min_size) & ((boxes[:, 3] - boxes[:, 1]) >= self.min_size)
-        seg = np.full((h, w), classes.IGNORE_INDEX, np.int64)
-        return _to_sample(img, seg, boxes[ok], item.class_ids[ok], item.ignore[ok], has_det=True, has_seg=False)
+        img, m = letterbox(read_rgb(item.path), self.input_size[1], self.input_size[0], keep_aspect=self.keep_aspect)
+        return _detection_sample(img, m, item.boxes, item.class_ids, item.ignore, self.min_size)
 
 
-def _images_in(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+def _detection_sample(img: np.ndarray, m: LetterboxMap, boxes: np.ndarray, class_ids: np.ndarray,
+                      ignore: np.ndarray, min_size: float) -> dict[str, Any]:
+    """A letterboxed image with its source-pixel boxes mapped into it (clipped; boxes thinner than
+    ``min_size`` input pixels dropped); detection supervision only."""
+    h, w = img.shape[:2]
+    b = m.boxes_to_dst(boxes)
+    b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, w)
+    b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, h)
+    ok = ((b[:, 2] - b[:, 0]) >= min_size) & ((b[:, 3] - b[:, 1]) >= min_size)
+    seg = np.full((h, w), classes.IGNORE_INDEX, np.int64)
+    return _to_sample(img, seg, b[ok], class_ids[ok], ignore[ok], has_det=True, has_seg=False)
 
 
 def _label_key(image: Path) -> str:
@@ -261,7 +266,7 @@ class CityscapesSegDataset(Dataset):
         labels = {p.name: p for p in self.labels_dir.rglob("*.png")}
         self.pairs: list[tuple[Path, Path]] = []
         self.unmatched: list[Path] = []
-        for img in _images_in(self.images_dir):
+        for img in list_images(self.images_dir):
             key = _label_key(img)
             label = labels.get(f"{key}_gtFine_labelIds.png") or labels.get(f"{img.stem}.png")
             if label is None or label == img:
@@ -295,6 +300,127 @@ class CityscapesSegDataset(Dataset):
         seg = resize_labels(self.lut[raw], m, fill=classes.IGNORE_INDEX)
         empty = np.zeros((0,), np.int64)
         return _to_sample(img, seg, np.zeros((0, 4), np.float32), empty, empty.astype(bool), False, True)
+
+
+class PseudoLabelledFootage(Dataset):
+    """Frames of unlabelled footage (a video file or an image folder) with the reference detector's
+    detections as labels: detection targets only (segmentation is ignored), letterboxed to ``input_size``.
+
+    The reference runs once per frame; its raw detections are cached as JSON in ``cache_dir``, keyed by
+    the footage's content, the frames and the reference graph's sha256, so later runs (and other
+    thresholds) skip it. Reference boxes scoring >= ``score_thresh`` are labels, those in
+    ``[ignore_thresh, score_thresh)`` ignore regions. Frames are decoded once and kept in memory at the
+    input size (~0.34 MB a frame at 256x448). Keep the frames you report on out of ``frames``.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        frames: FrameRange | str | Sequence[int],
+        input_size: tuple[int, int] = (256, 448),
+        every: int = 1,
+        score_thresh: float = 0.5,
+        ignore_thresh: float = 0.3,
+        reference_model: str = "",
+        cache_dir: str | Path = "cache/pseudo_labels",
+        min_size: float = 2.0,
+        progress: bool = True,
+    ) -> None:
+        from tqdm import tqdm
+
+        from perception.footage.reference import (
+            GRAPH,
+            ReferenceConfig,
+            ReferenceDetector,
+            find_reference_model,
+            pseudo_labels,
+        )
+
+        if every < 1:
+            raise DatasetError(f"every must be a positive frame step, not {every}")
+        try:
+            footage = Footage(path, FrameRange.parse(frames))
+            ref_cfg = ReferenceConfig(reference_model, score_thresh, ignore_thresh)
+            graph = find_reference_model(reference_model) / GRAPH
+        except FootageError as e:
+            raise DatasetError(str(e)) from e
+        self.input_size, self.min_size = input_size, min_size
+        self.indices = list(footage.indices)[::every]
+        key = hashlib.sha256(json.dumps({
+            "footage": _content_digest(footage), "frames": self.indices, "reference": _file_digest(graph),
+            "min_score": ref_cfg.min_score}).encode()).hexdigest()[:16]
+        stem = f"{Path(footage.info.path).stem}_{footage.start}-{footage.stop}_{every}_{key}"
+        self.cache_path = Path(cache_dir) / f"{stem}.json"
+        cached = self._load(self.cache_path, key)
+        detector = None if cached is not None else ReferenceDetector(ref_cfg)
+        h, w = input_size
+        keep = set(self.indices)
+        self.images: list[np.ndarray] = []
+        self.maps: list[LetterboxMap] = []
+        raw: list[Detections] = []
+        desc = f"pseudo-labelling {Path(footage.info.path).name}" if detector else "loading footage"
+        try:
+            for frame in tqdm(footage, total=len(footage), desc=desc, disable=not progress, unit="frame"):
+                if frame.index not in keep:
+                    continue
+                img, m = letterbox(frame.rgb, w, h)
+                self.images.append(img)
+                self.maps.append(m)
+                if detector is not None:
+                    raw.append(detector.detect(frame.rgb))
+        except FootageError as e:
+            raise DatasetError(str(e)) from e
+        if cached is None:
+            self._save(self.cache_path, key, footage, raw)
+        else:
+            raw = cached
+        self.labels = [pseudo_labels(d, score_thresh, ignore_thresh) for d in raw]
+
+    @staticmethod
+    def _load(path: Path, key: str) -> list[Detections] | None:
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("key") != key:
+                return None
+            return [Detections(np.asarray(f["boxes"], np.float32).reshape(-1, 4), np.asarray(f["scores"], np.float32),
+                               np.asarray(f["class_ids"], np.int64)) for f in data["frames"]]
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            return None  # unreadable or damaged: label again and overwrite
+
+    def _save(self, path: Path, key: str, footage: Footage, raw: list[Detections]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frames = [{"frame": i, "boxes": d.boxes.round(2).tolist(), "scores": d.scores.round(4).tolist(),
+                   "class_ids": d.class_ids.tolist()} for i, d in zip(self.indices, raw)]
+        tmp = path.with_suffix(".part")
+        tmp.write_text(json.dumps({"key": key, "source": footage.info.path, "range": str(footage.range),
+                                   "frames": frames}) + "\n", encoding="utf-8")
+        tmp.replace(path)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        gt = self.labels[i]
+        return _detection_sample(self.images[i], self.maps[i], gt.boxes, gt.class_ids, gt.ignore, self.min_size)
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _content_digest(footage: Footage) -> str:
+    """A video's sha256; for an image folder, its files' names and sizes."""
+    path = Path(footage.info.path)
+    if footage.info.kind == "video":
+        return _file_digest(path)
+    return hashlib.sha256(json.dumps([(str(p.relative_to(path)), p.stat().st_size)
+                                      for p in list_images(path)]).encode()).hexdigest()
 
 
 def collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -347,11 +473,37 @@ class SingleFrameClips:
         return item
 
 
+FOOTAGE_KEYS = {"kind", "path", "frames", "labels", "every", "score_thresh", "ignore_thresh", "reference_model",
+                "cache"}
+
+
+def _footage_source(spec: Mapping[str, Any], input_size: tuple[int, int]) -> PseudoLabelledFootage:
+    unknown = set(spec) - FOOTAGE_KEYS
+    if unknown:
+        raise DatasetError(f"dataset entry {dict(spec)}: unknown key(s) {sorted(unknown)}; "
+                           f"known: {sorted(FOOTAGE_KEYS)}")
+    if spec.get("labels") != "reference":
+        raise DatasetError(f"dataset entry {dict(spec)}: footage has no labels of its own; add `labels: reference` "
+                           "(pseudo-labels from the reference detector, `bash scripts/get_real_data.sh`)")
+    if "frames" not in spec:
+        raise DatasetError(f"dataset entry {dict(spec)}: say which frames to train on, e.g. `frames: [0, 600]` for "
+                           "vtest.avi, and keep the frames you report on (vtest 600:795) out of them")
+    return PseudoLabelledFootage(
+        spec["path"], spec["frames"], input_size, every=int(spec.get("every", 1)),
+        score_thresh=float(spec.get("score_thresh", 0.5)), ignore_thresh=float(spec.get("ignore_thresh", 0.3)),
+        reference_model=str(spec.get("reference_model", "")), cache_dir=spec.get("cache", "cache/pseudo_labels"))
+
+
 def build_source(spec: Mapping[str, Any], input_size: tuple[int, int]) -> SingleFrameClips:
-    """A training source from a config entry, e.g. ``{kind: coco, images: DIR, annotations: FILE}``
-    or ``{kind: cityscapes, images: DIR, labels: DIR}``."""
+    """A training source from a config entry, e.g. ``{kind: coco, images: DIR, annotations: FILE}``,
+    ``{kind: cityscapes, images: DIR, labels: DIR}``, or unlabelled footage pseudo-labelled by the
+    reference detector: ``{kind: video, path: FILE, frames: [0, 600], labels: reference}`` (or
+    ``kind: images, path: DIR``; optional ``every`` frame step, ``score_thresh`` / ``ignore_thresh``,
+    ``reference_model`` and ``cache`` directory)."""
     kind = spec.get("kind")
     try:
+        if kind in ("video", "images"):
+            return SingleFrameClips(_footage_source(spec, input_size))
         if kind == "coco":
             return SingleFrameClips(CocoDetectionDataset(spec["images"], spec["annotations"], input_size,
                                                          spec.get("class_map")))
@@ -360,4 +512,4 @@ def build_source(spec: Mapping[str, Any], input_size: tuple[int, int]) -> Single
                                                          spec.get("id_map")))
     except KeyError as e:
         raise DatasetError(f"dataset entry {dict(spec)} lacks key {e}") from e
-    raise DatasetError(f"dataset entry {dict(spec)}: kind must be 'coco' or 'cityscapes'")
+    raise DatasetError(f"dataset entry {dict(spec)}: kind must be 'coco', 'cityscapes', 'video' or 'images'")

@@ -1,6 +1,7 @@
 """`perception eval`: metrics of one or more checkpoints on unseen synthetic drives, with a report;
 or (``--bag``) of a replay's recorded outputs against the ground truth in the input bag, and
-(``--golden``) a golden regression check of those outputs against an expected bag."""
+(``--golden``) a golden regression check of those outputs against an expected bag; or
+(``--video`` / ``--images``) agreement with a reference detector on unlabelled real footage."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import json
 import shlex
 import sys
 from pathlib import Path
+
+from perception.core.config import ConfigError, frame_count
+from perception.footage import REFERENCES
 
 
 def _seed_range(text: str) -> tuple[int, int]:
@@ -33,8 +37,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--box-iou", type=float, default=0.9, help="golden: minimum IoU of matching boxes")
     p.add_argument("--score-delta", type=float, default=0.05, help="golden: maximum score difference")
     p.add_argument("--mask-agreement", type=float, default=0.98, help="golden: minimum share of equal mask pixels")
+    footage = p.add_mutually_exclusive_group()
+    footage.add_argument("--video", type=Path, default=None,
+                         help="real footage: measure agreement with --reference on this video file")
+    footage.add_argument("--images", type=Path, default=None, help="real footage: a folder of images (sorted)")
+    p.add_argument("--reference", choices=REFERENCES, default="ssd",
+                   help="with --video/--images: the reference detector whose detections are the pseudo-labels "
+                        "(ssd: SSD-MobileNetV2 COCO via cv2.dnn, evaluation only; `bash scripts/get_real_data.sh`)")
+    p.add_argument("--reference-model", default="", help="folder with the reference's .pb + .pbtxt (default: found)")
+    p.add_argument("--reference-thresh", type=float, default=0.5,
+                   help="reference boxes scoring at least this are labels (default 0.5)")
+    p.add_argument("--reference-ignore", type=float, default=0.3,
+                   help="reference boxes scoring in [this, --reference-thresh) are don't-care (default 0.3)")
+    p.add_argument("--iou", type=float, default=0.5, help="with --video/--images: IoU of a match (default 0.5)")
+    p.add_argument("--stills", type=int, default=4, help="with --video/--images: overlay stills per checkpoint")
+    p.add_argument("--fps", type=float, default=None, help="with --images: frame rate (default 10)")
     p.add_argument("--seeds", type=_seed_range, default=(1000, 1008), help="drive seeds FIRST:LAST (default 1000:1008)")
-    p.add_argument("--frames", type=int, default=40, help="frames per drive")
+    p.add_argument("--frames", default=None,
+                   help="synthetic: frames per drive (default 40); --video/--images: which frames, FIRST:LAST "
+                        "(LAST exclusive, e.g. 600:795), FIRST: or a count N (default: all)")
     p.add_argument("--width", type=int, default=448)
     p.add_argument("--height", type=int, default=256)
     p.add_argument("--score-thresh", type=float, default=0.3, help="score threshold for flicker/recall")
@@ -80,19 +101,77 @@ def bag_main(args: argparse.Namespace) -> int:
     return rc
 
 
+def _annotate(ckpt: Path, key: str, metrics: dict[str, object], extra: dict[str, object]) -> None:
+    from perception.models.checkpoint import annotate_checkpoint
+    from perception.train.metrics import to_jsonable
+
+    command = "perception " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    annotate_checkpoint(ckpt, key, to_jsonable({"command": command, **extra, "summary": metrics["summary"]}))
+
+
+def footage_main(args: argparse.Namespace) -> int:
+    """``--video FILE | --images DIR``: agreement of each checkpoint with the reference detector."""
+    from perception.footage import FootageError
+    from perception.footage.reference import ReferenceConfig, ReferenceDetector
+    from perception.footage.source import Footage
+    from perception.models.checkpoint import CheckpointError
+    from perception.train.agreement import AgreementConfig, evaluate_agreement
+    from perception.train.metrics import to_jsonable
+    from perception.train.report import compare_table, write_eval_report
+    from perception.weights import resolve_checkpoint
+
+    try:
+        footage = Footage(args.video or args.images, args.frames, fps=args.fps)
+        reference = ReferenceDetector(ReferenceConfig(args.reference_model, args.reference_thresh,
+                                                      args.reference_ignore))
+        ckpts = [resolve_checkpoint(c) for c in args.checkpoint]
+        results, stills, ref_dets = evaluate_agreement(
+            ckpts, footage, reference, AgreementConfig(args.score_thresh, args.iou, args.stills),
+            progress=not args.no_progress)
+    except (FootageError, CheckpointError, FileNotFoundError) as e:
+        print(f"perception eval: error: {e}", file=sys.stderr)
+        return 2
+    for (name, metrics), ckpt in zip(results.items(), ckpts):
+        paths = write_eval_report(metrics, args.out / name, samples=stills[name],
+                                  title=f"{metrics['model']} ({name}) against {reference.name} on "
+                                        f"{Path(footage.info.path).name} frames {footage.range}")
+        print(f"wrote {paths['markdown']}")
+        if args.annotate:
+            _annotate(ckpt, "real_footage", metrics, {"source": metrics["source"], "reference": metrics["reference"]})
+    args.out.mkdir(parents=True, exist_ok=True)
+    frames = [{"frame": i, "boxes": d.boxes.round(1), "scores": d.scores.round(3), "class_ids": d.class_ids}
+              for i, d in zip(footage.indices, ref_dets)]
+    (args.out / "reference.json").write_text(json.dumps(to_jsonable(
+        {"reference": next(iter(results.values()))["reference"], "frames": frames})) + "\n", encoding="utf-8")
+    table = compare_table(results)
+    (args.out / "comparison.md").write_text(table + "\n", encoding="utf-8")
+    (args.out / "comparison.json").write_text(json.dumps(to_jsonable(results), indent=2) + "\n", encoding="utf-8")
+    print(table)
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     if args.bag is not None:
         return bag_main(args)
+    if args.video is not None or args.images is not None:
+        if not args.checkpoint:
+            print("perception eval: error: --video/--images need --checkpoint (e.g. stan_s_temporal)", file=sys.stderr)
+            return 2
+        return footage_main(args)
     if not args.checkpoint:
         print("perception eval: error: give --checkpoint (evaluate on synthetic drives) or --bag (recorded outputs)",
               file=sys.stderr)
         return 2
-    from perception.models.checkpoint import CheckpointError, annotate_checkpoint
+    from perception.models.checkpoint import CheckpointError
     from perception.train.evaluate import EvalConfig, evaluate_checkpoint, load_eval_sequences
-    from perception.train.metrics import to_jsonable
     from perception.train.report import compare_table, write_eval_report
 
-    cfg = EvalConfig(seeds=args.seeds, frames_per_sequence=args.frames, width=args.width, height=args.height,
+    try:
+        frames = frame_count(args.frames, 40)
+    except ConfigError as e:
+        print(f"perception eval: error: {e}", file=sys.stderr)
+        return 2
+    cfg = EvalConfig(seeds=args.seeds, frames_per_sequence=frames, width=args.width, height=args.height,
                      score_thresh=args.score_thresh, cache_dir=args.cache_dir or None)
     sequences = load_eval_sequences(cfg)
     results: dict[str, dict[str, object]] = {}
@@ -107,9 +186,7 @@ def main(args: argparse.Namespace) -> int:
         write_eval_report(metrics, args.out / name, title=f"Evaluation of {key}")
         results[key] = metrics
         if args.annotate:
-            command = "perception " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-            annotate_checkpoint(ckpt, "eval", to_jsonable({"command": command, **metrics["eval_config"],
-                                                           "summary": metrics["summary"]}))
+            _annotate(ckpt, "eval", metrics, metrics["eval_config"])
     args.out.mkdir(parents=True, exist_ok=True)
     table = compare_table(results)
     (args.out / "comparison.md").write_text(table, encoding="utf-8")

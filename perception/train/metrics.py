@@ -238,25 +238,85 @@ class SegmentationMeter:
 # ---------------------------------------------------------------------------------------------
 
 
+def _greedy_match(
+    gt_boxes: np.ndarray, gt_cls: np.ndarray, boxes: np.ndarray, dcls: np.ndarray, scores: np.ndarray,
+    iou_thresh: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One-to-one matching, detections in descending score order each taking the best-IoU unmatched
+    same-class ground truth with ``IoU >= iou_thresh``: ``(gt_matched (N,), det_matched (D,))``."""
+    gt_hit = np.zeros(len(gt_boxes), dtype=bool)
+    det_hit = np.zeros(len(boxes), dtype=bool)
+    if len(gt_boxes) == 0 or len(boxes) == 0:
+        return gt_hit, det_hit
+    iou = iou_matrix(boxes, gt_boxes)  # (D, N)
+    iou[np.asarray(dcls)[:, None] != np.asarray(gt_cls)[None, :]] = -1.0
+    for d in np.argsort(-np.asarray(scores), kind="stable"):
+        cand = np.where(gt_hit, -1.0, iou[d])
+        j = int(np.argmax(cand))
+        if cand[j] >= iou_thresh:
+            gt_hit[j] = det_hit[d] = True
+    return gt_hit, det_hit
+
+
 def match_detected(gt: GroundTruth, det: Detections, score_thresh: float = 0.3, iou_thresh: float = 0.5) -> np.ndarray:
     """(N,) bool: ground-truth object i is matched one-to-one (greedy, best score first, best IoU)
     by a same-class detection with ``score >= score_thresh`` and ``IoU >= iou_thresh``."""
-    n = len(gt)
-    detected = np.zeros(n, dtype=bool)
-    if n == 0 or len(det) == 0:
-        return detected
     keep = np.asarray(det.scores) >= score_thresh
-    boxes, dcls, scores = det.boxes[keep], np.asarray(det.class_ids)[keep], np.asarray(det.scores)[keep]
-    if len(boxes) == 0:
-        return detected
-    iou = iou_matrix(boxes, gt.boxes)  # (D, N)
-    iou[dcls[:, None] != np.asarray(gt.class_ids)[None, :]] = -1.0
-    for d in np.argsort(-scores, kind="stable"):
-        cand = np.where(detected, -1.0, iou[d])
-        j = int(np.argmax(cand))
-        if cand[j] >= iou_thresh:
-            detected[j] = True
-    return detected
+    return _greedy_match(gt.boxes, gt.class_ids, det.boxes[keep], np.asarray(det.class_ids)[keep],
+                         np.asarray(det.scores)[keep], iou_thresh)[0]
+
+
+def _counts(tp: int, num_ref: int, num_det: int) -> dict[str, float | int]:
+    nan = float("nan")
+    return {"num_ref": num_ref, "num_det": num_det, "matched": tp,
+            "recall": tp / num_ref if num_ref else nan, "precision": tp / num_det if num_det else nan}
+
+
+def recall_precision(
+    gts: Sequence[GroundTruth],
+    dets: Sequence[Detections],
+    score_thresh: float = 0.3,
+    iou_thresh: float = 0.5,
+    names: Sequence[str] = classes.DETECTION_NAMES,
+) -> dict[str, Any]:
+    """Recall and precision per class at one operating point (detections with ``score >= score_thresh``,
+    one-to-one same-class matches with ``IoU >= iou_thresh``), e.g. against a reference detector's
+    pseudo-labels. Ignored ground truth counts in neither: it is not to be found, and a detection that
+    matches nothing else but overlaps it (same class, ``IoU >= iou_thresh``) is no false positive.
+
+    Returns ``per_class`` (``num_ref``, ``num_det``, ``matched``, ``recall``, ``precision``; NaN
+    without reference objects / detections), ``all`` (summed over classes) and ``class_agnostic``
+    (matching boxes regardless of class)."""
+    if len(gts) != len(dets):
+        raise EvalError(f"{len(gts)} ground-truth frames but {len(dets)} detection frames; pass one per frame")
+    k = len(names)
+    tally = {mode: np.zeros((3, k), np.int64) for mode in ("class", "agnostic")}  # rows: tp, num_ref, num_det
+    for gt, det in zip(gts, dets):
+        ignore = _ignore_of(gt)
+        keep = np.asarray(det.scores) >= score_thresh
+        boxes, scores = det.boxes[keep], np.asarray(det.scores)[keep]
+        dcls = np.asarray(det.class_ids, np.int64)[keep]
+        gcls = np.asarray(gt.class_ids, np.int64)
+        if ((dcls < 0) | (dcls >= k)).any() or ((gcls < 0) | (gcls >= k)).any():
+            raise EvalError(f"class ids must lie in [0, {k}) for {k} class names")
+        for mode, (gc, dc) in {"class": (gcls, dcls), "agnostic": (np.zeros_like(gcls), np.zeros_like(dcls))}.items():
+            _, det_hit = _greedy_match(gt.boxes[~ignore], gc[~ignore], boxes, dc, scores, iou_thresh)
+            absorbed = np.zeros(len(boxes), dtype=bool)
+            if ignore.any() and len(boxes):
+                iou = iou_matrix(boxes, gt.boxes[ignore])
+                iou[dc[:, None] != gc[ignore][None, :]] = -1.0
+                absorbed = ~det_hit & (iou.max(axis=1) >= iou_thresh)
+            t = tally[mode]
+            np.add.at(t[0], dcls[det_hit], 1)  # matched pairs, by the detection's (= its match's) class
+            np.add.at(t[1], gcls[~ignore], 1)
+            np.add.at(t[2], dcls[~absorbed], 1)
+    per_class = {names[c]: _counts(*(int(v) for v in tally["class"][:, c])) for c in range(k)}
+    return {
+        "score_thresh": score_thresh, "iou_thresh": iou_thresh, "num_frames": len(gts),
+        "per_class": per_class,
+        "all": _counts(*(int(v) for v in tally["class"].sum(axis=1))),
+        "class_agnostic": _counts(*(int(v) for v in tally["agnostic"].sum(axis=1))),
+    }
 
 
 @dataclass(frozen=True)

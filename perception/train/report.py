@@ -24,6 +24,12 @@ SUMMARY_ROWS: tuple[tuple[str, str, bool], ...] = (
     ("flicker", "flicker (lower is better)", False),
     ("post_occlusion_recall", "post-occlusion recall", True),
     ("attention_concentration", "attention concentration (1 = uniform)", True),
+    # real footage, agreement with a reference detector's pseudo-labels (perception.train.agreement)
+    ("pedestrian_recall", "**pedestrian recall** vs reference", True),
+    ("pedestrian_precision", "pedestrian precision vs reference", True),
+    ("recall", "recall vs reference, all classes", True),
+    ("precision", "precision vs reference, all classes", True),
+    ("class_agnostic_recall", "recall vs reference, any class", True),
 )
 
 
@@ -52,7 +58,7 @@ def _summary(metrics: Mapping[str, Any]) -> Mapping[str, Any]:
 def summary_table(metrics: Mapping[str, Any]) -> str:
     s = _summary(metrics)
     lines = ["| metric | value |", "|---|---:|"]
-    lines += [f"| {label} | {fmt(s.get(key))} |" for key, label, _ in SUMMARY_ROWS]
+    lines += [f"| {label} | {fmt(s.get(key))} |" for key, label, _ in SUMMARY_ROWS if key in s]
     occ = metrics.get("occlusion", {})
     if occ:
         lines.append(f"| re-emerging instances counted | {occ.get('count', 0)} |")
@@ -76,6 +82,21 @@ def detection_table(metrics: Mapping[str, Any]) -> str:
         lines.append("| size | " + " | ".join(a[4:] for a in areas) + " |")
         lines.append("|---|" + "---:|" * len(areas))
         lines.append("| mAP@[.5:.95] | " + " | ".join(fmt(det[a]) for a in areas) + " |")
+    return "\n".join(lines)
+
+
+def agreement_table(metrics: Mapping[str, Any]) -> str:
+    """Per-class recall / precision against the reference (``metrics["agreement"]``)."""
+    agr = metrics.get("agreement")
+    if not agr:
+        return "_no agreement metrics_"
+    lines = ["| class | recall | precision | matched | reference objects | our detections |",
+             "|---|---:|---:|---:|---:|---:|"]
+    rows = [*agr.get("per_class", {}).items(), ("**all classes**", agr.get("all", {})),
+            ("any class (boxes only)", agr.get("class_agnostic", {}))]
+    for name, v in rows:
+        lines.append(f"| {name} | {fmt(v.get('recall'))} | {fmt(v.get('precision'))} | {v.get('matched', 0)} "
+                     f"| {v.get('num_ref', 0)} | {v.get('num_det', 0)} |")
     return "\n".join(lines)
 
 
@@ -196,7 +217,28 @@ def write_eval_report(
     paths: dict[str, Path] = {"json": out / "metrics.json", "markdown": out / "report.md", "html": out / "report.html"}
     paths["json"].write_text(json.dumps(to_jsonable(dict(metrics)), indent=2, allow_nan=False) + "\n")
     md = [f"# {title}", "", "## Summary", "", summary_table(metrics), ""]
-    md += ["## Detection (COCO box AP, pycocotools)", "", detection_table(metrics), ""]
+    agr = metrics.get("agreement")
+    if agr:
+        md += [f"## Agreement with the reference detector (IoU >= {fmt(agr.get('iou_thresh'), 2)}, our score >= "
+               f"{fmt(agr.get('score_thresh'), 2)})", ""]
+        src, ref = metrics.get("source", {}), metrics.get("reference", {})
+        if src and ref:
+            md += [f"- footage: `{src.get('path')}`, frames {src.get('range')} ({src.get('num_frames')} frames, "
+                   f"{src.get('width')}x{src.get('height')})",
+                   f"- reference: {ref.get('description')}; its boxes scoring >= {fmt(ref.get('score_thresh'), 2)} "
+                   f"are the labels, those in [{fmt(ref.get('ignore_thresh'), 2)}, {fmt(ref.get('score_thresh'), 2)}) "
+                   "are don't-care (neither found nor false)",
+                   "- stills: ours (the reference's labels as thin white boxes, don't-care grey) | the reference | "
+                   "our attention", ""]
+        md += [agreement_table(metrics), ""]
+        names = list(agr.get("per_class", {}))
+        paths["agreement_plot"] = out / "agreement_per_class.png"
+        _bar_chart(paths["agreement_plot"], "per-class agreement with the reference",
+                   {k: [agr["per_class"][n].get(k) for n in names] for k in ("recall", "precision")}, names)
+        md += [f"![per-class agreement]({paths['agreement_plot'].name})", ""]
+        md += ["## Detection AP against the reference's pseudo-labels (pycocotools)", "", detection_table(metrics), ""]
+    else:
+        md += ["## Detection (COCO box AP, pycocotools)", "", detection_table(metrics), ""]
     det = metrics.get("detection")
     if det and det.get("per_class"):
         names = list(det["per_class"])
@@ -211,8 +253,9 @@ def write_eval_report(
             names,
         )
         md += [f"![per-class AP]({paths['ap_plot'].name})", ""]
-    md += ["## Segmentation", "", segmentation_table(metrics), ""]
     seg = metrics.get("segmentation")
+    if seg or not agr:  # real footage has no segmentation labels
+        md += ["## Segmentation", "", segmentation_table(metrics), ""]
     if seg and seg.get("per_class_iou"):
         names = list(seg["per_class_iou"])
         paths["iou_plot"] = out / "iou_per_class.png"
@@ -260,7 +303,8 @@ def compare_table(named_metrics: Mapping[str, Mapping[str, Any]]) -> str:
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
 
     for key, label, higher in SUMMARY_ROWS:
-        row(label, [_num(_summary(named_metrics[m]).get(key)) for m in models], higher)
+        if any(key in _summary(named_metrics[m]) for m in models):
+            row(label, [_num(_summary(named_metrics[m]).get(key)) for m in models], higher)
     det_classes: list[str] = []
     seg_classes: list[str] = []
     for m in models:
@@ -275,6 +319,12 @@ def compare_table(named_metrics: Mapping[str, Mapping[str, Any]]) -> str:
             f"AP@0.5 {n}",
             [_num(named_metrics[m].get("detection", {}).get("per_class", {}).get(n, {}).get("AP50")) for m in models],
         )
+    agr_classes = list(dict.fromkeys(
+        n for m in models for n in named_metrics[m].get("agreement", {}).get("per_class", {})))
+    for key in ("recall", "precision"):
+        for n in agr_classes:
+            row(f"{key} {n}", [_num(named_metrics[m].get("agreement", {}).get("per_class", {}).get(n, {}).get(key))
+                               for m in models])
     for n in seg_classes:
         row(
             f"IoU {n}",

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from perception.core import classes
 from perception.core.types import Detections, GroundTruth
 from perception.train.metrics import (
     EvalAccumulator,
@@ -15,6 +16,7 @@ from perception.train.metrics import (
     detection_map,
     match_detected,
     post_occlusion_recall,
+    recall_precision,
     temporal_flicker,
     to_jsonable,
 )
@@ -183,3 +185,33 @@ def test_accumulator_all_metrics_jsonable() -> None:
     assert json.loads(text)["summary"]["post_occlusion_recall"] is None
     with pytest.raises(EvalError, match="together"):
         acc.add("s0", gt=_gt([A], [0]))
+
+
+def test_recall_precision_per_class_with_dont_care() -> None:
+    car, ped = classes.detection_id("car"), classes.detection_id("pedestrian")
+    gt = GroundTruth(
+        boxes=np.array([[0, 0, 10, 20], [20, 0, 30, 20], [40, 0, 50, 20], [60, 0, 70, 20]], np.float32),
+        class_ids=np.array([ped, ped, car, ped]),
+        ignore=np.array([False, False, False, True]),
+    )
+    det = Detections(
+        boxes=np.array([[0, 0, 10, 19], [21, 0, 31, 20], [40, 0, 50, 20], [60, 0, 70, 20], [80, 0, 90, 9],
+                        [0, 0, 10, 20]], np.float32),
+        scores=np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.1], np.float32),
+        # ped hit, ped hit (IoU 0.82), car box called pedestrian (wrong class), on the don't-care box,
+        # a false car, a low-score duplicate below the threshold
+        class_ids=np.array([ped, ped, ped, ped, car, ped]),
+    )
+    r = recall_precision([gt], [det], score_thresh=0.3, iou_thresh=0.5)
+    p, c = r["per_class"]["pedestrian"], r["per_class"]["car"]
+    assert (p["num_ref"], p["num_det"], p["matched"]) == (2, 3, 2)  # the don't-care hit is no false positive
+    assert p["recall"] == 1.0 and p["precision"] == pytest.approx(2 / 3)
+    assert (c["num_ref"], c["num_det"], c["matched"], c["recall"], c["precision"]) == (1, 1, 0, 0.0, 0.0)
+    assert math.isnan(r["per_class"]["truck"]["recall"]) and math.isnan(r["per_class"]["truck"]["precision"])
+    assert (r["all"]["matched"], r["all"]["num_ref"], r["all"]["num_det"]) == (2, 3, 4)
+    agn = r["class_agnostic"]  # the car box called pedestrian counts when classes are ignored
+    assert (agn["matched"], agn["num_ref"], agn["num_det"]) == (3, 3, 4)
+    strict = recall_precision([gt], [det], score_thresh=0.3, iou_thresh=0.9)
+    assert strict["per_class"]["pedestrian"]["matched"] == 1
+    with pytest.raises(EvalError, match="frames"):
+        recall_precision([gt], [])
