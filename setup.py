@@ -10,7 +10,10 @@ setup(
     name=package_name,
     version="0.1.0",
     packages=find_packages(include=["perception", "perception.*"]),
-    package_data={"perception": ["py.typed"], "perception.weights": ["*.safetensors", "*.json"]},
+    package_data={
+        "perception": ["py.typed"],
+        "perception.weights": ["*.safetensors", "*.json", "pretrained/*.safetensors", "pretrained/*.json"],
+    },
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),

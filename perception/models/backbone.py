@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from perception.models.config import NetConfig
+from perception.models.errors import ModelError
 from perception.models.layers import CBAM, ConvBnAct, SpatialAttention, create_attention
 
 
@@ -21,12 +22,15 @@ def act_layer_of(name: str) -> type[nn.Module]:
 
 
 class NormalizingStem(nn.Module):
-    """Stride-2 3x3 conv on ``(image - mean) / std`` + BN + act, with the normalisation folded into
+    """Stride-2 conv on ``(image - mean) / std`` + BN + act, with the normalisation folded into
     the conv weights: no extra full-resolution op (which costs as much as the conv on a CPU).
 
-    Exact except at the image border, where the implicit zero padding is in raw pixel space
-    (i.e. the normalised image is padded with ``-mean/std``) — a fixed convention the network
-    learns with.
+    ``pads`` None (the stan stems): symmetric ``kernel_size // 2`` zero padding in raw pixel space,
+    i.e. the normalised image is padded with ``-mean/std`` — exact except at the image border, a
+    fixed convention the network learns with. ``pads`` ``(left, right, top, bottom)`` (TF "SAME"
+    stems of pretrained trunks): the raw image is padded with ``mean``, which is 0 after
+    normalisation, so the result equals the original network exactly; that needs one mean for all
+    channels.
     """
 
     mean: torch.Tensor
@@ -38,10 +42,19 @@ class NormalizingStem(nn.Module):
         mean: tuple[float, float, float],
         std: tuple[float, float, float],
         act_layer: type[nn.Module],
+        kernel_size: int = 3,
+        pads: tuple[int, int, int, int] | None = None,
+        bn_eps: float = 1e-5,
+        bn_momentum: float = 0.1,
     ) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(3, out_channels, 3, stride=2, padding=1, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels)
+        if pads is not None and len(set(mean)) != 1:
+            raise ModelError(f"a stem padded with the mean needs one mean for all channels, got {mean}")
+        self.pads = pads
+        self.pad_value = float(mean[0])
+        self.padding = kernel_size // 2 if pads is None else 0
+        self.conv = nn.Conv2d(3, out_channels, kernel_size, stride=2, padding=self.padding, bias=False)
+        self.bn = nn.BatchNorm2d(out_channels, eps=bn_eps, momentum=bn_momentum)
         self.act = act_layer()
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32), persistent=False)
         self.register_buffer("inv_std", 1.0 / torch.tensor(std, dtype=torch.float32), persistent=False)
@@ -49,7 +62,9 @@ class NormalizingStem(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.conv.weight * self.inv_std[None, :, None, None]
         b = -(w * self.mean[None, :, None, None]).sum(dim=(1, 2, 3))
-        return self.act(self.bn(F.conv2d(x, w, b, stride=2, padding=1)))
+        if self.pads is not None:
+            x = F.pad(x, self.pads, value=self.pad_value)
+        return self.act(self.bn(F.conv2d(x, w, b, stride=2, padding=self.padding)))
 
 
 class BasicBlock(nn.Module):
@@ -77,6 +92,30 @@ class Stage(nn.Sequential):
         super().__init__(*layers)
 
 
+def stage_attention(cfg: NetConfig, widths: tuple[int, ...]) -> nn.ModuleList:
+    """One attention module per stage (``nn.Identity`` where ``cfg`` attends none), shared by every
+    backbone so CBAM sits after the same stages whatever the trunk."""
+    attn: list[nn.Module] = []
+    for idx, width in enumerate(widths):
+        module = (
+            create_attention(cfg.attention, width, reduction=cfg.reduction, kernel_size=cfg.kernel_size)
+            if idx in cfg.attention_stages
+            else None
+        )
+        attn.append(module if module is not None else nn.Identity())
+    return nn.ModuleList(attn)
+
+
+def attend(attn: nn.Module, x: torch.Tensor, maps: list[torch.Tensor]) -> torch.Tensor:
+    """Apply one stage's attention to ``x``; a spatial map (B, 1, H, W) is appended to ``maps``."""
+    if isinstance(attn, nn.Identity):
+        return x
+    x, amap = attn.forward_with_map(x)  # type: ignore[operator]
+    if isinstance(attn, (CBAM, SpatialAttention)):  # a spatial map (B,1,H,W), not a channel map
+        maps.append(amap)
+    return x
+
+
 class Backbone(nn.Module):
     """Returns the 4 stage outputs (strides 4, 8, 16, 32) and the attention map of each attended stage."""
 
@@ -88,15 +127,7 @@ class Backbone(nn.Module):
         self.stem = NormalizingStem(cfg.stem_width, cfg.mean, cfg.std, act)
         ins = (cfg.stem_width, *cfg.widths[:-1])
         self.stages = nn.ModuleList(Stage(i, o, d, act) for i, o, d in zip(ins, cfg.widths, cfg.depths))
-        attn: list[nn.Module] = []
-        for idx, width in enumerate(cfg.widths):
-            module = (
-                create_attention(cfg.attention, width, reduction=cfg.reduction, kernel_size=cfg.kernel_size)
-                if idx in cfg.attention_stages
-                else None
-            )
-            attn.append(module if module is not None else nn.Identity())
-        self.attn = nn.ModuleList(attn)
+        self.attn = stage_attention(cfg, cfg.widths)
         self.out_channels = tuple(cfg.widths)
 
     def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -106,10 +137,6 @@ class Backbone(nn.Module):
         maps: list[torch.Tensor] = []
         x = self.stem(x)
         for stage, attn in zip(self.stages, self.attn):
-            x = stage(x)
-            if not isinstance(attn, nn.Identity):
-                x, amap = attn.forward_with_map(x)  # type: ignore[operator]
-                if isinstance(attn, (CBAM, SpatialAttention)):  # a spatial map (B,1,H,W), not a channel map
-                    maps.append(amap)
+            x = attend(attn, stage(x), maps)
             feats.append(x)
         return feats, maps

@@ -10,6 +10,9 @@ from perception.models.errors import ModelError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# trunks a network can be built on: "stan" (the family's own, trained from scratch) and "lite0"
+# (EfficientNet-Lite0, ImageNet-pretrained weights shipped in perception/weights/pretrained)
+BACKBONES = ("stan", "lite0")
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,12 @@ class NetConfig:
     ``"spatial"`` or None) is applied after the stages listed in ``attention_stages``
     (indices into the 4 stages; default the stride 8/16/32 ones). ``temporal`` adds temporal
     attention over ``memory_len`` previous frames at stride 32 before the neck.
+
+    ``backbone`` picks the trunk: ``"stan"`` (above) or ``"lite0"`` (EfficientNet-Lite0; its
+    ``widths`` are fixed at (24, 40, 112, 320) and ``stem_width``/``depths``/``act`` do not apply
+    to it). ``pretrained`` loads the shipped ImageNet trunk weights when the network is built
+    (lite0 only; a checkpoint's own weights replace them on load), ``freeze_blocks`` N > 0 freezes
+    the lite0 stem and its first N blocks (no gradients, BatchNorm kept in eval mode).
     """
 
     widths: tuple[int, int, int, int] = (24, 48, 96, 160)
@@ -44,6 +53,9 @@ class NetConfig:
     std: tuple[float, float, float] = IMAGENET_STD
     heatmap_prior: float = 0.1  # initial sigmoid of the heatmap logits (CenterNet: bias -2.19)
     box_init: float = 1.0  # initial ltrb distance in strides
+    backbone: str = "stan"
+    pretrained: bool = False
+    freeze_blocks: int = 0
 
     def __post_init__(self) -> None:
         if len(self.widths) != 4 or len(self.depths) != 4:
@@ -54,6 +66,14 @@ class NetConfig:
             raise ModelError(f"attention_stages must be indices 0..3, got {self.attention_stages}")
         if self.act not in ("relu", "silu"):
             raise ModelError(f"act must be 'relu' or 'silu', got {self.act!r}")
+        if self.backbone not in BACKBONES:
+            raise ModelError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        if self.backbone == "stan" and (self.pretrained or self.freeze_blocks):
+            raise ModelError(
+                "the stan backbone has no pretrained weights (pretrained/freeze_blocks); use backbone='lite0'"
+            )
+        if self.freeze_blocks < 0:
+            raise ModelError(f"freeze_blocks must be >= 0 (0: train every block), got {self.freeze_blocks}")
         if self.attention is not None and self.attention.lower() == "none":
             object.__setattr__(self, "attention", None)
 

@@ -2,7 +2,9 @@
 
 Family ``stan`` (spatio-temporal attention network), sizes ``s`` (~1.5 M params) and ``m``
 (~5 M), each as spatial-only (CBAM), spatio-temporal (CBAM + temporal attention at stride 32)
-and no-attention ablation.
+and no-attention ablation; ``lite0`` is the ``s`` neck and heads on an ImageNet-pretrained
+EfficientNet-Lite0 trunk (~3.1 M params, 3.4 M temporal; ``pretrained=False`` for a random init,
+``freeze_blocks=N`` to freeze its stem and first N blocks).
 """
 
 from __future__ import annotations
@@ -44,6 +46,18 @@ _TINY = NetConfig(
     reduction=4,
 )
 
+# EfficientNet-Lite0 trunk with ImageNet weights (inputs scaled by mean = std = 0.5 inside the stem)
+_LITE0 = replace(
+    _S,
+    backbone="lite0",
+    pretrained=True,
+    widths=(24, 40, 112, 320),
+    depths=(3, 2, 6, 5),  # Lite0 blocks per stage (informative: the trunk is fixed)
+    stem_width=32,
+    mean=(0.5, 0.5, 0.5),
+    std=(0.5, 0.5, 0.5),
+)
+
 _MODELS: dict[str, NetConfig] = {
     "stan_s": _S,
     "stan_s_temporal": replace(_S, temporal=True),
@@ -52,6 +66,10 @@ _MODELS: dict[str, NetConfig] = {
     "stan_m": _M,
     "stan_m_temporal": replace(_M, temporal=True),
     "stan_m_noattn": replace(_M, attention=None),
+    "stan_lite0": _LITE0,
+    "stan_lite0_temporal": replace(_LITE0, temporal=True),
+    "stan_lite0_noattn": replace(_LITE0, attention=None),
+    "stan_lite0_noattn_temporal": replace(_LITE0, attention=None, temporal=True),
     # for tests and smoke runs only (~30 k params)
     "stan_tiny": _TINY,
     "stan_tiny_temporal": replace(_TINY, temporal=True),
@@ -83,6 +101,7 @@ def build_model(name: str, **overrides: Any) -> STAN:
     return STAN(model_config(name, **overrides), name=name)
 
 
-def build_from_config(config: NetConfig, name: str = "stan") -> STAN:
-    """Build a network from an explicit config (as stored in a checkpoint)."""
-    return STAN(config, name=name)
+def build_from_config(config: NetConfig, name: str = "stan", pretrained: bool = False) -> STAN:
+    """Build a network from an explicit config (as stored in a checkpoint, whose weights replace any
+    pretrained ones: those are only loaded when ``pretrained``)."""
+    return STAN(config, name=name, pretrained=pretrained and config.pretrained)

@@ -29,6 +29,7 @@ from perception.models.config import NetConfig
 from perception.models.errors import ModelError
 from perception.models.heads import DetectionHead, SegmentationHead
 from perception.models.layers import TemporalAttention
+from perception.models.lite0 import Lite0Backbone
 from perception.models.neck import FPNNeck, upsample_to
 
 _EPS = 1e-6
@@ -52,14 +53,18 @@ class STAN(nn.Module):
     stride_seg = 4
     stride_memory = 32
 
-    def __init__(self, cfg: NetConfig, name: str = "stan") -> None:
+    def __init__(self, cfg: NetConfig, name: str = "stan", pretrained: bool | None = None) -> None:
+        """``pretrained`` None follows ``cfg.pretrained``; False skips loading pretrained trunk weights
+        (a checkpoint's own weights replace them anyway)."""
         super().__init__()
         self.cfg = cfg
         self.name = name
         act = act_layer_of(cfg.act)
-        self.backbone = Backbone(cfg)
+        self.backbone: Backbone | Lite0Backbone = (
+            Lite0Backbone(cfg, pretrained) if cfg.backbone == "lite0" else Backbone(cfg)
+        )
         self.temporal: TemporalAttention | None = (
-            TemporalAttention(cfg.widths[3], cfg.memory_len, cfg.memory_channels, cfg.temporal_heads)
+            TemporalAttention(self.backbone.out_channels[3], cfg.memory_len, cfg.memory_channels, cfg.temporal_heads)
             if cfg.temporal
             else None
         )

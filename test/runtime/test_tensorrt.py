@@ -29,27 +29,11 @@ def _have_builder() -> bool:
 needs_builder = pytest.mark.skipif(not _have_builder(), reason="neither tensorrt nor tensorrt-rtx is installed")
 
 
-@pytest.fixture(scope="module")
-def int8_onnx(shipped_onnx: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from perception.models.quantize import (
-        QuantizeConfig,
-        calibration_inputs,
-        quantize_int8,
-        synthetic_calibration_drives,
-    )
-
-    fp32 = shipped_onnx("stan_s_temporal")
-    cfg = QuantizeConfig(calibration_seeds=(900, 901), frames_per_seed=4)
-    out = tmp_path_factory.mktemp("int8") / "stan_s_temporal-int8.onnx"
-    quantize_int8(fp32, out, calibration_inputs(fp32, synthetic_calibration_drives(cfg, (256, 448))), cfg)
-    return out
-
-
 @needs_builder
-@pytest.mark.parametrize("name", ["stan_s_temporal", "stan_s", "stan_s_noattn"])
-def test_every_exported_model_builds(name: str, shipped_onnx: Callable[[str], Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["stan_s_temporal", "stan_s", "stan_s_noattn", "stan_lite0_temporal"])
+def test_every_exported_model_builds(name: str, model_onnx: Callable[[str], Path], tmp_path: Path) -> None:
     phases: list[str] = []
-    r = build_engine(shipped_onnx(name), EngineConfig(precision="fp32", cache_dir=str(tmp_path)),
+    r = build_engine(model_onnx(name), EngineConfig(precision="fp32", cache_dir=str(tmp_path)),
                      progress=phases.append)
     assert r.built and r.paths.engine.stat().st_size > 1_000_000
     assert any("parsing" in p for p in phases) and any("engine written" in p for p in phases)
@@ -59,8 +43,9 @@ def test_every_exported_model_builds(name: str, shipped_onnx: Callable[[str], Pa
 
 
 @needs_builder
-def test_int8_qdq_model_builds(int8_onnx: Path, tmp_path: Path) -> None:
-    r = build_engine(int8_onnx, EngineConfig(precision="int8", cache_dir=str(tmp_path)))
+@pytest.mark.parametrize("name", ["stan_s_temporal", "stan_lite0_temporal"])
+def test_int8_qdq_model_builds(name: str, int8_onnx: Callable[[str], Path], tmp_path: Path) -> None:
+    r = build_engine(int8_onnx(name), EngineConfig(precision="int8", cache_dir=str(tmp_path)))
     assert r.built and r.key.precision == "int8"
 
 
