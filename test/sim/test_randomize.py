@@ -179,3 +179,14 @@ def test_sim_cli_writes_the_drives_camera(tmp_path: object) -> None:
     w = get_world(2, FULL)
     assert cam["fx"] == pytest.approx(w.intrinsics.fx) and cam["rig"]["pitch_deg"] == pytest.approx(w.camera.pitch_deg)
     assert SimConfig.from_dict(cam["config"]) == FULL
+
+
+def test_sim_cli_randomize_flag() -> None:
+    import argparse
+
+    from perception.sim.cli import add_arguments, config_from_args
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    assert config_from_args(p.parse_args(["--out", "x", "--randomize"])).randomize == DomainRandomization.full()
+    assert not config_from_args(p.parse_args(["--out", "x"])).randomize.enabled
