@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from perception.core.config import dataclass_kwargs
 from perception.core.types import CameraIntrinsics
 
 
@@ -80,11 +81,10 @@ class DomainRandomization:
             return DomainRandomization()
         if not isinstance(d, dict):
             raise SimError(f"randomize must be a mapping of strengths or true/false, not {d!r}")
-        known = {f.name for f in fields(DomainRandomization)}
-        unknown = sorted(set(d) - known)
+        kw, unknown = dataclass_kwargs(DomainRandomization, d)
         if unknown:
-            raise SimError(f"unknown randomize keys {unknown}; known keys: {', '.join(sorted(known))}")
-        kw: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
+            known = sorted(f.name for f in fields(DomainRandomization))
+            raise SimError(f"unknown randomize keys {unknown}; known keys: {', '.join(known)}")
         return DomainRandomization(**kw)
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from perception.core.config import dataclass_kwargs
 from perception.core.types import GroundTruth
 
 
@@ -80,12 +81,9 @@ class AugmentConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> AugmentConfig:
         """Overrides of the defaults (``TrainConfig.augment``); unknown keys are refused."""
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
+        kw, unknown = dataclass_kwargs(cls, d or {})
         if unknown:
-            raise _error(f"unknown augment option(s) {unknown}; known: {sorted(known)}")
-        kw: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
+            raise _error(f"unknown augment option(s) {unknown}; known: {sorted(f.name for f in fields(cls))}")
         return cls(**kw)
 
     @property
