@@ -53,12 +53,14 @@ def degrade(rgb: np.ndarray, seed: int, index: int) -> np.ndarray:
     return out
 
 
-@lru_cache(maxsize=4)
-def _radius2(height: int, width: int) -> np.ndarray:
-    """(H, W, 1) float32 squared distance from the image centre, 1 at the corners."""
+@lru_cache(maxsize=8)
+def _gain_map(height: int, width: int, gains: tuple[float, float, float], vignette: float) -> np.ndarray:
+    """(H, W, 3) float32 white balance ``gains`` times a vignetting falloff 1 - vignette r^2 (r = 1 at
+    the corners): one per drive, cached."""
     y = (np.arange(height, dtype=np.float32) + 0.5) / height * 2.0 - 1.0
     x = (np.arange(width, dtype=np.float32) + 0.5) / width * 2.0 - 1.0
-    return ((x[None, :] ** 2 + y[:, None] ** 2) * 0.5)[..., None].astype(np.float32)
+    fall = 1.0 - vignette * (x[None, :] ** 2 + y[:, None] ** 2) * 0.5
+    return (fall[..., None] * np.asarray(gains, np.float32)).astype(np.float32)
 
 
 def sensor_effects(rgb: np.ndarray, seed: int, index: int, strength: float) -> np.ndarray:
@@ -75,9 +77,8 @@ def sensor_effects(rgb: np.ndarray, seed: int, index: int, strength: float) -> n
     f = np.random.default_rng([seed, index, 79])  # this frame
     h, w = rgb.shape[:2]
     img = rgb.astype(np.float32)
-    gains = (1.0 + s * 0.3 * (2.0 * d[0:3] - 1.0)).astype(np.float32)
-    vignette = np.float32(s * 0.5 * d[3])
-    img *= gains[None, None, :] * (np.float32(1.0) - vignette * _radius2(h, w))
+    gains = 1.0 + s * 0.3 * (2.0 * d[0:3] - 1.0)
+    img *= _gain_map(h, w, (float(gains[0]), float(gains[1]), float(gains[2])), float(s * 0.5 * d[3]))
     sigma = s * 1.5 * d[4]
     if sigma >= 0.3:
         img = np.asarray(cv2.GaussianBlur(img, (0, 0), sigmaX=float(sigma)), np.float32)

@@ -142,7 +142,7 @@ def _warp_rgb(rgb: np.ndarray, geo: Geometry) -> np.ndarray:
     import cv2
 
     m = np.array([[geo.sx, 0.0, geo.tx + 0.5 * geo.sx - 0.5], [0.0, geo.sy, geo.ty + 0.5 * geo.sy - 0.5]])
-    border = tuple(float(c) for c in rgb.reshape(-1, rgb.shape[-1]).mean(0))
+    border = tuple(float(c) for c in rgb[:, ::8, ::8].reshape(-1, rgb.shape[-1]).mean(0))
     out = np.empty((len(rgb), geo.height, geo.width, rgb.shape[-1]), rgb.dtype)
     for t in range(len(rgb)):
         out[t] = cv2.warpAffine(rgb[t], m, (geo.width, geo.height), flags=cv2.INTER_LINEAR,

@@ -190,3 +190,20 @@ def test_sim_cli_randomize_flag() -> None:
     add_arguments(p)
     assert config_from_args(p.parse_args(["--out", "x", "--randomize"])).randomize == DomainRandomization.full()
     assert not config_from_args(p.parse_args(["--out", "x"])).randomize.enabled
+
+
+def test_camera_info_in_a_bag_carries_the_randomised_intrinsics(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from perception.bag.drive import write_drive_bag
+    from perception.bag.io import deserialize, read_messages
+
+    out = Path(str(tmp_path)) / "bag"
+    write_drive_bag(out, 2, 2, FULL, progress=False)
+    w = get_world(2, FULL)
+    infos = [deserialize(raw, t) for _, t, _, raw in read_messages(out, ["/camera/camera_info"])]
+    assert len(infos) == 2
+    for info in infos:
+        assert np.asarray(info.k).reshape(3, 3) == pytest.approx(w.intrinsics.K)
+        assert info.k[0] == pytest.approx(0.5 * SMALL.width / np.tan(np.deg2rad(w.camera.hfov_deg) / 2))
+        assert abs(info.k[0] - SMALL.intrinsics.fx) > 1.0
