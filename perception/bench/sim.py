@@ -1,5 +1,5 @@
-"""`perception bench sim`: frames/s of the synthetic world, camera-only and with LiDAR, with a
-per-stage breakdown (world update, raycast, shading, ground truth, LiDAR).
+"""`perception bench sim`: frames/s of the synthetic world, camera-only, with LiDAR, degraded and
+domain-randomised, with a per-stage breakdown (world update, raycast, shading, ground truth, LiDAR).
 
 Variants render the same frame indices interleaved round-robin, so their ratios are fair on
 a shared machine.
@@ -27,13 +27,14 @@ class SimBenchConfig:
     height: int = 384
     lidar: bool = True
     degrade: bool = True
+    randomize: bool = True
     out: str = "bench_out"
     goal_fps: float = 20.0
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> SimBenchConfig:
         return cls(seed=args.seed, frames=args.frames, warmup=args.warmup, width=args.width, height=args.height,
-                   lidar=args.lidar, degrade=args.degrade, out=args.out)  # fmt: skip
+                   lidar=args.lidar, degrade=args.degrade, randomize=args.randomize, out=args.out)  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,11 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--height", type=int, default=d.height)
     parser.add_argument("--no-lidar", dest="lidar", action="store_false", help="skip the camera+LiDAR variant")
     parser.add_argument("--no-degrade", dest="degrade", action="store_false", help="skip the degraded variant")
+    parser.add_argument("--no-randomize", dest="randomize", action="store_false",
+                        help="skip the domain-randomised variant (every effect at full strength)")
     parser.add_argument("--out", default=d.out, help="output directory for bench_sim.md/.json")
 
 
 def run_benchmark(cfg: SimBenchConfig) -> Report:
-    from perception.sim.config import SimConfig
+    from perception.sim.config import DomainRandomization, SimConfig
     from perception.sim.drive import frame_at
     from perception.sim.world import build_world
 
@@ -59,6 +62,8 @@ def run_benchmark(cfg: SimBenchConfig) -> Report:
         variants["camera+lidar"] = base.replace(lidar=True)
     if cfg.degrade:
         variants["camera+degrade"] = base.replace(degrade=True)
+    if cfg.randomize:
+        variants["camera+randomize"] = base.replace(randomize=DomainRandomization.full())
     report = Report(f"Synthetic world rendering, {cfg.width}x{cfg.height}, seed {cfg.seed}")
     t0 = time.perf_counter()
     worlds = {name: build_world(cfg.seed, c) for name, c in variants.items()}

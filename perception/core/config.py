@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,14 @@ import yaml
 
 class ConfigError(ValueError):
     """A configuration file or override is unreadable or malformed."""
+
+
+def dataclass_kwargs(cls: type, data: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Keyword arguments for dataclass ``cls`` from a plain mapping (YAML/JSON lists become tuples)
+    and the sorted keys that are no field of ``cls`` (the caller refuses them in its own words)."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known}
+    return kw, sorted(set(data) - known)
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -81,7 +81,9 @@ class GroundTruth:
     and evaluated on. ``amodal_boxes`` are the projections of the full 3D boxes, clipped to
     the image. ``visibility`` is visible pixels / unoccluded silhouette pixels in [0, 1].
     ``boxes3d`` rows are ``cx, cy, cz, length, width, height, yaw`` in the camera's
-    optical frame (x right, y down, z forward) with yaw about the vertical axis.
+    optical frame (x right, y down, z forward) with yaw about the vertical axis. The box stands
+    upright in the world: under a pitched camera (simulated domain randomisation) its vertical axis
+    is the world's up seen from the camera (``Frame.world_T_cam``), not the optical y axis.
     """
 
     boxes: np.ndarray = field(default_factory=_empty_boxes)

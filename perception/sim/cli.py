@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=float, default=None, help="frame rate (default 10)")
     parser.add_argument("--lidar", action="store_true", help="also simulate the spinning LiDAR")
     parser.add_argument("--degrade", action="store_true", help="motion blur, noise and JPEG artefacts")
+    parser.add_argument("--randomize", action="store_true",
+                        help="domain randomisation at full strength (textures, light, camera, sensor, flying "
+                             "distractors); for chosen strengths use --config with a 'randomize:' mapping")
     parser.add_argument("--depth", action="store_true", help="also write depth/NNNNNN.npy (float32 metres)")
     parser.add_argument("--config", type=Path, default=None, help="YAML/JSON file with SimConfig fields")
     parser.add_argument("--out", type=Path, required=True, help="output directory (a rosbag2 bag with --bag)")
@@ -51,6 +54,10 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         changes["lidar"] = True
     if args.degrade:
         changes["degrade"] = True
+    if getattr(args, "randomize", False):
+        from .config import DomainRandomization
+
+        changes["randomize"] = DomainRandomization.full()
     return cfg.replace(**changes)
 
 
@@ -79,15 +86,19 @@ def write_sequence(cfg: SimConfig, seed: int, frames: int, out: Path, start: int
     import cv2
     from tqdm import tqdm
 
-    from .drive import generate_sequence
+    from .drive import generate_sequence, get_world
 
     out = Path(out)
     dirs = ["rgb", "semantic", "instance"] + (["depth"] if depth else []) + (["lidar"] if cfg.lidar else [])
     for d in dirs:
         (out / d).mkdir(parents=True, exist_ok=True)
-    intr = cfg.intrinsics
+    world = get_world(seed, cfg)
+    intr = world.intrinsics  # the drive's camera (randomised per drive with randomize.camera)
     camera = {"width": intr.width, "height": intr.height, "fx": intr.fx, "fy": intr.fy, "cx": intr.cx,
               "cy": intr.cy, "K": intr.K.tolist(), "seed": seed, "config": cfg.to_dict()}  # fmt: skip
+    if cfg.randomize.enabled:
+        camera["rig"] = {"height": world.camera.height, "pitch_deg": world.camera.pitch_deg,
+                         "hfov_deg": world.camera.hfov_deg}  # fmt: skip
     (out / "camera.json").write_text(json.dumps(camera, indent=2) + "\n", encoding="utf-8")
     n = 0
     with open(out / "gt.jsonl", "w", encoding="utf-8") as f:

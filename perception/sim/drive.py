@@ -10,7 +10,7 @@ import numpy as np
 from perception.core.types import Frame
 
 from .config import SimConfig, SimError
-from .degrade import degrade
+from .degrade import degrade, sensor_effects
 from .render import build_things, render_camera, select_things
 from .world import World, build_world, camera_pose, ego_pose
 
@@ -27,12 +27,14 @@ def frame_at(world: World, index: int) -> tuple[Frame, dict[str, float]]:
         raise SimError(f"frame index must be >= 0, got {index}")
     cfg = world.cfg
     t = index / cfg.fps
-    intr = cfg.intrinsics
+    intr = world.intrinsics
     cam_pose = camera_pose(world, t)
     radius = cfg.lidar_range_m if cfg.lidar else None
     things = build_things(world, t, select_things(world, t, cam_pose, intr, radius))
     cam = render_camera(world, t, cam_pose, intr, things)
     rgb = degrade(cam.rgb, world.seed, index) if cfg.degrade else cam.rgb
+    if cfg.randomize.sensor > 0:
+        rgb = sensor_effects(rgb, world.seed, index, cfg.randomize.sensor)
     lidar = labels = lidar_T = None
     timings = dict(cam.timings)
     if cfg.lidar:

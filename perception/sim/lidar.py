@@ -11,11 +11,12 @@ from functools import lru_cache
 
 import numpy as np
 
-from perception.core.classes import NUM_SEMANTIC, semantic_id
+from perception.core.classes import IGNORE_INDEX, semantic_id
 
 from .world import World
 
-_REFLECTIVITY = np.zeros(NUM_SEMANTIC, np.float32)
+_REFLECTIVITY = np.zeros(256, np.float32)  # every uint8 label, IGNORE_INDEX too (flying distractors)
+_REFLECTIVITY[IGNORE_INDEX] = 0.3
 for _name, _r in (
     ("road", 0.12), ("lane_marking", 0.8), ("sidewalk", 0.25), ("building", 0.3), ("vegetation", 0.45),
     ("terrain", 0.3), ("pole", 0.4), ("traffic_sign", 0.95), ("car", 0.5), ("truck", 0.5),

@@ -1,7 +1,9 @@
 """Triangle-mesh primitives and a builder that tags every triangle with render attributes.
 
 Every triangle carries: semantic id, instance (track) id, albedo colour (linear RGB 0..1),
-material kind (selects the procedural texture in the shader) and two material parameters.
+material kind (selects the procedural texture in the shader), two material parameters and the
+index of the part it was added with (domain randomisation recolours whole parts). A pattern
+(procedural texture over the albedo) is only present on domain-randomised meshes.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ MAT_LAMP = 8
 MAT_CLOTH = 9
 MAT_METAL = 10
 NUM_MATERIALS = 11
+
+# procedural textures of domain randomisation (Mesh.pattern columns and kinds)
+PAT_KIND, PAT_FREQ, PAT_COS, PAT_SIN, PAT_RATIO = 0, 1, 2, 3, 4  # ratio: 3 columns, second colour / albedo
+PATTERN_COLS = 7
+PAT_NONE, PAT_STRIPES, PAT_CHECKER, PAT_BLOTCH, PAT_NOISE = 0, 1, 2, 3, 4
 
 # box faces in this order, two triangles each: -x, +x, -y, +y, -z, +z
 FACE_NEG_X, FACE_POS_X, FACE_NEG_Y, FACE_POS_Y, FACE_NEG_Z, FACE_POS_Z = range(6)
@@ -138,6 +145,9 @@ class Mesh:
     material: np.ndarray  # (T,) uint8
     param: np.ndarray  # (T, 2) float32
     bone: np.ndarray  # (V,) uint8: animated part of each vertex (0 = rigid body)
+    part: np.ndarray  # (T,) int32: index of the MeshBuilder.add call that made the triangle
+    # (T, PATTERN_COLS) float32 procedural texture per triangle (randomize.py), None = plain albedo
+    pattern: np.ndarray | None = None
 
     @property
     def num_triangles(self) -> int:
@@ -156,6 +166,7 @@ class MeshBuilder:
         self._mat: list[np.ndarray] = []
         self._par: list[np.ndarray] = []
         self._bone: list[np.ndarray] = []
+        self._part: list[np.ndarray] = []
         self._nv = 0
 
     def add(
@@ -181,13 +192,15 @@ class MeshBuilder:
         self._mat.append(np.full(n, material, np.uint8))
         self._par.append(np.tile(np.asarray(param, np.float32), (n, 1)))
         self._bone.append(np.full(len(v), bone, np.uint8))
+        self._part.append(np.full(n, len(self._part), np.int32))
         return col
 
     def build(self) -> Mesh:
         if not self._v:
             z = np.zeros
             return Mesh(z((0, 3), np.float32), z((0, 3), np.uint32), z(0, np.uint8), z(0, np.int32),
-                        z((0, 3), np.float32), z(0, np.uint8), z((0, 2), np.float32), z(0, np.uint8))  # fmt: skip
+                        z((0, 3), np.float32), z(0, np.uint8), z((0, 2), np.float32), z(0, np.uint8),
+                        z(0, np.int32))  # fmt: skip
         return Mesh(
             vertices=np.concatenate(self._v).astype(np.float32),
             triangles=np.concatenate(self._t).astype(np.uint32),
@@ -197,6 +210,7 @@ class MeshBuilder:
             material=np.concatenate(self._mat),
             param=np.concatenate(self._par),
             bone=np.concatenate(self._bone),
+            part=np.concatenate(self._part),
         )
 
 

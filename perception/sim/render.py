@@ -19,7 +19,7 @@ import numpy as np
 from perception.core.classes import SEMANTIC_TO_DETECTION
 from perception.core.types import CameraIntrinsics, GroundTruth
 
-from .meshes import face_normals, rotate
+from .meshes import PATTERN_COLS, face_normals, rotate
 from .shading import TriTables, shade_hits, sky_colors, to_srgb8, tri_tables
 from .things import BONE_LEFT_ARM, BONE_LEFT_LEG, BONE_RIGHT_ARM, BONE_RIGHT_LEG, PEDESTRIAN
 from .world import AgentStates, World, agent_states
@@ -177,12 +177,19 @@ def things_attributes(world: World, things: ThingsFrame) -> dict[str, np.ndarray
     if not tpls:
         return {"color": np.zeros((0, 3), np.float32), "material": np.zeros(0, np.uint8),
                 "param": np.zeros((0, 2), np.float32), "semantic": np.zeros(0, np.uint8)}  # fmt: skip
-    return {
+    out = {
         "color": np.concatenate([tp.mesh.color for tp in tpls]),
         "material": np.concatenate([tp.mesh.material for tp in tpls]),
         "param": np.concatenate([tp.mesh.param for tp in tpls]),
         "semantic": np.concatenate([tp.mesh.semantic for tp in tpls]),
     }
+    if any(tp.mesh.pattern is not None for tp in tpls):  # domain-randomised textures
+        out["pattern"] = np.concatenate([
+            tp.mesh.pattern if tp.mesh.pattern is not None else np.zeros((tp.mesh.num_triangles, PATTERN_COLS),
+                                                                         np.float32)
+            for tp in tpls
+        ])  # fmt: skip
+    return out
 
 
 def make_rays(dirs_local: np.ndarray, pose: np.ndarray) -> np.ndarray:
@@ -204,9 +211,13 @@ def static_tables(world: World) -> TriTables:
         st = world.static
         n = face_normals(st.vertices, st.triangles)
         world._cache["tables"] = tri_tables(st.vertices, st.triangles, n, st.color, st.material, st.param,
-                                            world.light)  # fmt: skip
+                                            world.light, st.pattern)  # fmt: skip
     tables: TriTables = world._cache["tables"]
     return tables
+
+
+def _pattern_rows(tab: TriTables) -> np.ndarray:
+    return tab.pattern if tab.pattern is not None else np.zeros((8, len(tab.material)), np.float32)
 
 
 def render_camera(world: World, t: float, cam_pose: np.ndarray, intr: CameraIntrinsics,
@@ -270,8 +281,9 @@ def render_camera(world: World, t: float, cam_pose: np.ndarray, intr: CameraIntr
     t0 = time.perf_counter()
     st_tab = static_tables(world)
     attrs = things_attributes(world, things)
+    anchor = things.states.xyz[things.tri_obj] if "pattern" in attrs else None  # textures move with objects
     th_tab = tri_tables(things.vertices, things.triangles, things.normals, attrs["color"], attrs["material"],
-                        attrs["param"], world.light)  # fmt: skip
+                        attrs["param"], world.light, attrs.get("pattern"), anchor)  # fmt: skip
     hit = np.isfinite(depth)
     sem_table = np.concatenate([world.static.semantic, attrs["semantic"], np.zeros(1, np.uint8)])
     semantic = np.take(sem_table, np.where(hit, g, len(sem_table) - 1))
@@ -291,7 +303,10 @@ def render_camera(world: World, t: float, cam_pose: np.ndarray, intr: CameraIntr
     tex = np.concatenate([st_tab.tex, th_tab.tex, np.ones((9, 1), np.float32)], axis=1)
     mat = np.concatenate([st_tab.material, th_tab.material, np.zeros(1, np.uint8)])
     dlen = camera_dlen(intr)
-    lin = shade_hits(g, p, dirs, depth0 * dlen, lit, tex, mat, nrm, world.light, world.cfg.fog)
+    pat = None
+    if st_tab.pattern is not None or th_tab.pattern is not None:
+        pat = np.concatenate([_pattern_rows(st_tab), _pattern_rows(th_tab), np.zeros((8, 1), np.float32)], axis=1)
+    lin = shade_hits(g, p, dirs, depth0 * dlen, lit, tex, mat, nrm, world.light, world.cfg.fog, pat)
     sky = np.flatnonzero(~hit)
     if len(sky):
         lin[:, sky] = sky_colors(dirs[sky], dlen[sky], world.light)

@@ -27,6 +27,14 @@ from .meshes import (
     MAT_PAVING,
     MAT_PLAIN,
     NUM_MATERIALS,
+    PAT_BLOTCH,
+    PAT_CHECKER,
+    PAT_COS,
+    PAT_FREQ,
+    PAT_KIND,
+    PAT_NONE,
+    PAT_RATIO,
+    PAT_SIN,
     dot3,
 )
 from .world import Lighting
@@ -71,6 +79,19 @@ def noise_texture(smooth: bool = False) -> np.ndarray:
     return np.clip(acc / (3.0 * acc.std()), -1.0, 1.0).astype(np.float32).reshape(-1)
 
 
+_PAT_NOISE = 128  # side of the procedural textures' noise (small: stays in cache)
+
+
+@lru_cache(maxsize=1)
+def pattern_noise() -> np.ndarray:
+    """The smooth noise at 128x128 texels in [-1, 1], flattened, for domain-randomisation textures."""
+    import cv2
+
+    n = cv2.resize(noise_texture(True).reshape(TEX_SIZE, TEX_SIZE), (_PAT_NOISE, _PAT_NOISE),
+                   interpolation=cv2.INTER_AREA)  # fmt: skip
+    return np.clip(n / (2.0 * n.std()), -1.0, 1.0).astype(np.float32).reshape(-1)
+
+
 @dataclass(frozen=True)
 class TriTables:
     """Per-triangle shading data. ``tex`` rows: ax, ay, (unused), by, bz (texture coordinates
@@ -84,6 +105,10 @@ class TriTables:
     normal: np.ndarray  # (T, 3) float32
     v0: np.ndarray  # (T, 3) float32
     material: np.ndarray  # (T,) uint8
+    # (8, T) float32 procedural texture (domain randomisation) or None; rows: kind, the affine map
+    # from texture to pattern coordinates (A, B, C, D: see pattern_table), second colour / albedo - 1
+    # (3 rows)
+    pattern: np.ndarray | None = None
 
     def facing(self, origin: np.ndarray) -> np.ndarray:
         """True where the camera at ``origin`` sees the side the normal points to."""
@@ -103,7 +128,12 @@ def tri_tables(
     material: np.ndarray,
     param: np.ndarray,
     light: Lighting,
+    pattern: np.ndarray | None = None,
+    anchor: np.ndarray | None = None,
 ) -> TriTables:
+    """Shading tables of T triangles. ``pattern`` (T, PATTERN_COLS): procedural textures of domain
+    randomisation; ``anchor`` (T, 3): world point each triangle's pattern is fixed to (the object's
+    ground point, so that textures move with their object; None = world origin)."""
     n = normal.astype(np.float32)
     scale = TEX_SCALE[material]
     horiz = np.abs(n[:, 2]) > 0.6
@@ -136,7 +166,65 @@ def tri_tables(
         normal=n,
         v0=vertices[triangles[:, 0]].astype(np.float32),
         material=material.astype(np.uint8),
+        pattern=None if pattern is None else pattern_table(tex, scale, pattern, anchor),
     )
+
+
+def pattern_table(tex: np.ndarray, scale: np.ndarray, pattern: np.ndarray, anchor: np.ndarray | None) -> np.ndarray:
+    """TriTables.pattern rows from Mesh.pattern columns: the pattern coordinates of a hit at texture
+    coordinates (a, b) are u = A a + B b + C, v = A b - B a + D (in pattern periods; rotated, and
+    offset so that the pattern is fixed to ``anchor``)."""
+    out = np.zeros((8, len(pattern)), np.float32)
+    out[0] = pattern[:, PAT_KIND]
+    f = pattern[:, PAT_FREQ] / np.maximum(scale, 1e-6)
+    A, B = f * pattern[:, PAT_COS], f * pattern[:, PAT_SIN]
+    out[1], out[2] = A, B
+    if anchor is not None:
+        a0 = tex[0] * anchor[:, 0] + tex[1] * anchor[:, 1]
+        b0 = tex[3] * anchor[:, 1] + tex[4] * anchor[:, 2]
+        out[3] = -(A * a0 + B * b0)
+        out[4] = -(A * b0 - B * a0)
+    out[5:8] = pattern[:, PAT_RATIO : PAT_RATIO + 3].T - 1.0
+    return out
+
+
+def apply_patterns(col: np.ndarray, gi: np.ndarray, a: np.ndarray, b: np.ndarray, table: np.ndarray) -> None:
+    """Multiply the colour planes ``col`` (3, M) of hits on triangles ``gi`` at texture coordinates
+    (a, b) by their procedural texture (TriTables.pattern rows ``table``): a mix m in [0, 1]
+    between the albedo (m = 0) and the second colour (m = 1)."""
+    kind = np.take(table[0], gi)
+    q = np.flatnonzero(kind > 0)
+    if not len(q):
+        return
+    full = len(q) > len(gi) // 2  # mostly textured: work on every hit (kind 0 gives m = 0)
+    gq = gi if full else gi[q]
+    k = kind if full else kind[q]
+    aq, bq = (a, b) if full else (np.take(a, q), np.take(b, q))
+    A, B = np.take(table[1], gq), np.take(table[2], gq)
+    u = aq * A
+    u += bq * B
+    u += np.take(table[3], gq)
+    v = bq * A
+    v -= aq * B
+    v += np.take(table[4], gq)
+    fu = np.floor(u).astype(np.int32)
+    m = np.where(k == PAT_CHECKER, fu + np.floor(v).astype(np.int32), fu) & 1
+    m = m.astype(np.float32)
+    m[k == PAT_NONE] = 0.0
+    sel = np.flatnonzero(k >= PAT_BLOTCH)
+    if len(sel):  # smooth noise, 16 texels of it per pattern period
+        iu = (u[sel] * 16.0).astype(np.int32) & (_PAT_NOISE - 1)
+        iv = (v[sel] * 16.0).astype(np.int32) & (_PAT_NOISE - 1)
+        n = np.take(pattern_noise(), iv * _PAT_NOISE + iu)
+        m[sel] = np.where(k[sel] == PAT_BLOTCH, (n > 0).astype(np.float32), 0.5 + 0.5 * n)
+    for ch in range(3):
+        mult = np.take(table[5 + ch], gq)
+        mult *= m
+        mult += 1.0
+        if full:
+            col[ch] *= mult
+        else:
+            col[ch, q] *= mult
 
 
 def _pow(x: np.ndarray, k: int) -> np.ndarray:
@@ -157,7 +245,7 @@ def sky_colors(dirs_world: np.ndarray, dlen: np.ndarray, light: Lighting) -> np.
     """Sky radiance (3, N) float32 planes (exposure applied): horizon-to-zenith gradient plus sun glow."""
     inv = 1.0 / dlen
     g = np.clip(dirs_world[:, 2] * inv * np.float32(3.0), 0.0, 1.0)
-    g = np.sqrt(g)  # widen the bright horizon band
+    g = np.sqrt(g) if light.sky_curve == 0.5 else np.power(g, np.float32(light.sky_curve))  # widen the horizon band
     expo = np.float32(light.exposure)
     hor = (light.sky_horizon * expo).astype(np.float32)
     zen = (light.sky_zenith * expo).astype(np.float32)
@@ -179,11 +267,12 @@ def shade_hits(
     normal_table: np.ndarray,
     light: Lighting,
     fog: bool,
+    pattern_tab: np.ndarray | None = None,
 ) -> np.ndarray:
     """Linear colour planes (3, M) of M hit points ``p`` (x, y, z arrays) on triangles ``gi``, seen
     along rays ``view`` (any length) at distance ``dist``. Tables are per triangle: lit colour
     (camera-facing side), texture data (TriTables.tex, one row per column), material and
-    camera-facing normal."""
+    camera-facing normal; ``pattern_tab``: TriTables.pattern rows (domain randomisation) or None."""
     material = np.take(mat_table, gi)
     px, py, pz = p
     a = np.take(tex_table[0], gi)
@@ -215,6 +304,8 @@ def shade_hits(
         factor *= haze_f
     col = np.take(lit, gi, axis=1)  # (3, M): channel planes keep numpy's inner loops long
     col *= factor[None]
+    if pattern_tab is not None:
+        apply_patterns(col, gi, a, b, pattern_tab)
     m = np.flatnonzero(material == MAT_FACADE)
     if len(m):
         gm = gi[m]

@@ -8,12 +8,14 @@ agents by ``agent_states(world, t)``.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from perception.core.classes import semantic_id
+from perception.core.types import CameraIntrinsics
 
 from . import things
 from .config import SimConfig, SimError
@@ -58,6 +60,7 @@ class Lighting:
     sky_horizon: np.ndarray  # (3,)
     exposure: float
     fog_dist: float  # metres; inf disables haze
+    sky_curve: float = 0.5  # exponent of the horizon-to-zenith blend (smaller: wider bright horizon band)
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,16 @@ class Ego:
         return self.s0 + self.speed * t
 
 
+@dataclass(frozen=True)
+class CameraRig:
+    """The camera of a drive: mounting height above the ground (m), pitch (degrees, positive looks
+    down) and horizontal field of view. SimConfig's camera unless ``randomize.camera`` is on."""
+
+    height: float
+    pitch_deg: float
+    hfov_deg: float
+
+
 @dataclass
 class World:
     seed: int
@@ -116,7 +129,13 @@ class World:
     ego: Ego
     light: Lighting
     crossings: np.ndarray  # s of pedestrian crossings
+    camera: CameraRig
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def intrinsics(self) -> CameraIntrinsics:
+        """Intrinsics of this drive's camera (``cfg.intrinsics`` unless the camera is randomised)."""
+        return CameraIntrinsics.from_fov(self.cfg.width, self.cfg.height, self.camera.hfov_deg)
 
     @property
     def max_time(self) -> float:
@@ -194,9 +213,15 @@ BASE_R_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
 
 
 def camera_pose(world: World, t: float) -> np.ndarray:
-    T = ego_pose(world, t, world.cfg.cam_height)
+    """4x4 world_T_cam of the optical frame at time t: the ego pose at the camera's height, pitched
+    down by the rig's pitch (a rotation about the optical x axis)."""
+    T = ego_pose(world, t, world.camera.height)
     out = T.copy()
     out[:3, :3] = T[:3, :3] @ BASE_R_OPTICAL
+    if world.camera.pitch_deg:
+        p = np.deg2rad(world.camera.pitch_deg)
+        c, s = np.cos(p), np.sin(p)
+        out[:3, :3] = out[:3, :3] @ np.array([[1.0, 0.0, 0.0], [0.0, c, s], [0.0, -s, c]])
     return out
 
 
@@ -409,6 +434,19 @@ def build_world(seed: int, cfg: SimConfig) -> World:
     ego = Ego(lane=ego_lane, s0=float(erng.uniform(40.0, 60.0)), speed=float(erng.uniform(*cfg.ego_speed)),
               d=road.lane_center(ego_lane))  # fmt: skip
 
+    # domain randomisation: camera rig and light (own random streams; nothing drawn when off)
+    dr = cfg.randomize
+    camera = CameraRig(cfg.cam_height, 0.0, cfg.hfov_deg)
+    if dr.enabled:
+        from . import randomize
+
+        if dr.camera > 0:
+            height, pitch, hfov, gain = randomize.random_camera(cfg, np.random.default_rng([seed, 20]))
+            camera = CameraRig(height, pitch, hfov)
+            light = dataclasses.replace(light, exposure=light.exposure * gain)
+        if dr.lighting > 0:
+            light = randomize.randomize_lighting(light, dr.lighting, np.random.default_rng([seed, 21]))
+
     # crossings
     crng = np.random.default_rng([seed, 14])
     crossings = _positions(crng, 70.0, L - 60.0, cfg.crossing_density * L / 100.0, 25.0)
@@ -468,7 +506,12 @@ def build_world(seed: int, cfg: SimConfig) -> World:
             xy = road.to_world(s + back, d)
             v, t = prism(ngon(8, 0.04), CURB_H, plate_z + tpl.size[2] * 0.8)
             b.add((v + np.array([xy[0], xy[1], 0], np.float32), t), POLE, grey, MAT_METAL)
+    if dr.distractors > 0:
+        randomize.add_distractors(b, road, dr.distractors, ego.d, max(camera.height, cfg.lidar_height),
+                                  np.random.default_rng([seed, 23]))  # fmt: skip
     static = b.build()
+    if dr.textures > 0 or dr.distractors > 0:
+        static = randomize.randomize_static(static, dr.textures, seed)
 
     for side in (-1.0, 1.0):  # parked vehicles
         d = side * (road.lanes_half + BIKE_W + PARK_W / 2)
@@ -526,8 +569,13 @@ def build_world(seed: int, cfg: SimConfig) -> World:
             t1 = t0 + abs(d1 - d0) / v_cross
             al.add(tpl, CROSS, sc, d0, d1=d1, speed=v_cross, direction=float(arng.choice([-1.0, 1.0])), t0=t0, t1=t1,
                    z=CURB_H)  # fmt: skip
-    return World(seed=seed, cfg=cfg, road=road, static=static, agents=al.build(), ego=ego, light=light,
-                 crossings=crossings)  # fmt: skip
+    agents = al.build()
+    if dr.textures > 0:
+        meshes = randomize.randomize_meshes([tp.mesh for tp in agents.templates], dr.textures, seed)
+        templates = tuple(dataclasses.replace(tp, mesh=m) for tp, m in zip(agents.templates, meshes))
+        agents = dataclasses.replace(agents, templates=templates)
+    return World(seed=seed, cfg=cfg, road=road, static=static, agents=agents, ego=ego, light=light,
+                 crossings=crossings, camera=camera)  # fmt: skip
 
 
-__all__ = ["Agents", "Ego", "Lighting", "World", "agent_states", "build_world", "camera_pose", "ego_pose"]
+__all__ = ["Agents", "CameraRig", "Ego", "Lighting", "World", "agent_states", "build_world", "camera_pose", "ego_pose"]

@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from perception.core.classes import NUM_DETECTION
+from perception.core.classes import IGNORE_INDEX, NUM_DETECTION
 from perception.core.types import CameraIntrinsics, Frame, GroundTruth
+from perception.train.augment import AugmentConfig, apply_geometry, photometric, sample_clip
 
 
 @dataclass(frozen=True)
@@ -134,11 +135,15 @@ def load_or_render(
 
 
 @dataclass(frozen=True)
-class AugmentConfig:
-    hflip: float = 0.5  # probability, same for the whole clip
-    brightness: float = 0.25  # +- gain
-    contrast: float = 0.25
-    noise_std: float = 0.02  # in [0, 1] units; 0 disables
+class Clip:
+    """One (augmented) clip: ``rgb`` (T, H, W, 3) float32 in [0, 1], ``seg`` (T, H, W) semantic ids
+    (``IGNORE_INDEX`` where a zoom-out padded), ``instance`` (T, H, W) track ids (0 = none) and the
+    per-frame ground truth in the clip's pixels. Arrays may be read-only views of the sequence."""
+
+    rgb: np.ndarray
+    seg: np.ndarray
+    instance: np.ndarray
+    gt: tuple[GroundTruth, ...]
 
 
 class SyntheticClips:
@@ -146,7 +151,7 @@ class SyntheticClips:
 
     Item: ``image`` float32 (T, 3, H, W) in [0, 1]; ``seg`` int64 (T, H, W); encoded detection
     targets (``perception.train.targets.encode_targets``) stacked over T; ``reset`` bool (T,) true
-    on the first frame of the clip.
+    on the first frame of the clip. ``augment`` (``perception.train.augment``) is drawn once per clip.
     """
 
     def __init__(
@@ -174,46 +179,40 @@ class SyntheticClips:
     def __len__(self) -> int:
         return len(self.index)
 
-    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
-        from perception.train.targets import encode_targets, object_mask_target
-
+    def clip(self, i: int) -> Clip:
+        """Clip ``i`` with its augmentation applied (the same transform on every frame): what
+        ``__getitem__`` encodes into training targets."""
         si, start = self.index[i]
         seq = self.sequences[si]
         sl = slice(start, start + self.clip_len)
         rgb = seq.rgb[sl].astype(np.float32) * (1.0 / 255.0)
-        seg = seq.semantic[sl].astype(np.int64)
-        objects = seq.instance[sl] != 0  # every object's pixels (the attention target)
-        gts = seq.gt[sl]
         _, h, w, _ = rgb.shape
-        flip = False
+        masks = {"seg": seq.semantic[sl], "instance": seq.instance[sl]}
+        gts: list[GroundTruth] = list(seq.gt[sl])
         aug = self.augment
         if aug is not None:
-            flip = bool(self.rng.random() < aug.hflip)
-            gain = 1.0 + self.rng.uniform(-aug.brightness, aug.brightness)
-            contrast = 1.0 + self.rng.uniform(-aug.contrast, aug.contrast)
-            mean = rgb.mean(axis=(1, 2, 3), keepdims=True)
-            rgb = (rgb - mean) * contrast + mean * gain
-            if aug.noise_std > 0:
-                rgb += self.rng.normal(0.0, aug.noise_std, size=rgb.shape).astype(np.float32)
-            np.clip(rgb, 0.0, 1.0, out=rgb)
-        if flip:
-            rgb = rgb[:, :, ::-1]
-            seg = seg[:, :, ::-1]
-            objects = objects[:, :, ::-1]
-        targets: list[dict[str, np.ndarray]] = []
-        for g, obj in zip(gts, objects):
-            boxes = g.boxes.astype(np.float32).copy()
-            if flip and len(boxes):
-                boxes[:, [0, 2]] = w - boxes[:, [2, 0]]
-            t = encode_targets(boxes, g.class_ids, g.ignore, h, w, NUM_DETECTION)
-            t["objmask"] = object_mask_target(obj)  # exact pixel coverage instead of the boxes'
+            choice = sample_clip(self.rng, aug)
+            rgb = photometric(rgb, choice, aug, self.rng)
+            rgb, masks, gts = apply_geometry(choice.geometry(aug, h, w), rgb, masks, gts, aug,
+                                             fill={"seg": IGNORE_INDEX})  # fmt: skip
+        return Clip(rgb=rgb, seg=masks["seg"], instance=masks["instance"], gt=tuple(gts))
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        from perception.train.targets import encode_targets, object_mask_target
+
+        c = self.clip(i)
+        _, h, w, _ = c.rgb.shape
+        targets = []
+        for g, inst in zip(c.gt, c.instance):
+            t = encode_targets(g.boxes, g.class_ids, g.ignore, h, w, NUM_DETECTION)
+            # the attention target: every object's exact pixel coverage (zoom-out padding is no object)
+            t["objmask"] = object_mask_target(inst != 0)
             targets.append(t)
         item = {
-            "image": np.ascontiguousarray(rgb.transpose(0, 3, 1, 2)),
-            "seg": np.ascontiguousarray(seg),
+            "image": np.ascontiguousarray(c.rgb.transpose(0, 3, 1, 2)),
+            "seg": np.ascontiguousarray(c.seg, dtype=np.int64),
             "reset": np.arange(self.clip_len) == 0,
         }
         for k in targets[0]:
             item[k] = np.stack([t[k] for t in targets])
         return item
-

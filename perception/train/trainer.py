@@ -48,6 +48,7 @@ class TrainConfig:
     checkpoint_every: int = 250
     log_every: int = 10
     sim: dict[str, Any] = field(default_factory=dict)  # SimConfig overrides (width/height forced to input size)
+    augment: dict[str, Any] = field(default_factory=dict)  # AugmentConfig overrides (perception.train.augment)
     synthetic: bool = True  # train on rendered drives
     # users' real data, e.g. [{kind: coco, images: DIR, annotations: FILE}, {kind: cityscapes, images: D, labels: D}];
     # steps take their batches from the sources in turn (synthetic first)
@@ -68,6 +69,14 @@ class TrainConfig:
             raise TrainError("no training data: synthetic is false and no datasets are given")
         if self.synthetic and self.train_seeds[1] <= self.train_seeds[0]:
             raise TrainError(f"train_seeds {self.train_seeds} is an empty range")
+        self.augment_config()  # refuses unknown or invalid augment / sim options now, not at the first step
+        if self.synthetic and self.sim:
+            from perception.sim.config import SimConfig, SimError
+
+            try:
+                SimConfig.from_dict(self.sim_config())
+            except (SimError, TypeError) as e:
+                raise TrainError(f"sim: {e}") from None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -84,6 +93,23 @@ class TrainConfig:
 
     def sim_config(self) -> dict[str, Any]:
         return {**self.sim, "width": self.input_width, "height": self.input_height}
+
+    def augment_config(self) -> Any:
+        """The AugmentConfig of the synthetic clips: its defaults with ``augment`` applied."""
+        from perception.train.augment import AugmentConfig
+
+        return AugmentConfig.from_dict(self.augment)
+
+
+def same_config(saved: str | None, cfg: TrainConfig) -> bool:
+    """Whether a checkpoint's config (JSON) is ``cfg``; options the checkpoint predates count as equal
+    when ``cfg`` leaves them at their defaults (so a run can resume after the config grew a field)."""
+    if saved is None:
+        return False
+    old = json.loads(saved)
+    now = json.loads(json.dumps(asdict(cfg), sort_keys=True, default=list))
+    default = json.loads(json.dumps(asdict(TrainConfig()), sort_keys=True, default=list))
+    return set(old) <= set(now) and all(old[k] == v if k in old else v == default[k] for k, v in now.items())
 
 
 def pick_precision(precision: str, device: str) -> str:
@@ -240,7 +266,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
     from perception.models.registry import build_model, model_config
     from perception.train.datasets import build_source
     from perception.train.losses import DetSegLoss, LossConfig
-    from perception.train.synthetic import AugmentConfig, SyntheticClips
+    from perception.train.synthetic import SyntheticClips
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -254,7 +280,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
     sources: list[Any] = []
     if cfg.synthetic:
         sequences = load_sequences(cfg, range(*cfg.train_seeds), progress)
-        sources.append(SyntheticClips(sequences, cfg.clip_len, AugmentConfig(), seed=cfg.seed))
+        sources.append(SyntheticClips(sequences, cfg.clip_len, cfg.augment_config(), seed=cfg.seed))
     sources += [build_source(spec, (cfg.input_height, cfg.input_width)) for spec in cfg.datasets]
     precision = pick_precision(cfg.precision, device)
     channels_last = cfg.channels_last and precision != "fp32"  # channels_last pays only with bf16/fp16 kernels
@@ -280,7 +306,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
         if not state_path.exists():
             raise TrainError(f"--resume: {state_path} does not exist; start without --resume")
         state = torch.load(state_path, map_location=device, weights_only=True)
-        if state.get("config") != json.dumps(asdict(cfg), sort_keys=True, default=list):
+        if not same_config(state.get("config"), cfg):
             raise TrainError(f"--resume: {state_path} was written with a different training config")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
