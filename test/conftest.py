@@ -34,7 +34,7 @@ def shipped_onnx(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Pa
 
     def get(name: str) -> Path:
         if name not in cache:
-            from perception.models.export import export_checkpoint
+            from perception.deploy.export import export_checkpoint
             from perception.weights import weights_path
 
             path = root / f"{name}.onnx"

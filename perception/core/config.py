@@ -22,6 +22,16 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def size_arg(text: str) -> tuple[int, int]:
+    """:func:`parse_size` as an argparse ``type=`` (a bad size is a usage error naming the format)."""
+    import argparse
+
+    try:
+        return parse_size(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+
+
 def load_yaml_mapping(path: str | Path, section: str | None = None) -> dict[str, Any]:
     """A YAML file's top-level mapping (or one ``section`` of it)."""
     p = Path(path)
