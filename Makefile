@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= demo_out
 
-.PHONY: setup data demo demo-ros test lint bench clean weights-lite0
+.PHONY: setup data demo demo-ros test lint bench clean weights-lite0 gpu-check
 
 setup:
 	@VENV=$(VENV) bash scripts/setup_env.sh
@@ -54,3 +54,9 @@ weights-lite0: setup
 
 bench-throughput: setup
 	$(BIN)/perception bench throughput --out $(OUT)/bench
+
+# On a CUDA machine (~8 min): GPU-gated tests, torch CUDA inference (eager fp32 / fp16 / compile / CUDA graph),
+# training throughput GPU vs CPU, summary in out/gpu_check/summary.md. No setup: GPU machines bring their own
+# PyTorch (see scripts/gpu_check.sh; `scripts/gpu_check.sh --prepare` here renders its training drives).
+gpu-check:
+	bash scripts/gpu_check.sh

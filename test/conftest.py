@@ -64,7 +64,7 @@ def model_onnx(tmp_path_factory: pytest.TempPathFactory,
 
     def get(name: str) -> Path:
         if name not in cache:
-            from perception.models.export import export_checkpoint
+            from perception.deploy.export import export_checkpoint
 
             path = root / f"{name}.onnx"
             export_checkpoint(model_checkpoint(name), path, max_batch=4)
@@ -135,7 +135,7 @@ def int8_onnx(model_onnx: Callable[[str], Path], tmp_path_factory: pytest.TempPa
 
     def get(name: str) -> Path:
         if name not in cache:
-            from perception.models.quantize import (
+            from perception.deploy.quantize import (
                 QuantizeConfig,
                 calibration_inputs,
                 quantize_int8,

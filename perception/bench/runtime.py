@@ -5,19 +5,25 @@ Variants (those that cannot run here are listed with the reason):
 - CPU: torch eager fp32 (the baseline), torch bf16 + channels_last, torch.compile (``--compile``),
   ONNX Runtime fp32, ONNX Runtime INT8 QDQ with s8 activations (the TensorRT-compatible model) and
   with u8 activations (ONNX Runtime's x86 fast path, CPU only).
-- CUDA (when present): torch fp32 / fp16 (+ CUDA graph), ONNX Runtime CUDA EP (onnxruntime-gpu),
-  TensorRT fp16 (+ CUDA graph) and INT8.
+- CUDA (when present): torch fp32 / fp16 autocast / fp16 + CUDA graph / torch.compile fp16
+  (``--compile``), ONNX Runtime CUDA EP (onnxruntime-gpu), TensorRT fp16 (+ CUDA graph) and INT8.
+
+``--device cuda`` runs only the CUDA variants, against torch cuda eager fp32; ``--device cpu`` only
+the CPU ones. ONNX models are exported (and quantised) once into ``--cache-dir`` when a variant needs
+them (:mod:`perception.deploy.ondemand`).
 
 Each call is one streamed frame through the ``Backend`` API (numpy in, numpy out, temporal state
-fed back), i.e. what the pipeline pays. Variants run interleaved round-robin; speed-ups are medians
-of per-round paired ratios, so load from other processes mostly cancels. ``max_abs_diff`` is the
-largest output difference from the baseline on one identical input (a sanity check of each path).
+fed back; on CUDA the host-device copies included), i.e. what the pipeline pays. Variants run
+interleaved round-robin; speed-ups are medians of per-round paired ratios, so load from other
+processes mostly cancels. ``max_score_diff`` / ``seg_label_agreement`` compare each variant's
+first output with the baseline's on one identical input (a sanity check of each path).
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,14 +34,17 @@ import numpy as np
 
 from perception.bench.model import paired_ratio
 from perception.bench.report import Report, time_call
-from perception.runtime.base import Backend
+from perception.runtime.base import Backend, BackendError
 
-BASELINE = "torch eager fp32"
+CPU_BASELINE = "torch eager fp32"
+CUDA_BASELINE = "torch cuda fp32"
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
 class RuntimeBenchConfig:
     checkpoint: str = "stan_s_temporal"
+    device: str = "auto"  # auto | cpu | cuda (see --device)
     input_size: tuple[int, int] = (0, 0)  # (H, W); 0: the checkpoint's training size
     batch: int = 1
     iters: int = 20
@@ -48,70 +57,110 @@ class RuntimeBenchConfig:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from perception.models.export_cli import _size
+    from perception.core.config import size_arg
 
     d = RuntimeBenchConfig()
     p.add_argument("--checkpoint", default=d.checkpoint, help="checkpoint path or shipped name (default %(default)s)")
-    p.add_argument("--input-size", type=_size, default=None, help="HxW (default: the checkpoint's training size)")
+    p.add_argument("--device", choices=DEVICES, default=d.device,
+                   help="auto: the CPU variants, and the CUDA ones when a GPU is present (baseline: torch eager fp32 "
+                        "on the CPU); cpu: CPU only; cuda: CUDA only (baseline: torch cuda eager fp32)")
+    p.add_argument("--input-size", type=size_arg, default=None, help="HxW (default: the checkpoint's training size)")
     p.add_argument("--batch", type=int, default=d.batch)
     p.add_argument("--iters", type=int, default=d.iters, help="timed rounds (median)")
     p.add_argument("--warmup", type=int, default=d.warmup)
     p.add_argument("--threads", type=int, default=d.threads, help="CPU threads of torch and onnxruntime")
-    p.add_argument("--compile", action="store_true", help="also time torch.compile (15-30 s to compile)")
+    p.add_argument("--compile", action="store_true",
+                   help="also time torch.compile (CPU: bf16, 15-30 s to compile; CUDA: fp16)")
     p.add_argument("--no-int8", dest="int8", action="store_false", help="skip the INT8 variants")
     p.add_argument("--cache-dir", default=d.cache_dir, help="exported / quantised models and engines")
     p.add_argument("--out", default=d.out, help="output directory for bench_runtime.md/.json")
 
 
-def _variants(cfg: RuntimeBenchConfig, ckpt: Path, size: tuple[int, int]) -> tuple[
-        dict[str, Callable[[], Backend]], dict[str, str]]:
-    """label -> backend factory, and label -> why it is skipped."""
-    import onnxruntime as ort
-    import torch
+Factories = dict[str, Callable[[], Backend]]
 
-    from perception.models.quantize import QuantizeConfig, quantized_copy
+
+def _cpu_variants(cfg: RuntimeBenchConfig, ckpt: Path, size: tuple[int, int], onnx: Callable[[], Path]) -> Factories:
+    from perception.deploy.quantize import QuantizeConfig, quantized_copy
     from perception.runtime.onnx_backend import OnnxRuntimeBackend, OnnxRuntimeConfig
-    from perception.runtime.select import ModelSource, RuntimeConfig, exported_onnx
     from perception.runtime.torch_backend import TorchBackend, TorchBackendConfig
 
-    rcfg = RuntimeConfig(cache_dir=cfg.cache_dir, max_batch=max(cfg.batch, 4))
-    source = ModelSource(checkpoint=ckpt, input_size=size)
-    fp32 = exported_onnx(source, rcfg, int8=False)
     t = cfg.threads
     ort_cpu = OnnxRuntimeConfig(providers=("cpu",), threads=t)
-    out: dict[str, Callable[[], Backend]] = {
-        BASELINE: lambda: TorchBackend(ckpt, size, TorchBackendConfig(threads=t)),
+    out: Factories = {
+        CPU_BASELINE: lambda: TorchBackend(ckpt, size, TorchBackendConfig(threads=t)),
         "torch bf16+channels_last": lambda: TorchBackend(
             ckpt, size, TorchBackendConfig(precision="bf16", channels_last=True, threads=t)),
     }
-    skipped: dict[str, str] = {}
     if cfg.compile:
         out["torch.compile bf16+channels_last"] = lambda: TorchBackend(
             ckpt, size, TorchBackendConfig(precision="bf16", channels_last=True, threads=t, compile=True))
-    out["onnxruntime fp32"] = lambda: OnnxRuntimeBackend(fp32, ort_cpu)
+    out["onnxruntime fp32"] = lambda: OnnxRuntimeBackend(onnx(), ort_cpu)
     if cfg.int8:
-        s8 = exported_onnx(source, rcfg, int8=True)
-        u8 = quantized_copy(fp32, QuantizeConfig(activations="u8"))
+        s8, u8 = (quantized_copy(onnx(), QuantizeConfig(activations=a)) for a in ("s8", "u8"))
         out["onnxruntime int8 (s8, TensorRT-compatible)"] = lambda: OnnxRuntimeBackend(s8, ort_cpu)
         out["onnxruntime int8 (u8, CPU only)"] = lambda: OnnxRuntimeBackend(u8, ort_cpu)
-    if torch.cuda.is_available():
-        from perception.runtime.tensorrt_backend import TensorRTBackend, TensorRTConfig
-        from perception.runtime.tensorrt_engine import EngineConfig
+    return out
 
-        out["torch cuda fp32"] = lambda: TorchBackend(ckpt, size, TorchBackendConfig(device="cuda"))
-        out["torch cuda fp16"] = lambda: TorchBackend(ckpt, size, TorchBackendConfig(device="cuda", precision="fp16"))
-        out["torch cuda fp16 + CUDA graph"] = lambda: TorchBackend(
-            ckpt, size, TorchBackendConfig(device="cuda", precision="fp16", cuda_graph=True))
-        if "CUDAExecutionProvider" in ort.get_available_providers():
-            out["onnxruntime cuda fp32"] = lambda: OnnxRuntimeBackend(fp32, OnnxRuntimeConfig(providers=("cuda",)))
-        else:
-            skipped["onnxruntime cuda"] = "onnxruntime has no CUDA provider (install onnxruntime-gpu)"
-        engines = str(Path(cfg.cache_dir) / "engines")
-        for label, precision, graph in (("tensorrt fp16", "fp16", False), ("tensorrt fp16 + CUDA graph", "fp16", True),
-                                        ("tensorrt int8", "int8", False)):
-            model = exported_onnx(source, rcfg, int8=True) if precision == "int8" else fp32
-            trt_cfg = TensorRTConfig(engine=EngineConfig(precision=precision, cache_dir=engines), cuda_graph=graph)
-            out[label] = functools.partial(TensorRTBackend, model, trt_cfg)
+
+def _cuda_variants(cfg: RuntimeBenchConfig, ckpt: Path, size: tuple[int, int], onnx: Callable[[], Path],
+                   skipped: dict[str, str]) -> Factories:
+    import importlib.util
+
+    import onnxruntime as ort
+
+    from perception.deploy.ondemand import OnDemand
+    from perception.deploy.quantize import QuantizeConfig, quantized_copy
+    from perception.runtime.onnx_backend import OnnxRuntimeBackend, OnnxRuntimeConfig
+    from perception.runtime.torch_backend import TorchBackend, TorchBackendConfig
+
+    def torch_cuda(**kw: Any) -> Callable[[], Backend]:
+        return lambda: TorchBackend(ckpt, size, TorchBackendConfig(device="cuda", **kw))
+
+    out: Factories = {
+        CUDA_BASELINE: torch_cuda(),
+        "torch cuda fp16": torch_cuda(precision="fp16"),
+        "torch cuda fp16 + CUDA graph": torch_cuda(precision="fp16", cuda_graph=True),
+    }
+    if cfg.compile:
+        out["torch.compile cuda fp16"] = torch_cuda(precision="fp16", compile=True)
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        out["onnxruntime cuda fp32"] = lambda: OnnxRuntimeBackend(onnx(), OnnxRuntimeConfig(providers=("cuda",)))
+    else:
+        skipped["onnxruntime cuda"] = "onnxruntime has no CUDA provider (install onnxruntime-gpu)"
+    if importlib.util.find_spec("tensorrt") is None:
+        skipped["tensorrt"] = "TensorRT is not installed"
+        return out
+    from perception.runtime.tensorrt_backend import TensorRTBackend, TensorRTConfig
+    from perception.runtime.tensorrt_engine import EngineConfig
+
+    engines = str(Path(cfg.cache_dir) / "engines")
+    variants = [("tensorrt fp16", "fp16", False), ("tensorrt fp16 + CUDA graph", "fp16", True)]
+    if cfg.int8:
+        variants.append(("tensorrt int8", "int8", False))
+    for label, precision, graph in variants:
+        def make(precision: str = precision, graph: bool = graph) -> Backend:
+            model = quantized_copy(onnx(), QuantizeConfig()) if precision == "int8" else onnx()
+            trt_cfg = TensorRTConfig(engine=EngineConfig(precision=precision, cache_dir=engines), cuda_graph=graph,
+                                     builder=OnDemand().build_engine)
+            return TensorRTBackend(model, trt_cfg)
+
+        out[label] = make
+    return out
+
+
+def _variants(cfg: RuntimeBenchConfig, ckpt: Path, size: tuple[int, int]) -> tuple[Factories, dict[str, str]]:
+    """label -> backend factory, and label -> why it is skipped."""
+    import torch
+
+    from perception.deploy.ondemand import cached_export
+
+    onnx = functools.cache(lambda: cached_export(ckpt, size, max(cfg.batch, 4), Path(cfg.cache_dir) / "onnx"))
+    skipped: dict[str, str] = {}
+    out = _cpu_variants(cfg, ckpt, size, onnx) if cfg.device != "cuda" else {}
+    if cfg.device == "cpu":
+        pass
+    elif torch.cuda.is_available():
+        out.update(_cuda_variants(cfg, ckpt, size, onnx, skipped))
     else:
         skipped["torch cuda / tensorrt / onnxruntime cuda"] = "no CUDA device on this machine"
     return out, skipped
@@ -127,8 +176,9 @@ def run_benchmark(cfg: RuntimeBenchConfig) -> Report:
     ckpt = resolve_checkpoint(cfg.checkpoint)
     size = cfg.input_size if 0 not in cfg.input_size else checkpoint_input_size(ckpt)
     factories, skipped = _variants(cfg, ckpt, size)
-    report = Report(f"Runtime backends: {ckpt.name}, {size[0]}x{size[1]}, batch {cfg.batch}, "
-                    f"{cfg.threads} CPU threads")
+    baseline = CUDA_BASELINE if cfg.device == "cuda" else CPU_BASELINE
+    where = "CUDA" if cfg.device == "cuda" else f"{cfg.threads} CPU threads"
+    report = Report(f"Runtime backends: {ckpt.name}, {size[0]}x{size[1]}, batch {cfg.batch}, {where}")
     rng = np.random.default_rng(0)
     image = rng.random((cfg.batch, 3, *size), dtype=np.float32)
     backends: dict[str, Backend] = {}
@@ -144,7 +194,7 @@ def run_benchmark(cfg: RuntimeBenchConfig) -> Report:
         except Exception as e:  # a variant that cannot run is reported, not fatal
             skipped[label] = f"{type(e).__name__}: {e}"[:300]
             continue
-        if label == BASELINE:
+        if label == baseline:
             reference = first
         meta[label] = {"setup_s": round(time.perf_counter() - t0, 1), **_agreement(first, reference)}
         backends[label] = b
@@ -156,14 +206,17 @@ def run_benchmark(cfg: RuntimeBenchConfig) -> Report:
             b.close()
     for label, ts in times.items():
         report.add_timing(label, ts, **meta[label])
+    if baseline not in times:
+        raise BackendError(f"the baseline {baseline} could not run: {skipped.get(baseline, 'unknown error')}")
     for r in report.rows:
-        r["x_vs_torch_fp32"] = paired_ratio(times, BASELINE, r["name"])  # speed-up (>1: faster)
+        r["x_vs_torch_fp32"] = paired_ratio(times, baseline, r["name"])  # speed-up (>1: faster)
     cpu = [r for r in report.rows if not any(k in r["name"] for k in ("cuda", "tensorrt"))]
-    best = max(cpu, key=lambda r: r["x_vs_torch_fp32"])
-    report.add_goal(f"best CPU backend ({best['name']}) speed-up over torch eager fp32", best["x_vs_torch_fp32"],
-                    ">= 2.5", best["x_vs_torch_fp32"] >= 2.5)
+    if cpu:
+        best = max(cpu, key=lambda r: r["x_vs_torch_fp32"])
+        report.add_goal(f"best CPU backend ({best['name']}) speed-up over torch eager fp32", best["x_vs_torch_fp32"],
+                        ">= 2.5", best["x_vs_torch_fp32"] >= 2.5)
     gpu = [r for r in report.rows if "tensorrt fp16" in r["name"]]
-    if gpu:
+    if gpu and baseline == CPU_BASELINE:
         g = max(gpu, key=lambda r: r["x_vs_torch_fp32"])
         report.add_goal(f"compiled FP16 path ({g['name']}) speed-up over torch eager fp32", g["x_vs_torch_fp32"],
                         ">= 5", g["x_vs_torch_fp32"] >= 5.0)
@@ -171,9 +224,9 @@ def run_benchmark(cfg: RuntimeBenchConfig) -> Report:
         report.notes.append(f"not run: {label}: {why}")
     report.notes.append("one call = one streamed frame through Backend.infer (numpy in/out, state fed back); "
                         "variants interleaved round-robin (per round: 1 untimed + 4 timed calls each, median); "
-                        "x_vs_torch_fp32 = median of per-round paired ratios")
+                        f"x_vs_torch_fp32 = median of per-round paired ratios against {baseline}")
     report.notes.append("max_score_diff / seg_label_agreement: largest detection-score (sigmoid) difference and the "
-                        "fraction of equal segmentation labels vs torch eager fp32, same first input (zero state); "
+                        f"fraction of equal segmentation labels vs {baseline}, same first input (zero state); "
                         "the input is random noise, harder on INT8 than real frames "
                         "(accuracy on real drives: `perception export --evaluate`)")
     return report
@@ -219,10 +272,22 @@ def _streaming_call(backend: Backend, image: np.ndarray) -> Callable[[], object]
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     d = RuntimeBenchConfig()
-    cfg = RuntimeBenchConfig(checkpoint=args.checkpoint, input_size=args.input_size or d.input_size,
-                             batch=args.batch, iters=args.iters, warmup=args.warmup, threads=args.threads,
-                             compile=args.compile, int8=args.int8, cache_dir=args.cache_dir, out=args.out)
-    report = run_benchmark(cfg)
+    cfg = RuntimeBenchConfig(checkpoint=args.checkpoint, device=args.device,
+                             input_size=args.input_size or d.input_size, batch=args.batch, iters=args.iters,
+                             warmup=args.warmup, threads=args.threads, compile=args.compile, int8=args.int8,
+                             cache_dir=args.cache_dir, out=args.out)
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        print("perception bench runtime: error: --device cuda, but torch sees no CUDA device "
+              f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); use --device cpu or auto",
+              file=sys.stderr)
+        return 2
+    try:
+        report = run_benchmark(cfg)
+    except BackendError as e:
+        print(f"perception bench runtime: error: {e}", file=sys.stderr)
+        return 1
     report.publish(cfg.out, "bench_runtime")
     return 0

@@ -46,6 +46,16 @@ def frame_count(value: str | None, default: int) -> int:
     return n
 
 
+def size_arg(text: str) -> tuple[int, int]:
+    """:func:`parse_size` as an argparse ``type=`` (a bad size is a usage error naming the format)."""
+    import argparse
+
+    try:
+        return parse_size(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+
+
 def load_yaml_mapping(path: str | Path, section: str | None = None) -> dict[str, Any]:
     """A YAML file's top-level mapping (or one ``section`` of it)."""
     p = Path(path)

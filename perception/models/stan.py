@@ -15,6 +15,8 @@ Output contract (``forward(image, memory=None, memory_valid=None)``), keys in th
 - temporal variants also ``memory`` (B, K, Cm, H/32, W/32) and ``memory_valid`` (B, K): the state
   for the next frame (slot 0 = this frame).
 
+The names are :mod:`perception.models.contract`'s (what every runtime runs under).
+
 ``image`` is float32 RGB in [0, 1], (B, 3, H, W) with H and W multiples of 32; mean/std
 normalisation happens inside.
 """
@@ -26,6 +28,7 @@ from torch import nn
 
 from perception.models.backbone import Backbone, act_layer_of
 from perception.models.config import NetConfig
+from perception.models.contract import HEAD_OUTPUTS, IMAGE_INPUT, STATE_INPUTS
 from perception.models.errors import ModelError
 from perception.models.heads import DetectionHead, SegmentationHead
 from perception.models.layers import TemporalAttention
@@ -92,12 +95,11 @@ class STAN(nn.Module):
 
     @property
     def input_names(self) -> list[str]:
-        return ["image", "memory", "memory_valid"] if self.is_temporal else ["image"]
+        return [IMAGE_INPUT, *STATE_INPUTS] if self.is_temporal else [IMAGE_INPUT]
 
     @property
     def output_names(self) -> list[str]:
-        names = ["heatmap", "box", "seg", "attention"]
-        return [*names, "memory", "memory_valid"] if self.is_temporal else names
+        return [*HEAD_OUTPUTS, *STATE_INPUTS] if self.is_temporal else list(HEAD_OUTPUTS)
 
     def _temporal(self) -> TemporalAttention:
         if self.temporal is None:

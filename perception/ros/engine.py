@@ -2,7 +2,8 @@
 
 The backend is chosen by :mod:`perception.runtime.select` (``model.backend``: auto | tensorrt |
 onnxruntime | torch, with fallback down that chain); each runtime is imported lazily, so a node
-configured for one runtime never imports another.
+configured for one runtime never imports another. A checkpoint's ONNX model, INT8 copy and TensorRT
+engine are made on first use (:func:`perception.deploy.ondemand.on_demand`) and cached.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from perception.deploy.ondemand import on_demand
 from perception.ros.errors import RosError
 from perception.ros.params import ModelConfig, PerceptionNodeConfig
 from perception.runtime.select import ModelSource, RuntimeConfig, build_backend
@@ -66,7 +68,7 @@ def model_source_for(cfg: ModelConfig) -> ModelSource:
     path, _ = model_source(cfg)
     size = cfg.input_size
     if path is not None:
-        return ModelSource(checkpoint=path, input_size=size)
+        return on_demand(ModelSource(checkpoint=path, input_size=size))
 
     def untrained() -> object:
         import torch

@@ -6,13 +6,9 @@ output, per-sample shapes), the batch range and the hash of the weights from her
 stored as JSON under the ONNX ``metadata_props`` key :data:`METADATA_KEY`; nothing here imports
 torch, so the ONNX Runtime and TensorRT backends stay light.
 
-I/O contract shared by every backend (torch included)::
-
-    inputs : image (B, 3, H, W) float32 RGB in [0, 1]   [+ memory (B, K, Cm, H/32, W/32), memory_valid (B, K)]
-    outputs: heatmap, box, seg, attention               [+ memory_next, memory_valid_next]
-
-State outputs are the state input's name + :data:`STATE_SUFFIX` (ONNX forbids an output named like
-an input); ``state_pairs`` maps one to the other.
+The tensor names are the networks' own (:mod:`perception.models.contract`: the model defines the
+contract, the runtime reads it); this module is the runtime's record of them in a deployed file. The
+deploy layer (``perception.deploy``) writes the record, the backends read it.
 """
 
 from __future__ import annotations
@@ -23,16 +19,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from perception.models.contract import IMAGE_INPUT, state_output_name
 from perception.runtime.base import Backend, BackendError, TensorSpec
 
 METADATA_KEY = "perception.model_info"
 FORMAT_VERSION = 1
-STATE_SUFFIX = "_next"
-HEAD_OUTPUTS = ("heatmap", "box", "seg", "attention")
-
-
-def state_output_name(state_input: str) -> str:
-    return state_input + STATE_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -66,14 +57,14 @@ class ModelInfo:
     @cached_property
     def input_specs(self) -> tuple[TensorSpec, ...]:
         h, w = self.input_size
-        specs = [TensorSpec("image", ("batch", 3, h, w))]
+        specs = [TensorSpec(IMAGE_INPUT, ("batch", 3, h, w))]
         specs += [TensorSpec(n, ("batch", *s)) for n, s in self.state_shapes.items()]
         return tuple(specs)
 
     @cached_property
     def output_specs(self) -> tuple[TensorSpec, ...]:
         h, w = self.input_size
-        specs = [
+        specs = [  # in HEAD_OUTPUTS order
             TensorSpec("heatmap", ("batch", len(self.det_classes), h // 8, w // 8)),
             TensorSpec("box", ("batch", 4, h // 8, w // 8)),
             TensorSpec("seg", ("batch", len(self.seg_classes), h // 4, w // 4)),

@@ -10,8 +10,12 @@ running, is closed, logged, recorded in :attr:`FallbackBackend.events` (the node
 its diagnostics) and the next one in the chain takes over — the same frame is re-run on it, and the
 temporal state carries over because every backend shares one I/O contract.
 
-ONNX models are exported from the checkpoint on demand (and INT8 models quantised on demand) into
-the cache directory, keyed by the weights' hash, input size and batch range.
+The runtime runs files; it does not make them. A checkpoint with no ONNX model (or INT8 model, or
+engine) yet runs on ONNX Runtime / TensorRT only when :class:`ModelSource` carries an
+:class:`~perception.runtime.artifacts.ArtifactMaker` — :func:`perception.deploy.ondemand.on_demand`
+attaches one that exports, quantises and builds once into the cache directory, keyed by the weights'
+hash, input size and batch range. Without one, those backends need ``onnx=`` (an exported model)
+and prebuilt engines, and say so; torch runs the checkpoint either way.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from perception.runtime.artifacts import ArtifactMaker
 from perception.runtime.base import Backend, BackendError, TensorSpec, WrappingBackend
 
 log = logging.getLogger(__name__)
@@ -75,11 +80,13 @@ class RuntimeConfig:
 
 @dataclass(frozen=True)
 class ModelSource:
-    """What to run: a checkpoint (torch, on-demand export), an ONNX file, or an in-memory network."""
+    """What to run: a checkpoint (torch; ONNX / engines through ``artifacts``) or an in-memory network.
+    An exported ONNX model is given as :attr:`RuntimeConfig.onnx`."""
 
     checkpoint: Path | None = None
     input_size: tuple[int, int] = (0, 0)  # (H, W) for torch and exports; 0: the checkpoint's / ONNX's
     module_factory: Callable[[], Any] | None = None  # untrained networks (plumbing, benchmarks): torch only
+    artifacts: ArtifactMaker | None = None  # makes missing ONNX models / engines (perception.deploy.ondemand)
 
 
 @dataclass(frozen=True)
@@ -89,9 +96,18 @@ class FallbackEvent:
     error: str
 
 
-# -- on-demand exports ---------------------------------------------------------------------------
-def exported_onnx(source: ModelSource, cfg: RuntimeConfig, int8: bool, activations: str = "s8") -> Path:
-    """The ONNX model the ONNX Runtime / TensorRT backends run (exported/quantised once, then cached).
+# -- which ONNX model ------------------------------------------------------------------------------
+def _maker(source: ModelSource, what: str, command: str) -> ArtifactMaker:
+    if source.artifacts is None:
+        raise BackendError(f"{what} is needed and the runtime only runs existing files: make it with `{command}` "
+                           "and pass it as onnx=, or build the backend through perception.deploy (on_demand), "
+                           "which makes it once into the cache")
+    return source.artifacts
+
+
+def onnx_model(source: ModelSource, cfg: RuntimeConfig, int8: bool, activations: str = "s8") -> Path:
+    """The ONNX model the ONNX Runtime / TensorRT backends run: ``cfg.onnx``, else the checkpoint's export
+    (made by ``source.artifacts``); with ``int8``, its INT8 QDQ copy when ``cfg.onnx`` is not one already.
 
     ``activations`` of an on-demand INT8 model: "s8" (TensorRT-compatible) or "u8" (ONNX Runtime's x86
     fast path, 1.85x the s8 model's speed here)."""
@@ -101,31 +117,30 @@ def exported_onnx(source: ModelSource, cfg: RuntimeConfig, int8: bool, activatio
             from perception.runtime.model_info import read_model_info
 
             if read_model_info(path).precision != "int8":
-                return _quantised(path, activations)
+                maker = _maker(source, f"an INT8 model of {path}", "perception export --int8")
+                return maker.quantise(path, activations)
         return path
     if source.checkpoint is None:
         raise BackendError("this backend runs ONNX models: give runtime onnx= (an exported model) or a checkpoint "
                            "to export; an untrained in-memory network runs on torch only")
-    from perception.models.checkpoint import checkpoint_input_size, read_checkpoint_info
+    from perception.models.checkpoint import checkpoint_input_size
 
     ckpt = source.checkpoint
+    maker = _maker(source, f"an ONNX model of {ckpt}", f"perception export --checkpoint {ckpt}")
     size = source.input_size if 0 not in source.input_size else checkpoint_input_size(ckpt)
-    sha = str(read_checkpoint_info(ckpt)["sha256"])[:12]
-    out = cfg.cache_path() / "onnx" / f"{Path(ckpt).name}-{sha}-{size[0]}x{size[1]}-b{cfg.max_batch}.onnx"
-    if not out.is_file():
-        from perception.models.export import ExportConfig, export_checkpoint
-
-        log.warning("exporting %s to %s (once; later runs reuse it)", ckpt, out)
-        tmp = out.with_suffix(".tmp.onnx")
-        export_checkpoint(ckpt, tmp, ExportConfig(input_size=size, max_batch=cfg.max_batch))
-        tmp.replace(out)
-    return _quantised(out, activations) if int8 else out
+    out = maker.export(Path(ckpt), size, cfg.max_batch, cfg.cache_path() / "onnx")
+    return maker.quantise(out, activations) if int8 else out
 
 
-def _quantised(fp32: Path, activations: str) -> Path:
-    from perception.models.quantize import QuantizeConfig, quantized_copy
-
-    return quantized_copy(fp32, QuantizeConfig(activations=activations))
+def _runs_onnx(source: ModelSource, cfg: RuntimeConfig) -> str | None:
+    """Why an ONNX backend cannot get a model (None: it can)."""
+    if cfg.onnx:
+        return None
+    if source.checkpoint is None:
+        return "needs an ONNX model or a checkpoint"
+    if source.artifacts is None:
+        return "needs an exported ONNX model (onnx=; `perception export`) or on-demand export (perception.deploy)"
+    return None
 
 
 # -- the table -----------------------------------------------------------------------------------
@@ -151,9 +166,7 @@ def _tensorrt_unavailable(source: ModelSource, cfg: RuntimeConfig) -> str | None
         return "no CUDA device"
     if not (_module_available("tensorrt") or _module_available("tensorrt_rtx")):
         return "TensorRT is not installed"
-    if not (cfg.onnx or source.checkpoint):
-        return "needs an ONNX model or a checkpoint"
-    return None
+    return _runs_onnx(source, cfg)
 
 
 def _make_tensorrt(source: ModelSource, cfg: RuntimeConfig) -> Backend:
@@ -161,16 +174,18 @@ def _make_tensorrt(source: ModelSource, cfg: RuntimeConfig) -> Backend:
     from perception.runtime.tensorrt_engine import EngineConfig
 
     precision = {"bf16": "fp16", "auto": "fp16"}.get(cfg.precision, cfg.precision)
-    onnx = exported_onnx(source, cfg, int8=precision == "int8")
+    onnx = onnx_model(source, cfg, int8=precision == "int8")
     engine = EngineConfig(precision=precision, max_batch=0, cache_dir=str(cfg.cache_path() / "engines"))
-    return TensorRTBackend(onnx, TensorRTConfig(engine=engine, device_id=cfg.device_id, cuda_graph=cfg.cuda_graph))
+    builder = source.artifacts.build_engine if source.artifacts is not None else None
+    return TensorRTBackend(onnx, TensorRTConfig(engine=engine, device_id=cfg.device_id, cuda_graph=cfg.cuda_graph,
+                                                builder=builder))
 
 
 def _onnxruntime_unavailable(source: ModelSource, cfg: RuntimeConfig) -> str | None:
     if not _module_available("onnxruntime"):
         return "onnxruntime is not installed"
-    if not (cfg.onnx or source.checkpoint):
-        return "needs an ONNX model or a checkpoint"
+    if (why := _runs_onnx(source, cfg)) is not None:
+        return why
     if cfg.cuda:
         import onnxruntime as ort
 
@@ -184,7 +199,7 @@ def _make_onnxruntime(source: ModelSource, cfg: RuntimeConfig) -> Backend:
 
     providers = ("cuda", "cpu") if cfg.cuda else ("cpu",)
     # on a CPU, an on-demand INT8 model uses u8 activations: ONNX Runtime's x86 fast path
-    onnx = exported_onnx(source, cfg, int8=cfg.precision == "int8", activations="s8" if cfg.cuda else "u8")
+    onnx = onnx_model(source, cfg, int8=cfg.precision == "int8", activations="s8" if cfg.cuda else "u8")
     return OnnxRuntimeBackend(onnx, OnnxRuntimeConfig(providers=providers, threads=cfg.threads,
                                                       device_id=cfg.device_id))
 

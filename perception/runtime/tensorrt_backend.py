@@ -1,8 +1,9 @@
 """TensorRT backend (TensorRT 10 name-based tensor API): engines from the cache, torch CUDA buffers.
 
-Give it an ONNX model (the engine is taken from the cache, or built once and cached) or a prebuilt
-``.engine`` with its sidecar (``perception build-engine``). A CUDA device is checked for BEFORE any
-TensorRT object is created: TensorRT runtimes crash without one. Device buffers are torch
+Give it an ONNX model (the engine is taken from the cache; a missing one is built once by the
+``builder`` it was handed — :class:`perception.deploy.ondemand.OnDemand` — or prebuilt with
+``perception build-engine``) or a prebuilt ``.engine`` with its sidecar. A CUDA device is checked
+for BEFORE any TensorRT object is created: TensorRT runtimes crash without one. Device buffers are torch
 tensors (no pycuda); inference is ``execute_async_v3`` on a torch CUDA stream, optionally
 captured once per batch size into a CUDA graph and replayed.
 """
@@ -10,6 +11,7 @@ captured once per batch size into a CUDA graph and replayed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,10 +22,12 @@ from perception.runtime.base import BackendError
 from perception.runtime.model_info import ModelInfo, ModelInfoBackend
 from perception.runtime.tensorrt_engine import (
     EngineConfig,
+    EngineError,
     EnginePaths,
-    build_engine,
+    check_engine,
     check_engine_for_runtime,
     import_tensorrt,
+    locate_engine,
 )
 
 log = logging.getLogger(__name__)
@@ -34,7 +38,8 @@ class TensorRTConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     device_id: int = 0
     cuda_graph: bool = False
-    build_if_missing: bool = True  # False: a missing engine is an error (deployments prebuild them)
+    # builds a missing engine into the cache (ArtifactMaker.build_engine); None: that is an error (deployments prebuild)
+    builder: Callable[[Path, EngineConfig, int], None] | None = None
 
 
 def _cuda_or_fail(device_id: int) -> Any:
@@ -79,10 +84,15 @@ class TensorRTBackend(ModelInfoBackend):
             paths = EnginePaths.for_engine(self.source)
             info = check_engine_for_runtime(paths, trt, flavour, cfg.device_id)
         else:
-            result = build_engine(self.source, cfg.engine, device_id=cfg.device_id,
-                                  progress=lambda m: log.info("tensorrt build: %s", m),
-                                  build_missing=cfg.build_if_missing)
-            paths, info = result.paths, result.info
+            entry = locate_engine(self.source, cfg.engine, trt, flavour, cfg.device_id)
+            paths = entry.paths
+            if not paths.engine.is_file() and cfg.builder is not None:
+                cfg.builder(self.source, cfg.engine, cfg.device_id)
+            if not paths.engine.is_file():
+                raise EngineError(f"no cached engine for {self.source} in {paths.engine.parent} (precision "
+                                  f"{cfg.engine.precision}, this GPU and TensorRT): prebuild it with `perception "
+                                  "build-engine`, or run the backend through perception.deploy, which builds it")
+            info = check_engine(paths, entry.key)
         self._torch = torch
         torch.cuda.set_device(cfg.device_id)
         logger = trt.Logger(trt.Logger.WARNING)

@@ -1,4 +1,4 @@
-"""TensorRT engine build and cache (TensorRT 10 API; TensorRT-RTX for GPU-less builds).
+"""The TensorRT engine cache as the runtime sees it: keys, paths, sidecars and staleness checks.
 
 An engine is built once per (ONNX file, TensorRT version, GPU, precision, shapes) and reused: the
 cache file name carries the digest of an :class:`EngineKey`, and a JSON sidecar next to it stores
@@ -6,21 +6,20 @@ the key and the model's :class:`~perception.runtime.model_info.ModelInfo`. Loadi
 whose sidecar does not match the running TensorRT, GPU or ONNX file is refused with a message
 naming the differing fields (a stale engine can crash or silently misbehave).
 
+Building engines is not the runtime's job: :func:`perception.deploy.engine.build_engine` (and
+``perception build-engine``) writes them where :func:`locate_engine` looks.
+
 Which TensorRT: the full ``tensorrt`` package when installed (builds and runs on NVIDIA GPUs),
 otherwise ``tensorrt_rtx`` (TensorRT for RTX): its builder parses ONNX and builds an engine with
-no GPU at all, which is how CI proves every exported graph compiles. TensorRT-RTX networks are
-strongly typed: fp32 or QDQ INT8 models, no fp16 builder flag.
+no GPU at all, which is how CI proves every exported graph compiles.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
-import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -28,8 +27,6 @@ from typing import Any
 from perception.core.files import sha256_file
 from perception.runtime.base import BackendError
 from perception.runtime.model_info import ModelInfo, read_model_info
-
-log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -157,14 +154,22 @@ class EnginePaths:
         return cls(engine, engine.with_suffix(".json"))
 
 
-@dataclass
-class BuildResult:
+@dataclass(frozen=True)
+class CachedEngine:
+    """Where the engine of an ONNX model under an :class:`EngineConfig` lives (it may not exist yet)."""
+
     paths: EnginePaths
     key: EngineKey
     info: ModelInfo
-    built: bool  # False: reused from the cache
-    seconds: float
-    phases: list[str] = field(default_factory=list)
+
+
+def locate_engine(onnx_path: str | Path, cfg: EngineConfig, trt: ModuleType, flavour: str,
+                  device_id: int = 0) -> CachedEngine:
+    """The cache entry of ``onnx_path`` for this TensorRT and GPU (hashes the ONNX file once)."""
+    onnx_path = Path(onnx_path)
+    info = read_model_info(onnx_path)
+    key = engine_key(onnx_path, info, cfg, trt, flavour, device_id)
+    return CachedEngine(EnginePaths.for_key(cfg.cache_path(), onnx_path, key), key, info)
 
 
 def read_sidecar(paths: EnginePaths) -> tuple[dict[str, Any], ModelInfo]:
@@ -179,6 +184,12 @@ def read_sidecar(paths: EnginePaths) -> tuple[dict[str, Any], ModelInfo]:
             f"engine sidecar {paths.sidecar} is unreadable ({e}); delete it and the engine, rebuild") from e
 
 
+def write_sidecar(paths: EnginePaths, key: EngineKey, info: ModelInfo, **extra: Any) -> None:
+    """The sidecar :func:`read_sidecar` reads: the engine's key and model info (+ ``extra`` for people)."""
+    record = {"key": asdict(key), "model_info": json.loads(info.to_json()), **extra}
+    paths.sidecar.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
 def check_engine(paths: EnginePaths, expected: EngineKey) -> ModelInfo:
     """The engine's ModelInfo if it was built for ``expected``; else an EngineError naming the differences."""
     if not paths.engine.is_file():
@@ -189,108 +200,6 @@ def check_engine(paths: EnginePaths, expected: EngineKey) -> ModelInfo:
         raise EngineError(f"engine {paths.engine} is stale, refusing to load it: " + "; ".join(diffs)
                           + ". Rebuild it with `perception build-engine` on this machine")
     return info
-
-
-def _progress_monitor(trt: ModuleType, report: Callable[[str], None]) -> Any:
-    class Monitor(trt.IProgressMonitor):  # type: ignore[name-defined]
-        def __init__(self) -> None:
-            trt.IProgressMonitor.__init__(self)
-            self.depth = 0
-
-        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
-            self.depth = self.depth + 1 if parent_phase else 0
-            report(f"{'  ' * self.depth}{phase_name} ({num_steps} steps)")
-
-        def step_complete(self, phase_name: str, step: int) -> bool:
-            return True  # returning False would cancel the build
-
-        def phase_finish(self, phase_name: str) -> None:
-            self.depth = max(0, self.depth - 1)
-
-    return Monitor()
-
-
-def build_engine(onnx_path: str | Path, cfg: EngineConfig | None = None, *, force: bool = False,
-                 progress: Callable[[str], None] | None = None, allow_rtx: bool = True,
-                 device_id: int = 0, build_missing: bool = True) -> BuildResult:
-    """The cached engine for ``onnx_path`` under ``cfg``, building it first if it is not cached
-    (``build_missing=False``: a missing engine is an EngineError instead — deployments prebuild)."""
-    cfg = cfg or EngineConfig()
-    onnx_path = Path(onnx_path)
-    info = read_model_info(onnx_path)
-    trt, flavour = import_tensorrt(allow_rtx)
-    if cfg.precision == "int8" and info.precision != "int8":
-        raise EngineError(f"precision int8 needs a QDQ (explicitly quantised) model, but {onnx_path} is "
-                          f"{info.precision}; make one with `perception export --int8`")
-    if info.precision == "int8" and not info.extra.get("quantization", {}).get("tensorrt_compatible", True):
-        raise EngineError(f"{onnx_path} was quantised with uint8 activations (CPU only); TensorRT needs "
-                          "`perception export --int8` with the default s8 activations")
-    if flavour == "tensorrt_rtx" and cfg.precision == "fp16":
-        raise EngineError("TensorRT-RTX builds strongly typed networks: use precision fp32 or int8 (QDQ) here; "
-                          "fp16 engines need the full TensorRT (on a GPU machine)")
-    key = engine_key(onnx_path, info, cfg, trt, flavour, device_id)
-    cache = cfg.cache_path()
-    paths = EnginePaths.for_key(cache, onnx_path, key)
-    t0 = time.perf_counter()
-    if not force and paths.engine.is_file():
-        check_engine(paths, key)
-        log.info("engine cache hit: %s", paths.engine)
-        return BuildResult(paths, key, info, built=False, seconds=time.perf_counter() - t0)
-    if not build_missing:
-        raise EngineError(f"no cached engine for {onnx_path} in {cache} (precision {cfg.precision}, this GPU and "
-                          "TensorRT); prebuild it with `perception build-engine`")
-
-    phases: list[str] = []
-
-    def note(msg: str) -> None:
-        phases.append(msg)
-        if progress is not None:
-            progress(msg)
-
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
-    parser = trt.OnnxParser(network, logger)
-    note(f"parsing {onnx_path.name} with {flavour} {trt.__version__}")
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i).desc()) for i in range(parser.num_errors))
-        raise EngineError(f"{flavour} cannot parse {onnx_path}: {errors}")
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, cfg.workspace_mb << 20)
-    config.builder_optimization_level = cfg.optimization_level
-    if flavour == "tensorrt":
-        if cfg.precision in ("fp16", "int8"):
-            config.set_flag(trt.BuilderFlag.FP16)  # layers left unquantised run in fp16
-        if cfg.precision == "int8":
-            config.set_flag(trt.BuilderFlag.INT8)  # weakly typed network with Q/DQ: explicit quantisation
-    profile = builder.create_optimization_profile()
-    for name, lo, opt, hi in key.profiles:
-        profile.set_shape(name, lo, opt, hi)
-    config.add_optimization_profile(profile)
-    timing_path = cache / f"timing.{flavour}.{trt.__version__}.cache"
-    use_timing_cache = cfg.timing_cache and flavour == "tensorrt"  # a no-op (deprecated) in TensorRT-RTX
-    if use_timing_cache:
-        blob = timing_path.read_bytes() if timing_path.is_file() else b""
-        timing = config.create_timing_cache(blob)
-        config.set_timing_cache(timing, ignore_mismatch=False)
-    if progress is not None:
-        config.progress_monitor = _progress_monitor(trt, note)
-    note(f"building {cfg.precision} engine, batch 1..{key.profiles[0][3][0]} (opt {cfg.opt_batch})")
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise EngineError(f"{flavour} failed to build an engine from {onnx_path} (see the TensorRT log above)")
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = paths.engine.with_suffix(".engine.tmp")
-    tmp.write_bytes(memoryview(serialized))
-    tmp.replace(paths.engine)  # atomic: a crashed build never leaves a half engine under the real name
-    sidecar = {"key": asdict(key), "model_info": json.loads(info.to_json()), "onnx": str(onnx_path),
-               "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "bytes": paths.engine.stat().st_size}
-    paths.sidecar.write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
-    if use_timing_cache:
-        timing_path.write_bytes(memoryview(config.get_timing_cache().serialize()))
-    seconds = time.perf_counter() - t0
-    note(f"engine written: {paths.engine} ({paths.engine.stat().st_size / 1e6:.1f} MB) in {seconds:.1f} s")
-    return BuildResult(paths, key, info, built=True, seconds=seconds, phases=phases)
 
 
 def check_engine_for_runtime(paths: EnginePaths, trt: ModuleType, flavour: str, device_id: int = 0) -> ModelInfo:

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from perception.models.contract import IMAGE_INPUT, STATE_INPUTS, state_output_name
 from perception.runtime.base import Backend, BackendError, TensorSpec
-from perception.runtime.model_info import state_output_name
 
 if TYPE_CHECKING:
     import torch
@@ -123,14 +123,14 @@ class TorchBackend(Backend):
             TensorSpec("attention", ("batch", 1, h8, w8)),
         ]
         if model.is_temporal:
-            specs += [TensorSpec(state_output_name(s.name), s.shape) for s in self.input_specs if s.name != "image"]
+            specs += [TensorSpec(state_output_name(s.name), s.shape) for s in self.input_specs if s.name != IMAGE_INPUT]
         return tuple(specs)
 
     @property
     def state_pairs(self) -> dict[str, str]:
         if not self._require().is_temporal:
             return {}
-        return {name: state_output_name(name) for name in ("memory", "memory_valid")}
+        return {name: state_output_name(name) for name in STATE_INPUTS}
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch

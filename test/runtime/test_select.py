@@ -43,16 +43,16 @@ def test_auto_on_cpu_runs_onnxruntime_and_matches_torch(source: ModelSource, tmp
             np.testing.assert_allclose(got[k], ref[k], atol=1e-4)
 
 
-def test_on_demand_export_is_cached(source: ModelSource, tmp_path: Path) -> None:
-    cfg = RuntimeConfig(backend="onnxruntime", cache_dir=str(tmp_path), max_batch=2)
-    with build_backend(source, cfg) as b:
-        assert b.active_name == "onnxruntime"
-    exported = list((tmp_path / "onnx").glob("stan_s_temporal-*-256x448-b2.onnx"))
-    assert len(exported) == 1
-    mtime = exported[0].stat().st_mtime_ns
-    with build_backend(source, cfg) as b:
-        assert b.active_name == "onnxruntime"
-    assert exported[0].stat().st_mtime_ns == mtime  # reused, not exported again
+def test_a_bare_checkpoint_runs_on_torch_and_onnx_backends_say_how_to_get_a_model(
+        source: ModelSource, tmp_path: Path) -> None:
+    """The runtime runs files, it never makes them: without an ONNX model or an artifact maker (the deploy
+    layer's on-demand export) auto picks torch, and a requested ONNX backend falls back, saying what to run."""
+    assert source.artifacts is None
+    assert backend_chain(source, RuntimeConfig(backend="auto")) == ["torch"]
+    with build_backend(source, RuntimeConfig(backend="onnxruntime", cache_dir=str(tmp_path))) as b:
+        assert b.active_name == "torch"
+        assert b.events[0].backend == "onnxruntime" and "perception export" in b.events[0].error
+    assert not (tmp_path / "onnx").exists()  # nothing was exported
 
 
 def test_requested_tensorrt_without_gpu_falls_back_and_says_why(source: ModelSource, tmp_path: Path,
@@ -134,7 +134,7 @@ def test_tensorrt_backend_checks_for_cuda_before_touching_tensorrt(tmp_path: Pat
 def test_a_replacement_with_other_inputs_is_refused(tmp_path: Path) -> None:
     """An ONNX model exported at another size cannot be replaced mid-stream by the checkpoint's torch network:
     the pipeline letterboxes to the first backend's size and holds state of its shapes."""
-    from perception.models.export import ExportConfig, export_checkpoint
+    from perception.deploy.export import ExportConfig, export_checkpoint
 
     small = tmp_path / "small.onnx"
     export_checkpoint(weights_path("stan_s_temporal"), small, ExportConfig(input_size=(128, 224), max_batch=1))

@@ -47,6 +47,7 @@ def test_compiled_state_matches_eager() -> None:
                 np.testing.assert_allclose(a[k], b[k], atol=1e-4)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_graph_matches_eager_on_gpu() -> None:
     torch.manual_seed(0)

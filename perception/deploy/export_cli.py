@@ -19,16 +19,6 @@ from pathlib import Path
 from typing import Any
 
 
-def _size(text: str) -> tuple[int, int]:
-    """``HxW`` -> (H, W)."""
-    from perception.core.config import ConfigError, parse_size
-
-    try:
-        return parse_size(text)
-    except ConfigError as e:
-        raise argparse.ArgumentTypeError(str(e)) from e
-
-
 def _seeds(text: str) -> tuple[int, int]:
     from perception.train.eval_cli import _seed_range
 
@@ -36,9 +26,12 @@ def _seeds(text: str) -> tuple[int, int]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from perception.core.config import size_arg
+
     p.add_argument("--checkpoint", required=True, help="checkpoint path stem or shipped name (stan_s_temporal, ...)")
     p.add_argument("--out", type=Path, required=True, help="ONNX file to write (the INT8 model goes next to it)")
-    p.add_argument("--input-size", type=_size, default=None, help="HxW, multiples of 32 (default: the training size)")
+    p.add_argument("--input-size", type=size_arg, default=None,
+                   help="HxW, multiples of 32 (default: the training size)")
     p.add_argument("--max-batch", type=int, default=8, help="dynamic batch range 1..N (default 8)")
     p.add_argument("--opset", type=int, default=18)
     p.add_argument("--int8", action="store_true", help="also write an INT8 QDQ model calibrated on synthetic drives")
@@ -63,8 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _parity(checkpoint: Path, onnx_path: Path, size: tuple[int, int], frames: int = 8) -> dict[str, float]:
     import torch
 
+    from perception.deploy.export import streamed_parity
     from perception.models.checkpoint import load_checkpoint
-    from perception.models.export import streamed_parity
     from perception.pipeline.perceptor import network_input
     from perception.train.synthetic import load_or_render
 
@@ -77,15 +70,16 @@ def _parity(checkpoint: Path, onnx_path: Path, size: tuple[int, int], frames: in
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="[export] %(message)s")
     from perception.bag import BagError
-    from perception.models.errors import ModelError
-    from perception.models.export import ExportConfig, export_checkpoint, onnx_summary
-    from perception.models.quantize import (
+    from perception.deploy.errors import DeployError
+    from perception.deploy.export import ExportConfig, export_checkpoint, onnx_summary
+    from perception.deploy.quantize import (
         QuantizeConfig,
         bag_calibration_drives,
         calibration_inputs,
         quantize_int8,
         synthetic_calibration_drives,
     )
+    from perception.models.errors import ModelError
     from perception.runtime.base import BackendError
     from perception.weights import resolve_checkpoint
 
@@ -125,7 +119,7 @@ def main(args: argparse.Namespace) -> int:
             report["trt_build"] = _trt_build(models)
         if args.evaluate:
             report["accuracy"] = _evaluate(ckpt, models, args)
-    except (ModelError, BackendError, BagError, OSError) as e:
+    except (DeployError, ModelError, BackendError, BagError, OSError) as e:
         print(f"perception export: error: {e}", file=sys.stderr)
         return 1
     path = out.with_name(out.name + ".export.json")
@@ -138,7 +132,8 @@ def main(args: argparse.Namespace) -> int:
 def _trt_build(models: dict[str, Path]) -> dict[str, Any]:
     import tempfile
 
-    from perception.runtime.tensorrt_engine import EngineConfig, EngineError, build_engine
+    from perception.deploy.engine import build_engine
+    from perception.runtime.tensorrt_engine import EngineConfig, EngineError
 
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -15,9 +15,10 @@ pytest.importorskip("onnxscript")
 from perception.core.boxes import iou_matrix
 from perception.core.classes import DETECTION_NAMES, SEMANTIC_NAMES
 from perception.core.decode import decode_detections, sigmoid
+from perception.deploy.errors import DeployError
+from perception.deploy.export import ExportConfig, export_onnx, streamed_parity
 from perception.models.checkpoint import load_checkpoint, read_checkpoint_info
 from perception.models.errors import ModelError
-from perception.models.export import ExportConfig, export_onnx, streamed_parity
 from perception.models.registry import build_model
 from perception.runtime.base import BackendError
 from perception.runtime.model_info import METADATA_KEY, read_model_info
@@ -94,7 +95,7 @@ def test_export_errors_are_clear(tmp_path: Path) -> None:
 
     with pytest.raises(ModelError, match="multiples of 32"):
         ExportConfig(input_size=(250, 448))
-    with pytest.raises(ModelError, match="max_batch"):
+    with pytest.raises(DeployError, match="max_batch"):
         ExportConfig(input_size=(64, 128), max_batch=0)
     plain = tmp_path / "plain.onnx"
     onnx.save(onnx.helper.make_model(onnx.helper.make_graph([], "g", [], [])), str(plain))
@@ -113,7 +114,7 @@ def test_export_errors_are_clear(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def int8_models(shipped_onnx: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from perception.models.quantize import (
+    from perception.deploy.quantize import (
         QuantizeConfig,
         calibration_inputs,
         quantize_int8,
@@ -196,7 +197,7 @@ def test_int8_qdq_lite0_keeps_its_pretrained_features(
 def test_int8_calibrated_on_a_bag(shipped_onnx: Callable[[str], Path], tmp_path: Path) -> None:
     """Calibration frames can come from a recorded drive (rosbag2) instead of the synthetic world."""
     from perception.bag import BagError
-    from perception.models.quantize import bag_calibration_drives, calibration_inputs, quantize_int8
+    from perception.deploy.quantize import bag_calibration_drives, calibration_inputs, quantize_int8
 
     bag = Path(__file__).parents[1] / "data" / "golden" / "drive"
     fp32 = shipped_onnx("stan_s_temporal")

@@ -2,11 +2,11 @@
 
 ``torch.onnx.export(dynamo=True)`` at opset 18 traces the network once; the batch axis stays
 dynamic (1..max_batch) and the image size is fixed (TensorRT and ONNX Runtime plan better for a
-fixed size, and the letterbox makes every camera fit it). Output names follow
-:mod:`perception.runtime.model_info` (state outputs are ``memory_next`` / ``memory_valid_next``),
-and a :class:`~perception.runtime.model_info.ModelInfo` record (class names, input size,
-normalisation, weights hash, state shapes, batch range) is embedded so a runtime needs nothing
-but the file.
+fixed size, and the letterbox makes every camera fit it). Tensor names are the networks' own
+(:mod:`perception.models.contract`; state outputs are ``memory_next`` / ``memory_valid_next``),
+and the runtime's :class:`~perception.runtime.model_info.ModelInfo` record (class names, input
+size, normalisation, weights hash, state shapes, batch range) is embedded so a runtime needs
+nothing but the file.
 """
 
 from __future__ import annotations
@@ -22,15 +22,12 @@ import torch
 from torch import nn
 
 from perception.core.classes import DETECTION_NAMES, SEMANTIC_NAMES
-from perception.models.errors import ModelError
+from perception.deploy.errors import ExportError
+from perception.models.contract import HEAD_OUTPUTS, state_output_name
 from perception.models.stan import STAN, check_input_size
-from perception.runtime.model_info import HEAD_OUTPUTS, METADATA_KEY, ModelInfo, state_output_name
+from perception.runtime.model_info import METADATA_KEY, ModelInfo
 
 log = logging.getLogger(__name__)
-
-
-class ExportError(ModelError):
-    """The network could not be exported; the message says what to change."""
 
 
 @dataclass(frozen=True)

@@ -25,15 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from perception.models.errors import ModelError
+from perception.deploy.errors import QuantizeError
 from perception.runtime.base import Backend, WrappingBackend
 from perception.runtime.model_info import METADATA_KEY, ModelInfo, read_model_info
 
 log = logging.getLogger(__name__)
-
-
-class QuantizeError(ModelError):
-    """Quantisation failed; the message says what to change."""
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from perception.deploy.engine import build_engine
     from perception.runtime.base import BackendError
-    from perception.runtime.tensorrt_engine import EngineConfig, EnginePaths, build_engine
+    from perception.runtime.tensorrt_engine import EngineConfig, EnginePaths
 
     try:
         cfg = EngineConfig(precision=args.precision, opt_batch=args.opt_batch, max_batch=args.max_batch,

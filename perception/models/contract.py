@@ -1,0 +1,26 @@
+"""The networks' tensor contract: the names of what goes in and what comes out. No torch here.
+
+Every network of :mod:`perception.models` takes and returns these tensors, and every runtime runs
+them under the same names (the torch backend, ONNX Runtime and TensorRT alike), so the pipeline
+never knows which one runs::
+
+    inputs : image (B, 3, H, W) float32 RGB in [0, 1]   [+ memory (B, K, Cm, H/32, W/32), memory_valid (B, K)]
+    outputs: heatmap, box, seg, attention               [+ memory_next, memory_valid_next]
+
+The model defines the contract; the runtime reads it (``perception.runtime.model_info`` records it
+in each exported file). A state output is named after its state input + :data:`STATE_SUFFIX`, as ONNX
+forbids an output named like an input. This module stays free of torch so light runtimes
+(ONNX Runtime, TensorRT) can import it.
+"""
+
+from __future__ import annotations
+
+IMAGE_INPUT = "image"
+STATE_INPUTS = ("memory", "memory_valid")  # temporal networks only
+HEAD_OUTPUTS = ("heatmap", "box", "seg", "attention")
+STATE_SUFFIX = "_next"
+
+
+def state_output_name(state_input: str) -> str:
+    """The output carrying the next value of ``state_input`` (``memory`` -> ``memory_next``)."""
+    return state_input + STATE_SUFFIX
