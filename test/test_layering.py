@@ -3,7 +3,7 @@
 Layers, lowest first (ARCHITECTURE.md): a package may import only the packages named in
 :data:`ALLOWED`. Those, roughly: ``core`` (pure numpy/cv2) and ``weights`` (data) -> ``models`` (torch
 networks, their tensor contract) -> ``runtime`` (backends that run models and deployed files) ->
-``pipeline`` -> ``sim`` -> ``train`` -> ``bag`` -> ``deploy`` (export, quantisation, engines: above
+``pipeline`` -> ``sim`` / ``footage`` (real video and the reference detector) -> ``train`` -> ``bag`` -> ``deploy`` (export, quantisation, engines: above
 models AND runtime, so models never know how they are run and the runtime never how its files are
 made) -> ``bench`` -> ``ros`` (the only package that imports rclpy) -> the top-level ``cli`` / ``demo``.
 
@@ -25,17 +25,18 @@ ROOT = Path(__file__).resolve().parents[1] / "perception"
 ALLOWED: dict[str, set[str]] = {
     "core": set(),
     "weights": set(),
-    "models": {"core"},
+    "models": {"core", "weights"},  # weights: where the shipped (pretrained) files are
     "runtime": {"core", "models"},  # models: checkpoints (torch backend) and the tensor contract
     "pipeline": {"core", "runtime"},
     "sim": {"core"},
-    "train": {"core", "weights", "models", "runtime", "pipeline", "sim"},
+    "footage": {"core"},  # real footage (video / image folders) and the evaluation-only reference detector
+    "train": {"core", "weights", "models", "runtime", "pipeline", "sim", "footage"},
     "bag": {"core", "sim", "train"},
     "fusion": {"core"},
     "tracking": {"core", "fusion"},
-    "deploy": {"core", "weights", "models", "runtime", "pipeline", "sim", "train", "bag"},
-    "bench": {"core", "weights", "models", "runtime", "pipeline", "sim", "train", "bag", "deploy"},
-    "ros": {"core", "weights", "models", "runtime", "pipeline", "sim", "train", "bag", "deploy", "bench",
+    "deploy": {"core", "weights", "models", "runtime", "pipeline", "sim", "footage", "train", "bag"},
+    "bench": {"core", "weights", "models", "runtime", "pipeline", "sim", "footage", "train", "bag", "deploy"},
+    "ros": {"core", "weights", "models", "runtime", "pipeline", "sim", "footage", "train", "bag", "deploy", "bench",
             "fusion", "tracking"},
 }
 TOP_LEVEL = {"cli", "demo", "__init__"}  # perception/<module>.py: entry points, may import anything
