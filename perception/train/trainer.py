@@ -53,6 +53,9 @@ class TrainConfig:
     # users' real data, e.g. [{kind: coco, images: DIR, annotations: FILE}, {kind: cityscapes, images: D, labels: D}];
     # steps take their batches from the sources in turn (synthetic first)
     datasets: tuple[dict[str, Any], ...] = ()
+    # steps per cycle taken from each source (synthetic first, then ``datasets`` in order), e.g. [3, 1]:
+    # three synthetic steps, then one of the first dataset; empty: one step from each in turn
+    source_weights: tuple[int, ...] = ()
     model_overrides: dict[str, Any] = field(default_factory=dict)
     loss: dict[str, Any] = field(default_factory=dict)  # LossConfig overrides, e.g. {attention: 0} (unsupervised CBAM)
     ema: float = 0.0  # decay of an exponential moving average of the weights (0 = off); the checkpoint holds the EMA
@@ -63,6 +66,10 @@ class TrainConfig:
             raise TrainError(f"input size {self.input_height}x{self.input_width} must be multiples of 32")
         if self.precision not in ("auto", "bf16", "fp32", "fp16"):
             raise TrainError(f"precision must be auto, bf16, fp32 or fp16, not {self.precision!r}")
+        n_sources = int(self.synthetic) + len(self.datasets)
+        if self.source_weights and (len(self.source_weights) != n_sources or min(self.source_weights) < 1):
+            raise TrainError(f"source_weights {list(self.source_weights)} must give a positive step count for each "
+                             f"of the {n_sources} sources (synthetic first, then datasets in order)")
         if not 0.0 <= self.ema < 1.0:
             raise TrainError(f"ema must be a decay in [0, 1) (0 = off), not {self.ema}")
         if not self.synthetic and not self.datasets:
@@ -89,6 +96,8 @@ class TrainConfig:
             d["train_seeds"] = tuple(d["train_seeds"])
         if "datasets" in d:
             d["datasets"] = tuple(d["datasets"] or ())
+        if "source_weights" in d:
+            d["source_weights"] = tuple(int(w) for w in d["source_weights"] or ())
         return cls(**d)
 
     def sim_config(self) -> dict[str, Any]:
@@ -330,8 +339,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
     images = 0
     last_loss = float("nan")
     with log_path.open("a", encoding="utf-8") as log:
+        cycle = [i for i, w in enumerate(cfg.source_weights or (1,) * len(sources)) for _ in range(w)]
         while step < cfg.steps:
-            data = sources[step % len(sources)]
+            data = sources[cycle[step % len(cycle)]]
             per_clip = data.clip_len if isinstance(data, SyntheticClips) else 1
             n = cfg.batch_size * (cfg.clip_len // per_clip)  # the same number of images from every source
             idx = order_rng.choice(len(data), size=n, replace=len(data) < n)

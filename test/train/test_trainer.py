@@ -103,6 +103,14 @@ def test_training_on_users_coco_and_cityscapes_data(tmp_path: Path) -> None:
     assert coco[-1]["loss"] < 0.8 * coco[0]["loss"] and cs[-1]["loss"] < 0.8 * cs[0]["loss"]
     with pytest.raises(TrainError, match="no training data"):
         _cfg(tmp_path, synthetic=False)
+    # weighted sources: 3 COCO steps for each Cityscapes step
+    cfg = _cfg(tmp_path, synthetic=False, datasets=_real_data(tmp_path / "w"), model="stan_tiny", steps=8, log_every=1,
+               source_weights=[3, 1], out=str(tmp_path / "weighted"))
+    train(cfg, progress=False)
+    log = [json.loads(line) for line in (tmp_path / "weighted" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["seg_ce"] == 0.0 for r in log] == [True, True, True, False] * 2
+    with pytest.raises(TrainError, match="source_weights"):
+        _cfg(tmp_path, synthetic=False, datasets=_real_data(tmp_path / "w2"), source_weights=[1])
 
 
 @pytest.mark.slow
