@@ -36,11 +36,16 @@ def test_eval_compares_checkpoints(tmp_path: Path, tiny_checkpoint: Path) -> Non
     out = tmp_path / "eval"
     r = subprocess.run(
         [str(EXE), "eval", "--checkpoint", str(tiny_checkpoint), "--seeds", "1000:1002", "--frames", "3",
-         "--width", "128", "--height", "64", "--cache-dir", "", "--no-progress", "--annotate", "--out", str(out)],
+         "--width", "128", "--height", "64", "--cache-dir", "", "--no-progress", "--annotate", "--memory-ablation",
+         "--out", str(out)],
         capture_output=True, text=True, timeout=300,
     )
     assert r.returncode == 0, r.stderr[-2000:]
     metrics = json.loads((out / "tiny" / "metrics.json").read_text())
+    # the temporal checkpoint is evaluated again with its memory reset at every frame
+    off = json.loads((out / "tiny-memory-off" / "metrics.json").read_text())
+    assert metrics["eval_config"]["memory"] is True and off["eval_config"]["memory"] is False
+    assert "stan_tiny_temporal (tiny) memory off" in json.loads((out / "comparison.json").read_text())
     assert metrics["eval_config"]["seeds"] == [1000, 1002]
     assert metrics["latency_ms"]["frames"] == 6
     assert (out / "comparison.md").read_text().count("|") > 4

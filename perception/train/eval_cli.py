@@ -9,6 +9,7 @@ import argparse
 import json
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from perception.core.config import ConfigError, frame_count
@@ -24,6 +25,13 @@ def _seed_range(text: str) -> tuple[int, int]:
     if hi <= lo:
         raise argparse.ArgumentTypeError(f"seed range {text!r} is empty")
     return lo, hi
+
+
+def _is_temporal(checkpoint: Path) -> bool:
+    from perception.models.checkpoint import read_checkpoint_info
+    from perception.weights import resolve_checkpoint
+
+    return bool(read_checkpoint_info(resolve_checkpoint(checkpoint))["config"].get("temporal"))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -63,6 +71,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/eval"))
     p.add_argument("--annotate", action="store_true",
                    help="store the summary figures and this command in each checkpoint's JSON (extra.eval)")
+    p.add_argument("--memory-ablation", action="store_true",
+                   help="also evaluate each temporal checkpoint with its memory reset at every frame (same weights, "
+                        "no past): what the temporal path contributes")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -187,6 +198,10 @@ def main(args: argparse.Namespace) -> int:
         results[key] = metrics
         if args.annotate:
             _annotate(ckpt, "eval", metrics, metrics["eval_config"])
+        if args.memory_ablation and _is_temporal(ckpt):
+            off = evaluate_checkpoint(ckpt, replace(cfg, memory=False), sequences, progress=not args.no_progress)
+            write_eval_report(off, args.out / f"{name}-memory-off", title=f"Evaluation of {key}, memory off")
+            results[f"{key} memory off"] = off
     args.out.mkdir(parents=True, exist_ok=True)
     table = compare_table(results)
     (args.out / "comparison.md").write_text(table, encoding="utf-8")

@@ -29,6 +29,9 @@ class EvalConfig:
     score_thresh: float = 0.3  # for flicker / post-occlusion recall (mAP uses all scores)
     cache_dir: str | None = "cache/sim"
     sim: tuple[tuple[str, Any], ...] = ()  # SimConfig overrides
+    # False: reset a temporal network's memory at every frame -- the temporal path ablated at inference
+    # (the same weights see no past), which isolates what the memory contributes
+    memory: bool = True
 
     def sim_config(self) -> dict[str, Any]:
         return {**dict(self.sim), "width": self.width, "height": self.height}
@@ -43,12 +46,14 @@ def run_sequence(
     seq: Sequence,
     camera_id: str = "cam0",
     on_result: Callable[[int, PerceptionResult], None] | None = None,
+    memory: bool = True,
 ) -> list[PerceptionResult]:
-    """Stream a drive through the perceptor (memory reset at its start)."""
+    """Stream a drive through the perceptor (memory reset at its start; at every frame if not ``memory``)."""
     perceptor.reset(camera_id)
     results = []
     for t in range(len(seq)):
-        r = perceptor.process(FrameInput(camera_id, seq.rgb[t], float(seq.stamps[t]), scene_cut=t == 0))
+        cut = t == 0 or not memory
+        r = perceptor.process(FrameInput(camera_id, seq.rgb[t], float(seq.stamps[t]), scene_cut=cut))
         results.append(r)
         if on_result is not None:
             on_result(t, r)
@@ -56,7 +61,8 @@ def run_sequence(
 
 
 def evaluate_perceptor(
-    perceptor: Perceptor, sequences: list[Sequence], score_thresh: float = 0.3, progress: bool = True
+    perceptor: Perceptor, sequences: list[Sequence], score_thresh: float = 0.3, progress: bool = True,
+    memory: bool = True,
 ) -> dict[str, Any]:
     """All metrics of ``perception.train.metrics`` over ``sequences`` plus latency figures."""
     from tqdm import tqdm
@@ -73,7 +79,7 @@ def evaluate_perceptor(
                 seg_gt=seq.semantic[t], attention=r.attention, instance=seq.instance[t],
             )
 
-        run_sequence(perceptor, seq, on_result=add)
+        run_sequence(perceptor, seq, on_result=add, memory=memory)
     metrics = acc.compute()
     lat = np.asarray(latencies)
     metrics["latency_ms"] = {"p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
@@ -105,9 +111,10 @@ def evaluate_backend(
     with backend:
         perceptor = Perceptor(backend, PerceptorConfig(score_thresh=0.05))  # low: mAP needs the full PR curve
         seqs = sequences if sequences is not None else load_eval_sequences(cfg)
-        metrics = evaluate_perceptor(perceptor, seqs, cfg.score_thresh, progress)
+        metrics = evaluate_perceptor(perceptor, seqs, cfg.score_thresh, progress, memory=cfg.memory)
     metrics["backend"] = backend.name
     metrics["eval_seconds"] = time.perf_counter() - t0
     metrics["eval_config"] = {"seeds": list(cfg.seeds), "frames_per_sequence": cfg.frames_per_sequence,
-                              "size": [cfg.height, cfg.width], "score_thresh": cfg.score_thresh}
+                              "size": [cfg.height, cfg.width], "score_thresh": cfg.score_thresh,
+                              "memory": cfg.memory}
     return metrics
