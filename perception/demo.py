@@ -38,7 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=384)
     p.add_argument("--stills", type=int, default=4, help="number of PNG stills")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="auto: bf16 where the CPU computes it natively (AVX512-bf16/AMX), else fp32")
     p.add_argument("--ros", action="store_true",
                    help="run it over ROS 2: synthetic_camera and perception_node as processes on loopback DDS, "
                         "recorded to an MCAP bag (perception.ros.demo)")
@@ -123,7 +124,7 @@ def footage_demo(args: argparse.Namespace, ckpt: Path) -> int:
     with backend:
         perceptor = Perceptor(backend, PerceptorConfig(score_thresh=0.35))
         name = backend.meta.get("name", ckpt)
-        print(f"[demo] running {name} ({backend.name}, {args.precision}) on {footage.info.path} frames "
+        print(f"[demo] running {name} ({backend.name}, {backend.precision}) on {footage.info.path} frames "
               f"{footage.range} ({len(footage)} frames, {footage.info.width}x{footage.info.height})")
         try:
             for frame in footage:
@@ -195,7 +196,7 @@ def main(args: argparse.Namespace) -> int:
     writer = OverlayWriter(out, 10.0, args.frames, _stills(0, args.frames - 1, args.stills))
     with backend:
         perceptor = Perceptor(backend, PerceptorConfig(score_thresh=0.35))
-        print(f"[demo] running {backend.meta.get('name', ckpt)} ({backend.name}, {args.precision})")
+        print(f"[demo] running {backend.meta.get('name', ckpt)} ({backend.name}, {backend.precision})")
         try:
             run_sequence(perceptor, seq, on_result=lambda t, r: writer.add(t, panel(seq.rgb[t], r, seq.gt[t])))
         finally:

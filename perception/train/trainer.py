@@ -162,7 +162,7 @@ class WeightEMA:
         model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in self.state.items()})
 
 
-def warm_start(model: Any, init: str) -> dict[str, int]:
+def warm_start(model: Any, init: str) -> dict[str, Any]:
     """Copy the weights of checkpoint ``init`` whose names and shapes match ``model``'s into it;
     returns counts of loaded / skipped tensors. Refuses when fewer than half of the model's tensors
     match (another architecture: a warm start would be mostly random)."""
@@ -170,7 +170,8 @@ def warm_start(model: Any, init: str) -> dict[str, int]:
     from perception.weights import resolve_checkpoint
 
     try:
-        src = load_checkpoint(resolve_checkpoint(init))[0].state_dict()
+        src_model, src_meta = load_checkpoint(resolve_checkpoint(init))
+        src = src_model.state_dict()
     except (CheckpointError, FileNotFoundError) as e:
         raise TrainError(f"init: cannot load checkpoint {init!r}: {e}") from e
     own = model.state_dict()
@@ -179,7 +180,8 @@ def warm_start(model: Any, init: str) -> dict[str, int]:
         raise TrainError(f"init: only {len(take)} of the model's {len(own)} tensors match checkpoint {init!r} "
                          "(name and shape); warm-start from a checkpoint of the same architecture")
     model.load_state_dict(take, strict=False)
-    return {"loaded": len(take), "skipped": len(own) - len(take)}
+    return {"loaded": len(take), "skipped": len(own) - len(take), "sha256": src_meta.get("sha256"),
+            "steps": src_meta.get("extra", {}).get("steps")}
 
 
 def _save_snapshot(model: Any, ema: WeightEMA | None, stem: Path, cfg: TrainConfig, net_cfg: Any, step: int) -> None:
