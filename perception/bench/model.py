@@ -61,6 +61,7 @@ class BenchConfig:
     train_width: int = 448
     train_batch: int = 8
     out: str = "bench_out"
+    compare: tuple[str, ...] = ()  # other networks timed beside the family (e.g. stan_lite0_temporal)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> BenchConfig:
@@ -77,6 +78,7 @@ class BenchConfig:
             train_width=args.train_width,
             train_batch=args.train_batch,
             out=args.out,
+            compare=tuple(args.compare),
         )
 
 
@@ -99,6 +101,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-width", type=int, default=d.train_width)
     parser.add_argument("--train-batch", type=int, default=d.train_batch)
     parser.add_argument("--out", default=d.out, help="output directory for bench_model.md/.json")
+    parser.add_argument("--compare", action="append", default=[], metavar="MODEL",
+                        help="also time this registered network (fp32 and bf16+cl) against <model>_temporal, "
+                             "e.g. stan_lite0_temporal; repeatable")
 
 
 def _prepare(
@@ -227,6 +232,8 @@ def run_benchmark(cfg: BenchConfig) -> Report:
     ]
     if cfg.compile:
         variants.append((f"{temporal} compile bf16+cl", temporal, "compile bf16+cl"))
+    for other in cfg.compare:
+        variants += [(f"{other} fp32", other, "fp32"), (f"{other} bf16+cl", other, "bf16+cl")]
     calls: dict[str, Callable[[], object]] = {}
     meta: dict[str, dict[str, Any]] = {}
     for label, name, mode_name in variants:
@@ -254,6 +261,10 @@ def run_benchmark(cfg: BenchConfig) -> Report:
         report.add_goal("compiled temporal state vs eager (max |diff|, bf16)", drift, "<= 0.05", drift <= 0.05)
         sp = paired_ratio(times, f"{temporal} bf16+cl", label)
         report.add_goal("speed-up of torch.compile over eager bf16+cl", sp, "> 1", sp > 1.0)
+    for other in cfg.compare:
+        for mode_name in ("fp32", "bf16+cl"):
+            r = paired_ratio(times, f"{other} {mode_name}", f"{temporal} {mode_name}")
+            report.notes.append(f"{other} / {temporal} latency ({mode_name}): {r:.2f}x")
     if cfg.train:
         ips = _train_throughput(base, cfg)
         report.add(

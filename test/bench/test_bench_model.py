@@ -37,6 +37,8 @@ def test_bench_model_tiny(tmp_path: Path) -> None:
             "2",
             "--out",
             str(tmp_path),
+            "--compare",
+            "stan_tiny_noattn",
         ]
     )
     assert bench_model.run(args) == 0
@@ -48,7 +50,11 @@ def test_bench_model_tiny(tmp_path: Path) -> None:
     goals = {g["what"]: g for g in data["goals"]}
     assert "CBAM overhead vs no attention (bf16+cl)" in goals
     assert "temporal streaming / spatial-only (fp32)" in goals
-    assert (tmp_path / "bench_model.md").read_text().startswith("# Model latency")
+    md = (tmp_path / "bench_model.md").read_text()
+    assert md.startswith("# Model latency")
+    assert "CPU precision path:" in md  # which precision `auto` takes on this CPU
+    assert "stan_tiny_noattn bf16+cl" in names
+    assert any("stan_tiny_noattn / stan_tiny_temporal latency (fp32)" in n for n in data["notes"])
 
 
 def test_paired_ratio() -> None:
