@@ -59,9 +59,15 @@ class AugmentConfig:
     scale: tuple[float, float] = (1.0, 1.0)
     min_box_height: float = 6.0
     min_box_fraction: float = 0.1
+    # temporal robustness: probability that each frame after a clip's first gets an occluder pasted over
+    # it (a noisy flat rectangle covering ``cutout_area`` of the image). Its detection labels are kept
+    # (segmentation is ignored under the occluder), so what it hides can only be recovered from the
+    # memory of the earlier frames: a schedule in which the temporal path cannot be ignored.
+    cutout: float = 0.0
+    cutout_area: tuple[float, float] = (0.1, 0.4)
 
     def __post_init__(self) -> None:
-        for name in ("hflip", "blur", "jpeg"):
+        for name in ("hflip", "blur", "jpeg", "cutout"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise _error(f"augment.{name} = {getattr(self, name)} is a probability: use 0..1")
         if not 0.0 <= self.hue <= 180.0:
@@ -74,6 +80,9 @@ class AugmentConfig:
         qlo, qhi = self.jpeg_quality
         if not 1 <= qlo <= qhi <= 100:
             raise _error(f"augment.jpeg_quality = {self.jpeg_quality}: use (min, max) in 1..100")
+        alo, ahi = self.cutout_area
+        if not 0.0 < alo <= ahi <= 1.0:
+            raise _error(f"augment.cutout_area = {self.cutout_area}: use (min, max) image fractions in (0, 1]")
         slo, shi = self.blur_sigma
         if not 0.0 < slo <= shi:
             raise _error(f"augment.blur_sigma = {self.blur_sigma}: use (min, max) pixels with 0 < min <= max")
@@ -324,3 +333,32 @@ def photometric(rgb: np.ndarray, aug: ClipAugment, cfg: AugmentConfig, rng: np.r
 
 __all__ = ["AugmentConfig", "ClipAugment", "Geometry", "apply_geometry", "hue_saturation_matrix", "photometric",
            "sample_clip"]  # fmt: skip
+
+
+# ---------------------------------------------------------------- occluders ----
+
+
+def cutout(
+    rgb: np.ndarray, seg: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator, ignore_index: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Occluders on frames 1.. of a clip (``rgb`` (T, H, W, 3) float in [0, 1], changed in place;
+    ``seg`` (T, H, W), copied when changed: set to ``ignore_index`` under the occluders). Frame 0 is
+    never touched: the memory needs something to remember."""
+    if cfg.cutout <= 0.0:
+        return rgb, seg
+    t, h, w, _ = rgb.shape
+    seg_out = seg
+    for k in range(1, t):
+        if rng.random() >= cfg.cutout:
+            continue
+        area = rng.uniform(*cfg.cutout_area) * h * w
+        aspect = float(np.exp(rng.uniform(np.log(0.3), np.log(3.0))))
+        rh = max(1, min(h, round(float(np.sqrt(area / aspect)))))
+        rw = max(1, min(w, round(float(np.sqrt(area * aspect)))))
+        y0, x0 = int(rng.integers(0, h - rh + 1)), int(rng.integers(0, w - rw + 1))
+        fill = rng.uniform(0.1, 0.9, size=3).astype(np.float32) + rng.normal(0.0, 0.05, (rh, rw, 3)).astype(np.float32)
+        rgb[k, y0 : y0 + rh, x0 : x0 + rw] = np.clip(fill, 0.0, 1.0)
+        if seg_out is seg:
+            seg_out = seg.copy()
+        seg_out[k, y0 : y0 + rh, x0 : x0 + rw] = ignore_index
+    return rgb, seg_out

@@ -19,7 +19,7 @@ import numpy as np
 
 from perception.core.classes import IGNORE_INDEX, NUM_DETECTION
 from perception.core.types import CameraIntrinsics, Frame, GroundTruth
-from perception.train.augment import AugmentConfig, apply_geometry, photometric, sample_clip
+from perception.train.augment import AugmentConfig, apply_geometry, cutout, photometric, sample_clip
 
 
 @dataclass(frozen=True)
@@ -195,6 +195,7 @@ class SyntheticClips:
             rgb = photometric(rgb, choice, aug, self.rng)
             rgb, masks, gts = apply_geometry(choice.geometry(aug, h, w), rgb, masks, gts, aug,
                                              fill={"seg": IGNORE_INDEX})  # fmt: skip
+            rgb, masks["seg"] = cutout(rgb, masks["seg"], aug, self.rng, IGNORE_INDEX)
         return Clip(rgb=rgb, seg=masks["seg"], instance=masks["instance"], gt=tuple(gts))
 
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:

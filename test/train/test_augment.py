@@ -172,3 +172,26 @@ def test_training_on_randomised_and_augmented_drives(tmp_path: Path) -> None:
     train(cfg, progress=False)
     log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [2, 4] and all(np.isfinite(r["loss"]) for r in log)
+
+
+def test_cutout_occludes_later_frames_and_keeps_their_labels(drives: list[Sequence]) -> None:
+    """Occluders land on frames 1.. only, hide pixels (segmentation ignored there) but keep every box and
+    the instance masks (the attention target): what they hide must come from the memory."""
+    seq = drives[0]
+    before_rgb, before_sem = seq.rgb.copy(), seq.semantic.copy()
+    plain = SyntheticClips([seq], 4, AugmentConfig(hflip=0.0, brightness=0.0, contrast=0.0, noise_std=0.0), seed=1)
+    occl = SyntheticClips([seq], 4, AugmentConfig(hflip=0.0, brightness=0.0, contrast=0.0, noise_std=0.0,
+                                                  cutout=1.0, cutout_area=(0.2, 0.2)), seed=1)
+    a, b = plain.clip(0), occl.clip(0)
+    assert np.array_equal(a.rgb[0], b.rgb[0]) and np.array_equal(a.seg[0], b.seg[0])  # frame 0 untouched
+    for t in range(1, 4):
+        hidden = b.seg[t] == IGNORE_INDEX
+        assert 0.15 < hidden.mean() < 0.25  # one occluder of ~20 % of the image
+        assert not np.array_equal(a.rgb[t][hidden], b.rgb[t][hidden])
+        assert np.array_equal(a.rgb[t][~hidden], b.rgb[t][~hidden])
+        assert np.array_equal(a.gt[t].boxes, b.gt[t].boxes) and np.array_equal(a.instance[t], b.instance[t])
+    assert np.array_equal(seq.rgb, before_rgb) and np.array_equal(seq.semantic, before_sem)  # cache unharmed
+    with pytest.raises(Exception, match="cutout"):
+        AugmentConfig(cutout=1.5)
+    with pytest.raises(Exception, match="cutout_area"):
+        AugmentConfig(cutout_area=(0.5, 0.2))
