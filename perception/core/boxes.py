@@ -57,6 +57,16 @@ def clip_boxes(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
     return b
 
 
+def box_mask(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(height, width) bool: the union of xyxy ``boxes`` in pixels (outward-rounded, clipped to the image)."""
+    mask = np.zeros((height, width), dtype=bool)
+    for x1, y1, x2, y2 in np.asarray(boxes, dtype=np.float32).reshape(-1, 4):
+        c0, r0 = max(0, int(np.floor(x1))), max(0, int(np.floor(y1)))
+        c1, r1 = min(width, int(np.ceil(x2))), min(height, int(np.ceil(y2)))
+        mask[r0:r1, c0:c1] = True
+    return mask
+
+
 def box_area(boxes: np.ndarray) -> np.ndarray:
     """(N,) areas of xyxy boxes; inverted boxes count as 0."""
     b = as_boxes(boxes)

@@ -20,6 +20,17 @@ if TYPE_CHECKING:
     import torch
 
 
+def torch_precision(precision: str, device: str) -> str:
+    """``precision`` (auto | fp32 | bf16 | fp16) made concrete for ``device`` with torch's view of the
+    GPU (bf16 support); :func:`perception.core.hardware.resolve_precision` decides. ValueError if invalid."""
+    import torch
+
+    from perception.core.hardware import resolve_precision
+
+    on_cuda = device.startswith("cuda") and torch.cuda.is_available()
+    return resolve_precision(precision, device, cuda_bf16=on_cuda and torch.cuda.is_bf16_supported())
+
+
 @dataclass(frozen=True)
 class TorchBackendConfig:
     device: str = "cpu"  # "cpu" | "cuda" | "cuda:N"
@@ -66,12 +77,8 @@ class TorchBackend(Backend):
             raise BackendError(
                 f"torch backend: device {cfg.device!r} requested but CUDA is not available; use device=cpu"
             )
-        from perception.core.hardware import resolve_precision
-
-        on_cuda = cfg.device.startswith("cuda")
         try:
-            self.precision = resolve_precision(
-                cfg.precision, cfg.device, cuda_bf16=on_cuda and torch.cuda.is_bf16_supported())
+            self.precision = torch_precision(cfg.precision, cfg.device)
         except ValueError as e:
             raise BackendError(f"torch backend: {e}") from e
         if isinstance(self._source, (str, Path)):

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from perception.core import classes
-from perception.core.boxes import iou_matrix
+from perception.core.boxes import box_mask, iou_matrix
 from perception.core.types import Detections, GroundTruth
 
 
@@ -427,13 +427,7 @@ def object_mask(gt: GroundTruth, shape: tuple[int, int], instance: np.ndarray | 
         if len(gt.track_ids) == len(gt):
             return np.isin(instance, np.asarray(gt.track_ids)[keep]) & (instance != 0)
         return instance != 0
-    mask = np.zeros(shape, dtype=bool)
-    h, w = shape
-    for b in np.asarray(gt.boxes)[keep]:
-        x0, y0 = max(0, int(np.floor(b[0]))), max(0, int(np.floor(b[1])))
-        x1, y1 = min(w, int(np.ceil(b[2]))), min(h, int(np.ceil(b[3])))
-        mask[y0:y1, x0:x1] = True
-    return mask
+    return box_mask(np.asarray(gt.boxes)[keep], *shape)
 
 
 def attention_concentration(attention: np.ndarray, gt: GroundTruth, instance: np.ndarray | None = None) -> float | None:

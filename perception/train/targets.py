@@ -27,6 +27,8 @@ import math
 
 import numpy as np
 
+from perception.core.boxes import box_mask
+
 TARGET_KEYS = ("heatmap", "box", "reg_weight", "hm_ignore", "objmask")
 
 
@@ -66,16 +68,6 @@ def object_mask_target(mask: np.ndarray, stride: int = 8) -> np.ndarray:
         raise ValueError(f"mask size {h}x{w} must be a multiple of stride {stride}")
     cells = m.astype(np.float32).reshape(h // stride, stride, w // stride, stride)
     return cells.mean(axis=(1, 3))[None]
-
-
-def box_mask(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(height, width) bool: the union of xyxy ``boxes`` (pixels, clipped to the image)."""
-    mask = np.zeros((height, width), dtype=bool)
-    for x1, y1, x2, y2 in np.asarray(boxes, dtype=np.float32).reshape(-1, 4):
-        c0, r0 = max(0, int(np.floor(x1))), max(0, int(np.floor(y1)))
-        c1, r1 = min(width, int(np.ceil(x2))), min(height, int(np.ceil(y2)))
-        mask[r0:r1, c0:c1] = True
-    return mask
 
 
 def _clip_boxes(boxes: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -77,6 +77,11 @@ class TrainConfig:
         if self.synthetic and self.train_seeds[1] <= self.train_seeds[0]:
             raise TrainError(f"train_seeds {self.train_seeds} is an empty range")
         self.augment_config()  # refuses unknown or invalid augment / sim options now, not at the first step
+        from perception.train.losses import LossConfig
+
+        bad = sorted(set(self.loss) - {f.name for f in fields(LossConfig)})
+        if bad:
+            raise TrainError(f"unknown loss option(s) {bad}; known: {sorted(f.name for f in fields(LossConfig))}")
         if self.synthetic and self.sim:
             from perception.sim.config import SimConfig, SimError
 
@@ -123,13 +128,10 @@ def same_config(saved: str | None, cfg: TrainConfig) -> bool:
 
 def pick_precision(precision: str, device: str) -> str:
     """``auto`` -> bf16 where the CPU (AVX512-bf16/AMX) or GPU computes it natively, else fp32 (CPU) / fp16."""
-    import torch
+    from perception.runtime.torch_backend import torch_precision
 
-    from perception.core.hardware import resolve_precision
-
-    cuda_bf16 = device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     try:
-        return resolve_precision(precision, device, cuda_bf16=cuda_bf16)
+        return torch_precision(precision, device)
     except ValueError as e:
         raise TrainError(str(e)) from None
 
@@ -159,7 +161,8 @@ class WeightEMA:
 
     def copy_to(self, model: Any) -> None:
         """Load the averaged weights into ``model`` (dtypes and memory formats of ``model`` kept)."""
-        model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in self.state.items()})
+        own = model.state_dict()
+        model.load_state_dict({k: v.to(own[k].dtype) for k, v in self.state.items()})
 
 
 def warm_start(model: Any, init: str) -> dict[str, Any]:
@@ -301,7 +304,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
     if channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     net_cfg = model_config(cfg.model, **cfg.model_overrides)
-    loss_cfg = LossConfig(**cfg.loss) if cfg.loss else LossConfig()
+    loss_cfg = LossConfig(**cfg.loss)
     if loss_cfg.attention > 0 and not model.has_attention_map:
         loss_cfg = replace(loss_cfg, attention=0.0)  # nothing to supervise: the ablation's map is activation-based
     loss_fn = DetSegLoss(loss_cfg).to(device)
