@@ -49,5 +49,8 @@ def test_eval_compares_checkpoints(tmp_path: Path, tiny_checkpoint: Path) -> Non
     assert metrics["eval_config"]["seeds"] == [1000, 1002]
     assert metrics["latency_ms"]["frames"] == 6
     assert (out / "comparison.md").read_text().count("|") > 4
+    # and probed for what its memory contributes (attention on past frames, entropy, residual)
+    usage_row = [ln for ln in (out / "comparison.md").read_text().splitlines() if ln.startswith("| stan_tiny_temporal")]
+    assert len(usage_row) == 1 and 0.0 < float(usage_row[0].split("|")[2]) < 1.0
     info = json.loads(tiny_checkpoint.with_suffix(".json").read_text())
     assert info["extra"]["eval"]["seeds"] == [1000, 1002] and "perception eval" in info["extra"]["eval"]["command"]

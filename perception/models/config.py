@@ -23,7 +23,8 @@ class NetConfig:
     ``depth`` residual blocks of two 3x3 convs). ``attention`` (``"cbam"``, ``"channel"``,
     ``"spatial"`` or None) is applied after the stages listed in ``attention_stages``
     (indices into the 4 stages; default the stride 8/16/32 ones). ``temporal`` adds temporal
-    attention over ``memory_len`` previous frames at stride 32 before the neck.
+    attention over ``memory_len`` previous frames before the neck, on the stage of stride
+    ``memory_stride`` (32: the coarsest, cheapest; 16: four times the cells, finer correspondence).
 
     ``backbone`` picks the trunk: ``"stan"`` (above) or ``"lite0"`` (EfficientNet-Lite0; its
     ``widths`` are fixed at (24, 40, 112, 320) and ``stem_width``/``depths``/``act`` do not apply
@@ -47,6 +48,7 @@ class NetConfig:
     memory_len: int = 3
     memory_channels: int = 64
     temporal_heads: int = 4
+    memory_stride: int = 32
     num_det_classes: int = classes.NUM_DETECTION
     num_seg_classes: int = classes.NUM_SEMANTIC
     mean: tuple[float, float, float] = IMAGENET_MEAN
@@ -72,6 +74,9 @@ class NetConfig:
             raise ModelError(
                 "the stan backbone has no pretrained weights (pretrained/freeze_blocks); use backbone='lite0'"
             )
+        if self.memory_stride not in (16, 32):
+            raise ModelError(f"memory_stride must be 16 or 32 (the stage the temporal memory attends on), "
+                             f"got {self.memory_stride}")
         if self.freeze_blocks < 0:
             raise ModelError(f"freeze_blocks must be >= 0 (0: train every block), got {self.freeze_blocks}")
         if self.attention is not None and self.attention.lower() == "none":

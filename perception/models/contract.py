@@ -4,7 +4,8 @@ Every network of :mod:`perception.models` takes and returns these tensors, and e
 them under the same names (the torch backend, ONNX Runtime and TensorRT alike), so the pipeline
 never knows which one runs::
 
-    inputs : image (B, 3, H, W) float32 RGB in [0, 1]   [+ memory (B, K, Cm, H/32, W/32), memory_valid (B, K)]
+    inputs : image (B, 3, H, W) float32 RGB in [0, 1]   [+ memory (B, K, Cm, H/s, W/s), memory_valid (B, K)]
+             (s = the network's memory_stride, 32 or 16)
     outputs: heatmap, box, seg, attention               [+ memory_next, memory_valid_next]
 
 The model defines the contract; the runtime reads it (``perception.runtime.model_info`` records it

@@ -12,8 +12,8 @@ Output contract (``forward(image, memory=None, memory_valid=None)``), keys in th
   (Zagoruyko & Komodakis 2017): the channel mean of |features| of stages 8/16/32, each divided by
   its per-image maximum, upsampled to stride 8 and averaged — comparable in range, so attention
   concentration can be compared across variants;
-- temporal variants also ``memory`` (B, K, Cm, H/32, W/32) and ``memory_valid`` (B, K): the state
-  for the next frame (slot 0 = this frame).
+- temporal variants also ``memory`` (B, K, Cm, H/s, W/s), s = ``memory_stride`` (32 or 16), and
+  ``memory_valid`` (B, K): the state for the next frame (slot 0 = this frame).
 
 The names are :mod:`perception.models.contract`'s (what every runtime runs under).
 
@@ -54,7 +54,6 @@ class STAN(nn.Module):
 
     stride_det = 8
     stride_seg = 4
-    stride_memory = 32
 
     def __init__(self, cfg: NetConfig, name: str = "stan", pretrained: bool | None = None) -> None:
         """``pretrained`` None follows ``cfg.pretrained``; False skips loading pretrained trunk weights
@@ -66,8 +65,12 @@ class STAN(nn.Module):
         self.backbone: Backbone | Lite0Backbone = (
             Lite0Backbone(cfg, pretrained) if cfg.backbone == "lite0" else Backbone(cfg)
         )
+        self.stride_memory = cfg.memory_stride
+        self._memory_stage = 3 if cfg.memory_stride == 32 else 2
         self.temporal: TemporalAttention | None = (
-            TemporalAttention(self.backbone.out_channels[3], cfg.memory_len, cfg.memory_channels, cfg.temporal_heads)
+            TemporalAttention(
+                self.backbone.out_channels[self._memory_stage], cfg.memory_len, cfg.memory_channels, cfg.temporal_heads
+            )
             if cfg.temporal
             else None
         )
@@ -107,7 +110,8 @@ class STAN(nn.Module):
         return self.temporal
 
     def state_shape(self, height: int, width: int) -> tuple[int, int, int, int]:
-        """Per-sample memory shape ``(K, Cm, height/32, width/32)`` for an input of ``height x width``."""
+        """Per-sample memory shape ``(K, Cm, height/s, width/s)`` (s = ``memory_stride``) for an input of
+        ``height x width``."""
         check_input_size(height, width)
         return self._temporal().state_shape(height // self.stride_memory, width // self.stride_memory)
 
@@ -140,8 +144,9 @@ class STAN(nn.Module):
             if memory is None or memory_valid is None:
                 B, _, H, W = image.shape
                 memory, memory_valid = self.init_state(B, H, W, device=image.device)
-            f32, next_memory, next_valid = self.temporal(feats[3], memory, memory_valid)
-            feats = [*feats[:3], f32]
+            i = self._memory_stage
+            fused, next_memory, next_valid = self.temporal(feats[i], memory, memory_valid)
+            feats = [*feats[:i], fused, *feats[i + 1 :]]
         p8, p4 = self.neck(feats)
         if self._spatial_map and maps:
             attn = torch.stack([upsample_to(m.float(), p8, mode="bilinear") for m in maps], dim=0).mean(dim=0)
@@ -151,6 +156,17 @@ class STAN(nn.Module):
         if self.temporal is not None:
             out["memory"], out["memory_valid"] = next_memory, next_valid
         return out
+
+    def memory_usage(
+        self, image: torch.Tensor, memory: torch.Tensor, memory_valid: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """The temporal memory-use probe for one frame: ``(stats, next_memory, next_valid)`` with
+        the statistics of :meth:`TemporalAttention.forward_with_stats` (the heads are not run)."""
+        feats, _ = self.backbone(image)
+        _, next_memory, next_valid, stats = self._temporal().forward_with_stats(
+            feats[self._memory_stage], memory, memory_valid
+        )
+        return stats, next_memory, next_valid
 
     def forward_head(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Heads on :meth:`forward_features` output; returns the output contract dict."""

@@ -174,8 +174,8 @@ def main(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     from perception.models.checkpoint import CheckpointError
-    from perception.train.evaluate import EvalConfig, evaluate_checkpoint, load_eval_sequences
-    from perception.train.report import compare_table, write_eval_report
+    from perception.train.evaluate import EvalConfig, evaluate_checkpoint, load_eval_sequences, memory_usage
+    from perception.train.report import compare_table, memory_usage_table, write_eval_report
 
     try:
         frames = frame_count(args.frames, 40)
@@ -186,6 +186,7 @@ def main(args: argparse.Namespace) -> int:
                      score_thresh=args.score_thresh, cache_dir=args.cache_dir or None)
     sequences = load_eval_sequences(cfg)
     results: dict[str, dict[str, object]] = {}
+    usage: dict[str, dict[str, float]] = {}
     for ckpt in args.checkpoint:
         try:
             metrics = evaluate_checkpoint(ckpt, cfg, sequences, progress=not args.no_progress)
@@ -202,8 +203,11 @@ def main(args: argparse.Namespace) -> int:
             off = evaluate_checkpoint(ckpt, replace(cfg, memory=False), sequences, progress=not args.no_progress)
             write_eval_report(off, args.out / f"{name}-memory-off", title=f"Evaluation of {key}, memory off")
             results[f"{key} memory off"] = off
+            usage[key] = memory_usage(ckpt, sequences)
     args.out.mkdir(parents=True, exist_ok=True)
     table = compare_table(results)
+    if usage:
+        table += "\n" + memory_usage_table(usage)
     (args.out / "comparison.md").write_text(table, encoding="utf-8")
     (args.out / "comparison.json").write_text(json.dumps(results, indent=2, default=float) + "\n", encoding="utf-8")
     print(table)

@@ -118,3 +118,41 @@ def evaluate_backend(
                               "size": [cfg.height, cfg.width], "score_thresh": cfg.score_thresh,
                               "memory": cfg.memory}
     return metrics
+
+
+def memory_usage(checkpoint: str | Path, sequences: list[Sequence]) -> dict[str, float]:
+    """What a temporal checkpoint's memory contributes on ``sequences`` (the memory-use probe), averaged over
+    every frame after each drive's first (fp32 torch, the network's own input size):
+
+    - ``memory_mass``: share of the temporal attention that goes to past frames (vs the current one);
+    - ``entropy``: attention entropy relative to uniform (1.0 = a global average, no correspondence);
+    - ``residual``: mean |gate * attended| / mean |features| (how much the memory moves the features);
+    - ``feature_abs``: mean |features| of the stage the memory attends on.
+    """
+    import torch
+
+    from perception.core.letterbox import letterbox
+    from perception.models.checkpoint import load_checkpoint
+    from perception.models.stan import STAN
+
+    model, _ = load_checkpoint(checkpoint)
+    if not isinstance(model, STAN) or not model.is_temporal:
+        raise ValueError(f"memory_usage needs a temporal checkpoint; {checkpoint} has no memory")
+    h, w = checkpoint_input_size(checkpoint)
+    sums = {"memory_mass": 0.0, "entropy": 0.0, "residual": 0.0, "feature_abs": 0.0}
+    count = 0
+    with torch.no_grad():
+        for seq in sequences:
+            memory, valid = model.init_state(1, h, w)
+            for t in range(len(seq)):
+                canvas, _ = letterbox(seq.rgb[t], w, h)
+                image = torch.from_numpy(canvas).permute(2, 0, 1)[None].float() / 255.0
+                stats, memory, valid = model.memory_usage(image, memory, valid)
+                if t == 0:
+                    continue
+                sums["memory_mass"] += float(1.0 - stats["slot_weights"][0, 0])
+                sums["entropy"] += float(stats["entropy"][0])
+                sums["residual"] += float(stats["residual"][0])
+                sums["feature_abs"] += float(stats["feature_abs"][0])
+                count += 1
+    return {k: v / max(1, count) for k, v in sums.items()}

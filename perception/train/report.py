@@ -331,3 +331,14 @@ def compare_table(named_metrics: Mapping[str, Mapping[str, Any]]) -> str:
             [_num(named_metrics[m].get("segmentation", {}).get("per_class_iou", {}).get(n)) for m in models],
         )
     return "\n".join(lines)
+
+
+def memory_usage_table(usage: Mapping[str, Mapping[str, float]]) -> str:
+    """Markdown table of :func:`perception.train.evaluate.memory_usage` per temporal checkpoint."""
+    lines = ["Memory use (probe; frames after each drive's first):", "",
+             "| model | attention on past frames | entropy / uniform | residual / features | mean abs features |",
+             "|---|---:|---:|---:|---:|"]
+    for name, u in usage.items():
+        lines.append(f"| {name} | {u['memory_mass']:.3f} | {u['entropy']:.3f} | {u['residual']:.3f} | "
+                     f"{u['feature_abs']:.4f} |")
+    return "\n".join(lines) + "\n"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from perception.models.errors import ModelError
 from perception.models.layers import TemporalAttention
 from perception.models.layers.temporal import sincos_position_2d
 
@@ -95,3 +97,24 @@ def test_positional_encoding_distinguishes_cells() -> None:
     assert float(d[~torch.eye(35, dtype=torch.bool)].min()) > 1e-3
     # neighbours are closer than far cells
     assert float(d[0, 1]) < float(d[0, 6])
+
+
+def test_memory_at_stride_16_streams_and_reports_usage() -> None:
+    """memory_stride=16 puts the memory on the stride-16 stage (4x the cells); the memory-use probe's
+    figures are well-formed: an empty memory gets no attention, a filled one some."""
+    from perception.models.registry import build_model
+
+    model = build_model("stan_tiny_temporal", memory_stride=16).eval()
+    assert model.state_shape(64, 96) == (model.cfg.memory_len, model.cfg.memory_channels, 4, 6)
+    memory, valid = model.init_state(1, 64, 96)
+    with torch.no_grad():
+        stats0, memory, valid = model.memory_usage(torch.rand(1, 3, 64, 96), memory, valid)
+        assert float(stats0["slot_weights"][0, 0]) == pytest.approx(1.0)
+        stats1, memory, valid = model.memory_usage(torch.rand(1, 3, 64, 96), memory, valid)
+        out = model(torch.rand(1, 3, 64, 96), memory, valid)
+    assert 0.0 < float(stats1["slot_weights"][0, 1]) < 1.0
+    assert 0.0 < float(stats1["entropy"][0]) <= 1.0 + 1e-5
+    assert float(stats1["residual"][0]) > 0.0
+    assert out["memory"].shape == (1, model.cfg.memory_len, model.cfg.memory_channels, 4, 6)
+    with pytest.raises(ModelError, match="memory_stride"):
+        build_model("stan_tiny_temporal", memory_stride=8)

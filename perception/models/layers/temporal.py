@@ -174,15 +174,38 @@ class TemporalAttention(nn.Module):
         queries: index 0 is the current frame, index k the memory slot k - 1 (rows sum to 1).
         Same result as :meth:`forward` (explicit softmax instead of the fused kernel).
         """
+        fused, next_memory, next_valid, stats = self.forward_with_stats(x, memory, memory_valid)
+        return fused, next_memory, next_valid, stats["slot_weights"]
+
+    def forward_with_stats(
+        self, x: torch.Tensor, memory: torch.Tensor, memory_valid: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """:meth:`forward` plus what the memory contributes, per sample (the memory-use probe):
+
+        - ``slot_weights`` (B, K + 1): attention mass per key slot (see :meth:`forward_with_map`);
+        - ``entropy`` (B,): attention entropy per query over the valid keys, divided by its maximum
+          log(#valid keys) and averaged over heads and queries -- 1.0 is uniform attention (a global
+          average: no correspondence), near 0 a sharp look-up;
+        - ``residual`` (B,): mean |gate * attended| over mean |x| -- how much the fused features move;
+        - ``feature_abs`` (B,): mean |x|.
+        """
         B, _, h, w = x.shape
         K, n = self.memory_len, h * w
         cur, mem, q, k, v, bias, valid = self._tokens(x, memory, memory_valid)
         logits = torch.matmul(q, k.transpose(-2, -1)) * self.scale + bias
-        weights = torch.softmax(logits.float(), dim=-1).to(v.dtype)  # (B, H, n, (K+1) n)
-        y = torch.matmul(weights, v)
+        weights = torch.softmax(logits.float(), dim=-1)  # (B, H, n, (K+1) n)
+        y = torch.matmul(weights.to(v.dtype), v)
         fused, next_memory, next_valid = self._fuse(x, y, cur, mem, valid, memory, memory_valid)
-        slot_weights = weights.float().reshape(B, self.num_heads, n, K + 1, n).sum(dim=-1).mean(dim=(1, 2))
-        return fused, next_memory, next_valid, slot_weights
+        n_keys = (1.0 + valid.float().sum(dim=1)) * n  # (B,)
+        ent = -(weights * torch.log(weights.clamp_min(1e-12))).sum(dim=-1).mean(dim=(1, 2))
+        x_abs = x.float().abs().mean(dim=(1, 2, 3))
+        stats = {
+            "slot_weights": weights.reshape(B, self.num_heads, n, K + 1, n).sum(dim=-1).mean(dim=(1, 2)),
+            "entropy": ent / torch.log(n_keys).clamp_min(1e-6),
+            "residual": (fused - x).float().abs().mean(dim=(1, 2, 3)) / x_abs.clamp_min(1e-12),
+            "feature_abs": x_abs,
+        }
+        return fused, next_memory, next_valid, stats
 
     def forward(
         self, x: torch.Tensor, memory: torch.Tensor, memory_valid: torch.Tensor
