@@ -69,7 +69,9 @@ def decode_detections(
 
     Sigmoid, 3x3 max-pool peak extraction, scores >= ``score_thresh``, the ``topk`` best peaks,
     boxes from the distances at the peak cells, class-aware NMS, at most ``max_det`` results.
-    ``image_size=(H, W)`` clips boxes to the image.
+    ``image_size=(H, W)`` clips boxes to the image. Non-finite outputs (a backend gone wrong) give
+    no detection at those cells rather than NaN boxes: NaN logits are never peaks, and peaks whose
+    box distances are not finite are dropped.
     """
     if heatmap_logits.ndim != 3:
         raise CoreError(
@@ -80,8 +82,11 @@ def decode_detections(
     if box.shape != (4, h, w):
         raise CoreError(f"box must be (4, {h}, {w}) to match the heatmap, got {box.shape}")
     heat = sigmoid(heatmap_logits)
-    peaks = (heat == max_pool3x3(heat)) & (heat >= score_thresh)
+    peaks = (heat == max_pool3x3(heat)) & (heat >= score_thresh)  # False wherever heat is NaN
     cls, ii, jj = np.nonzero(peaks)
+    finite = np.isfinite(box[:, ii, jj]).all(axis=0)
+    if not finite.all():
+        cls, ii, jj = cls[finite], ii[finite], jj[finite]
     scores = heat[cls, ii, jj]
     if len(scores) > topk:
         sel = np.argpartition(-scores, topk - 1)[:topk]
@@ -127,7 +132,7 @@ def decode_segmentation(seg_logits: np.ndarray, out_h: int, out_w: int) -> np.nd
 
 
 def upsample_attention(att: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
-    """(1, h, w) or (h, w) attention -> float32 (out_h, out_w), bilinear, clipped to >= 0."""
+    """(1, h, w) or (h, w) attention -> float32 (out_h, out_w), bilinear, clipped to >= 0 (NaN -> 0)."""
     a = np.asarray(att, dtype=np.float32)
     if a.ndim == 3 and a.shape[0] == 1:
         a = a[0]
@@ -135,7 +140,7 @@ def upsample_attention(att: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
         raise CoreError(f"attention must be (1, h, w) or (h, w), got {np.shape(att)}")
     if a.shape != (out_h, out_w):
         a = np.asarray(cv2.resize(a, (out_w, out_h), interpolation=cv2.INTER_LINEAR), dtype=np.float32)
-    return np.clip(a, 0.0, None)
+    return np.clip(np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=0.0), 0.0, None)
 
 
 def box_pixel_bounds(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
