@@ -346,12 +346,13 @@ class Graph:
             lambda m: box.add(int(m.header.stamp.sec) * 1_000_000_000 + int(m.header.stamp.nanosec)),
             qos_profile("reliable", 50))
 
-    def publisher(self, msg_type: Any, topic: str) -> Any:
+    def publisher(self, msg_type: Any, topic: str, qos: Any = None) -> Any:
+        """A publisher for ``topic`` (made once; default QoS reliable, depth 100: nothing lost on the way)."""
         from perception.ros.qos import qos_profile
 
         key = (msg_type.__name__, topic)
         if key not in self.pubs:
-            self.pubs[key] = self.node.create_publisher(msg_type, topic, qos_profile("reliable", 100))
+            self.pubs[key] = self.node.create_publisher(msg_type, topic, qos or qos_profile("reliable", 100))
         return self.pubs[key]
 
     def spin_until(self, predicate: Any, timeout: float) -> bool:
