@@ -580,8 +580,9 @@ def report(result: FuzzResult, args: argparse.Namespace) -> Any:
         f"seed {args.seed}, {args.cameras} cameras per node, one valid frame per {args.valid_every} malformed "
         "messages, "
         f"{args.gap_ms:g} ms after each malformed image, {result.seconds:.1f} s; model {args.checkpoint or args.model} "
-        f"input {args.input_size} {args.backend}; {bad_input} refused by the converter, the rest replaced by a later "
-        f"frame before the worker took them (dropped_stale); {result.mutated_answered} of {result.sent[MUTATED]} "
+        f"input {args.input_size} {args.backend}; {bad_input} refused by the converter (dropped_bad_input), "
+        f"{result.counted() - bad_input} replaced by a later frame before the worker took them (dropped_stale); "
+        f"{result.mutated_answered} of {result.sent[MUTATED]} "
         f"mutated messages still decoded and were answered; CameraInfo: {result.sent[INFO_BAD]} malformed + "
         f"{result.sent[INFO_OK]} valid sent (the node only compares their size with the images')")
     if result.stopped_early:
