@@ -48,6 +48,8 @@ from perception.core.config import parse_size
 from perception.ros.params import add_model_arguments
 
 VALID, BAD, MUTATED, INFO_BAD, INFO_OK = "valid", "bad", "mutated", "camera_info_bad", "camera_info_ok"
+INFO_MISMATCH = "size_mismatch"  # a well-formed CameraInfo whose size disagrees with the images (not malformed)
+INFO_COUNTER = "dropped_bad_camera_info"  # the node's counter of refused CameraInfo, where it has one
 RAW, COMPRESSED = "raw", "compressed"
 
 
@@ -227,12 +229,12 @@ def _camera_info(mk: _Maker, bad: bool) -> tuple[str, Any]:
                                                convert.make_header(0.0, "cam"))
     if not bad:
         return "valid", m
-    kind = mk.rng.choice(["zero_size", "huge_size", "size_mismatch", "nan_k", "inf_p", "empty_message"])
+    kind = mk.rng.choice(["zero_size", "huge_size", INFO_MISMATCH, "nan_k", "inf_p", "empty_message"])
     if kind == "zero_size":
         m.width = 0
     elif kind == "huge_size":
         m.width = m.height = 2**32 - 1
-    elif kind == "size_mismatch":
+    elif kind == INFO_MISMATCH:
         m.width, m.height = w * 2 + 1, h + 3
     elif kind == "nan_k":
         m.k = [math.nan] * 9
@@ -412,6 +414,8 @@ class FuzzResult:
     levels: dict[str, dict[int, int]] = field(default_factory=dict)
     last_errors: dict[str, str] = field(default_factory=dict)
     logs: dict[str, str] = field(default_factory=dict)
+    info_malformed: dict[str, int] = field(default_factory=dict)  # node -> malformed CameraInfo sent to it
+    info_counted: dict[str, int | None] = field(default_factory=dict)  # node -> its INFO_COUNTER (None: no such key)
 
     @property
     def malformed_images(self) -> int:
@@ -437,6 +441,9 @@ class FuzzResult:
                 out.append(f"{node}: processed {c['processed']} but {self.answered.get(node, 0)} answered")
         if self.counted() != self.malformed_images:
             out.append(f"{self.counted()} drops counted for {self.malformed_images} malformed images")
+        for node, n in self.info_counted.items():
+            if n is not None and n != self.info_malformed.get(node, 0):
+                out.append(f"{node}: {INFO_COUNTER} {n} for {self.info_malformed.get(node, 0)} malformed CameraInfo")
         return out
 
 
@@ -487,6 +494,10 @@ def run_fuzz(args: argparse.Namespace, tmp: Path, log: Any = print) -> FuzzResul
             result.labels[f"{item.kind}/{item.transport}/{item.label}"] += 1
             if item.kind in (INFO_BAD, INFO_OK):
                 graph.publisher(CameraInfo, f"/{camera}/camera_info").publish(item.msg)
+                if item.kind == INFO_BAD and item.label != INFO_MISMATCH:
+                    n = node_name(item.transport)
+                    result.info_malformed[n] = result.info_malformed.get(n, 0) + 1
+                graph.spin_until(lambda: False, args.gap_ms / 1000.0)
                 continue
             topic = f"/{camera}/image_raw" + ("/compressed" if item.transport == COMPRESSED else "")
             graph.publisher(type(item.msg), topic).publish(item.msg)
@@ -528,6 +539,9 @@ def run_fuzz(args: argparse.Namespace, tmp: Path, log: Any = print) -> FuzzResul
         for n in nodes:
             t = RAW if n == node_name(RAW) else COMPRESSED
             result.answered[n] = sum(len(graph.answers[c]) for c in cams[t])
+            infos = [graph.values(n, c).get(INFO_COUNTER) for c in cams[t]]
+            result.info_counted[n] = sum(int(v) for v in infos if v is not None) if any(
+                v is not None for v in infos) else None
             result.alive[n] = graph.alive(n)
             for c in cams[t]:
                 result.levels[f"{n}: {c}"] = dict(graph.levels.get(f"{n}: {c}", {}))
@@ -583,8 +597,11 @@ def report(result: FuzzResult, args: argparse.Namespace) -> Any:
         f"input {args.input_size} {args.backend}; {bad_input} refused by the converter (dropped_bad_input), "
         f"{result.counted() - bad_input} replaced by a later frame before the worker took them (dropped_stale); "
         f"{result.mutated_answered} of {result.sent[MUTATED]} "
-        f"mutated messages still decoded and were answered; CameraInfo: {result.sent[INFO_BAD]} malformed + "
-        f"{result.sent[INFO_OK]} valid sent (the node only compares their size with the images')")
+        f"mutated messages still decoded and were answered; CameraInfo: {result.sent[INFO_BAD]} bad (malformed, or a "
+        f"size other than the images') + {result.sent[INFO_OK]} valid sent")
+    for node, counted in result.info_counted.items():
+        rep.notes.append(f"{node}: {result.info_malformed.get(node, 0)} malformed CameraInfo sent; the node's "
+                         f"{INFO_COUNTER}: {'no such counter in /diagnostics' if counted is None else counted}")
     if result.stopped_early:
         rep.notes.append(f"stopped early by --max-seconds {args.max_seconds:g}")
     seen = sorted({lvl for lv in result.levels.values() for lvl in lv})

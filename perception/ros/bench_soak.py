@@ -11,8 +11,8 @@ DDS, private domain) and watches it:
 * **drops** from the node's own counters (``/diagnostics``): stale (replaced by a newer frame),
   bad input, paused;
 * **diagnostics levels** seen per window, and whether they are consistent with the answered
-  share: a node answering under half of its input must not report only OK, a node answering
-  (nearly) everything must report OK most of the time.
+  share: a node answering under 80 % of its input must not report only OK, a node answering at
+  least 95 % must report OK at least 80 % of the time.
 
 The report has one row per window (``--windows``) and the goals; markdown + json. Bounded in time.
 """
@@ -35,6 +35,8 @@ from perception.core.config import parse_size
 from perception.ros.params import add_model_arguments
 
 RSS_GOAL_PCT = 5.0
+WARN_BELOW = 0.8  # answering less than this share of the input, the node must not report only OK
+OK_ABOVE = 0.95  # answering at least this share, it must report OK most (>= 80 %) of the time
 LEVEL_NAMES = {0: "OK", 1: "WARN", 2: "ERROR", 3: "STALE"}
 
 
@@ -87,9 +89,9 @@ def levels_consistent(answered_share: float, levels: Counter[int]) -> tuple[bool
     if not total:
         return False, "no diagnostics seen"
     ok_share = levels.get(0, 0) / total
-    if answered_share < 0.5 and ok_share == 1.0:
+    if answered_share < WARN_BELOW and ok_share == 1.0:
         return False, f"answered {answered_share:.0%} of the input but every diagnostics message said OK"
-    if answered_share >= 0.95 and ok_share < 0.8:
+    if answered_share >= OK_ABOVE and ok_share < 0.8:
         return False, f"answered {answered_share:.0%} but only {ok_share:.0%} of the diagnostics said OK"
     return True, f"answered {answered_share:.0%}, {ok_share:.0%} of diagnostics OK"
 

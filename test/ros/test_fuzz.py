@@ -55,7 +55,7 @@ def test_every_bad_message_is_refused_by_the_converter() -> None:
                     raise RosError("under 8x8")
         elif item.kind == bench_fuzz.VALID:
             assert convert.message_to_rgb(item.msg).shape[:2] == (48, 64 - (64 % 2))
-        elif item.kind == bench_fuzz.INFO_BAD and item.label != "size_mismatch":
+        elif item.kind == bench_fuzz.INFO_BAD and item.label != bench_fuzz.INFO_MISMATCH:
             with pytest.raises(RosError):
                 convert.camera_info_size(item.msg)
 

@@ -26,6 +26,7 @@ def test_rss_growth_uses_medians_after_warmup() -> None:
 def test_levels_consistency() -> None:
     assert not bench_soak.levels_consistent(0.27, Counter({0: 40}))[0]  # the soak: 73 % dropped, all OK
     assert bench_soak.levels_consistent(0.27, Counter({0: 10, 1: 30}))[0]
+    assert not bench_soak.levels_consistent(0.70, Counter({0: 40}))[0]  # 30 % dropped stale, all OK
     assert bench_soak.levels_consistent(0.99, Counter({0: 40}))[0]
     assert not bench_soak.levels_consistent(0.99, Counter({1: 40}))[0]
     assert not bench_soak.levels_consistent(0.99, Counter())[0]
