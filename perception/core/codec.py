@@ -330,7 +330,10 @@ class _StderrCapture:
                 os.close(self.saved)
                 assert _StderrCapture._file is not None
                 os.lseek(_StderrCapture._file, 0, os.SEEK_SET)
-                self.text = os.read(_StderrCapture._file, 1 << 16).decode("utf-8", "replace")
+                chunks = []
+                while chunk := os.read(_StderrCapture._file, 1 << 16):
+                    chunks.append(chunk)
+                self.text = b"".join(chunks).decode("utf-8", "replace")
                 other = [ln for ln in self.text.splitlines(keepends=True) if not _LIBJPEG_OR_PNG.match(ln)]
                 if other:  # someone else's output written meanwhile: pass it on
                     os.write(2, "".join(other).encode())

@@ -120,3 +120,11 @@ def test_non_finite_network_outputs_give_no_nan_results() -> None:
     np.testing.assert_array_equal(det.boxes, clean.boxes)
     att = upsample_attention(np.full((1, 4, 4), np.nan, np.float32), 8, 8)
     assert np.isfinite(att).all()
+
+
+@pytest.mark.parametrize(("shape", "out"), [((0, 4, 4), (8, 8)), ((3, 0, 4), (8, 8)), ((3, 4, 4), (0, 8))])
+def test_empty_maps_raise_core_error_not_cv2_error(shape: tuple[int, int, int], out: tuple[int, int]) -> None:
+    with pytest.raises(CoreError, match="empty"):
+        decode_segmentation(np.zeros(shape, np.float32), *out)
+    with pytest.raises(CoreError, match="empty"):
+        upsample_attention(np.zeros((1, *shape[1:]), np.float32) if shape[0] else np.zeros((1, 4, 0)), *out)
