@@ -56,6 +56,7 @@ DECODE_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
 _SOF = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
 _HUFFMAN_SOF = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7))
 _PROGRESSIVE_SOF = frozenset((0xC2, 0xC6, 0xCA, 0xCE))
+_STD_MIN_CODE = 2  # shortest code of the standard Huffman tables (JPEG Annex K), DC and AC
 _STANDALONE = frozenset((0x01, *range(0xD0, 0xD8)))  # TEM, RST0..7: no length field
 # libjpeg warnings that mean image data was missing or undecodable (the image is partly made up)
 _JPEG_CORRUPT = re.compile(
@@ -191,11 +192,11 @@ def _scan_min_bits(frame: _Frame, seg: bytes, tables: dict[tuple[int, int], int]
             blocks = _ceil(_ceil(frame.width * hs, hmax), 8) * _ceil(_ceil(frame.height * vs, vmax), 8)
         else:  # interleaved: whole MCUs of hs x vs blocks
             blocks = _ceil(frame.width, 8 * hmax) * _ceil(frame.height, 8 * vmax) * hs * vs
-        dc = tables.get((0, td))
-        ac = tables.get((1, ta)) if not frame.progressive else 0
-        if dc is None or ac is None:
-            raise CoreError(f"JPEG scan uses Huffman table DC {td} / AC {ta}, which is not defined: corrupt")
-        bits += blocks * (dc + (ac if se > 0 else 0))
+        # Motion-JPEG frames (USB cameras) carry no DHT: libjpeg then uses the standard tables (shortest
+        # code 2 bits); an undefined table is otherwise left to libjpeg to refuse
+        dc = tables.get((0, td), _STD_MIN_CODE if td < 2 else 1)
+        ac = tables.get((1, ta), _STD_MIN_CODE if ta < 2 else 1) if se > 0 and not frame.progressive else 0
+        bits += blocks * (dc + ac)
     return bits
 
 

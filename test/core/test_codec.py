@@ -159,3 +159,24 @@ def test_random_damage_raises_only_core_error() -> None:
         except CoreError:
             outcomes["refused"] += 1
     assert outcomes["refused"] > 100 and sum(outcomes.values()) == 300
+
+
+def _without_segments(jpeg: bytes, marker: int) -> bytes:
+    out, i = bytearray(jpeg[:2]), 2
+    while jpeg[i + 1] != 0xDA:
+        (length,) = struct.unpack(">H", jpeg[i + 2 : i + 4])
+        if jpeg[i + 1] != marker:
+            out += jpeg[i : i + 2 + length]
+        i += 2 + length
+    return bytes(out + jpeg[i:])
+
+
+def test_motion_jpeg_without_huffman_tables_is_accepted() -> None:
+    """USB cameras' MJPEG frames omit DHT (the standard tables apply); they must not be refused."""
+    rgb = _rgb(48, 64)
+    full = _jpeg(rgb)
+    mjpeg = _without_segments(full, 0xC4)
+    assert b"\xff\xc4" not in mjpeg[: mjpeg.index(b"\xff\xda")]
+    assert np.array_equal(codec.decode_rgb(mjpeg), codec.decode_rgb(full))
+    with pytest.raises(CoreError, match="premature end"):  # the checks still apply
+        codec.decode_rgb(mjpeg[: int(0.8 * len(mjpeg))] + b"\xff\xd9")
