@@ -68,7 +68,8 @@ def test_exif_orientation_is_ignored_sensor_orientation_kept() -> None:
 def test_app_and_com_segments_of_any_total_size_before_the_frame_header() -> None:
     rgb = _rgb()
     big = [codec.jpeg_segment(0xFE, b"c" * 65533), codec.jpeg_segment(0xE2, bytes(range(256)) * 255),
-           codec.exif_orientation_segment(1), codec.jpeg_segment(0xFE, b"\xff" * 40000)]
+           codec.exif_orientation_segment(1), codec.jpeg_segment(0xFE, b"\xff" * 40000),
+           codec.jpeg_segment(0xE1, b"Exif\x00\x00" + _jpeg(_rgb(16, 16)))]  # a thumbnail: SOI..EOI inside APP1
     data = codec.insert_after_soi(_jpeg(rgb), *big)
     assert len(data) > 2 * 65536
     assert codec.image_header(data, check_structure=True) == codec.ImageHeader("jpeg", 64, 48)
