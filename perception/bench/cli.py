@@ -13,6 +13,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "ros": ("perception.ros.bench", "ROS 2 end-to-end latency vs model only (1280x720), message conversion throughput"),
     "throughput": ("perception.ros.bench_throughput",
                    "bag replay (ros2_benchmark method): peak rate, 30 Hz latency, 4 cameras batched, bag read GB/s"),
+    "fuzz": ("perception.ros.bench_fuzz", "malformed Image/CompressedImage/CameraInfo into running nodes: alive, "
+             "valid frames answered, malformed ones counted"),
+    "soak": ("perception.ros.bench_soak", "N cameras for M minutes: RSS growth, crashes, answered share, drops, "
+             "diagnostics levels"),
 }
 
 

@@ -69,7 +69,9 @@ def decode_detections(
 
     Sigmoid, 3x3 max-pool peak extraction, scores >= ``score_thresh``, the ``topk`` best peaks,
     boxes from the distances at the peak cells, class-aware NMS, at most ``max_det`` results.
-    ``image_size=(H, W)`` clips boxes to the image.
+    ``image_size=(H, W)`` clips boxes to the image. Non-finite outputs (a backend gone wrong) give
+    no detection at those cells rather than NaN boxes: NaN logits are never peaks, and peaks whose
+    box distances are not finite are dropped.
     """
     if heatmap_logits.ndim != 3:
         raise CoreError(
@@ -80,8 +82,11 @@ def decode_detections(
     if box.shape != (4, h, w):
         raise CoreError(f"box must be (4, {h}, {w}) to match the heatmap, got {box.shape}")
     heat = sigmoid(heatmap_logits)
-    peaks = (heat == max_pool3x3(heat)) & (heat >= score_thresh)
+    peaks = (heat == max_pool3x3(heat)) & (heat >= score_thresh)  # False wherever heat is NaN
     cls, ii, jj = np.nonzero(peaks)
+    finite = np.isfinite(box[:, ii, jj]).all(axis=0)
+    if not finite.all():
+        cls, ii, jj = cls[finite], ii[finite], jj[finite]
     scores = heat[cls, ii, jj]
     if len(scores) > topk:
         sel = np.argpartition(-scores, topk - 1)[:topk]
@@ -108,6 +113,12 @@ def decode_detections_batch(heatmap_logits: np.ndarray, box: np.ndarray, **kwarg
     return [decode_detections(hm, bx, **kwargs) for hm, bx in zip(heatmap_logits, box)]
 
 
+def _check_map(shape: tuple[int, ...], out_h: int, out_w: int, what: str) -> None:
+    """A network map and its output size must be non-empty (OpenCV would raise cv2.error otherwise)."""
+    if min(shape) < 1 or out_h < 1 or out_w < 1:
+        raise CoreError(f"{what} of shape {shape} cannot be resized to {out_h}x{out_w}: empty map or size")
+
+
 def decode_segmentation(seg_logits: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     """(S, h, w) logits -> uint8 (out_h, out_w) class ids: bilinear upsampling of logits, then argmax.
 
@@ -118,6 +129,7 @@ def decode_segmentation(seg_logits: np.ndarray, out_h: int, out_w: int) -> np.nd
         raise CoreError(f"seg logits must be (S, h, w) for one image, got {seg_logits.shape}")
     if seg_logits.shape[0] > 255:
         raise CoreError(f"{seg_logits.shape[0]} classes do not fit a uint8 mask")
+    _check_map(seg_logits.shape, out_h, out_w, "seg logits")
     hwc = np.ascontiguousarray(seg_logits.transpose(1, 2, 0), dtype=np.float32)
     if hwc.shape[:2] != (out_h, out_w):
         hwc = np.asarray(cv2.resize(hwc, (out_w, out_h), interpolation=cv2.INTER_LINEAR), dtype=np.float32)
@@ -127,15 +139,16 @@ def decode_segmentation(seg_logits: np.ndarray, out_h: int, out_w: int) -> np.nd
 
 
 def upsample_attention(att: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
-    """(1, h, w) or (h, w) attention -> float32 (out_h, out_w), bilinear, clipped to >= 0."""
+    """(1, h, w) or (h, w) attention -> float32 (out_h, out_w), bilinear, clipped to >= 0 (NaN -> 0)."""
     a = np.asarray(att, dtype=np.float32)
     if a.ndim == 3 and a.shape[0] == 1:
         a = a[0]
     if a.ndim != 2:
         raise CoreError(f"attention must be (1, h, w) or (h, w), got {np.shape(att)}")
+    _check_map(a.shape, out_h, out_w, "attention")
     if a.shape != (out_h, out_w):
         a = np.asarray(cv2.resize(a, (out_w, out_h), interpolation=cv2.INTER_LINEAR), dtype=np.float32)
-    return np.clip(a, 0.0, None)
+    return np.clip(np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=0.0), 0.0, None)
 
 
 def box_pixel_bounds(boxes: np.ndarray, height: int, width: int) -> np.ndarray:

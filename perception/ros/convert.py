@@ -12,7 +12,6 @@ Outputs carry the INPUT image's header, boxes are in the input image's pixels, a
 from __future__ import annotations
 
 import math
-import struct
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -33,11 +32,13 @@ from vision_msgs.msg import (
     VisionClass,
 )
 
+from perception.core import codec
+from perception.core.boxes import CoreError
 from perception.core.classes import DETECTION_CLASSES, ClassInfo, semantic_palette
 from perception.core.types import CameraIntrinsics, Detections, GroundTruth
 from perception.ros.errors import RosError
 
-MAX_PIXELS = 16 * 1024 * 1024  # default limit on width * height of an input image
+MAX_PIXELS = codec.DEFAULT_MAX_PIXELS  # default limit on width * height of an input image (input.max_pixels)
 
 # encoding -> (channels, OpenCV conversion to RGB or None for rgb8 itself)
 _ENCODINGS: dict[str, tuple[int, int | None]] = {
@@ -51,6 +52,7 @@ _ENCODINGS: dict[str, tuple[int, int | None]] = {
     "yuv422_yuy2": (2, cv2.COLOR_YUV2RGB_YUY2),
 }
 SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_ENCODINGS)
+_PACKED_PAIRS = frozenset(("yuv422_yuy2",))  # 4:2:2 packed: 2 pixels per U, V pair
 
 
 # -- time ------------------------------------------------------------------------------------------
@@ -72,16 +74,17 @@ def make_header(stamp_s: float, frame_id: str) -> Header:
 
 # -- input images ------------------------------------------------------------------------------------
 def _check_size(width: int, height: int, max_pixels: int) -> None:
-    if width <= 0 or height <= 0:
-        raise RosError(f"image has zero size ({width}x{height})")
-    if width * height > max_pixels:
-        raise RosError(f"image {width}x{height} has more than {max_pixels} pixels (input.max_pixels)")
+    try:
+        codec.check_pixels(width, height, max_pixels)
+    except CoreError as e:
+        raise RosError(str(e)) from e
 
 
 def image_to_rgb(msg: Image, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """sensor_msgs/Image -> (H, W, 3) uint8 RGB. ``rgb8`` gives a view of ``msg.data`` (no copy).
 
-    Supported encodings: rgb8, bgr8, rgba8, bgra8, mono8 (8UC1), 8UC3 (as BGR), yuv422_yuy2.
+    Supported encodings: rgb8, bgr8, rgba8, bgra8, mono8 (8UC1), 8UC3 (as BGR), yuv422_yuy2 (even
+    widths only: two pixels share one U, V pair). Raises :class:`RosError` for anything malformed.
     """
     enc = msg.encoding
     if enc not in _ENCODINGS:
@@ -89,6 +92,8 @@ def image_to_rgb(msg: Image, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     w, h, step = int(msg.width), int(msg.height), int(msg.step)
     _check_size(w, h, max_pixels)
     channels, code = _ENCODINGS[enc]
+    if enc in _PACKED_PAIRS and w % 2:
+        raise RosError(f"{enc} image {w}x{h}: the width must be even (pixels come in pairs sharing U and V)")
     row = w * channels
     if step < row:
         raise RosError(f"{enc} image {w}x{h}: step {step} is smaller than width * {channels} = {row}")
@@ -101,55 +106,51 @@ def image_to_rgb(msg: Image, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     img = rows.reshape(h, w, channels) if channels > 1 else rows
     if not img.flags.c_contiguous:
         img = np.ascontiguousarray(img)
-    return np.asarray(cv2.cvtColor(img, code))
+    try:
+        return np.asarray(cv2.cvtColor(img, code))
+    except cv2.error as e:  # checked above; kept so that no OpenCV error ever leaves a conversion
+        raise RosError(f"{enc} image {w}x{h} (step {step}) could not be converted: {e}") from e
 
 
 def _compressed_dims(data: np.ndarray) -> tuple[int, int] | None:
     """(width, height) from a PNG or JPEG header without decoding; None if not found."""
-    b = data[:65536].tobytes()
-    if b[:8] == b"\x89PNG\r\n\x1a\n" and len(b) >= 24:
-        w, h = struct.unpack(">II", b[16:24])
-        return int(w), int(h)
-    if b[:2] == b"\xff\xd8":
-        i = 2
-        while i + 9 < len(b):
-            if b[i] != 0xFF:
-                i += 1
-                continue
-            marker = b[i + 1]
-            if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
-                h, w = struct.unpack(">HH", b[i + 5 : i + 9])
-                return int(w), int(h)
-            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-                i += 2
-                continue
-            (length,) = struct.unpack(">H", b[i + 2 : i + 4])
-            i += 2 + length
-    return None
+    try:
+        header = codec.image_header(data.tobytes())
+    except CoreError:
+        return None
+    return header.width, header.height
 
 
-def compressed_to_rgb(msg: CompressedImage, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """sensor_msgs/CompressedImage (JPEG or PNG) -> (H, W, 3) uint8 RGB.
+def compressed_to_rgb(msg: CompressedImage, max_pixels: int = MAX_PIXELS, strict: bool = True) -> np.ndarray:
+    """sensor_msgs/CompressedImage (JPEG or PNG) -> (H, W, 3) uint8 RGB in the sensor's orientation.
 
-    The size is read from the header first, so an oversized image is refused before decoding.
+    The size is read from the header first (so an oversized image is refused before decoding), the
+    stream's structure is checked and corrupt or truncated data is refused
+    (:func:`perception.core.codec.decode_rgb`); EXIF Orientation is ignored. Raises :class:`RosError`.
     """
-    data = np.frombuffer(msg.data, dtype=np.uint8)
-    if data.size == 0:
-        raise RosError("compressed image has no data")
-    dims = _compressed_dims(data)
-    if dims is None:
-        raise RosError(f"compressed image (format {msg.format!r}) is neither JPEG nor PNG, or its header is corrupt")
-    _check_size(dims[0], dims[1], max_pixels)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if bgr is None or bgr.ndim != 3 or bgr.shape[:2] != (dims[1], dims[0]):
-        raise RosError(f"compressed image (format {msg.format!r}, {dims[0]}x{dims[1]}) could not be decoded (corrupt)")
-    return np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    try:
+        return codec.decode_rgb(msg.data, max_pixels, strict)
+    except CoreError as e:
+        raise RosError(f"compressed image (format {msg.format!r}): {e}") from e
 
 
 def message_to_rgb(msg: Image | CompressedImage, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    if isinstance(msg, CompressedImage):
-        return compressed_to_rgb(msg, max_pixels)
-    return image_to_rgb(msg, max_pixels)
+    """An input message -> (H, W, 3) uint8 RGB; :class:`RosError` is the only exception it raises.
+
+    The specific checks above give the messages; anything they missed (an OpenCV or numpy error
+    on input nobody foresaw) is turned into a RosError too, so that a caller that drops frames on
+    RosError never sees a foreign exception from a malformed message.
+    """
+    try:
+        if isinstance(msg, CompressedImage):
+            return compressed_to_rgb(msg, max_pixels)
+        if isinstance(msg, Image):
+            return image_to_rgb(msg, max_pixels)
+        raise RosError(f"cannot convert a {type(msg).__name__} to an image; send sensor_msgs/Image or CompressedImage")
+    except RosError:
+        raise
+    except Exception as e:  # the boundary: foreign errors become the layer's one type
+        raise RosError(f"{type(msg).__name__} could not be converted ({type(e).__name__}: {e})") from e
 
 
 # -- output images -----------------------------------------------------------------------------------
@@ -312,9 +313,24 @@ def intrinsics_to_camera_info(intr: CameraIntrinsics, header: Header) -> CameraI
     return msg
 
 
+def camera_info_size(msg: CameraInfo, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """(height, width) of a CameraInfo after checking it: non-zero, at most ``max_pixels``, and a
+    finite K/D/R/P of the right lengths. Raises :class:`RosError` for anything malformed."""
+    w, h = int(msg.width), int(msg.height)
+    _check_size(w, h, max_pixels)
+    for name, want in (("k", 9), ("r", 9), ("p", 12)):
+        values = np.asarray(getattr(msg, name), dtype=np.float64)
+        if values.size != want or not np.isfinite(values).all():
+            raise RosError(f"camera_info {w}x{h}: {name.upper()} must be {want} finite numbers, got {values.tolist()}")
+    if not np.isfinite(np.asarray(msg.d, dtype=np.float64)).all():
+        raise RosError(f"camera_info {w}x{h}: distortion D has non-finite values {list(msg.d)}")
+    return h, w
+
+
 def camera_info_to_intrinsics(msg: CameraInfo) -> CameraIntrinsics:
     k = list(msg.k)
-    if msg.width <= 0 or msg.height <= 0 or len(k) != 9 or k[0] <= 0 or k[4] <= 0:
+    if (msg.width <= 0 or msg.height <= 0 or len(k) != 9 or not np.isfinite(k).all() or k[0] <= 0
+            or k[4] <= 0):
         raise RosError(f"camera_info {msg.width}x{msg.height} with K={k} is not a calibrated pinhole camera")
     return CameraIntrinsics(int(msg.width), int(msg.height), float(k[0]), float(k[4]), float(k[2]), float(k[5]))
 

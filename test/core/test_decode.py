@@ -106,3 +106,25 @@ def test_detections_to_src() -> None:
     m = LetterboxMap.compute(256, 96, 128, 96)  # scale 0.5, pad_y 24
     src = detections_to_src(det, m)
     np.testing.assert_allclose(src.boxes[0], [40, 0, 88, 16])
+
+
+def test_non_finite_network_outputs_give_no_nan_results() -> None:
+    """A backend returning NaN/inf (issue 10, fault injection): no NaN box, score or attention leaves decode."""
+    heat, box = _synthetic_head()
+    clean = decode_detections(heat, box, score_thresh=0.3)
+    heat[1, 5, 5] = np.nan
+    heat[2, 10, 14] = 8.0  # a confident peak whose box is garbage
+    box[:, 10, 14] = [np.inf, np.nan, 1.0, 1.0]
+    det = decode_detections(heat, box, score_thresh=0.3)
+    assert np.isfinite(det.boxes).all() and np.isfinite(det.scores).all()
+    np.testing.assert_array_equal(det.boxes, clean.boxes)
+    att = upsample_attention(np.full((1, 4, 4), np.nan, np.float32), 8, 8)
+    assert np.isfinite(att).all()
+
+
+@pytest.mark.parametrize(("shape", "out"), [((0, 4, 4), (8, 8)), ((3, 0, 4), (8, 8)), ((3, 4, 4), (0, 8))])
+def test_empty_maps_raise_core_error_not_cv2_error(shape: tuple[int, int, int], out: tuple[int, int]) -> None:
+    with pytest.raises(CoreError, match="empty"):
+        decode_segmentation(np.zeros(shape, np.float32), *out)
+    with pytest.raises(CoreError, match="empty"):
+        upsample_attention(np.zeros((1, *shape[1:]), np.float32) if shape[0] else np.zeros((1, 4, 0)), *out)

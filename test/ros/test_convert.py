@@ -186,3 +186,99 @@ def test_vision_msgs_type_hashes_match_the_public_interfaces() -> None:
     for name, expected in PUBLIC_HASHES.items():
         data = json.loads((share / f"{name}.json").read_text())
         assert data["type_hashes"][0]["hash_string"] == expected, name
+
+
+# -- issue 10: hostile input (each failed before the fix) -------------------------------------------
+def test_yuy2_with_odd_width_is_a_ros_error_not_a_cv2_error() -> None:
+    msg = _raw(bytes(638 * 240), 319, 240, 638, "yuv422_yuy2")  # step and data length consistent
+    with pytest.raises(RosError, match="width must be even"):
+        convert.message_to_rgb(msg)
+
+
+def _smooth_jpeg(h: int, w: int) -> bytes:
+    noise = np.random.default_rng(2).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    return bytes(convert.rgb_to_compressed(cv2.GaussianBlur(noise, (5, 5), 0), HDR, "jpeg", 90).data)
+
+
+def _compressed(data: bytes, fmt: str = "jpeg") -> CompressedImage:
+    m = CompressedImage(format=fmt)
+    m.data = data
+    return m
+
+
+def test_decompression_bomb_is_refused_before_decoding() -> None:
+    from perception.core import codec
+
+    forged = codec.with_jpeg_size(_smooth_jpeg(256, 256), 4000, 4000)  # 4000x4000 claimed, ~60 kB of data
+    with pytest.raises(RosError, match="4000x4000"):
+        convert.message_to_rgb(_compressed(forged))
+    with pytest.raises(RosError, match="more than"):
+        convert.message_to_rgb(_compressed(forged), max_pixels=4000 * 3999)
+
+
+def test_truncated_jpeg_with_an_eoi_appended_is_refused() -> None:
+    data = _smooth_jpeg(240, 320)
+    with pytest.raises(RosError, match="premature end of data segment"):
+        convert.message_to_rgb(_compressed(data[: int(0.8 * len(data))] + b"\xff\xd9"))
+
+
+def test_exif_orientation_6_is_accepted_in_sensor_orientation() -> None:
+    from perception.core import codec
+
+    plain = _smooth_jpeg(48, 64)
+    out = convert.message_to_rgb(_compressed(codec.insert_after_soi(plain, codec.exif_orientation_segment(6))))
+    assert out.shape == (48, 64, 3)
+    np.testing.assert_array_equal(out, convert.message_to_rgb(_compressed(plain)))
+
+
+def test_more_than_64_kib_of_app_and_com_segments_before_the_frame_header() -> None:
+    from perception.core import codec
+
+    segments = [codec.jpeg_segment(0xE1, b"x" * 65533), codec.jpeg_segment(0xFE, b"comment" * 9000)]
+    data = codec.insert_after_soi(_smooth_jpeg(48, 64), *segments)
+    assert convert.message_to_rgb(_compressed(data)).shape == (48, 64, 3)
+    assert convert._compressed_dims(np.frombuffer(data, np.uint8)) == (64, 48)
+
+
+def test_any_malformed_input_message_raises_only_ros_error() -> None:
+    """Seeded: every encoding with random sizes, steps and data lengths; damaged JPEG/PNG bytes."""
+    rng = np.random.default_rng(10)
+    encodings = [*convert.SUPPORTED_ENCODINGS, "rgb16", "", "yuv422"]
+    jpeg, png = _smooth_jpeg(24, 32), bytes(convert.rgb_to_compressed(_rgb(24, 32), HDR, "png").data)
+    outcomes = {"ok": 0, "refused": 0}
+    for i in range(600):
+        if i % 2:
+            w, h = (int(v) for v in rng.choice([0, 1, 2, 3, 7, 8, 31, 319, 65535, 2**31], 2))
+            step = int(rng.choice([0, w, 2 * w, 3 * w + 1, 4 * w, w * 2 - 1, 2**32 - 1]))
+            msg: Image | CompressedImage = _raw(bytes(int(rng.integers(0, 4000))), w, h, step,
+                                                str(rng.choice(encodings)))
+        else:
+            data = bytearray(jpeg if i % 4 else png)
+            for _ in range(int(rng.integers(1, 4))):
+                pos = int(rng.integers(len(data)))
+                data[pos] = int(rng.integers(256)) if rng.random() < 0.6 else data[pos]
+                if rng.random() < 0.3:
+                    del data[pos:]
+            msg = _compressed(bytes(data))
+        try:
+            out = convert.message_to_rgb(msg, max_pixels=1 << 20)
+            assert out.ndim == 3 and out.shape[2] == 3
+            outcomes["ok"] += 1
+        except RosError:
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 200
+
+
+def test_camera_info_checks() -> None:
+    from sensor_msgs.msg import CameraInfo
+
+    good = convert.intrinsics_to_camera_info(CameraIntrinsics(64, 48, 50.0, 50.0, 32.0, 24.0), HDR)
+    assert convert.camera_info_size(good) == (48, 64)
+    bad = convert.intrinsics_to_camera_info(CameraIntrinsics(64, 48, 50.0, 50.0, 32.0, 24.0), HDR)
+    bad.k = [float("nan")] * 9
+    with pytest.raises(RosError, match="finite"):
+        convert.camera_info_size(bad)
+    with pytest.raises(RosError, match="calibrated"):
+        convert.camera_info_to_intrinsics(bad)
+    with pytest.raises(RosError, match="zero size"):
+        convert.camera_info_size(CameraInfo())
