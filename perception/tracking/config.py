@@ -21,6 +21,8 @@ class ClassModel:
     - ``motion``: ``"cv"`` (constant velocity, linear Kalman filter on x, y, vx, vy) or ``"ctrv"``
       (constant turn rate and velocity, EKF on x, y, yaw, v, yaw rate; uses the measured heading).
     - ``accel_std`` (m/s^2) and ``yaw_accel_std`` (rad/s^2, CTRV): process noise.
+    - ``yaw_std_deg``: standard deviation of a detection's heading (degrees; CTRV weighs the measured
+      heading by it, growing with the position noise relative to the box length).
     - ``init_speed_std``: prior standard deviation of the speed of a new track (m/s).
     - ``gate_chi2``: Mahalanobis gate on the bird's-eye-view position innovation (2 dof; 13.8 = 99.9 %);
       ``gate_distance``: hard cap on the centre distance (m) whatever the covariance.
@@ -35,6 +37,7 @@ class ClassModel:
     accel_std: float = 2.0
     yaw_accel_std: float = 0.5
     init_speed_std: float = 5.0
+    yaw_std_deg: float = 10.0
     gate_chi2: float = 13.8
     gate_distance: float = 3.0
     group: str = ""
@@ -56,7 +59,7 @@ class ClassModel:
 
 def default_class_models() -> dict[int, ClassModel]:
     """Vehicles CTRV with a 4 m gate, people CV with a 2 m gate; traffic signs are not tracked."""
-    vehicle = dict(motion="ctrv", accel_std=3.0, yaw_accel_std=0.6, init_speed_std=10.0, gate_distance=4.0,
+    vehicle = dict(motion="ctrv", accel_std=1.5, yaw_accel_std=0.6, init_speed_std=10.0, gate_distance=4.0,
                    group="vehicle")  # fmt: skip
     return {
         detection_id("car"): ClassModel(**vehicle),  # type: ignore[arg-type]

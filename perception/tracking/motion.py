@@ -7,9 +7,13 @@ and box size are smoothed outside the motion model (they hardly move).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .config import ClassModel
+
+_EYE = {n: np.eye(n) for n in (4, 5)}
 
 
 def wrap_angle(a: np.ndarray | float) -> np.ndarray:
@@ -17,12 +21,17 @@ def wrap_angle(a: np.ndarray | float) -> np.ndarray:
     return (np.asarray(a) + np.pi) % (2 * np.pi) - np.pi
 
 
+def wrap(a: float) -> float:
+    """One angle wrapped into [-pi, pi) (plain floats: per-track code stays cheap)."""
+    return (a + math.pi) % (2 * math.pi) - math.pi
+
+
 def _kalman_update(x: np.ndarray, cov: np.ndarray, y: np.ndarray, h: np.ndarray, r: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Kalman update with innovation ``y`` (Joseph form keeps the covariance symmetric positive definite)."""
     S = h @ cov @ h.T + r
     K = np.linalg.solve(S, h @ cov).T
-    ikh = np.eye(len(x)) - K @ h
+    ikh = _EYE[len(x)] - K @ h
     return x + K @ y, ikh @ cov @ ikh.T + K @ r @ K.T
 
 
@@ -86,43 +95,37 @@ class CTRV:
 
     @staticmethod
     def predict(x: np.ndarray, cov: np.ndarray, dt: float, cm: ClassModel) -> tuple[np.ndarray, np.ndarray]:
-        px, py, th, v, w = x
-        c, s = np.cos(th), np.sin(th)
-        F = np.eye(5)
+        px, py, th, v, w = (float(a) for a in x)
+        c, s = math.cos(th), math.sin(th)
         if abs(w) > 1e-4:
             th2 = th + w * dt
-            c2, s2 = np.cos(th2), np.sin(th2)
-            nx = px + v / w * (s2 - s)
-            ny = py + v / w * (c - c2)
-            F[0, 2] = v / w * (c2 - c)
-            F[0, 3] = (s2 - s) / w
-            F[0, 4] = v * dt * c2 / w - v / w**2 * (s2 - s)
-            F[1, 2] = v / w * (s2 - s)
-            F[1, 3] = (c - c2) / w
-            F[1, 4] = v * dt * s2 / w - v / w**2 * (c - c2)
+            c2, s2 = math.cos(th2), math.sin(th2)
+            nx, ny = px + v / w * (s2 - s), py + v / w * (c - c2)
+            f02, f03, f04 = v / w * (c2 - c), (s2 - s) / w, v * dt * c2 / w - v / w**2 * (s2 - s)
+            f12, f13, f14 = v / w * (s2 - s), (c - c2) / w, v * dt * s2 / w - v / w**2 * (c - c2)
         else:
             nx, ny = px + v * c * dt, py + v * s * dt
-            F[0, 2], F[0, 3] = -v * s * dt, c * dt
-            F[1, 2], F[1, 3] = v * c * dt, s * dt
-            F[0, 4], F[1, 4] = -0.5 * v * s * dt**2, 0.5 * v * c * dt**2
-        F[2, 4] = dt
-        G = np.array([[0.5 * dt**2 * c, 0.0], [0.5 * dt**2 * s, 0.0], [0.0, 0.5 * dt**2], [dt, 0.0], [0.0, dt]])
-        Q = G @ np.diag([cm.accel_std**2, cm.yaw_accel_std**2]) @ G.T
-        x2 = np.array([nx, ny, float(wrap_angle(th + w * dt)), v, w])
-        return x2, F @ cov @ F.T + Q
+            f02, f03, f04 = -v * s * dt, c * dt, -0.5 * v * s * dt**2
+            f12, f13, f14 = v * c * dt, s * dt, 0.5 * v * c * dt**2
+        F = np.array([[1.0, 0.0, f02, f03, f04], [0.0, 1.0, f12, f13, f14], [0.0, 0.0, 1.0, 0.0, dt],
+                      [0.0, 0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0, 1.0]])  # fmt: skip
+        h = 0.5 * dt**2
+        G = np.array([[h * c, 0.0], [h * s, 0.0], [0.0, h], [dt, 0.0], [0.0, dt]])
+        Q = (G * [cm.accel_std**2, cm.yaw_accel_std**2]) @ G.T
+        return np.array([nx, ny, wrap(th + w * dt), v, w]), F @ cov @ F.T + Q
 
     @staticmethod
     def update(x: np.ndarray, cov: np.ndarray, z: np.ndarray, r: np.ndarray, yaw: float, yaw_var: float
                ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-        dyaw = float(wrap_angle(yaw - x[2]))
-        if abs(dyaw) > np.pi / 2:  # the box is seen back to front: the same heading line
-            dyaw = float(wrap_angle(dyaw + np.pi))
+        dyaw = wrap(yaw - float(x[2]))
+        if abs(dyaw) > math.pi / 2:  # the box is seen back to front: the same heading line
+            dyaw = wrap(dyaw + math.pi)
         y = np.array([z[0] - x[0], z[1] - x[1], dyaw])
         Rf = np.zeros((3, 3))
         Rf[:2, :2] = r
         Rf[2, 2] = yaw_var
         x2, P2 = _kalman_update(x, cov, y, CTRV.H, Rf)
-        x2[2] = float(wrap_angle(x2[2]))
+        x2[2] = wrap(float(x2[2]))
         return x2, P2
 
     @staticmethod

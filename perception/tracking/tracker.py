@@ -17,6 +17,7 @@ Per frame (:meth:`MultiObjectTracker.update`):
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass, field
 
@@ -24,7 +25,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from .config import ClassModel, TrackerConfig
-from .motion import CTRV, MODELS, ConstantVelocity, wrap_angle
+from .motion import CTRV, MODELS, ConstantVelocity, wrap
 from .types import Detections3D, TrackedObject, TrackingError
 
 _BIG = 1e9
@@ -72,7 +73,7 @@ def _existence_update(p: float, hit: bool, score: float, p_detect: float) -> flo
         num, alt = p_detect * p, (1.0 - min(score, 0.99)) * (1.0 - p)
     else:
         num, alt = (1.0 - p_detect) * p, (1.0 - _P_FALSE_TRACK_DETECT) * (1.0 - p)
-    return float(np.clip(num / (num + alt), _P_CLIP, 1.0 - _P_CLIP))
+    return min(max(num / (num + alt), _P_CLIP), 1.0 - _P_CLIP)
 
 
 class MultiObjectTracker:
@@ -176,15 +177,16 @@ class MultiObjectTracker:
 
     # ---------------------------------------------------------------- lifecycle ----
 
-    def _yaw_var(self, dets: Detections3D, j: int) -> float:
-        """Heading variance of a detection: boxes of people and of far objects are poor at heading."""
-        return float(np.deg2rad(10.0) ** 2 + 0.5 * np.trace(dets.position_covs[j, :2, :2]) / max(dets.sizes[j, 0], 0.5)
-                     ** 2)  # fmt: skip
+    @staticmethod
+    def _yaw_var(cm: ClassModel, dets: Detections3D, j: int) -> float:
+        """Heading variance of a detection: ``yaw_std_deg``, more for short boxes with noisy positions."""
+        pos_var = 0.5 * float(dets.position_covs[j, 0, 0] + dets.position_covs[j, 1, 1])
+        return math.radians(cm.yaw_std_deg) ** 2 + pos_var / max(float(dets.sizes[j, 0]), 0.5) ** 2
 
     def _birth(self, dets: Detections3D, j: int, stamp: float) -> _Track:
         cid = int(dets.class_ids[j])
         cm = self.config.classes[cid]
-        yaw, yaw_var = float(dets.yaws[j]), self._yaw_var(dets, j)
+        yaw, yaw_var = float(dets.yaws[j]), self._yaw_var(cm, dets, j)
         x, P = MODELS[cm.motion].init(dets.centers[j, :2], dets.position_covs[j, :2, :2], yaw, yaw_var, cm)
         t = _Track(self._next_id, cid, cm, x, P, float(dets.centers[j, 2]), float(dets.position_covs[j, 2, 2]),
                    dets.sizes[j].copy(), yaw, yaw_var, stamp, stamp,
@@ -195,13 +197,13 @@ class MultiObjectTracker:
         return t
 
     def _update_track(self, t: _Track, dets: Detections3D, j: int, stamp: float) -> None:
-        yaw, yaw_var = float(dets.yaws[j]), self._yaw_var(dets, j)
+        yaw, yaw_var = float(dets.yaws[j]), self._yaw_var(t.cm, dets, j)
         t.x, t.P = t.model.update(t.x, t.P, dets.centers[j, :2], dets.position_covs[j, :2, :2], yaw, yaw_var)
         rz = float(dets.position_covs[j, 2, 2])
         k = t.z_var / (t.z_var + rz)
         t.z, t.z_var = t.z + k * (float(dets.centers[j, 2]) - t.z), (1 - k) * t.z_var
         t.size = (1 - _SIZE_ALPHA) * t.size + _SIZE_ALPHA * dets.sizes[j]
-        t.yaw_meas = float(wrap_angle(t.yaw_meas + _YAW_ALPHA * wrap_angle(yaw - t.yaw_meas)))
+        t.yaw_meas = wrap(t.yaw_meas + _YAW_ALPHA * wrap(yaw - t.yaw_meas))
         t.yaw_meas_var = yaw_var
         score = float(dets.scores[j])
         cid = int(dets.class_ids[j])
