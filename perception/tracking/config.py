@@ -76,7 +76,7 @@ class TrackerConfig:
     """The tracker (ByteTrack-style two-stage association in the odom frame).
 
     Detections scoring at least ``high_score`` are associated first with every track; the remaining
-    confirmed tracks then get a second chance with detections scoring in [``low_score``, ``high_score``)
+    tracks then get a second chance with detections scoring in [``low_score``, ``high_score``)
     (low scores are often true objects that are partly occluded). Only unmatched detections scoring at
     least ``birth_score`` start tracks. Confirmed tracks are output while they coast up to ``output_coast``
     seconds. ``classes`` maps detection class ids to their :class:`ClassModel`; classes not in it are
