@@ -54,6 +54,8 @@ class _Track:
     existence: float
     votes: dict[int, float] = field(default_factory=dict)
     hits: int = 1
+    detection: int = -1  # index into this frame's input detections, -1 when not detected
+    index_2d: int = -1
     confirmed: bool = False
     stationary: bool = True
 
@@ -91,6 +93,7 @@ class MultiObjectTracker:
         """Forget every track (a scene cut, a bag loop, a jump of the odometry)."""
         self.tracks: list[_Track] = []
         self.stamp: float | None = None
+        self._input_index: np.ndarray = np.zeros(0, np.int64)
         self._next_id = 1
 
     # ------------------------------------------------------------------ update ----
@@ -112,7 +115,8 @@ class MultiObjectTracker:
                                     f"them into {cfg.fixed_frame!r}")  # fmt: skip
             detections = detections.transformed(ego_pose, cfg.fixed_frame)
         known = np.array([int(c) in cfg.classes for c in detections.class_ids], bool)
-        dets = detections.subset(known & (detections.scores >= cfg.low_score))
+        self._input_index = np.flatnonzero(known & (detections.scores >= cfg.low_score))
+        dets = detections.subset(self._input_index)
 
         for t in self.tracks:
             if dt > 0:
@@ -128,6 +132,7 @@ class MultiObjectTracker:
 
         survivors: list[_Track] = []
         for i, t in enumerate(self.tracks):
+            t.detection = t.index_2d = -1
             if i in matched:
                 self._update_track(t, dets, matched[i], stamp)
                 survivors.append(t)
@@ -191,7 +196,8 @@ class MultiObjectTracker:
         t = _Track(self._next_id, cid, cm, x, P, float(dets.centers[j, 2]), float(dets.position_covs[j, 2, 2]),
                    dets.sizes[j].copy(), yaw, yaw_var, stamp, stamp,
                    _existence_update(0.5, True, float(dets.scores[j]), cm.p_detect),
-                   votes={cid: float(dets.scores[j])})  # fmt: skip
+                   votes={cid: float(dets.scores[j])}, detection=int(self._input_index[j]),
+                   index_2d=int(dets.index_2d[j]))  # fmt: skip
         t.confirmed = cm.n_init <= 1
         self._next_id += 1
         return t
@@ -211,6 +217,7 @@ class MultiObjectTracker:
         t.existence = _existence_update(t.existence, True, score, t.cm.p_detect)
         t.hits += 1
         t.last_update = stamp
+        t.detection, t.index_2d = int(self._input_index[j]), int(dets.index_2d[j])
         if t.hits >= t.cm.n_init:
             t.confirmed = True
 
@@ -235,5 +242,6 @@ class MultiObjectTracker:
             existence_probability=t.existence, position=np.array([t.x[0], t.x[1], t.z]), position_cov=pos_cov,
             yaw=float(yaw), yaw_var=float(yaw_var), dimensions=t.size.copy(), velocity=np.array([v2[0], v2[1], 0.0]),
             velocity_cov=vel_cov, yaw_rate=yaw_rate, is_stationary=t.stationary, age=stamp - t.birth, hits=t.hits,
-            time_since_update=stamp - t.last_update, stamp=stamp, frame_id=self.config.fixed_frame,
+            time_since_update=stamp - t.last_update, stamp=stamp, detection_index=t.detection, index_2d=t.index_2d,
+            frame_id=self.config.fixed_frame,
         )  # fmt: skip

@@ -7,6 +7,7 @@ Autoware ``TrackedObjects`` (``track_uuid`` gives the ``unique_identifier_msgs/U
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass, field
 
@@ -46,7 +47,7 @@ class Detections3D:
     sizes: np.ndarray
     yaws: np.ndarray
     position_covs: np.ndarray
-    sources: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
+    sources: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))  # none given: all SOURCE_LIDAR
     index_2d: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     frame_id: str = "base_link"
 
@@ -59,10 +60,11 @@ class Detections3D:
         set_(self, "sizes", _f64(self.sizes, (n, 3), "sizes"))
         set_(self, "yaws", _f64(self.yaws, (n,), "yaws"))
         set_(self, "position_covs", _f64(self.position_covs, (n, 3, 3), "position_covs"))
-        src = np.asarray(self.sources, np.int8).reshape(-1)
-        set_(self, "sources", src if len(src) == n else np.full(n, SOURCE_LIDAR, np.int8))
-        i2d = np.asarray(self.index_2d, np.int64).reshape(-1)
-        set_(self, "index_2d", i2d if len(i2d) == n else np.full(n, -1, np.int64))
+        for name, default, dtype in (("sources", SOURCE_LIDAR, np.int8), ("index_2d", -1, np.int64)):
+            a = np.asarray(getattr(self, name), dtype).reshape(-1)
+            if len(a) not in (0, n):
+                raise TrackingError(f"Detections3D.{name} has {len(a)} entries for {n} detections (or give none)")
+            set_(self, name, a if len(a) == n else np.full(n, default, dtype))
         if ((self.scores < 0) | (self.scores > 1)).any():
             raise TrackingError("Detections3D.scores must lie in [0, 1]")
         if (np.diagonal(self.position_covs, axis1=1, axis2=2) <= 0).any():
@@ -141,11 +143,28 @@ class TrackedObject:
     hits: int
     time_since_update: float
     stamp: float
+    detection_index: int = -1  # the input detection that updated it this frame (-1: coasting)
+    index_2d: int = -1  # that detection's index_2d: the 2D detection to label with this track id
     frame_id: str = "odom"
 
     @property
     def speed(self) -> float:
         return float(np.hypot(self.velocity[0], self.velocity[1]))
+
+    def transformed(self, transform: np.ndarray, frame_id: str) -> TrackedObject:
+        """The object in another frame: ``transform`` (4x4) maps points of ``self.frame_id`` into
+        ``frame_id`` (base_T_odom for base_link outputs). Velocities stay relative to the ground, only
+        their axes turn; the heading turns with the transform's rotation about z."""
+        T = np.asarray(transform, np.float64)
+        if T.shape != (4, 4):
+            raise TrackingError(f"transform must be 4x4, got shape {T.shape}")
+        R = T[:3, :3]
+        h = R @ np.array([np.cos(self.yaw), np.sin(self.yaw), 0.0])
+        return dataclasses.replace(
+            self, position=R @ self.position + T[:3, 3], position_cov=R @ self.position_cov @ R.T,
+            yaw=float(np.arctan2(h[1], h[0])), velocity=R @ self.velocity, velocity_cov=R @ self.velocity_cov @ R.T,
+            frame_id=frame_id,
+        )  # fmt: skip
 
     def pose_covariance(self) -> np.ndarray:
         """6x6 covariance of (x, y, z, roll, pitch, yaw) as geometry_msgs/PoseWithCovariance holds it

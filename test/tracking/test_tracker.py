@@ -214,3 +214,36 @@ def test_world_yaw_from_kitti_rotation_y_under_camera_pitch(pitch_deg: float) ->
 def test_config_is_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         TrackerConfig().high_score = 0.1  # type: ignore[misc]
+
+
+def test_outputs_name_the_detection_and_2d_box_that_updated_them() -> None:
+    """So a camera-only consumer can put the track id on the 2D detection (Detection2D.id)."""
+    trk = MultiObjectTracker()
+    out: list[TrackedObject] = []
+    for k in range(4):
+        # a traffic sign (not tracked) first, then a car from 2D box 7 and a pedestrian from 2D box 3
+        d = Detections3D.create([4, CAR, PED], [0.9, 0.9, 0.9], [[5.0, 5, 2], [10.0 + k, 0, 0.75], [8.0, -4, 0.9]],
+                                np.ones((3, 3)), [0.0, 0.0, 0.0], 0.01, index_2d=[0, 7, 3])  # fmt: skip
+        if k == 3:
+            d = d.subset(np.array([0, 1]))  # the pedestrian is missed: it coasts
+        out = trk.update(k * DT, np.eye(4), d)
+    got = {o.class_id: (o.detection_index, o.index_2d, o.time_since_update > 0) for o in out}
+    assert got == {CAR: (1, 7, False), PED: (-1, -1, True)}
+
+
+def test_tracked_object_into_base_link() -> None:
+    trk = MultiObjectTracker()
+    rng = np.random.default_rng(7)
+    out: list[TrackedObject] = []
+    for k in range(20):
+        out = trk.update(k * DT, np.eye(4), dets_in_base(np.eye(4), [CAR], np.array([[10.0 + 5 * k * DT, 0, 0.75]]),
+                                                         [0.0], [0.9], rng, sd=0.05))  # fmt: skip
+    (o,) = out
+    odom_T_base = pose(20.0, 0.0, np.pi / 2)  # the ego 20 m ahead, facing +y
+    b = o.transformed(np.linalg.inv(odom_T_base), "base_link")
+    assert b.frame_id == "base_link"
+    np.testing.assert_allclose(b.position[:2], [o.position[1], -(o.position[0] - 20.0)], atol=1e-9)
+    np.testing.assert_allclose(b.velocity[:2], [o.velocity[1], -o.velocity[0]], atol=1e-9)
+    assert b.yaw == pytest.approx(o.yaw - np.pi / 2) and b.speed == pytest.approx(o.speed)
+    with pytest.raises(TrackingError, match="index_2d"):
+        Detections3D.create([0, 0], [0.9, 0.9], np.zeros((2, 3)), np.ones((2, 3)), [0.0, 0.0], 0.1, index_2d=[1])
