@@ -37,36 +37,44 @@ TRACKED = (0, 1, 2, 3)  # car, truck, pedestrian, cyclist
 def drive_ground_truth(seed: int, num_frames: int, start: int = 0, analytic: bool = False, width: int = 320,
                        height: int = 192, eval_range: float = 70.0) -> list[GroundTruthFrame]:  # fmt: skip
     """Ground-truth objects (odom = world) of frames start .. start + num_frames - 1 of drive ``seed``,
-    with velocities; objects farther than ``eval_range`` from the ego are marked ignore."""
+    with velocities.
+
+    Rendered (default): the frame's boxes3d, its small or occluded objects marked ignore, plus every
+    object of the camera's view that the render hides completely, also marked ignore (a track that
+    coasts behind an occluder is neither a hit nor a false positive). ``analytic``: every object of
+    the camera's view from the world state, none hidden. Objects farther than ``eval_range`` from the
+    ego are marked ignore."""
     from perception.sim.config import SimConfig
     from perception.sim.drive import frame_at, get_world
     from perception.sim.render import select_things, to_cam
     from perception.sim.world import agent_states, camera_pose, ego_pose
 
     world = get_world(seed, SimConfig(width=width, height=height))
+    intr = world.intrinsics
     frames = []
     for i in range(start, start + num_frames):
         t = i / world.cfg.fps
         odom_T_base = ego_pose(world, t, 0.0)
-        if analytic:
-            cam = camera_pose(world, t)
-            intr = world.intrinsics
-            idx = select_things(world, t, cam, intr, None)
-            st = agent_states(world, t, idx)
-            tpl = [world.agents.templates[k] for k in idx]
-            sizes = np.array([tp.size for tp in tpl], np.float64).reshape(-1, 3)
-            centers = st.xyz + np.column_stack([np.zeros((len(idx), 2)), sizes[:, 2] / 2])
-            pc = to_cam(centers, cam)
-            u = intr.fx * pc[:, 0] / np.maximum(pc[:, 2], 1e-3) + intr.cx
-            ignore = (pc[:, 2] < 1.0) | (u < 0) | (u > intr.width)
-            ids = idx.astype(np.int64) + 1
-            classes = np.array([SEMANTIC_TO_DETECTION[tp.semantic] for tp in tpl], np.int64)
-            yaws = np.asarray(st.yaw, np.float64)
-        else:
-            frame = frame_at(world, i)[0]
-            assert frame.world_T_cam is not None
-            centers, sizes, yaws = objects_from_boxes3d(frame.gt.boxes3d, frame.world_T_cam)
-            ids, classes, ignore = frame.gt.track_ids, frame.gt.class_ids, frame.gt.ignore.copy()
+        cam = camera_pose(world, t)
+        idx = select_things(world, t, cam, intr, None)
+        st = agent_states(world, t, idx)
+        tpl = [world.agents.templates[k] for k in idx]
+        sizes = np.array([tp.size for tp in tpl], np.float64).reshape(-1, 3)
+        centers = st.xyz + np.column_stack([np.zeros((len(idx), 2)), sizes[:, 2] / 2])
+        pc = to_cam(centers, cam)
+        u = intr.fx * pc[:, 0] / np.maximum(pc[:, 2], 1e-3) + intr.cx
+        ignore = (pc[:, 2] < 1.0) | (u < 0) | (u > intr.width)
+        ids = idx.astype(np.int64) + 1
+        classes = np.array([SEMANTIC_TO_DETECTION[tp.semantic] for tp in tpl], np.int64)
+        yaws = np.asarray(st.yaw, np.float64)
+        if not analytic:
+            gt = frame_at(world, i)[0]
+            assert gt.world_T_cam is not None
+            hidden = ~np.isin(ids, gt.gt.track_ids)
+            c, sz, y = objects_from_boxes3d(gt.gt.boxes3d, gt.world_T_cam)
+            ids, classes = np.r_[gt.gt.track_ids, ids[hidden]], np.r_[gt.gt.class_ids, classes[hidden]]
+            centers, sizes, yaws = np.r_[c, centers[hidden]], np.r_[sz, sizes[hidden]], np.r_[y, yaws[hidden]]
+            ignore = np.r_[gt.gt.ignore, np.ones(int(hidden.sum()), bool)]
         far = np.linalg.norm(centers[:, :2] - odom_T_base[:2, 3], axis=1) > eval_range
         frames.append(GroundTruthFrame(t, odom_T_base, ids, classes, centers, sizes, yaws, ignore | far))
     return with_velocities(frames)
@@ -126,7 +134,7 @@ def crowd_timing(num_objects: int = 30, frames: int = 50, seed: int = 0) -> np.n
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[101, 102, 103], help="drives (default 101 102 103)")
-    parser.add_argument("--frames", type=int, default=150, help="frames per drive (default 150 = 15 s)")
+    parser.add_argument("--frames", type=int, default=100, help="frames per drive (default 100 = 10 s)")
     parser.add_argument("--start", type=int, default=0, help="first frame (default 0)")
     parser.add_argument("--analytic", action="store_true",
                         help="ground truth from the world's agent states (no rendering, no occlusion)")

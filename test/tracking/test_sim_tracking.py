@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from perception.sim.config import SimConfig
+from perception.sim.drive import render_frame
 from perception.tracking.cli import TRACKED, crowd_timing, drive_ground_truth, evaluate_drive, run_tracker
 from perception.tracking.groundtruth import DetectionNoise, GroundTruthFrame
 from perception.tracking.metrics import TrackFrame
@@ -29,12 +31,16 @@ def _partner(g: GroundTruthFrame, p: TrackFrame, gid: int) -> int | None:
 
 def test_rendered_ground_truth_agrees_with_the_world_state() -> None:
     """boxes3d (optical frame) + world_T_cam -> odom reproduces the agents' poses: centres and headings."""
-    rendered = drive_ground_truth(SEED, 1, start=30, width=128, height=80)
-    analytic = drive_ground_truth(SEED, 1, start=30, analytic=True, width=128, height=80)
+    cfg = SimConfig(width=128, height=80)
+    visible = render_frame(SEED, 30, cfg).gt.track_ids
+    rendered = drive_ground_truth(SEED, 1, start=30, width=cfg.width, height=cfg.height)
+    analytic = drive_ground_truth(SEED, 1, start=30, analytic=True, width=cfg.width, height=cfg.height)
     checked = 0
     for r, a in zip(rendered, analytic, strict=True):
         np.testing.assert_allclose(r.odom_T_base, a.odom_T_base)
-        for k, tid in enumerate(r.ids):
+        assert set(r.ids) == set(a.ids)  # the hidden ones are there too, as ignore
+        assert all(r.ignore[k] for k, tid in enumerate(r.ids) if tid not in visible)
+        for k, tid in enumerate(r.ids[: len(visible)]):
             j = np.flatnonzero(a.ids == tid)
             assert len(j), f"rendered object {tid} is not in the camera's view in the world state"
             np.testing.assert_allclose(r.centers[k], a.centers[j[0]], atol=0.02)
