@@ -77,10 +77,10 @@ class TrackerConfig:
 
     Detections scoring at least ``high_score`` are associated first with every track; the remaining
     tracks then get a second chance with detections scoring in [``low_score``, ``high_score``)
-    (low scores are often true objects that are partly occluded). Only unmatched detections scoring at
-    least ``birth_score`` start tracks. Confirmed tracks are output while they coast up to ``output_coast``
-    seconds. ``classes`` maps detection class ids to their :class:`ClassModel`; classes not in it are
-    ignored. ``fixed_frame`` names the frame of the output (odom)."""
+    (low scores are often true objects that are partly occluded). Only unmatched high-score
+    detections scoring at least ``birth_score`` start tracks. Confirmed tracks are output while they
+    coast up to ``output_coast`` seconds. ``classes`` maps detection class ids to their
+    :class:`ClassModel`; classes not in it are ignored. ``fixed_frame`` names the frame of the output (odom)."""
 
     high_score: float = 0.5
     low_score: float = 0.1
