@@ -1,0 +1,24 @@
+"""3D multi-object tracking in the odometry frame (numpy/scipy, no rclpy, no torch).
+
+:class:`MultiObjectTracker` takes per frame the ego pose ``odom_T_base`` and :class:`Detections3D`
+(base_link, as fusion produces them) and returns :class:`TrackedObject` s with stable ids,
+velocities and covariances. :mod:`.metrics` scores tracks (MOTA, IDF1, ID switches, velocity error);
+:mod:`.groundtruth` turns the synthetic world's ground truth into tracks and noisy detections.
+"""
+
+from .config import ClassModel, TrackerConfig, default_class_models
+from .tracker import MultiObjectTracker
+from .types import SOURCE_CAMERA, SOURCE_LIDAR, Detections3D, TrackedObject, TrackingError, track_uuid
+
+__all__ = [
+    "SOURCE_CAMERA",
+    "SOURCE_LIDAR",
+    "ClassModel",
+    "Detections3D",
+    "MultiObjectTracker",
+    "TrackedObject",
+    "TrackerConfig",
+    "TrackingError",
+    "default_class_models",
+    "track_uuid",
+]
