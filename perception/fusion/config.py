@@ -54,8 +54,9 @@ class FusionConfig:
     ``"ransac"``: numpy on at most ``ground_samples`` low points; ``"open3d"``: open3d's
     ``segment_plane``; ``"band"``: the base_link z = 0 plane, no fit) and points within
     ``ground_height`` above it are removed. Clusters: points are binned in ``voxel`` cells whose
-    centroids are linked within ``tolerance`` (Autoware's Euclidean cluster: 0.3 m, 0.7 m);
-    with a segmentation mask, only voxels painted with the same class are linked. Association:
+    centroids are linked within ``tolerance`` (Autoware's Euclidean cluster: 0.3 m, 0.7 m) by a
+    scipy KD-tree (``cluster_method`` ``"kdtree"``) or open3d's ``cluster_dbscan`` (``"open3d"``);
+    a segmentation mask refines the association (see ``fuse._candidates``). Association:
     a cluster answers a detection when at least ``min_points`` of its points fall in the box and the
     columns of its points overlap the box's by ``min_overlap`` (IoU). Boxes: the L-shape search steps
     ``yaw_step_deg`` then refines at ``yaw_fine_deg`` on at most ``shape_points`` points.
@@ -71,6 +72,7 @@ class FusionConfig:
     ground_max_tilt_deg: float = 10.0
     voxel: float = 0.3
     tolerance: float = 0.7
+    cluster_method: str = "kdtree"
     min_points: int = 3
     min_overlap: float = 0.2
     paint: bool = True
@@ -88,6 +90,10 @@ class FusionConfig:
             raise FusionError(f"min_depth {self.min_depth} / max_range {self.max_range}: use 0 < min_depth < max_range")
         if self.ground_method not in ("ransac", "open3d", "band"):
             raise FusionError(f"ground_method {self.ground_method!r}: use 'ransac', 'open3d' or 'band'")
+        if self.cluster_method not in ("kdtree", "open3d"):
+            raise FusionError(
+                f"cluster_method {self.cluster_method!r}: use 'kdtree' (scipy) or 'open3d' (cluster_dbscan)"
+            )
         if self.voxel <= 0 or self.tolerance <= 0 or self.ground_height <= 0:
             raise FusionError("voxel, tolerance and ground_height must be positive metres")
         if self.min_points < 1 or not 0.0 <= self.min_overlap < 1.0:

@@ -101,35 +101,38 @@ def _candidates(pts: np.ndarray, uv: np.ndarray, h: np.ndarray, labels: np.ndarr
                 boxes: np.ndarray, grown: np.ndarray, class_ids: np.ndarray,
                 cfg: FusionConfig) -> list[tuple[float, int, int, np.ndarray]]:  # fmt: skip
     """Every (score, detection, cluster, point indices) that may pair. A cluster is taken inside the
-    detection's frustum only (the box grown by :data:`BOX_MARGIN`), so a neighbour it merged with
-    outside the box does not count; it must have ``min_points`` points in the box, pass the class's
-    size gates, and its columns must overlap the box's by ``min_overlap`` (IoU; the rows of a far
-    pedestrian's one or two beams say little). The score is that IoU times the cluster's share of the
-    points in the box (the object fills its box; points painted through parallax, such as a car roof
-    the LiDAR sees where the camera sees the pedestrian behind it, are few) times, with a mask, the
-    share of its points painted with the detection's class."""
+    detection's frustum only (the box grown by :data:`BOX_MARGIN`; with a mask, only its points
+    painted with the detection's class), so a neighbour it merged with outside does not count. It
+    must have ``min_points`` points in the box, pass the class's size gates, and its columns must
+    overlap the box's by ``min_overlap`` (IoU; the rows of a far pedestrian's one or two beams say
+    little). The score is that IoU times the cluster's share of the points in the box (an object
+    fills its box) times, with a mask, the share of the WHOLE cluster painted with the detection's
+    class: points painted through parallax (a car roof or a wall the LiDAR sees where the camera
+    sees a pedestrian) belong to clusters painted mostly with another class, and lose."""
     if len(pts) == 0:
         return []
     tight = in_boxes(uv, boxes)  # (M, N)
     near = in_boxes(uv, grown)
+    k = int(labels.max()) + 1
+    sizes = np.bincount(labels, minlength=k)
     out: list[tuple[float, int, int, np.ndarray]] = []
     for j in range(len(boxes)):
-        counts = np.bincount(labels[tight[j]], minlength=int(labels.max()) + 1)
+        counts = np.bincount(labels[tight[j]], minlength=k)
         total = max(int(tight[j].sum()), 1)
         model = cfg.classes[int(class_ids[j])]
         want = _GROUP[DETECTION_TO_SEMANTIC[int(class_ids[j])]]
-        frustum = np.flatnonzero(near[j])
-        for c in np.flatnonzero(counts >= cfg.min_points):
-            sel = frustum[labels[frustum] == c]
-            if not _gate(pts[sel], h[sel], model):
+        is_want = None if groups is None else (groups == want).any(1)
+        frustum = near[j] if is_want is None else near[j] & is_want
+        share = np.ones(k) if is_want is None else np.bincount(labels, is_want, k) / np.maximum(sizes, 1)
+        for c in np.flatnonzero((counts >= cfg.min_points) & (share > 0)):
+            sel = np.flatnonzero(frustum & (labels == c))
+            if len(sel) < cfg.min_points or not _gate(pts[sel], h[sel], model):
                 continue
             u0, u1 = float(uv[sel, 0].min()), float(uv[sel, 0].max())
             x1, x2 = float(boxes[j, 0]), float(boxes[j, 2])
             iou_u = max(0.0, min(u1, x2) - max(u0, x1)) / max(max(u1, x2) - min(u0, x1), 1e-6)
-            if iou_u < cfg.min_overlap:
-                continue
-            painted = 1.0 if groups is None else float(np.mean(groups[sel] == want))
-            out.append((iou_u * counts[c] / total * painted, j, int(c), sel))
+            if iou_u >= cfg.min_overlap:
+                out.append((iou_u * counts[c] / total * share[c], j, int(c), sel))
     return out
 
 
@@ -143,7 +146,8 @@ def _lidar_rows(pts_l: np.ndarray, det: Detections, intr: CameraIntrinsics, ext:
     grown = np.concatenate([boxes[:, :2] - BOX_MARGIN * wh, boxes[:, 2:] + BOX_MARGIN * wh], 1)
     keep = in_boxes(uv, grown).any(0)
     idx, uv = idx[keep], uv[keep]
-    painted = paint(uv, mask, intr) if (mask is not None and cfg.paint) else None
+    # a beam through a one-pixel gap in the mask (a pedestrian's neck) keeps the class above or below it
+    painted = paint(uv, mask, intr, (-1, 0, 1)) if (mask is not None and cfg.paint) else None
     pts = transform(pts_l[idx], ext.base_T_lidar)
     timings["crop"] += time.perf_counter() - t0
 
@@ -152,16 +156,12 @@ def _lidar_rows(pts_l: np.ndarray, det: Detections, intr: CameraIntrinsics, ext:
                        max_tilt_deg=cfg.ground_max_tilt_deg, seed=cfg.seed)  # fmt: skip
     h = height_above(pts, plane)
     above = h > cfg.ground_height
-    if painted is not None:  # only points painted with a class some detection asks for
-        wanted = np.zeros(256, bool)
-        wanted[_GROUP[[DETECTION_TO_SEMANTIC[int(c)] for c in det.class_ids[cand]]]] = True
-        above &= wanted[_GROUP[painted]]
     pts, uv, h = pts[above], uv[above], h[above]
-    groups = None if painted is None else _GROUP[painted[above]]
+    groups = None if painted is None else _GROUP[painted[above]]  # (N, 3)
     timings["ground"] += time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    labels = voxel_clusters(pts, cfg.voxel, cfg.tolerance)
+    labels = voxel_clusters(pts, cfg.voxel, cfg.tolerance, cfg.cluster_method)
     timings["cluster"] += time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -99,13 +99,14 @@ def in_boxes(uv: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return np.asarray((u >= b[:, 0]) & (u < b[:, 2]) & (v >= b[:, 1]) & (v < b[:, 3]))
 
 
-def paint(uv: np.ndarray, mask: np.ndarray, intr: CameraIntrinsics) -> np.ndarray:
+def paint(uv: np.ndarray, mask: np.ndarray, intr: CameraIntrinsics, rows: tuple[int, ...] = (0,)) -> np.ndarray:
     """Point painting: the semantic class of each point's pixel in ``mask`` (H, W), which may have
-    another resolution than ``intr`` (its pixels are scaled)."""
+    another resolution than ``intr`` (its pixels are scaled). With ``rows`` offsets, (N, len(rows))
+    classes of the pixels that many mask rows below (or above, negative) each point's."""
     if mask.ndim != 2:
         raise FusionError(f"segmentation mask must be (H, W) class ids, got shape {mask.shape}")
     h, w = mask.shape
     col = np.clip((uv[:, 0] * (w / intr.width)).astype(np.int64), 0, w - 1)
-    row = np.clip((uv[:, 1] * (h / intr.height)).astype(np.int64), 0, h - 1)
-    out: np.ndarray = mask[row, col]
-    return out
+    row = (uv[:, 1] * (h / intr.height)).astype(np.int64)
+    out: np.ndarray = np.stack([mask[np.clip(row + dr, 0, h - 1), col] for dr in rows], 1)
+    return out[:, 0] if rows == (0,) else out
