@@ -27,7 +27,7 @@ import numpy as np
 from perception.bench.report import Report
 from perception.core.types import Detections, Frame, GroundTruth
 from perception.fusion.config import FusionConfig
-from perception.fusion.fuse import STAGES, Objects3D, fuse
+from perception.fusion.fuser import STAGES, Objects3D, fuse
 from perception.fusion.geometry import Extrinsics
 from perception.fusion.shape import l_shape_heading, min_area_rect_heading, wrap_half_pi
 

@@ -6,6 +6,9 @@ pixels below the horizon lies at range ``Z = f H / dv``, so a pixel error ``s`` 
 whose bottom edge is cut by the image, or is at or above the horizon, take their range from the box
 height and the class's prior height instead (``Z = f h / box height``, 15% prior uncertainty); so
 do boxes whose ground range is over 1.5x that height range (the bottom edge is an occluder's top).
+Boxes flatter than the class can look (a pedestrian behind a parked car shows its head and
+shoulders only) take their range from the box width and the width the class shows on average
+(35% uncertainty): their bottom edge and their height are an occluder's, not theirs.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from .config import ClassModel
 from .geometry import Extrinsics
 
 HEIGHT_PRIOR_SIGMA = 0.15  # relative spread of object heights around the class prior
+WIDTH_PRIOR_SIGMA = 0.35  # relative spread of the width an object shows (its yaw is unknown)
+FLAT_SHARE = 0.75  # a box flatter than this share of the class's flattest look has part of its height hidden
 OCCLUDED_RATIO = 1.5  # ground range over box-height range above which the bottom edge is taken as hidden
 Z_SIGMA = 0.3  # m: vertical uncertainty of a camera-only centre
 
@@ -55,9 +60,11 @@ def camera_object(box: np.ndarray, model: ClassModel, intr: CameraIntrinsics, ex
     d = R @ np.array([(u - intr.cx) / intr.fx, (y2 - intr.cy) / intr.fy, 1.0])
     f = 0.5 * (intr.fx + intr.fy)
     height_cam = ext.camera_height
-    cut = y2 >= intr.height - 1.0
-    on_ground = not cut and d[2] < -1e-6 and height_cam > 0
+    # part of the height hidden (an occluder in front, the image edge): flatter than the class can look
+    flat = (y2 - y1) < FLAT_SHARE * h0 / float(np.hypot(l0, w0)) * (x2 - x1) or y2 >= intr.height - 1.0
     box_range = f * h0 / max(y2 - y1, 1e-6)  # range along the optical axis ~ horizontal range
+    on_ground = not flat and d[2] < -1e-6 and height_cam > 0
+    rng = box_range
     if on_ground:
         g = o + d * (-o[2] / d[2])
         rng = float(np.hypot(*(g[:2] - o[:2])))
@@ -65,13 +72,17 @@ def camera_object(box: np.ndarray, model: ClassModel, intr: CameraIntrinsics, ex
         on_ground = rng <= OCCLUDED_RATIO * box_range
         sigma = rng**2 * pixel_sigma / (f * height_cam)
     if not on_ground:
-        if y2 - y1 < 2.0:
+        if y2 - y1 < 2.0 or x2 - x1 < 2.0:
             return None
-        dc = R @ np.array([(u - intr.cx) / intr.fx, (0.5 * (y1 + y2) - intr.cy) / intr.fy, 1.0])
+        sigma = HEIGHT_PRIOR_SIGMA * box_range
         rng = box_range
+        if flat:  # the width still shows the object: range from the width it shows on average
+            seen = w0 if model.shape == "cylinder" else 0.5 * (l0 + w0)
+            rng = f * seen / (x2 - x1)
+            sigma = WIDTH_PRIOR_SIGMA * rng
+        dc = R @ np.array([(u - intr.cx) / intr.fx, (0.5 * (y1 + y2) - intr.cy) / intr.fy, 1.0])
         g = o + dc / max(float(np.hypot(dc[0], dc[1])), 1e-9) * rng
         g[2] = 0.0
-        sigma = HEIGHT_PRIOR_SIGMA * rng
     ray = (g[:2] - o[:2]) / max(float(np.hypot(*(g[:2] - o[:2]))), 1e-9)
     bearing = float(np.arctan2(ray[1], ray[0]))
     # how much of the prior length shows across the line of sight: 0 end-on, 1 side-on

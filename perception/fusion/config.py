@@ -47,7 +47,7 @@ def default_classes() -> dict[int, ClassModel]:
 
 @dataclass(frozen=True)
 class FusionConfig:
-    """Every knob of :func:`perception.fusion.fuse.fuse`; the defaults are the tested ones.
+    """Every knob of :func:`perception.fusion.fuser.fuse`; the defaults are the tested ones.
 
     Crop: points nearer than ``min_depth`` or farther than ``max_range`` (m) from the camera, or
     outside the image, are dropped first. Ground: a plane is fitted by RANSAC (``ground_method``
@@ -56,7 +56,7 @@ class FusionConfig:
     ``ground_height`` above it are removed. Clusters: points are binned in ``voxel`` cells whose
     centroids are linked within ``tolerance`` (Autoware's Euclidean cluster: 0.3 m, 0.7 m) by a
     scipy KD-tree (``cluster_method`` ``"kdtree"``) or open3d's ``cluster_dbscan`` (``"open3d"``);
-    a segmentation mask refines the association (see ``fuse._candidates``). Association:
+    a segmentation mask refines the association (see ``fuser._candidates``). Association:
     a cluster answers a detection when at least ``min_points`` of its points fall in the box and the
     columns of its points overlap the box's by ``min_overlap`` (IoU). Boxes: the L-shape search steps
     ``yaw_step_deg`` then refines at ``yaw_fine_deg`` on at most ``shape_points`` points.

@@ -82,14 +82,33 @@ def check_points(points: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(p[:, :3], dtype=np.float32)
 
 
-def crop_to_image(points_cam: np.ndarray, intr: CameraIntrinsics, min_depth: float,
-                  max_range: float) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Indices of the points the camera sees (in front, inside the image, within range) and their pixels."""
+def crop_to_image(points_cam: np.ndarray, intr: CameraIntrinsics, min_depth: float, max_range: float,
+                  boxes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Indices of the points the camera sees (in front, within range, inside the image or, given
+    xyxy ``boxes`` (which may reach outside the image), inside some box) and their pixels."""
     z = points_cam[:, 2]
     front = np.flatnonzero((z > min_depth) & (z < max_range))
     uv = project(points_cam[front], intr)
-    inside = (uv[:, 0] >= 0) & (uv[:, 0] < intr.width) & (uv[:, 1] >= 0) & (uv[:, 1] < intr.height)
+    inside: np.ndarray
+    if boxes is None:
+        inside = (uv[:, 0] >= 0) & (uv[:, 0] < intr.width) & (uv[:, 1] >= 0) & (uv[:, 1] < intr.height)
+    else:
+        inside = np.asarray(in_boxes(uv, boxes).any(0))
     return front[inside], uv[inside]
+
+
+def frustum_boxes(boxes: np.ndarray, intr: CameraIntrinsics, margin: float, border: float = 1.0) -> np.ndarray:
+    """The xyxy boxes grown by ``margin`` of their size on each side and opened without limit on the
+    sides where they touch the image border (within ``border`` px): an object cut by the image
+    edge goes on outside it, and the LiDAR sees that part too."""
+    wh = boxes[:, 2:] - boxes[:, :2]
+    out = np.concatenate([boxes[:, :2] - margin * wh, boxes[:, 2:] + margin * wh], 1).astype(np.float32)
+    big = np.float32(1e9)
+    out[boxes[:, 0] <= border, 0] = -big
+    out[boxes[:, 1] <= border, 1] = -big
+    out[boxes[:, 2] >= intr.width - border, 2] = big
+    out[boxes[:, 3] >= intr.height - border, 3] = big
+    return out
 
 
 def in_boxes(uv: np.ndarray, boxes: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ from perception.core.types import CameraIntrinsics, Detections
 from .camera_only import camera_object
 from .cluster import voxel_clusters
 from .config import ClassModel, FusionConfig, FusionError
-from .geometry import Extrinsics, check_points, crop_to_image, in_boxes, paint, transform
+from .geometry import Extrinsics, check_points, crop_to_image, frustum_boxes, in_boxes, paint, transform
 from .ground import fit_ground, height_above
 from .shape import BevBox, fit_cylinder, fit_l_shape
 
@@ -98,13 +98,14 @@ def _gate(pts: np.ndarray, heights: np.ndarray, model: ClassModel) -> bool:
 
 
 def _candidates(pts: np.ndarray, uv: np.ndarray, h: np.ndarray, labels: np.ndarray, groups: np.ndarray | None,
-                boxes: np.ndarray, grown: np.ndarray, class_ids: np.ndarray,
+                boxes: np.ndarray, grown: np.ndarray, class_ids: np.ndarray, width: float,
                 cfg: FusionConfig) -> list[tuple[float, int, int, np.ndarray]]:  # fmt: skip
     """Every (score, detection, cluster, point indices) that may pair. A cluster is taken inside the
-    detection's frustum only (the box grown by :data:`BOX_MARGIN`; with a mask, only its points
+    detection's frustum only (the box grown by :data:`BOX_MARGIN` and opened where it touches the
+    image border, :func:`~perception.fusion.geometry.frustum_boxes`; with a mask, only its points
     painted with the detection's class), so a neighbour it merged with outside does not count. It
     must have ``min_points`` points in the box, pass the class's size gates, and its columns must
-    overlap the box's by ``min_overlap`` (IoU; the rows of a far pedestrian's one or two beams say
+    overlap the box's by ``min_overlap`` (IoU within the image; the rows of a far pedestrian's one or two beams say
     little). The score is that IoU times the cluster's share of the points in the box (an object
     fills its box) times, with a mask, the share of the WHOLE cluster painted with the detection's
     class: points painted through parallax (a car roof or a wall the LiDAR sees where the camera
@@ -128,7 +129,7 @@ def _candidates(pts: np.ndarray, uv: np.ndarray, h: np.ndarray, labels: np.ndarr
             sel = np.flatnonzero(frustum & (labels == c))
             if len(sel) < cfg.min_points or not _gate(pts[sel], h[sel], model):
                 continue
-            u0, u1 = float(uv[sel, 0].min()), float(uv[sel, 0].max())
+            u0, u1 = max(float(uv[sel, 0].min()), 0.0), min(float(uv[sel, 0].max()), width)
             x1, x2 = float(boxes[j, 0]), float(boxes[j, 2])
             iou_u = max(0.0, min(u1, x2) - max(u0, x1)) / max(max(u1, x2) - min(u0, x1), 1e-6)
             if iou_u >= cfg.min_overlap:
@@ -140,19 +141,19 @@ def _lidar_rows(pts_l: np.ndarray, det: Detections, intr: CameraIntrinsics, ext:
                 cand: np.ndarray, cfg: FusionConfig, timings: dict[str, float]) -> list[_Row]:  # fmt: skip
     t0 = time.perf_counter()
     pc = transform(pts_l, ext.cam_T_lidar)
-    idx, uv = crop_to_image(pc, intr, cfg.min_depth, cfg.max_range)
     boxes = det.boxes[cand].astype(np.float32)
-    wh = boxes[:, 2:] - boxes[:, :2]
-    grown = np.concatenate([boxes[:, :2] - BOX_MARGIN * wh, boxes[:, 2:] + BOX_MARGIN * wh], 1)
-    keep = in_boxes(uv, grown).any(0)
-    idx, uv = idx[keep], uv[keep]
+    grown = frustum_boxes(boxes, intr, BOX_MARGIN)
+    idx, uv = crop_to_image(pc, intr, cfg.min_depth, cfg.max_range, grown)
     # a beam through a one-pixel gap in the mask (a pedestrian's neck) keeps the class above or below it
     painted = paint(uv, mask, intr, (-1, 0, 1)) if (mask is not None and cfg.paint) else None
     pts = transform(pts_l[idx], ext.base_T_lidar)
     timings["crop"] += time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    plane = fit_ground(pts, cfg.ground_method, samples=cfg.ground_samples, iterations=cfg.ground_iterations,
+    # the plane is fitted to a sample of the whole scan: inside the frustums objects outnumber the road
+    step = max(1, len(pts_l) // (4 * cfg.ground_samples))
+    sample = transform(pts_l[::step], ext.base_T_lidar)
+    plane = fit_ground(sample, cfg.ground_method, samples=cfg.ground_samples, iterations=cfg.ground_iterations,
                        max_tilt_deg=cfg.ground_max_tilt_deg, seed=cfg.seed)  # fmt: skip
     h = height_above(pts, plane)
     above = h > cfg.ground_height
@@ -165,7 +166,7 @@ def _lidar_rows(pts_l: np.ndarray, det: Detections, intr: CameraIntrinsics, ext:
     timings["cluster"] += time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    pairs = _candidates(pts, uv, h, labels, groups, boxes, grown, det.class_ids[cand], cfg)
+    pairs = _candidates(pts, uv, h, labels, groups, boxes, grown, det.class_ids[cand], float(intr.width), cfg)
     timings["associate"] += time.perf_counter() - t0
 
     t0 = time.perf_counter()
