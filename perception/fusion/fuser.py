@@ -105,8 +105,8 @@ def _candidates(pts: np.ndarray, uv: np.ndarray, h: np.ndarray, labels: np.ndarr
     image border, :func:`~perception.fusion.geometry.frustum_boxes`; with a mask, only its points
     painted with the detection's class), so a neighbour it merged with outside does not count. It
     must have ``min_points`` points in the box, pass the class's size gates, and its columns must
-    overlap the box's by ``min_overlap`` (IoU within the image; the rows of a far pedestrian's one or two beams say
-    little). The score is that IoU times the cluster's share of the points in the box (an object
+    overlap the box's by ``min_overlap`` (IoU within the image; the rows of a far pedestrian's one or
+    two beams say little). The score is that IoU times the cluster's share of the points in the box (an object
     fills its box) times, with a mask, the share of the WHOLE cluster painted with the detection's
     class: points painted through parallax (a car roof or a wall the LiDAR sees where the camera
     sees a pedestrian) belong to clusters painted mostly with another class, and lose."""
@@ -116,17 +116,23 @@ def _candidates(pts: np.ndarray, uv: np.ndarray, h: np.ndarray, labels: np.ndarr
     near = in_boxes(uv, grown)
     k = int(labels.max()) + 1
     sizes = np.bincount(labels, minlength=k)
+    painted: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # painted class -> (per point, per cluster share)
     out: list[tuple[float, int, int, np.ndarray]] = []
     for j in range(len(boxes)):
         counts = np.bincount(labels[tight[j]], minlength=k)
         total = max(int(tight[j].sum()), 1)
         model = cfg.classes[int(class_ids[j])]
-        want = _GROUP[DETECTION_TO_SEMANTIC[int(class_ids[j])]]
-        is_want = None if groups is None else (groups == want).any(1)
-        frustum = near[j] if is_want is None else near[j] & is_want
-        share = np.ones(k) if is_want is None else np.bincount(labels, is_want, k) / np.maximum(sizes, 1)
+        want = int(_GROUP[DETECTION_TO_SEMANTIC[int(class_ids[j])]])
+        if groups is None:
+            frustum, share = np.flatnonzero(near[j]), np.ones(k)
+        else:
+            if want not in painted:
+                is_want = (groups == want).any(1)
+                painted[want] = (is_want, np.bincount(labels, is_want, k) / np.maximum(sizes, 1))
+            frustum, share = np.flatnonzero(near[j] & painted[want][0]), painted[want][1]
+        f_labels = labels[frustum]
         for c in np.flatnonzero((counts >= cfg.min_points) & (share > 0)):
-            sel = np.flatnonzero(frustum & (labels == c))
+            sel = frustum[f_labels == c]
             if len(sel) < cfg.min_points or not _gate(pts[sel], h[sel], model):
                 continue
             u0, u1 = max(float(uv[sel, 0].min()), 0.0), min(float(uv[sel, 0].max()), width)
