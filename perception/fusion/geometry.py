@@ -79,7 +79,7 @@ def check_points(points: np.ndarray) -> np.ndarray:
     p = np.asarray(points)
     if p.ndim != 2 or p.shape[1] < 3:
         raise FusionError(f"points must be (N, 3) or (N, 4) x, y, z[, intensity], got shape {p.shape}")
-    return np.ascontiguousarray(p[:, :3], dtype=np.float32)
+    return p[:, :3] if p.dtype == np.float32 else p[:, :3].astype(np.float32)  # a view: no copy of the scan
 
 
 def crop_to_image(points_cam: np.ndarray, intr: CameraIntrinsics, min_depth: float, max_range: float,

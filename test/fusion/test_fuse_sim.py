@@ -70,6 +70,10 @@ def test_output_layout_and_empty_inputs(cases: list[SimCase]) -> None:
     assert np.array_equal(objs.class_ids, c.detections.class_ids[objs.detection_index])
     assert np.all(np.linalg.eigvalsh(objs.covariances) > 0)
     assert set(timings) == {"crop", "ground", "cluster", "associate", "boxes", "camera", "total"}
+    assert f.lidar is not None
+    with_nan = np.concatenate([f.lidar, np.full((100, 4), np.nan, np.float32)])  # invalid returns of a real driver
+    again, _ = fuse(with_nan, c.detections, f.intrinsics, c.ext, f.semantic)
+    assert np.allclose(again.centers, objs.centers) and np.array_equal(again.sources, objs.sources)
     empty, _ = fuse(f.lidar, Detections(), f.intrinsics, c.ext)
     assert len(empty) == 0
     signs = Detections(np.array([[10, 10, 30, 40]], np.float32), np.ones(1, np.float32), np.array([4]))
