@@ -14,7 +14,7 @@ from perception.sim.config import SimConfig
 from perception.sim.drive import get_world
 
 CFG = SimConfig(width=320, height=192, lidar=True)  # 32 beams x 0.2 deg: ~55k points a scan
-FRAMES = ((0, 5), (0, 45), (1, 10))
+FRAMES = ((0, 5), (0, 12), (0, 45), (1, 10))  # (0, 12): a car roof painted as the pedestrian behind it
 NEAR = 30.0
 
 
