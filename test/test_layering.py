@@ -36,7 +36,8 @@ ALLOWED: dict[str, set[str]] = {
     "fusion": {"core"},
     "tracking": {"core", "fusion"},
     "deploy": {"core", "weights", "models", "runtime", "pipeline", "sim", "footage", "train", "bag"},
-    "bench": {"core", "weights", "models", "runtime", "pipeline", "sim", "footage", "train", "bag", "deploy"},
+    "bench": {"core", "weights", "models", "runtime", "pipeline", "sim", "footage", "train", "bag", "deploy",
+              "fusion"},
     "ros": {"core", "weights", "models", "runtime", "pipeline", "sim", "footage", "train", "bag", "deploy", "bench",
             "fusion", "tracking"},
 }
