@@ -256,7 +256,9 @@ def check_value(name: str, value: Any) -> Any:
         ok = isinstance(value, (list, tuple)) and all(isinstance(x, str) for x in value)
         value = tuple(value) if ok else value
     if not ok:
-        raise RosError(f"parameter {name!r} must be a {_type_name(d)}, got {value!r} ({_type_name(value)})")
+        kind = _type_name(d)
+        raise RosError(f"parameter {name!r} must be {'an' if kind[0] in 'aeiou' else 'a'} {kind}, got {value!r} "
+                       f"({_type_name(value)})")
     if isinstance(value, float) and not math.isfinite(value):
         raise RosError(f"parameter {name!r} must be finite, got {value}")
     if spec.min_value is not None and value < spec.min_value:
