@@ -35,6 +35,7 @@ import numpy as np
 from perception.bench.model import paired_ratio
 from perception.bench.report import Report, time_call
 from perception.runtime.base import Backend, BackendError
+from perception.weights import checkpoint_arg
 
 CPU_BASELINE = "torch eager fp32"
 CUDA_BASELINE = "torch cuda fp32"
@@ -60,7 +61,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from perception.core.config import size_arg
 
     d = RuntimeBenchConfig()
-    p.add_argument("--checkpoint", default=d.checkpoint, help="checkpoint path or shipped name (default %(default)s)")
+    p.add_argument("--checkpoint", default=d.checkpoint, type=checkpoint_arg,
+                   help="checkpoint path or shipped name (default %(default)s)")
     p.add_argument("--device", choices=DEVICES, default=d.device,
                    help="auto: the CPU variants, and the CUDA ones when a GPU is present (baseline: torch eager fp32 "
                         "on the CPU); cpu: CPU only; cuda: CUDA only (baseline: torch cuda eager fp32)")
