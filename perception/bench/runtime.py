@@ -17,6 +17,10 @@ fed back; on CUDA the host-device copies included), i.e. what the pipeline pays.
 interleaved round-robin; speed-ups are medians of per-round paired ratios, so load from other
 processes mostly cancels. ``max_score_diff`` / ``seg_label_agreement`` compare each variant's
 first output with the baseline's on one identical input (a sanity check of each path).
+
+A vehicle computer is never idle: after the idle pass every variant is timed again while ``--load``
+other processes (default 1) run torch matmuls with default, spinning OpenMP on every usable CPU
+(:func:`competing_load`); ``loaded_ms`` and ``x_slower_loaded`` show what that costs each backend.
 """
 
 from __future__ import annotations
@@ -247,7 +251,7 @@ def run_benchmark(cfg: RuntimeBenchConfig) -> Report:
             f"loaded_ms: the same rounds again while {cfg.load} other process(es) ran torch matmuls with default "
             f"OpenMP settings (spinning) on {available_cpus()} CPU thread(s) each, as a vehicle computer is never "
             "idle; x_slower_loaded = loaded_ms / median_ms. This process runs with OMP_WAIT_POLICY="
-            f"{os.environ.get('OMP_WAIT_POLICY', 'unset (spinning)')}")
+            f"{os.environ.get('OMP_WAIT_POLICY') or 'unset (spinning)'}")
     report.notes.append("max_score_diff / seg_label_agreement: largest detection-score (sigmoid) difference and the "
                         f"fraction of equal segmentation labels vs {baseline}, same first input (zero state); "
                         "the input is random noise, harder on INT8 than real frames "
