@@ -172,3 +172,13 @@ def test_workspace_pip_file_agrees_with_the_tested_pins() -> None:
     text = WORKSPACE_REQUIREMENTS.read_text(encoding="utf-8")
     assert "pip install --user --break-system-packages -r src/perception/requirements-workspace.txt" in text
     assert "requirements-workspace.txt" in (ROOT / "package.xml").read_text(encoding="utf-8")
+
+
+def test_package_xml_is_a_valid_format_3_manifest() -> None:
+    """What colcon and rosdep read: catkin_pkg's own parser and validator (the build type comes from <export>)."""
+    catkin_pkg = pytest.importorskip("catkin_pkg.package")
+    warnings: list[str] = []
+    package = catkin_pkg.parse_package(str(ROOT / "package.xml"), warnings=warnings)
+    package.validate(warnings=warnings)
+    assert package.get_build_type() == "ament_python" and not package.buildtool_depends
+    assert warnings == []
