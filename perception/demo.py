@@ -21,11 +21,12 @@ import numpy as np
 
 from perception.core.classes import DETECTION_NAMES
 from perception.core.config import ConfigError, frame_count
+from perception.weights import checkpoint_arg
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("demo_out"))
-    p.add_argument("--checkpoint", default="stan_s_temporal",
+    p.add_argument("--checkpoint", default="stan_s_temporal", type=checkpoint_arg,
                    help="shipped checkpoint name or a checkpoint path (default: stan_s_temporal)")
     p.add_argument("--seed", type=int, default=2024, help="drive seed (training used seeds < 1000)")
     footage = p.add_mutually_exclusive_group()

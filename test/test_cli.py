@@ -35,5 +35,5 @@ def test_bad_usage_exits_nonzero_with_message(tmp_path: Path) -> None:
     r = _run("train", "--set", "stepz=3", "--out", str(tmp_path))
     assert r.returncode == 2
     assert "unknown training option" in r.stderr
-    r = _run("eval", "--checkpoint", str(tmp_path / "missing"), "--seeds", "5:2")
+    r = _run("eval", "--checkpoint", "stan_s", "--seeds", "5:2")
     assert r.returncode == 2 and "empty" in r.stderr

@@ -17,15 +17,22 @@ fed back; on CUDA the host-device copies included), i.e. what the pipeline pays.
 interleaved round-robin; speed-ups are medians of per-round paired ratios, so load from other
 processes mostly cancels. ``max_score_diff`` / ``seg_label_agreement`` compare each variant's
 first output with the baseline's on one identical input (a sanity check of each path).
+
+A vehicle computer is never idle: after the idle pass every variant is timed again while ``--load``
+other processes (default 1) run torch matmuls with default, spinning OpenMP on every usable CPU
+(:func:`competing_load`); ``loaded_ms`` and ``x_slower_loaded`` show what that costs each backend.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
+import os
+import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +41,9 @@ import numpy as np
 
 from perception.bench.model import paired_ratio
 from perception.bench.report import Report, time_call
+from perception.core.hardware import available_cpus
 from perception.runtime.base import Backend, BackendError
+from perception.weights import checkpoint_arg
 
 CPU_BASELINE = "torch eager fp32"
 CUDA_BASELINE = "torch cuda fp32"
@@ -54,13 +63,15 @@ class RuntimeBenchConfig:
     int8: bool = True
     cache_dir: str = "cache/runtime"
     out: str = "bench_out"
+    load: int = 1  # competing torch processes during the loaded pass (0: no loaded pass)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from perception.core.config import size_arg
 
     d = RuntimeBenchConfig()
-    p.add_argument("--checkpoint", default=d.checkpoint, help="checkpoint path or shipped name (default %(default)s)")
+    p.add_argument("--checkpoint", default=d.checkpoint, type=checkpoint_arg,
+                   help="checkpoint path or shipped name (default %(default)s)")
     p.add_argument("--device", choices=DEVICES, default=d.device,
                    help="auto: the CPU variants, and the CUDA ones when a GPU is present (baseline: torch eager fp32 "
                         "on the CPU); cpu: CPU only; cuda: CUDA only (baseline: torch cuda eager fp32)")
@@ -73,6 +84,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also time torch.compile (CPU: bf16, 15-30 s to compile; CUDA: fp16)")
     p.add_argument("--no-int8", dest="int8", action="store_false", help="skip the INT8 variants")
     p.add_argument("--cache-dir", default=d.cache_dir, help="exported / quantised models and engines")
+    p.add_argument("--load", type=int, default=d.load, metavar="N",
+                   help="after the idle pass, time every variant again while N other processes run torch matmuls "
+                        "with default (spinning) OpenMP on all usable CPUs: the loaded_ms column (0: skip)")
     p.add_argument("--out", default=d.out, help="output directory for bench_runtime.md/.json")
 
 
@@ -199,13 +213,20 @@ def run_benchmark(cfg: RuntimeBenchConfig) -> Report:
         meta[label] = {"setup_s": round(time.perf_counter() - t0, 1), **_agreement(first, reference)}
         backends[label] = b
         calls[label] = _streaming_call(b, image)
+    loaded: dict[str, list[float]] = {}
     try:
         times = _interleaved_blocks(calls, cfg.warmup, cfg.iters)
+        if cfg.load > 0:
+            with competing_load(cfg.load):
+                loaded = _interleaved_blocks(calls, 1, cfg.iters)
     finally:
         for b in backends.values():
             b.close()
     for label, ts in times.items():
-        report.add_timing(label, ts, **meta[label])
+        row = report.add_timing(label, ts, **meta[label])
+        if label in loaded:
+            row["loaded_ms"] = 1000.0 * float(np.median(loaded[label]))
+            row["x_slower_loaded"] = row["loaded_ms"] / row["median_ms"]
     if baseline not in times:
         raise BackendError(f"the baseline {baseline} could not run: {skipped.get(baseline, 'unknown error')}")
     for r in report.rows:
@@ -225,11 +246,63 @@ def run_benchmark(cfg: RuntimeBenchConfig) -> Report:
     report.notes.append("one call = one streamed frame through Backend.infer (numpy in/out, state fed back); "
                         "variants interleaved round-robin (per round: 1 untimed + 4 timed calls each, median); "
                         f"x_vs_torch_fp32 = median of per-round paired ratios against {baseline}")
+    if cfg.load > 0:
+        report.notes.append(
+            f"loaded_ms: the same rounds again while {cfg.load} other process(es) ran torch matmuls with default "
+            f"OpenMP settings (spinning) on {available_cpus()} CPU thread(s) each, as a vehicle computer is never "
+            "idle; x_slower_loaded = loaded_ms / median_ms. This process runs with OMP_WAIT_POLICY="
+            f"{os.environ.get('OMP_WAIT_POLICY') or 'unset (spinning)'}")
     report.notes.append("max_score_diff / seg_label_agreement: largest detection-score (sigmoid) difference and the "
                         f"fraction of equal segmentation labels vs {baseline}, same first input (zero state); "
                         "the input is random noise, harder on INT8 than real frames "
                         "(accuracy on real drives: `perception export --evaluate`)")
     return report
+
+
+# a competing torch process: matmuls on every usable CPU with default OpenMP settings, until stdin closes
+_LOAD_CODE = """
+import sys, threading, time, torch
+torch.set_num_threads(int(sys.argv[1]))
+deadline = time.monotonic() + float(sys.argv[2])
+stop = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+a = torch.randn(384, 384)
+a @ a
+print("ready", flush=True)
+while not stop.is_set() and time.monotonic() < deadline:
+    for _ in range(8):
+        a = torch.tanh(a @ a)
+"""
+
+
+@contextlib.contextmanager
+def competing_load(processes: int, max_seconds: float = 900.0) -> Iterator[list[int]]:
+    """``processes`` other torch processes busy on every CPU this one may use, for the ``with`` block
+    (bounded: each ends when the block ends, when this process dies (stdin closes), or after
+    ``max_seconds``). They run with OpenMP's default wait policy, as an unrelated torch job would.
+    Yields their pids."""
+    from perception.core.hardware import PASSIVE_OPENMP_ENV, available_cpus
+
+    env = {k: v for k, v in os.environ.items() if k not in PASSIVE_OPENMP_ENV}
+    cmd = [sys.executable, "-c", _LOAD_CODE, str(available_cpus()), str(max_seconds)]
+    procs = [subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for _ in range(processes)]
+    try:
+        for p in procs:
+            assert p.stdout is not None
+            if p.stdout.readline().strip() != "ready":
+                raise BackendError(f"competing load process {p.pid} did not start (exit code {p.poll()})")
+        yield [p.pid for p in procs]
+    finally:
+        for p in procs:
+            if p.stdin is not None:
+                p.stdin.close()  # the process's stdin reader sees EOF and the loop ends
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
 def _interleaved_blocks(calls: dict[str, Callable[[], object]], warmup: int, rounds: int,
@@ -278,7 +351,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = RuntimeBenchConfig(checkpoint=args.checkpoint, device=args.device,
                              input_size=args.input_size or d.input_size, batch=args.batch, iters=args.iters,
                              warmup=args.warmup, threads=args.threads, compile=args.compile, int8=args.int8,
-                             cache_dir=args.cache_dir, out=args.out)
+                             cache_dir=args.cache_dir, out=args.out, load=args.load)
     if cfg.device == "cuda" and not torch.cuda.is_available():
         print("perception bench runtime: error: --device cuda, but torch sees no CUDA device "
               f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); use --device cpu or auto",

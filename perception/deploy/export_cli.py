@@ -27,8 +27,10 @@ def _seeds(text: str) -> tuple[int, int]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from perception.core.config import size_arg
+    from perception.weights import checkpoint_arg
 
-    p.add_argument("--checkpoint", required=True, help="checkpoint path stem or shipped name (stan_s_temporal, ...)")
+    p.add_argument("--checkpoint", required=True, type=checkpoint_arg,
+                   help="checkpoint path stem or shipped name (stan_s_temporal, ...)")
     p.add_argument("--out", type=Path, required=True, help="ONNX file to write (the INT8 model goes next to it)")
     p.add_argument("--input-size", type=size_arg, default=None,
                    help="HxW, multiples of 32 (default: the training size)")

@@ -23,6 +23,7 @@ import numpy as np
 
 from perception.core.config import parse_size
 from perception.ros.params import add_model_arguments
+from perception.weights import checkpoint_arg
 
 GOAL_RATIO = 1.15
 
@@ -34,7 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=int, default=30, help="timed frames per pass")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--model", default="stan_s_temporal", help="registry name (shipped weights if any)")
-    p.add_argument("--checkpoint", default="", help="checkpoint path stem (overrides --model's weights)")
+    p.add_argument("--checkpoint", default=None, type=checkpoint_arg,
+                   help="checkpoint path stem or shipped name (overrides --model's weights)")
     add_model_arguments(p, "384x640", "network input HxW")  # also used by the model-only timing
     p.add_argument("--skip-e2e", action="store_true", help="only conversion throughput and model time")
 
@@ -106,7 +108,7 @@ def conversion_rows(h: int, w: int, iters: int = 30) -> list[dict[str, Any]]:
 
 def _node_params(args: argparse.Namespace) -> dict[str, Any]:
     ih, iw = parse_size(args.input_size)
-    return {"model.name": args.model, "model.checkpoint": args.checkpoint, "model.input_height": ih,
+    return {"model.name": args.model, "model.checkpoint": args.checkpoint or "", "model.input_height": ih,
             "model.input_width": iw, "model.precision": args.precision, "model.threads": args.threads,
             "model.backend": args.backend,
             "cameras": ["bench"], "autostart": True, "diagnostics_period": 1.0}

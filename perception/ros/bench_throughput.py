@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from perception.ros.params import add_model_arguments
+from perception.weights import checkpoint_arg
 
 PEAK_DROP = 0.05
 BATCH_GOAL = 1.3
@@ -42,7 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=640, help="rendered image width (default 640)")
     p.add_argument("--height", type=int, default=384)
     p.add_argument("--frames", type=int, default=16, help="frames rendered into the bag (cycled while playing)")
-    p.add_argument("--checkpoint", default="stan_s_temporal", help="checkpoint path or shipped name")
+    p.add_argument("--checkpoint", default="stan_s_temporal", type=checkpoint_arg,
+                   help="checkpoint path or shipped name")
     add_model_arguments(p, "192x320", "network input HxW (small: fast)")
     p.add_argument("--rates", default="5,10,15,20,25,30,40,50,60,70,80,100", help="rates (Hz) for the peak search")
     p.add_argument("--seconds", type=float, default=3.0, help="seconds played per rate")

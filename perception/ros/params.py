@@ -77,7 +77,8 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
     _p("model.channels_last", False, "channels_last memory format (torch; faster on CPU with bf16)"),
     _p("model.compile", False, "torch.compile the network (torch backend; the first frames compile for 15-30 s)"),
     _p("model.cuda_graph", False, "capture and replay CUDA graphs (torch and tensorrt backends on CUDA)"),
-    _p("model.threads", 0, "intra-op CPU threads; 0 leaves the runtime's default", min_value=0, max_value=256),
+    _p("model.threads", 0, "intra-op CPU threads; 0: the runtime's default (torch: capped at the CPUs this process "
+       "may use: affinity, cgroup quota)", min_value=0, max_value=256),
     _p("model.input_height", 0, "network input height in pixels (multiple of 32); 0: the size the checkpoint was "
        "trained at", min_value=0, max_value=4096),
     _p("model.input_width", 0, "network input width in pixels (multiple of 32); 0: the checkpoint's", min_value=0,
@@ -256,7 +257,9 @@ def check_value(name: str, value: Any) -> Any:
         ok = isinstance(value, (list, tuple)) and all(isinstance(x, str) for x in value)
         value = tuple(value) if ok else value
     if not ok:
-        raise RosError(f"parameter {name!r} must be a {_type_name(d)}, got {value!r} ({_type_name(value)})")
+        kind = _type_name(d)
+        raise RosError(f"parameter {name!r} must be {'an' if kind[0] in 'aeiou' else 'a'} {kind}, got {value!r} "
+                       f"({_type_name(value)})")
     if isinstance(value, float) and not math.isfinite(value):
         raise RosError(f"parameter {name!r} must be finite, got {value}")
     if spec.min_value is not None and value < spec.min_value:

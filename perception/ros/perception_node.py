@@ -47,6 +47,7 @@ from vision_msgs.msg import Detection2DArray, LabelInfo
 from perception.ros import convert, runner
 from perception.ros.engine import build_perceptor, model_source, release_perceptor
 from perception.ros.errors import RosError
+from perception.ros.overrides import startup_override_problems
 from perception.ros.params import (
     PARAMS_BY_NAME,
     PERCEPTION_PARAMS,
@@ -94,11 +95,18 @@ def descriptor(spec: ParamSpec) -> ParameterDescriptor:
 
 
 class PerceptionNode(LifecycleNode):
-    def __init__(self, node_name: str = "perception", **kwargs: Any) -> None:
+    def __init__(self, node_name: str = "perception", *, argv: list[str] | None = None, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self._startup_errors: dict[str, str] = {}  # parameter -> why its override was refused
         for spec in PERCEPTION_PARAMS:
             self._declare(spec)
+        # argv: the arguments given to rclpy.init (None: sys.argv); rclpy's merge of them loses values silently
+        errors, warnings = startup_override_problems(self, argv, kwargs)
+        for name, why in errors.items():
+            self._startup_errors.setdefault(name, why)
+            self.get_logger().error(f"{why}; configure is refused until it is set right")
+        for text in warnings:
+            self.get_logger().warning(text)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self._cfg: PerceptionNodeConfig | None = None
@@ -356,7 +364,7 @@ class PerceptionNode(LifecycleNode):
 
 def main(args: list[str] | None = None) -> None:
     rclpy.init(args=args)
-    node = PerceptionNode()
+    node = PerceptionNode(argv=args)
     spin_until_shutdown(node)
 
 

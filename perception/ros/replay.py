@@ -33,6 +33,7 @@ from perception.bag.io import BagWriter, is_stamped, open_bag, read_messages
 from perception.bag.schedule import LOOP, Event, ReplayOptions, schedule
 from perception.core.config import parse_size
 from perception.ros.params import add_model_arguments
+from perception.weights import checkpoint_arg
 
 EVENTS_TOPIC = "/replay/events"
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
@@ -448,7 +449,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--record-inputs", action="store_true", help="also record the published inputs")
     p.add_argument("--compress", action="store_true", help="zstd-compress each recorded message (smaller bags)")
     p.add_argument("--no-node", action="store_true", help="do not start perception_node (play into a running graph)")
-    p.add_argument("--checkpoint", default="stan_s_temporal", help="checkpoint path or shipped name for the node")
+    p.add_argument("--checkpoint", default="stan_s_temporal", type=checkpoint_arg,
+                   help="checkpoint path or shipped name for the node")
     add_model_arguments(p, "", "network input HxW (default: the checkpoint's)")
     p.add_argument("--score-threshold", type=float, default=0.3, help="node detection.score_threshold")
     p.add_argument("--outputs", default=",".join(OUTPUT_TYPES),

@@ -1,5 +1,9 @@
 """PyTorch backend: CPU or CUDA; bf16/fp16 autocast, channels_last, optional torch.compile, CUDA graphs.
 
+On the CPU it does not spin against other processes: intra-op threads are sized to the CPUs this
+process gets (:func:`perception.core.hardware.available_cpus`), and importing ``perception`` sets a
+passive OpenMP wait policy before torch loads OpenMP (:func:`perception.core.hardware.apply_passive_openmp`).
+
 torch.compile runs with inductor freezing OFF: freezing returns a wrong temporal state output
 (measured max |diff| ~0.7 against eager). CUDA graphs (``cuda_graph=True``, CUDA only) capture one
 graph per batch size on first use and replay it; inputs are copied into static buffers.
@@ -36,7 +40,7 @@ class TorchBackendConfig:
     device: str = "cpu"  # "cpu" | "cuda" | "cuda:N"
     precision: str = "fp32"  # "auto" (by CPU/GPU capability, perception.core.hardware) | "fp32" | "bf16" | "fp16"
     channels_last: bool = False
-    threads: int = 0  # 0: leave torch's default
+    threads: int = 0  # intra-op CPU threads; 0: torch's default capped at the CPUs this process may use
     compile: bool = False  # torch.compile (inductor, freezing off); first call compiles (15-30 s on CPU)
     cuda_graph: bool = False  # capture/replay CUDA graphs per batch size (CUDA only)
 
@@ -66,13 +70,19 @@ class TorchBackend(Backend):
         self._run: Any = None  # the callable infer() uses: the model, or its compiled form
         self._graphs: dict[int, tuple[Any, list[Any], dict[str, Any]]] = {}  # batch -> (graph, static in, static out)
         self.precision = self.config.precision  # the concrete precision once loaded ("auto" resolved)
+        self.threads = self.config.threads  # the intra-op threads once loaded (0 resolved)
 
     def load(self) -> None:
         import torch
 
+        from perception.core.hardware import available_cpus
+
         cfg = self.config
-        if cfg.threads > 0:
-            torch.set_num_threads(cfg.threads)
+        # 0: torch's setting (OMP_NUM_THREADS, or the cores it saw at start), but never more threads than the
+        # CPUs this process gets now (affinity, cgroup quota): surplus OpenMP threads only wait on the others
+        self.threads = cfg.threads if cfg.threads > 0 else min(torch.get_num_threads(), available_cpus())
+        if self.threads != torch.get_num_threads():
+            torch.set_num_threads(self.threads)
         if cfg.device.startswith("cuda") and not torch.cuda.is_available():
             raise BackendError(
                 f"torch backend: device {cfg.device!r} requested but CUDA is not available; use device=cpu"

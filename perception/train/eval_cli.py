@@ -14,6 +14,7 @@ from pathlib import Path
 
 from perception.core.config import ConfigError, frame_count
 from perception.footage import REFERENCES
+from perception.weights import checkpoint_arg
 
 
 def _seed_range(text: str) -> tuple[int, int]:
@@ -35,8 +36,9 @@ def _is_temporal(checkpoint: Path) -> bool:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", action="append", type=Path,
-                   help="checkpoint stem or .safetensors path; repeat to compare several")
+    p.add_argument("--checkpoint", action="append", type=checkpoint_arg,
+                   help="shipped name (stan_s_temporal, ...) or checkpoint stem / .safetensors path; repeat to "
+                        "compare several")
     p.add_argument("--bag", type=Path, default=None,
                    help="evaluate this output bag (`perception replay --out`) instead of a checkpoint")
     p.add_argument("--gt", type=Path, default=None, help="with --bag: the input bag holding the ground truth")

@@ -31,6 +31,21 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
         raise FileNotFoundError(f"no file {p}.safetensors, and {e}") from e
 
 
+def checkpoint_arg(text: str) -> str:
+    """argparse ``type`` of every verb's ``--checkpoint``: a shipped name or a path, resolved by
+    :func:`resolve_checkpoint` when the command line is parsed, so every verb accepts the same names
+    and a wrong one fails at once with what was looked for. Returns the checkpoint's path stem."""
+    import argparse
+
+    if not text.strip():
+        shipped = ", ".join(shipped_checkpoints())
+        raise argparse.ArgumentTypeError(f"give a checkpoint path or a shipped name ({shipped})")
+    try:
+        return str(resolve_checkpoint(text))
+    except FileNotFoundError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+
+
 def weights_path(name: str) -> Path:
     """Path stem (without suffix) of a shipped checkpoint; FileNotFoundError names the choices."""
     stem = WEIGHTS_DIR / name

@@ -25,5 +25,8 @@ def test_bench_runtime_small(tmp_path: Path) -> None:
     assert rows["onnxruntime fp32"]["max_score_diff"] < 1e-3  # same network, same numbers
     assert rows["onnxruntime fp32"]["seg_label_agreement"] > 0.999
     assert any("best CPU backend" in g["what"] for g in data["goals"])
+    # the loaded-machine column: the same variants timed again next to a competing torch process
+    assert all(r["loaded_ms"] > 0 and r["x_slower_loaded"] > 0 for r in data["rows"])
+    assert any("loaded_ms: the same rounds again while 1 other process" in n for n in data["notes"])
     md = (out / "bench_runtime.md").read_text()
-    assert "Machine:" in md and "x_vs_torch_fp32" in md
+    assert "Machine:" in md and "x_vs_torch_fp32" in md and "loaded_ms" in md
