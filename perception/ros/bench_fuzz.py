@@ -46,6 +46,7 @@ import numpy as np
 from perception.core import codec
 from perception.core.config import parse_size
 from perception.ros.params import add_model_arguments
+from perception.weights import checkpoint_arg
 
 VALID, BAD, MUTATED, INFO_BAD, INFO_OK = "valid", "bad", "mutated", "camera_info_bad", "camera_info_ok"
 INFO_MISMATCH = "size_mismatch"  # a well-formed CameraInfo whose size disagrees with the images (not malformed)
@@ -291,7 +292,7 @@ def node_parameters(transport: str, cameras: int, args: argparse.Namespace) -> d
     return {
         "autostart": True, "cameras": camera_names(transport, cameras), "input.transport": transport,
         "input.camera_info": True, "input.qos_reliability": "reliable", "input.qos_depth": 100,
-        "model.name": args.model, "model.allow_untrained": True, "model.checkpoint": args.checkpoint,
+        "model.name": args.model, "model.allow_untrained": True, "model.checkpoint": args.checkpoint or "",
         "model.input_height": ih, "model.input_width": iw, "model.threads": args.threads,
         "model.precision": args.precision, "model.backend": args.backend,
         "detection.score_threshold": 0.0, "detection.max_detections": 10, "max_batch": cameras,
@@ -564,7 +565,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--answer-timeout", type=float, default=10.0, help="seconds to wait for a valid frame's answer")
     p.add_argument("--max-seconds", type=float, default=900.0, help="stop sending after this long")
     p.add_argument("--model", default="stan_tiny_temporal", help="registry name (untrained: plumbing, not accuracy)")
-    p.add_argument("--checkpoint", default="", help="checkpoint instead of the untrained --model")
+    p.add_argument("--checkpoint", default=None, type=checkpoint_arg, help="checkpoint instead of --model")
     add_model_arguments(p, "64x128", "network input HxW (tiny: fast)")
     p.set_defaults(backend="torch")
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from perception.core.config import parse_size
 from perception.ros.params import add_model_arguments
+from perception.weights import checkpoint_arg
 
 RSS_GOAL_PCT = 5.0
 WARN_BELOW = 0.8  # answering less than this share of the input, the node must not report only OK
@@ -49,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--height", type=int, default=384)
     p.add_argument("--windows", type=int, default=10, help="report rows (equal time windows)")
     p.add_argument("--warmup", type=float, default=20.0, help="seconds excluded from the RSS baseline")
-    p.add_argument("--checkpoint", default="stan_s_temporal", help="checkpoint path or shipped name")
+    p.add_argument("--checkpoint", default="stan_s_temporal", type=checkpoint_arg, help="path or shipped name")
     p.add_argument("--model", default="",
                    help="registry name of an untrained network instead (e.g. stan_tiny_temporal)")
     add_model_arguments(p, "192x320", "network input HxW")
