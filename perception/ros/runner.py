@@ -384,6 +384,7 @@ class InferenceWorker:
         return self._thread.is_alive()
 
     def _loop(self) -> None:
+        items: list[Pending] = []
         try:
             while not self._stop.is_set():
                 items = self._slots.take(timeout=0.1, limit=self._max_batch)
@@ -392,8 +393,10 @@ class InferenceWorker:
                         self._runner.process(items)
                     except Exception as e:  # process() raises nothing; a bug there still must not end us
                         self._runner.fail(items, e)
+                items = []
         except BaseException as e:  # recorded and reported: check() restarts the thread
             self.deaths.append((time.monotonic(), _why(e)))
+            self._runner.fail(items, e)
 
     def check(self) -> str | None:
         """Restart a dead thread; returns why it died (None: it is running, or stopped on purpose).

@@ -22,6 +22,8 @@ def spin_until_shutdown(node: Node) -> None:
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def init_without_signal_handlers(args: list[str] | None = None) -> None:
@@ -34,13 +36,17 @@ def spin_until_signal(node: Node, stop: threading.Event | None = None) -> None:
     """Spin ``node`` until SIGINT or SIGTERM (or ``stop`` is set), then destroy it -- which must stop its
     threads -- and only then shut rclpy down: nothing publishes on an invalid context.
 
-    Call after :func:`init_without_signal_handlers`; runs in the main thread (signal handlers)."""
+    Call after :func:`init_without_signal_handlers`, in the main thread, as a node's main loop: a second
+    signal during the shutdown (a launcher's SIGINT-then-SIGTERM) only sets ``stop`` again, and once
+    rclpy is down SIGINT / SIGTERM are ignored -- Python's finalisation would otherwise restore their
+    default action and a late SIGTERM would kill the process half-way through its clean exit."""
     stop = stop or threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
         stop.set()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
@@ -52,5 +58,5 @@ def spin_until_signal(node: Node, stop: threading.Event | None = None) -> None:
         executor.remove_node(node)
         node.destroy_node()
         rclpy.try_shutdown()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)

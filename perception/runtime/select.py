@@ -357,7 +357,8 @@ class FallbackBackend(WrappingBackend):
 
     def status(self) -> dict[str, str]:
         """Key/values for diagnostics: requested and active backend, fallbacks and the last error."""
-        out = {"backend.requested": self.cfg.backend, "backend.active": self.active_name or "none",
+        active = self.active_name if self.active is not None else "none"  # none: the chain is exhausted
+        out = {"backend.requested": self.cfg.backend, "backend.active": active,
                "backend.chain": ",".join(self.chain), "backend.fallbacks": str(len(self.events))}
         if self.events:
             last = self.events[-1]
