@@ -3,8 +3,9 @@
 Health (:func:`assess`) follows what happens to the frames over a sliding window (:class:`HealthThresholds`,
 defaults below), so the level says whether perception is actually being delivered:
 
-- ERROR: frames arrived and none was answered for ``stall_s`` (2 s) -- every frame stale, malformed or
+- ERROR: frames arrive and none was answered for ``stall_s`` (2 s) -- every frame stale, malformed or
   failing, or inference stuck;
+- WARN: the camera sent frames before but none in the last ``window_s`` (its stream stopped);
 - WARN: over the last ``window_s`` (5 s, judged once ``min_frames`` (10) frames arrived in it)
   more than ``stale_warn`` (50 %) of the frames were dropped stale (inference slower than the camera),
   more than ``bad_warn`` (10 %) were dropped as malformed input, or any frame failed in the pipeline /
@@ -64,6 +65,7 @@ class CameraStats:
     size: tuple[int, int] = (0, 0)
     events: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=20000))  # (monotonic, kind)
     awaiting_since: float | None = None  # first frame received after the last answer (None: nothing waits)
+    last_received: float | None = None
     _window_received: int = 0
     _window_processed: int = 0
 
@@ -90,6 +92,7 @@ class NodeStats:
             s.received += 1
             s._window_received += 1
             self._event(s, "received", now)
+            s.last_received = now
             if s.awaiting_since is None:
                 s.awaiting_since = now
 
@@ -154,6 +157,7 @@ class NodeStats:
                     "window_dropped_bad": counts["bad"],
                     "window_dropped_failed": counts["failed"] + counts["invalid"],
                     "unanswered_s": now - s.awaiting_since if s.awaiting_since is not None else 0.0,
+                    "since_input_s": now - s.last_received if s.last_received is not None else float("nan"),
                     "latency_p50_ms": _pct(s.latency_ms, 50),
                     "latency_p95_ms": _pct(s.latency_ms, 95),
                     "age_p50_ms": _pct(s.age_ms, 50),
@@ -169,11 +173,13 @@ class NodeStats:
 
 def assess(v: dict[str, Any], th: HealthThresholds) -> tuple[str, str]:
     """(level, message) of one camera's :meth:`NodeStats.snapshot` values (see the module docstring)."""
-    if v["unanswered_s"] > th.stall_s:
+    if v["unanswered_s"] > th.stall_s and v["since_input_s"] <= th.window_s:
         return "error", (f"receiving images but nothing answered for {v['unanswered_s']:.1f} s "
                          f"(drops: {v['drop_reasons']}; last error: {v['last_error']})")
     n = v["window_received"]
     problems = []
+    if v["since_input_s"] > th.window_s:  # NaN (never received) compares False
+        problems.append(f"no input for {v['since_input_s']:.1f} s")
     if v["window_dropped_failed"]:
         problems.append(f"{v['window_dropped_failed']} frame(s) failed in the pipeline/backend in the last "
                         f"{th.window_s:g} s (last error: {v['last_error']})")

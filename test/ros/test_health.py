@@ -63,6 +63,11 @@ def test_nothing_answered_while_input_arrives_is_an_error_and_pausing_is_not() -
     assert v["level"] == "error" and "nothing answered for" in v["message"] and "cv2" in v["message"]
     s.processed("a", 10.0, 10.0, 5.0, "", (48, 64))
     assert s.snapshot()["a"]["level"] != "error"
+    s = _stats(stall_s=0.2, window_s=0.5)  # a stream that stops: no longer owed answers, but said
+    s.received("a")
+    time.sleep(0.6)
+    v = s.snapshot()["a"]
+    assert v["level"] == "warn" and "no input for" in v["message"]
     s = _stats(stall_s=0.2)
     s.received("a")
     s.dropped("a", "paused")
