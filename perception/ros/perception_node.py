@@ -284,6 +284,7 @@ class PerceptionNode(LifecycleNode):
         if self._runner is not None:
             release_perceptor(self._runner.perceptor)
         self._worker = self._runner = self._slots = None
+        self._model_watch = None  # the model is released: nothing loaded to compare against
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_inference()
