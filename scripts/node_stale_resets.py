@@ -12,11 +12,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test" / "ros"))
-from ros_testing import TINY_MODEL, Client, diag_values, image_msg, init_rclpy, rgb_image, start_node  # noqa: E402
-
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from rclpy.qos import qos_profile_sensor_data  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.qos import qos_profile_sensor_data
+from ros_testing import TINY_MODEL, Client, diag_values, image_msg, init_rclpy, rgb_image, start_node
+from sensor_msgs.msg import Image
 
 hz = float(sys.argv[1]) if len(sys.argv) > 1 else 30.0
 init_rclpy()
@@ -35,10 +34,11 @@ while time.monotonic() - t0 < 15.0:
     stalls += now - last > 0.1  # this publisher itself paused longer than max_gap_s (then sends a burst)
     last = now
     i += 1
-    c.spin_until(lambda: time.monotonic() - t0 >= i / hz, 1.0)
+    c.spin_until(lambda k=i: time.monotonic() - t0 >= k / hz, 1.0)
 c.spin_for(1.5)
 m = [m for m in diags if diag_values(m, "stale_node: st")][-1]
 v = diag_values(m, "stale_node: st") or {}
 level = {0: "OK", 1: "WARN", 2: "ERROR"}[int.from_bytes(m.status[0].level, "little")]
-print({k: v.get(k) for k in ("received", "processed", "dropped_stale", "resets", "infer_p50_ms")}, "level", level, "publisher stalls > 0.1 s:", stalls)
+keys = ("received", "processed", "dropped_stale", "resets", "infer_p50_ms")
+print({k: v.get(k) for k in keys}, "level", level, "publisher stalls > 0.1 s:", stalls)
 p.stop()

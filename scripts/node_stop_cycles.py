@@ -12,11 +12,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test" / "ros"))
-from ros_testing import TINY_MODEL, Client, image_msg, init_rclpy, rgb_image, start_node  # noqa: E402
-
-from rclpy.qos import qos_profile_sensor_data  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
-from vision_msgs.msg import Detection2DArray  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data
+from ros_testing import TINY_MODEL, Client, image_msg, init_rclpy, rgb_image, start_node
+from sensor_msgs.msg import Image
+from vision_msgs.msg import Detection2DArray
 
 n, mode = int(sys.argv[1]), sys.argv[2]
 init_rclpy()
