@@ -36,11 +36,8 @@ at the input resolution (mono8 + rgb8 + 32FC1 = 8 bytes per input pixel).
 
 from __future__ import annotations
 
-import os
 import re
 import struct
-import tempfile
-import threading
 import zlib
 from dataclasses import dataclass
 
@@ -48,6 +45,7 @@ import cv2
 import numpy as np
 
 from perception.core.boxes import CoreError
+from perception.core.fdcapture import StderrCapture
 
 DEFAULT_MAX_PIXELS = 4096 * 4096  # width * height above which an image is refused before decoding
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -63,9 +61,6 @@ _JPEG_CORRUPT = re.compile(
     r"Corrupt JPEG data: (?!\d+ extraneous bytes)|Premature end of JPEG file|Inconsistent progression sequence|"
     r"Invalid SOS parameters"
 )
-_LIBJPEG_OR_PNG = re.compile(r"^(Corrupt JPEG data|Premature end of JPEG|Inconsistent progression|Invalid SOS|"
-                             r"Warning: unknown JFIF|libpng (warning|error))")
-
 
 @dataclass(frozen=True)
 class ImageHeader:
@@ -299,57 +294,27 @@ def check_pixels(width: int, height: int, max_pixels: int = DEFAULT_MAX_PIXELS) 
 
 
 # -- decoding with libjpeg's warnings captured ------------------------------------------------------
-class _StderrCapture:
-    """Redirect file descriptor 2 into a temporary file around a call; serialised by a lock."""
+_capture: StderrCapture | None = None
 
-    lock = threading.Lock()
-    _file: int | None = None
 
-    def __enter__(self) -> _StderrCapture:
-        self.lock.acquire()
-        self.saved = -1
-        self.text = ""
-        try:
-            if _StderrCapture._file is None:
-                fd, path = tempfile.mkstemp(prefix="perception_decode_stderr_")
-                os.unlink(path)
-                _StderrCapture._file = fd
-            os.ftruncate(_StderrCapture._file, 0)
-            os.lseek(_StderrCapture._file, 0, os.SEEK_SET)
-            self.saved = os.dup(2)
-            os.dup2(_StderrCapture._file, 2)
-        except OSError:  # no usable fd 2 (daemonised): decode without capturing
-            if self.saved >= 0:
-                os.close(self.saved)
-            self.saved = -1
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            if self.saved >= 0:
-                os.dup2(self.saved, 2)
-                os.close(self.saved)
-                assert _StderrCapture._file is not None
-                os.lseek(_StderrCapture._file, 0, os.SEEK_SET)
-                chunks = []
-                while chunk := os.read(_StderrCapture._file, 1 << 16):
-                    chunks.append(chunk)
-                self.text = b"".join(chunks).decode("utf-8", "replace")
-                other = [ln for ln in self.text.splitlines(keepends=True) if not _LIBJPEG_OR_PNG.match(ln)]
-                if other:  # someone else's output written meanwhile: pass it on
-                    os.write(2, "".join(other).encode())
-        finally:
-            self.lock.release()
+def _decoder_capture() -> StderrCapture:
+    """The process's capture of fd 2 around decodes (created on first use)."""
+    global _capture
+    if _capture is None:
+        _capture = StderrCapture()
+    return _capture
 
 
 def decode_rgb(data: bytes | bytearray | memoryview | np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS,
-               strict: bool = True) -> np.ndarray:
+               strict: bool = True, decoder_warnings: list[str] | None = None) -> np.ndarray:
     """A JPEG or PNG -> (H, W, 3) uint8 RGB in the sensor's orientation (EXIF Orientation ignored).
 
     ``max_pixels`` is checked on the header before decoding. ``strict`` (default) walks the whole
     stream first and refuses a JPEG for which libjpeg reports corrupt or missing data (see the
-    module docstring); without it only the header and the decoded shape are checked.
-    Raises :class:`CoreError` for anything malformed.
+    module docstring); without it only the header and the decoded shape are checked. What libjpeg /
+    libpng print while decoding never reaches stderr: lines that do not refuse the image are appended
+    to ``decoder_warnings`` when given (for the caller to log, throttled). Raises :class:`CoreError`
+    for anything malformed.
     """
     raw = np.ascontiguousarray(np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray)
                                else data.reshape(-1).view(np.uint8))
@@ -361,16 +326,17 @@ def decode_rgb(data: bytes | bytearray | memoryview | np.ndarray, max_pixels: in
     if strict:
         image_header(buf, check_structure=True)
     try:
-        with _StderrCapture() as cap:
+        with _decoder_capture()() as lines:
             bgr = cv2.imdecode(raw, DECODE_FLAGS)
     except cv2.error as e:
         raise CoreError(f"{header.format} {header.width}x{header.height} could not be decoded: {e}") from e
     if bgr is None or bgr.ndim != 3 or bgr.shape[:2] != (header.height, header.width):
         got = "nothing" if bgr is None else "x".join(map(str, bgr.shape[1::-1]))
         raise CoreError(f"{header.format} {header.width}x{header.height} could not be decoded (got {got}): corrupt")
-    if strict and header.format == "jpeg" and (m := _JPEG_CORRUPT.search(cap.text)):
-        line = next(ln for ln in cap.text.splitlines() if m.group(0) in ln)
-        raise CoreError(f"jpeg {header.width}x{header.height} is corrupt, libjpeg: {line.strip()}")
+    if strict and header.format == "jpeg" and (fatal := [ln for ln in lines if _JPEG_CORRUPT.search(ln)]):
+        raise CoreError(f"jpeg {header.width}x{header.height} is corrupt, libjpeg: {fatal[0]}")
+    if decoder_warnings is not None:
+        decoder_warnings.extend(lines)
     return np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
 
 

@@ -3,6 +3,13 @@
 The memory of past frames is only meaningful for a continuous stream. It is reset when
 - time goes backwards (bag loop, seek back) or jumps forward more than ``max_gap_s`` (seek, dropout),
 - the image content changes abruptly (a scene cut: a different camera or recording spliced in).
+
+"The stream" is what the camera SENT, not what the pipeline processed: a node that drops frames
+because inference is slower than the camera (latest frame wins) processes frames further apart
+than ``max_gap_s`` while the stream itself is continuous. Such a caller passes the steps between
+consecutive RECEIVED stamps since the last processed frame (:class:`StreamSteps`, kept by
+:class:`ReceivedStamps`); only a jump or a step back in those is a time jump. Without them the
+processed stamps are compared, which is right for callers that process every frame (eval, replay).
 """
 
 from __future__ import annotations
@@ -30,6 +37,46 @@ class ResetPolicy:
     detect_scene_cuts: bool = True
 
 
+@dataclass(frozen=True)
+class StreamSteps:
+    """The smallest and largest step between consecutive received stamps over an interval (seconds)."""
+
+    min_step: float
+    max_step: float
+
+
+class ReceivedStamps:
+    """Per stream: the steps between consecutive received stamps since the last :meth:`take`.
+
+    Not thread-safe by itself (the caller holds its own lock)."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+        self._steps: dict[str, StreamSteps] = {}
+
+    def add(self, stream: str, stamp: float) -> None:
+        last = self._last.get(stream)
+        self._last[stream] = stamp
+        if last is None:
+            return
+        step = stamp - last
+        cur = self._steps.get(stream)
+        self._steps[stream] = StreamSteps(step, step) if cur is None else StreamSteps(
+            min(cur.min_step, step), max(cur.max_step, step))
+
+    def take(self, stream: str) -> StreamSteps | None:
+        """Steps since the previous take (None: no step seen, e.g. the stream's first frame)."""
+        return self._steps.pop(stream, None)
+
+    def forget(self, stream: str | None = None) -> None:
+        if stream is None:
+            self._last.clear()
+            self._steps.clear()
+        else:
+            self._last.pop(stream, None)
+            self._steps.pop(stream, None)
+
+
 def frame_signature(rgb: np.ndarray, size: int = 16) -> np.ndarray:
     """A tiny, illumination-normalised thumbnail used to detect scene cuts (float32, size*size)."""
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
@@ -50,14 +97,19 @@ def reset_reason(
     prev_signature: np.ndarray | None,
     signature: np.ndarray | None,
     policy: ResetPolicy,
+    received: StreamSteps | None = None,
 ) -> ResetReason:
-    """Why the memory must be reset before processing this frame (``ResetReason.NONE``: keep it)."""
+    """Why the memory must be reset before processing this frame (``ResetReason.NONE``: keep it).
+
+    ``received``: the steps between consecutive received stamps since ``prev_stamp`` (frames the
+    caller dropped included). Given, a forward jump is judged on them, not on ``stamp - prev_stamp``.
+    """
     if prev_stamp is None:
         return ResetReason.FIRST_FRAME
     dt = stamp - prev_stamp
-    if dt < 0.0:
+    if dt < 0.0 or (received is not None and received.min_step < 0.0):
         return ResetReason.TIME_BACKWARDS
-    if dt > policy.max_gap_s:
+    if (received.max_step if received is not None else dt) > policy.max_gap_s:
         return ResetReason.TIME_JUMP
     if (
         policy.detect_scene_cuts

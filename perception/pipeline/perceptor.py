@@ -7,6 +7,10 @@ The same object serves the ROS node, evaluation, the demo and benchmarks:
 
 Each camera has its own temporal memory, reset on time jumps, time going backwards, scene cuts
 (see ``core.temporal``) or on request. Frames of several cameras are batched into one inference.
+
+A backend's outputs are checked before use: a frame whose outputs hold NaN or inf is not decoded
+(:class:`InvalidOutputError` names it; its camera's memory is forgotten so the bad state is not fed
+back), while the other frames of the batch are returned with the error.
 """
 
 from __future__ import annotations
@@ -19,13 +23,29 @@ import numpy as np
 
 from perception.core.decode import attention_scores, decode_detections, decode_segmentation, upsample_attention
 from perception.core.letterbox import LetterboxMap, letterbox
-from perception.core.temporal import ResetPolicy, ResetReason, frame_signature, reset_reason
+from perception.core.temporal import ResetPolicy, ResetReason, StreamSteps, frame_signature, reset_reason
 from perception.core.types import Detections
 from perception.runtime.base import Backend
 
 
 class PipelineError(RuntimeError):
     """Bad input to the pipeline (wrong image shape or dtype); the frame is rejected."""
+
+
+class InvalidOutputError(RuntimeError):
+    """The backend returned non-finite outputs (NaN / inf) for some frames of a batch.
+
+    ``results`` holds one entry per input frame: the result, or None for a frame whose outputs were
+    invalid (``invalid`` names those cameras). The invalid cameras' temporal memory is forgotten.
+    A backend that keeps doing this is broken (precision overflow, corrupt weights): fall back to
+    another backend or precision.
+    """
+
+    def __init__(self, invalid: list[str], results: list[PerceptionResult | None], detail: str) -> None:
+        super().__init__(f"backend returned non-finite outputs ({detail}) for cameras {invalid}: frames dropped, "
+                         "their temporal memory reset")
+        self.invalid = invalid
+        self.results = results
 
 
 @dataclass(frozen=True)
@@ -44,6 +64,8 @@ class FrameInput:
     rgb: np.ndarray  # (H, W, 3) uint8 RGB
     stamp: float  # seconds
     scene_cut: bool = False  # caller knows a cut happened (e.g. bag loop)
+    received: StreamSteps | None = None  # steps between received stamps since the last frame (frames dropped
+    # by the caller included): time jumps are judged on these when given (core.temporal)
 
 
 @dataclass(frozen=True)
@@ -74,6 +96,19 @@ def network_input(rgb: np.ndarray, height: int, width: int) -> tuple[np.ndarray,
     return chw, lmap
 
 
+def non_finite_outputs(out: dict[str, np.ndarray], batch: int) -> dict[int, list[str]]:
+    """Batch index -> names of the outputs holding NaN or inf for that item (empty: all finite)."""
+    bad: dict[int, list[str]] = {}
+    for name, arr in out.items():
+        a = np.asarray(arr)
+        if a.dtype.kind != "f" or a.ndim == 0 or a.shape[0] != batch:
+            continue
+        finite = np.isfinite(a.reshape(batch, -1)).all(axis=1)
+        for i in np.flatnonzero(~finite):
+            bad.setdefault(int(i), []).append(name)
+    return bad
+
+
 class Perceptor:
     def __init__(self, backend: Backend, config: PerceptorConfig | None = None) -> None:
         self.backend = backend
@@ -102,7 +137,7 @@ class Perceptor:
         if frame.scene_cut:
             reason = ResetReason.REQUESTED
         else:
-            reason = reset_reason(cam.stamp, frame.stamp, cam.signature, sig, policy)
+            reason = reset_reason(cam.stamp, frame.stamp, cam.signature, sig, policy, frame.received)
         if self.backend.is_temporal and (reason is not ResetReason.NONE or not cam.memory):
             cam.memory = self.backend.initial_state(1)
         cam.stamp, cam.signature = frame.stamp, sig
@@ -129,12 +164,20 @@ class Perceptor:
         t1 = time.perf_counter()
         out = self.backend.infer(inputs)
         t2 = time.perf_counter()
+        bad = non_finite_outputs(out, len(frames))
         for i, (cam, _) in enumerate(states):
             cam.memory = {name: out[o][i : i + 1] for name, o in self.backend.state_pairs.items()}
-        results = []
+        results: list[PerceptionResult | None] = []
         for i, f in enumerate(frames):
+            if i in bad:
+                self._cameras.pop(f.camera_id, None)  # never feed a NaN state back: start afresh
+                results.append(None)
+                continue
             results.append(self._postprocess(f, out, i, pre[i][1], states[i][1], (t1 - t0) / len(frames), t2 - t1))
-        return results
+        if bad:
+            detail = "; ".join(f"{frames[i].camera_id}: {', '.join(names)}" for i, names in sorted(bad.items()))
+            raise InvalidOutputError([frames[i].camera_id for i in sorted(bad)], results, detail)
+        return [r for r in results if r is not None]
 
     def _postprocess(
         self,

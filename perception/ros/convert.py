@@ -121,21 +121,25 @@ def _compressed_dims(data: np.ndarray) -> tuple[int, int] | None:
     return header.width, header.height
 
 
-def compressed_to_rgb(msg: CompressedImage, max_pixels: int = MAX_PIXELS, strict: bool = True) -> np.ndarray:
+def compressed_to_rgb(msg: CompressedImage, max_pixels: int = MAX_PIXELS, strict: bool = True,
+                      decoder_warnings: list[str] | None = None) -> np.ndarray:
     """sensor_msgs/CompressedImage (JPEG or PNG) -> (H, W, 3) uint8 RGB in the sensor's orientation.
 
     The size is read from the header first (so an oversized image is refused before decoding), the
     stream's structure is checked and corrupt or truncated data is refused
-    (:func:`perception.core.codec.decode_rgb`); EXIF Orientation is ignored. Raises :class:`RosError`.
+    (:func:`perception.core.codec.decode_rgb`); EXIF Orientation is ignored. The decoder's other
+    messages go to ``decoder_warnings`` (never to stderr). Raises :class:`RosError`.
     """
     try:
-        return codec.decode_rgb(msg.data, max_pixels, strict)
+        return codec.decode_rgb(msg.data, max_pixels, strict, decoder_warnings)
     except CoreError as e:
         raise RosError(f"compressed image (format {msg.format!r}): {e}") from e
 
 
-def message_to_rgb(msg: Image | CompressedImage, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def message_to_rgb(msg: Image | CompressedImage, max_pixels: int = MAX_PIXELS,
+                   decoder_warnings: list[str] | None = None) -> np.ndarray:
     """An input message -> (H, W, 3) uint8 RGB; :class:`RosError` is the only exception it raises.
+    ``decoder_warnings`` collects what libjpeg / libpng printed for a compressed image that was kept.
 
     The specific checks above give the messages; anything they missed (an OpenCV or numpy error
     on input nobody foresaw) is turned into a RosError too, so that a caller that drops frames on
@@ -143,7 +147,7 @@ def message_to_rgb(msg: Image | CompressedImage, max_pixels: int = MAX_PIXELS) -
     """
     try:
         if isinstance(msg, CompressedImage):
-            return compressed_to_rgb(msg, max_pixels)
+            return compressed_to_rgb(msg, max_pixels, decoder_warnings=decoder_warnings)
         if isinstance(msg, Image):
             return image_to_rgb(msg, max_pixels)
         raise RosError(f"cannot convert a {type(msg).__name__} to an image; send sensor_msgs/Image or CompressedImage")

@@ -16,15 +16,31 @@ Per camera namespace ``<cam>`` (relative names, remappable), every output with t
        <cam>/segmentation (mono8), <cam>/segmentation/color (rgb8), <cam>/attention (32FC1),
        <cam>/label_info (vision_msgs/LabelInfo, transient local); /diagnostics at 1 Hz.
 Services: ~/reset (std_srvs/Trigger: forget the temporal memory), ~/enable (std_srvs/SetBool: pause).
+
+/diagnostics tells the truth (levels: :mod:`perception.ros.stats` per camera, plus node-wide):
+  ERROR  configure rejected (one ``<node>: node`` status with the reason, published from the start);
+         model failed to load; the inference worker died (restarted, reported for 10 s) or failed for
+         good; nothing answered for 2 s while frames arrive; an inference running for over 2 s (stuck);
+  WARN   over 50 % of a 5 s window dropped stale, over 10 % malformed, any pipeline/backend failure or
+         non-finite output in the window; running on a fallback backend; the model file replaced on
+         disk since it was loaded (the loaded model keeps running: re-activate to load the new file).
+
+Shutdown: SIGINT and SIGTERM are handled alike (:func:`perception.ros.spin.spin_until_signal`): the
+executor stops, the inference worker is stopped and joined (so nothing publishes after the context
+is gone), then rclpy shuts down. The exit code is 0, or 1 when the node never got to work or gave up:
+configure rejected (and not fixed since), the model failed to load, or the inference worker died
+more than 3 times in 60 s (then the node shuts itself down, for a supervisor to restart it).
 """
 
 from __future__ import annotations
 
 import functools
+import sys
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import (
     FloatingPointRange,
@@ -57,8 +73,8 @@ from perception.ros.params import (
     node_config,
 )
 from perception.ros.qos import latched, qos_profile
-from perception.ros.spin import spin_until_shutdown
-from perception.ros.stats import NodeStats
+from perception.ros.spin import init_without_signal_handlers, spin_until_signal
+from perception.ros.stats import NodeStats, worse
 
 _OUTPUT_TYPES: dict[str, Any] = {
     runner.DETECTIONS: Detection2DArray,
@@ -113,7 +129,6 @@ class PerceptionNode(LifecycleNode):
         self._stats: NodeStats | None = None
         self._pubs: dict[tuple[str, str], Any] = {}
         self._label_pubs: list[Any] = []
-        self._diag_pub: Any = None
         self._diag_timer: Any = None
         self._subs: list[Any] = []
         self._slots: runner.LatestFrameSlots | None = None
@@ -122,7 +137,16 @@ class PerceptionNode(LifecycleNode):
         self._enabled = True
         self._state_label = "unconfigured"
         self._load_error = ""
+        self._config_error = ""  # why the last configure was rejected ("" once one succeeds)
+        self._fatal = ""  # why the node gave up (the inference worker kept dying)
         self._model_label = ""
+        self._model_files: list[Path] = []
+        self._model_watch: runner.ModelFileWatch | None = None
+        self._reported_changes: list[str] = []
+        self.stop_requested = threading.Event()  # set when the node gives up; main() then exits non-zero
+        # /diagnostics from the start: a node whose configure is rejected must say so
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._start_diagnostics(self._values().get("diagnostics_period", 1.0))
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_service(SetBool, "~/enable", self._on_enable)
         self._autostart_timer: Any = None
@@ -162,21 +186,37 @@ class PerceptionNode(LifecycleNode):
             self._startup_errors.pop(p.name, None)
         return SetParametersResult(successful=True, reason="takes effect on the next configure")
 
+    @property
+    def exit_code(self) -> int:
+        """0, or 1 when the node never got to work or gave up (see the module docstring)."""
+        return 1 if (self._config_error or self._load_error or self._fatal) else 0
+
+    def _start_diagnostics(self, period: object) -> None:
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+        seconds = float(period) if isinstance(period, (int, float)) and not isinstance(period, bool) else 1.0
+        self._diag_timer = self.create_timer(seconds if 0.0 < seconds <= 3600.0 else 1.0, self._publish_diagnostics)
+
+    def _reject(self, reason: str) -> TransitionCallbackReturn:
+        self._config_error = reason
+        self.get_logger().error(f"configure rejected: {reason}")
+        self._publish_diagnostics()  # say so now, not only at the next period
+        return TransitionCallbackReturn.FAILURE
+
     # -- lifecycle -----------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         if self._startup_errors:
-            self.get_logger().error("configure rejected: " + "; ".join(self._startup_errors.values()))
-            return TransitionCallbackReturn.FAILURE
+            return self._reject("; ".join(self._startup_errors.values()))
         try:
             cfg = node_config(self._values())
         except RosError as e:
-            self.get_logger().error(f"configure rejected: {e}")
-            return TransitionCallbackReturn.FAILURE
+            return self._reject(str(e))
         try:
-            _, self._model_label = model_source(cfg.model)
+            checkpoint, self._model_label = model_source(cfg.model)
         except RosError as e:
-            self.get_logger().error(f"configure rejected: {e}")
-            return TransitionCallbackReturn.FAILURE
+            return self._reject(str(e))
+        self._config_error = ""
+        self._model_files = runner.model_files(checkpoint, cfg.model.onnx)
         self._cfg = cfg
         self._stats = NodeStats(cfg.input.cameras)
         out_qos = qos_profile(cfg.output.qos_reliability, cfg.output.qos_depth)
@@ -194,8 +234,7 @@ class PerceptionNode(LifecycleNode):
                 header = convert.make_header(self.get_clock().now().nanoseconds * 1e-9, "")
                 pub.publish(convert.label_info_msg(header, cfg.detection.score_threshold))
                 self._label_pubs.append(pub)
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._diag_timer = self.create_timer(cfg.diagnostics_period, self._publish_diagnostics)
+        self._start_diagnostics(cfg.diagnostics_period)
         self._state_label = "inactive"
         self.get_logger().info(
             f"configured: cameras {list(cfg.input.cameras)}, model {self._model_label}, backend {cfg.model.backend} "
@@ -215,6 +254,8 @@ class PerceptionNode(LifecycleNode):
             self.get_logger().error(f"activate failed, model not loaded: {self._load_error}")
             return TransitionCallbackReturn.FAILURE
         self._load_error = ""
+        self._model_watch = runner.ModelFileWatch(self._model_files)
+        self._reported_changes = []
         self._slots = runner.LatestFrameSlots(cfg.input.cameras)
         self._runner = runner.PerceptionRunner(
             perceptor, cfg, self._publish, stats, warn=self._log_warning, info=self._log_info
@@ -251,6 +292,7 @@ class PerceptionNode(LifecycleNode):
         if self._runner is not None:
             release_perceptor(self._runner.perceptor)
         self._worker = self._runner = self._slots = None
+        self._model_watch = None  # the model is released: nothing loaded to compare against
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_inference()
@@ -262,12 +304,7 @@ class PerceptionNode(LifecycleNode):
         for pub in [*self._pubs.values(), *self._label_pubs]:
             self.destroy_publisher(pub)
         self._pubs, self._label_pubs = {}, []
-        if self._diag_timer is not None:
-            self.destroy_timer(self._diag_timer)
-        if self._diag_pub is not None:
-            self.destroy_publisher(self._diag_pub)
-        self._diag_timer = self._diag_pub = None
-        self._cfg = self._stats = None
+        self._cfg = self._stats = None  # /diagnostics stays: it reports the node-wide state
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release_outputs()
@@ -303,7 +340,11 @@ class PerceptionNode(LifecycleNode):
         if not self._enabled or slots is None:
             stats.dropped(cam, "paused")
             return
-        if slots.put(runner.Pending(cam, msg, time.monotonic())):
+        try:
+            stamp: float | None = convert.stamp_to_seconds(msg.header.stamp)
+        except Exception:  # a broken header is the worker's to report (dropped as bad input there)
+            stamp = None
+        if slots.put(runner.Pending(cam, msg, time.monotonic(), stamp)):
             stats.dropped(cam, "stale")
 
     def _on_camera_info(self, cam: str, msg: CameraInfo) -> None:
@@ -333,28 +374,83 @@ class PerceptionNode(LifecycleNode):
         self.get_logger().info(response.message)
         return response
 
-    def _publish_diagnostics(self) -> None:
-        cfg, stats, pub = self._cfg, self._stats, self._diag_pub
-        if cfg is None or stats is None or pub is None:
+    def _node_status(self) -> tuple[str, str]:
+        """The node-wide (level, message): configure rejected, model not loaded, worker dead or given up."""
+        if self._fatal:
+            return "error", f"gave up, shutting down: {self._fatal}"
+        if self._config_error:
+            return "error", f"configure rejected: {self._config_error}"
+        if self._load_error:
+            return "error", f"model failed to load: {self._load_error}"
+        if self._worker is not None:
+            return self._worker.health()
+        return "ok", ""
+
+    def _check_worker(self) -> None:
+        worker = self._worker
+        if worker is None:
             return
-        state = self._state_label if self._enabled else f"{self._state_label} (paused)"
+        why = worker.check()
+        if why is not None and not worker.failure:
+            self.get_logger().error(f"inference worker died ({why}): restarted")
+        if worker.failure and not self._fatal:
+            self._fatal = worker.failure
+            self.get_logger().fatal(f"{worker.failure}: shutting down (exit code 1) for a supervisor to restart")
+            self.stop_requested.set()
+
+    def _model_changes(self) -> list[str]:
+        changed = self._model_watch.changed() if self._model_watch is not None else []
+        if changed and changed != self._reported_changes:
+            self.get_logger().warning(f"model file(s) {changed} changed on disk since they were loaded: still running "
+                                      "the loaded model; deactivate + activate (or restart) to load the new one")
+        self._reported_changes = changed
+        return changed
+
+    def _publish_diagnostics(self) -> None:
+        self._check_worker()
+        cfg, stats, pub = self._cfg, self._stats, self._diag_pub
         msg = DiagnosticArray()
         msg.header.stamp = self.get_clock().now().to_msg()
-        runtime = self._runner.perceptor.backend.status() if self._runner is not None else {}
+        node_level, node_text = self._node_status()
+        if cfg is None or stats is None:
+            level = node_level
+            text = node_text or self._state_label
+            msg.status.append(convert.diagnostic_status(
+                f"{self.get_name()}: node", level, text, "", {"state": self._state_label}))
+            pub.publish(msg)
+            return
+        state = self._state_label if self._enabled else f"{self._state_label} (paused)"
+        run = self._runner
+        runtime = run.perceptor.backend.status() if run is not None else {}
         active = runtime.get("backend.active", cfg.model.backend)
+        changed = self._model_changes()
+        busy = run.busy_for() if run is not None else 0.0
+        serving = self._state_label == "active" and self._enabled
         for cam, values in stats.snapshot().items():
-            level, text = "ok", state
-            if self._load_error:
-                level, text = "error", f"model failed to load: {self._load_error}"
-            elif self._state_label == "active" and self._enabled and values["input_hz"] > 0 and not values["output_hz"]:
-                level, text = "warn", "receiving images but publishing nothing (see last_error)"
-            elif runtime.get("backend.fallbacks", "0") != "0":
-                level, text = "warn", f"{state}, on fallback backend {active} ({runtime.get('backend.last_error')})"
+            level, texts = "ok", []
+            if node_level != "ok":
+                level, texts = node_level, [node_text]
+            if serving:
+                if busy > stats.thresholds.stall_s:
+                    level = worse(level, "error")
+                    texts.append(f"inference has been running for {busy:.1f} s (backend stalled?)")
+                if values["level"] != "ok":
+                    level = worse(level, values["level"])
+                    texts.append(values["message"])
+            if runtime.get("backend.fallbacks", "0") != "0":
+                level = worse(level, "warn")
+                texts.append(f"on fallback backend {active} ({runtime.get('backend.last_error')})")
+            if changed:
+                level = worse(level, "warn")
+                texts.append(f"model file(s) {', '.join(changed)} changed on disk: still running the loaded model "
+                             "(re-activate to load the new one)")
             values = {"state": state, "backend": active, "device": cfg.model.device,
                       "model": self._model_label, "precision": cfg.model.precision,
-                      "input_topic": self.resolve_topic_name(cfg.input.image_topic(cam)), **runtime, **values}
+                      "input_topic": self.resolve_topic_name(cfg.input.image_topic(cam)),
+                      "worker_restarts": len(self._worker.deaths) if self._worker is not None else 0,
+                      "inference_busy_s": busy, **runtime, **values}
             msg.status.append(convert.diagnostic_status(
-                f"{self.get_name()}: {cam}", level, text, f"{active}/{cfg.model.device}", values))
+                f"{self.get_name()}: {cam}", level, "; ".join(texts) or state, f"{active}/{cfg.model.device}", values))
         pub.publish(msg)
 
     def destroy_node(self) -> None:
@@ -362,11 +458,13 @@ class PerceptionNode(LifecycleNode):
         super().destroy_node()
 
 
-def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
+def main(args: list[str] | None = None) -> int:
+    """Run the node until SIGINT / SIGTERM (or until it gives up); the exit code as documented above."""
+    init_without_signal_handlers(args)
     node = PerceptionNode(argv=args)
-    spin_until_shutdown(node)
+    spin_until_signal(node, node.stop_requested)
+    return node.exit_code
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

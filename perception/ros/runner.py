@@ -2,12 +2,30 @@
 
 - :class:`LatestFrameSlots`: one slot per camera. A subscription callback only drops the message
   into its camera's slot; a newer message replaces one not yet taken (latest frame wins, the
-  replaced one is counted as a stale drop). There is never a backlog of old frames.
+  replaced one is counted as a stale drop). There is never a backlog of old frames. The slots also
+  keep the steps between the RECEIVED stamps, so the temporal memory is not reset for a "time jump"
+  that is only the node's own stale drops (:mod:`perception.core.temporal`).
 - :class:`InferenceWorker`: a thread that takes every filled slot at once (one frame per camera)
   and hands them to the runner as one batch.
-- :class:`PerceptionRunner`: converts the messages (bad input -> dropped, counted, throttled log),
-  runs ``Perceptor.process_batch`` and publishes the outputs with the input's header,
-  detections first (the latency-critical output).
+- :class:`PerceptionRunner`: converts the messages, runs ``Perceptor.process_batch`` and publishes
+  the outputs with the input's header, detections first (the latency-critical output).
+
+Faults never end the worker. Every step of a frame (conversion, decode, pipeline, backend,
+publishing) runs under ``except Exception``: the frame is dropped and counted by kind and reason in
+:class:`~perception.ros.stats.NodeStats` (``bad``: malformed input; ``failed``: the pipeline, backend
+or publishing raised; ``invalid``: the backend returned NaN / inf), with a throttled log line. After
+a backend fault the runner reloads the backend when it is left with none (the fallback chain
+exhausted), at most once a second; after ``INVALID_FAILOVER_AFTER`` batches in a row with non-finite
+outputs it moves to the next backend of the fallback chain (:meth:`FallbackBackend.fail_over`).
+If the worker thread dies anyway (a ``BaseException`` such as ``SystemExit`` escaping a backend),
+:meth:`InferenceWorker.check` -- which the node calls with every diagnostics period -- reports it
+(ERROR in /diagnostics for ``DEATH_REPORT_S``) and restarts the thread; a worker that dies
+``max_restarts`` times within ``restart_window_s`` is not restarted again (:attr:`InferenceWorker.failure`
+says why), and the node then shuts down and exits non-zero so that a supervisor restarts the process.
+
+libjpeg / libpng warnings printed while decoding compressed frames never reach stderr
+(:func:`perception.core.codec.decode_rgb` captures them): those that refuse a frame are its drop reason, the
+others are logged throttled, once per 5 s.
 """
 
 from __future__ import annotations
@@ -16,11 +34,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from perception.core.classes import semantic_palette
+from perception.core.temporal import ReceivedStamps, StreamSteps
 from perception.ros import convert
 from perception.ros.errors import RosError
 from perception.ros.params import PerceptionNodeConfig
@@ -37,7 +57,15 @@ SEGMENTATION_COLOR = "segmentation/color"
 ATTENTION = "attention"
 LABEL_INFO = "label_info"
 
+INVALID_FAILOVER_AFTER = 2  # batches in a row with non-finite outputs before moving down the fallback chain
+RELOAD_INTERVAL_S = 1.0  # at most one backend reload attempt per this many seconds
+DEATH_REPORT_S = 10.0  # a worker death is reported ERROR for this long after its restart
+
 Publish = Callable[[str, str, Any], None]  # (camera, output key, message)
+
+
+def _why(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"
 
 
 @dataclass
@@ -45,6 +73,8 @@ class Pending:
     camera: str
     msg: Any  # sensor_msgs/Image or sensor_msgs/CompressedImage
     received: float  # time.monotonic() when the callback ran
+    stamp: float | None = None  # the header stamp (s), when the callback read it
+    steps: StreamSteps | None = None  # steps between received stamps since the last take (set by take)
 
 
 class LatestFrameSlots:
@@ -52,11 +82,14 @@ class LatestFrameSlots:
 
     def __init__(self, cameras: tuple[str, ...]) -> None:
         self._slots: dict[str, Pending | None] = dict.fromkeys(cameras)
+        self._stamps = ReceivedStamps()
         self._cond = threading.Condition()
         self._closed = False
 
     def put(self, item: Pending) -> bool:
         with self._cond:
+            if item.stamp is not None:
+                self._stamps.add(item.camera, item.stamp)
             replaced = self._slots[item.camera] is not None
             self._slots[item.camera] = item
             self._cond.notify()
@@ -70,6 +103,7 @@ class LatestFrameSlots:
             items = sorted((p for p in self._slots.values() if p is not None), key=lambda p: p.received)[:limit]
             for p in items:
                 self._slots[p.camera] = None
+                p.steps = self._stamps.take(p.camera)
             return items
 
     def clear(self) -> int:
@@ -125,30 +159,55 @@ class PerceptionRunner:
         self._lock = threading.Lock()  # perceptor state: worker vs reset service
         self._class_ids = config.detection.class_ids
         self._palette = semantic_palette()
+        self._closed = False
+        self._busy_since: float | None = None
+        self._invalid_streak = 0
+        self._last_reload = -1e9
         self.camera_sizes: dict[str, tuple[int, int]] = {}  # from camera_info: (H, W)
 
     def reset(self, camera: str | None = None) -> None:
         with self._lock:
             self.perceptor.reset(camera)
 
+    def close(self) -> None:
+        """Publish nothing more (a batch in flight is finished but not published): the node is going away."""
+        self._closed = True
+
+    def busy_for(self) -> float:
+        """Seconds the current inference has been running (0 when idle): a stuck backend shows here."""
+        since = self._busy_since
+        return time.monotonic() - since if since is not None else 0.0
+
     # -- worker side ---------------------------------------------------------------------------
+    def _drop(self, cam: str, kind: str, e: BaseException | str, what: str) -> None:
+        text = e if isinstance(e, str) else _why(e)
+        self._stats.dropped(cam, kind, text, "" if isinstance(e, str) else type(e).__name__)
+        self._warn(f"{kind}:{cam}", f"camera {cam!r}: dropped a frame ({what}): {text}")
+
+    def _decode(self, msg: Any) -> np.ndarray:
+        lines: list[str] = []
+        rgb = convert.message_to_rgb(msg, self.config.input.max_pixels, decoder_warnings=lines)
+        if lines:
+            self._warn("decoder", f"image decoder: {lines[-1]}" + (f" (+{len(lines) - 1} more)" if len(lines) > 1
+                                                                   else ""))
+        return rgb
+
     def _to_frame(self, item: Pending) -> Any | None:
         from perception.pipeline.perceptor import FrameInput
 
         try:
-            rgb = convert.message_to_rgb(item.msg, self.config.input.max_pixels)
+            rgb = self._decode(item.msg)
             if min(rgb.shape[:2]) < 8:
                 raise RosError(f"image {rgb.shape[1]}x{rgb.shape[0]} is smaller than 8x8 pixels")
-        except RosError as e:
-            self._stats.dropped(item.camera, "bad", str(e))
-            self._warn(f"bad:{item.camera}", f"camera {item.camera!r}: dropped a frame: {e}")
+            stamp = convert.stamp_to_seconds(item.msg.header.stamp)
+        except Exception as e:  # RosError, cv2.error, anything a converter raises: bad input, never fatal
+            self._drop(item.camera, "bad", e, "bad input")
             return None
         expected = self.camera_sizes.get(item.camera)
         if expected is not None and expected != rgb.shape[:2]:
             self._warn(f"info:{item.camera}", f"camera {item.camera!r}: image {rgb.shape[1]}x{rgb.shape[0]} does not "
                        f"match camera_info {expected[1]}x{expected[0]}")
-        stamp = convert.stamp_to_seconds(item.msg.header.stamp)
-        return FrameInput(item.camera, rgb, stamp)
+        return FrameInput(item.camera, rgb, stamp, received=item.steps)
 
     def _infer(self, frames: list[Any]) -> list[tuple[Any, PerceptionResult | None]]:
         from perception.pipeline.perceptor import PipelineError
@@ -158,21 +217,80 @@ class PerceptionRunner:
                 for f in frames:
                     self.perceptor.reset(f.camera_id)
             try:
-                return list(zip(frames, self.perceptor.process_batch(frames)))
+                results = self._run(frames)
             except PipelineError:
                 if len(frames) == 1:
                     raise
+            else:
+                return list(zip(frames, results))
             out: list[tuple[Any, PerceptionResult | None]] = []
             for f in frames:  # one bad frame must not sink the others: retry one by one
                 try:
-                    out.append((f, self.perceptor.process(f)))
+                    out.append((f, self._run([f])[0]))
                 except PipelineError as e:
-                    self._stats.dropped(f.camera_id, "bad", str(e))
-                    self._warn(f"bad:{f.camera_id}", f"camera {f.camera_id!r}: dropped a frame: {e}")
+                    self._drop(f.camera_id, "bad", e, "refused by the pipeline")
                     out.append((f, None))
             return out
 
+    def _run(self, frames: list[Any]) -> list[PerceptionResult | None]:
+        """``process_batch``, with non-finite outputs dropped and counted (None in their place)."""
+        from perception.pipeline.perceptor import InvalidOutputError
+
+        self._busy_since = time.monotonic()
+        try:
+            results: list[PerceptionResult | None] = list(self.perceptor.process_batch(frames))
+            self._invalid_streak = 0
+            return results
+        except InvalidOutputError as e:
+            for cam in e.invalid:
+                self._drop(cam, "invalid", e, "non-finite outputs")
+            self._on_invalid(e)
+            return e.results
+        finally:
+            self._busy_since = None
+
+    def _on_invalid(self, e: BaseException) -> None:
+        from perception.runtime.select import FallbackBackend
+
+        self._invalid_streak += 1
+        backend = self.perceptor.backend
+        if self._invalid_streak < INVALID_FAILOVER_AFTER or not isinstance(backend, FallbackBackend):
+            return
+        self._invalid_streak = 0
+        before = backend.active_name
+        try:
+            moved = backend.fail_over(e)
+        except Exception as err:  # the rest of the chain failed to load: the next fault reloads it
+            self._warn("failover", f"backend {before} gave non-finite outputs and no other backend loaded: {_why(err)}")
+            return
+        if moved:
+            self.perceptor.reset()  # the memory came from the faulty backend
+            self._warn("failover", f"backend {before} gave non-finite outputs {INVALID_FAILOVER_AFTER} times in a "
+                       f"row: switched to {backend.active_name}")
+        else:
+            self._warn("failover", f"backend {before} gives non-finite outputs and there is no fallback backend "
+                       "left: its frames are dropped")
+
+    def _recover(self, cameras: list[str]) -> None:
+        """After a backend fault: forget those cameras' memory; reload the backend if none is left running."""
+        for cam in cameras:
+            self.perceptor.reset(cam)
+        backend = self.perceptor.backend
+        if backend.status().get("backend.active") != "none":
+            return
+        now = time.monotonic()
+        if now - self._last_reload < RELOAD_INTERVAL_S:
+            return
+        self._last_reload = now
+        try:
+            backend.load()
+            self._warn("reload", f"backend reloaded after a fault: running on {backend.status().get('backend.active')}")
+        except Exception as e:
+            self._warn("reload", f"backend reload after a fault failed (retrying every {RELOAD_INTERVAL_S:g} s): "
+                       f"{_why(e)}")
+
     def process(self, items: list[Pending]) -> None:
+        """Convert, infer and publish one batch. Raises nothing (every failure drops and counts frames)."""
         frames, pending = [], []
         for item in items:
             f = self._to_frame(item)
@@ -183,15 +301,30 @@ class PerceptionRunner:
             return
         try:
             results = self._infer(frames)
-        except Exception as e:  # a failing frame must not kill the worker thread
+        except Exception as e:  # a failing pipeline / backend must not kill the worker thread
             for f in frames:
-                self._stats.dropped(f.camera_id, "bad", f"{type(e).__name__}: {e}")
+                self._stats.dropped(f.camera_id, "failed", _why(e), type(e).__name__)
             cams = [f.camera_id for f in frames]
-            self._warn("infer", f"inference failed for cameras {cams}: {type(e).__name__}: {e}")
+            self._warn("infer", f"inference failed for cameras {cams}: {_why(e)}")
+            try:
+                with self._lock:
+                    self._recover(cams)
+            except Exception as err:
+                self._warn("recover", f"recovering from the fault failed: {_why(err)}")
             return
         for item, (_, result) in zip(pending, results):
-            if result is not None:
+            if result is None or self._closed:
+                continue
+            try:
                 self._publish_result(item, result)
+            except Exception as e:  # a message that cannot be built or sent: that frame is lost, not the node
+                self._drop(item.camera, "failed", e, "publishing")
+
+    def fail(self, items: list[Pending], e: BaseException) -> None:
+        """Count a batch lost to an error that escaped :meth:`process` (never expected)."""
+        for item in items:
+            self._stats.dropped(item.camera, "failed", _why(e), type(e).__name__)
+        self._warn("worker", f"inference worker: batch lost: {_why(e)}")
 
     def _publish_result(self, item: Pending, r: PerceptionResult) -> None:
         out = self.config.output
@@ -221,24 +354,115 @@ class PerceptionRunner:
 
 
 class InferenceWorker:
-    """The thread that feeds slots to the runner; ``stop`` joins it (finishing the current batch)."""
+    """The thread that feeds slots to the runner; ``stop`` joins it (finishing the current batch).
 
-    def __init__(self, slots: LatestFrameSlots, runner: PerceptionRunner, max_batch: int) -> None:
+    Nothing a batch raises ends the thread (:meth:`PerceptionRunner.process` catches every
+    ``Exception``, and the loop catches what might escape). If it dies anyway (a ``BaseException``),
+    the death is recorded; :meth:`check` restarts it and reports why -- unless it died more than
+    ``max_restarts`` times within ``restart_window_s``: then :attr:`failure` says why and it stays down.
+    """
+
+    def __init__(self, slots: LatestFrameSlots, runner: PerceptionRunner, max_batch: int,
+                 max_restarts: int = 3, restart_window_s: float = 60.0) -> None:
         self._slots, self._runner, self._max_batch = slots, runner, max_batch
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="perception-inference", daemon=True)
+        self._max_restarts, self._restart_window_s = max_restarts, restart_window_s
+        self.deaths: list[tuple[float, str]] = []  # (monotonic time, why) of every death
+        self.failure = ""  # set when it died too often to be restarted again
+        self._thread = self._new_thread()
+
+    def _new_thread(self) -> threading.Thread:
+        return threading.Thread(target=self._loop, name="perception-inference", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def _loop(self) -> None:
-        while not self._stop.is_set():
-            items = self._slots.take(timeout=0.1, limit=self._max_batch)
-            if items and not self._stop.is_set():
-                self._runner.process(items)
+        items: list[Pending] = []
+        try:
+            while not self._stop.is_set():
+                items = self._slots.take(timeout=0.1, limit=self._max_batch)
+                if items and not self._stop.is_set():
+                    try:
+                        self._runner.process(items)
+                    except Exception as e:  # process() raises nothing; a bug there still must not end us
+                        self._runner.fail(items, e)
+                items = []
+        except BaseException as e:  # recorded and reported: check() restarts the thread
+            self.deaths.append((time.monotonic(), _why(e)))
+            self._runner.fail(items, e)
+
+    def check(self) -> str | None:
+        """Restart a dead thread; returns why it died (None: it is running, or stopped on purpose).
+        When it died more than ``max_restarts`` times within ``restart_window_s``, it is not restarted and
+        :attr:`failure` is set."""
+        if self._stop.is_set() or self._thread.is_alive() or not self._thread.ident or self.failure:
+            return None
+        now = time.monotonic()
+        why = self.deaths[-1][1] if self.deaths else "ended without an error"
+        recent = [t for t, _ in self.deaths if now - t < self._restart_window_s]
+        if len(recent) > self._max_restarts:
+            self.failure = (f"the inference worker died {len(recent)} times in {self._restart_window_s:g} s "
+                            f"(last: {why})")
+            return why
+        self._thread = self._new_thread()
+        self._thread.start()
+        return why
+
+    def health(self) -> tuple[str, str]:
+        """("error", why) for ``DEATH_REPORT_S`` after a death or once it failed for good, else ("ok", "")."""
+        if self.failure:
+            return "error", self.failure
+        if self.deaths and time.monotonic() - self.deaths[-1][0] < DEATH_REPORT_S:
+            state = "restarted" if self._thread.is_alive() else "not running"
+            return "error", (f"inference worker died ({self.deaths[-1][1]}), {state}; "
+                             f"{len(self.deaths)} death(s) so far")
+        if not self._stop.is_set() and self._thread.ident and not self._thread.is_alive():
+            return "error", "inference worker is not running"
+        return "ok", ""
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        self._runner.close()
         self._slots.close()
         if self._thread.is_alive():
             self._thread.join(timeout)
+
+
+class ModelFileWatch:
+    """Notices a model file replaced on disk while the node runs on the copy it loaded.
+
+    Policy: keep running the loaded model (the runtimes hold it in memory, so inference is not
+    affected) and warn, naming the file, until the node is re-activated (deactivate + activate, or a
+    restart), which loads the new file. A reload behind the operator's back could swap in a
+    half-copied or incompatible file mid-drive.
+    """
+
+    def __init__(self, paths: list[Path]) -> None:
+        self._seen = {p: self._signature(p) for p in paths}
+
+    @staticmethod
+    def _signature(path: Path) -> tuple[int, int, int] | None:
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size, st.st_ino
+
+    def changed(self) -> list[str]:
+        """The watched files that changed (or vanished / appeared) since loading."""
+        return [str(p) for p, sig in self._seen.items() if self._signature(p) != sig]
+
+
+def model_files(checkpoint: Path | None, onnx: str) -> list[Path]:
+    """The files a node's model was loaded from: the checkpoint's weights + metadata, the ONNX model."""
+    paths = []
+    if checkpoint is not None:
+        stem = checkpoint.with_suffix("") if checkpoint.suffix in (".safetensors", ".json") else checkpoint
+        paths += [p for p in (stem, stem.with_suffix(".safetensors"), stem.with_suffix(".json")) if p.is_file()]
+    if onnx:
+        paths.append(Path(onnx))
+    return paths

@@ -339,6 +339,17 @@ class FallbackBackend(WrappingBackend):
                 failed.close()
                 self._load_next()  # raises BackendError when the chain is exhausted
 
+    def fail_over(self, error: BaseException) -> bool:
+        """Give up the active backend for a fault its caller detected (e.g. non-finite outputs) and load
+        the next one of the chain. False (the active backend kept) when fallback is off or none is left."""
+        if not self.cfg.fallback or self.active is None or self._next >= len(self.chain):
+            return False
+        self._record(self.active_name, "infer", error)
+        failed, self.active = self.active, None
+        failed.close()
+        self._load_next()  # raises BackendError when every remaining backend fails to load
+        return True
+
     def close(self) -> None:
         if self.active is not None:
             self.active.close()
@@ -346,7 +357,8 @@ class FallbackBackend(WrappingBackend):
 
     def status(self) -> dict[str, str]:
         """Key/values for diagnostics: requested and active backend, fallbacks and the last error."""
-        out = {"backend.requested": self.cfg.backend, "backend.active": self.active_name or "none",
+        active = self.active_name if self.active is not None else "none"  # none: the chain is exhausted
+        out = {"backend.requested": self.cfg.backend, "backend.active": active,
                "backend.chain": ",".join(self.chain), "backend.fallbacks": str(len(self.events))}
         if self.events:
             last = self.events[-1]

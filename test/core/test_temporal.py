@@ -2,7 +2,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from perception.core.temporal import ResetPolicy, ResetReason, frame_signature, reset_reason, signature_distance
+from perception.core.temporal import (
+    ReceivedStamps,
+    ResetPolicy,
+    ResetReason,
+    frame_signature,
+    reset_reason,
+    signature_distance,
+)
 
 
 def _img(seed: int) -> np.ndarray:
@@ -32,3 +39,23 @@ def test_scene_cut_detected_but_not_for_small_changes() -> None:
     assert reset_reason(0.0, 0.1, sa, frame_signature(other), p) is ResetReason.SCENE_CUT
     off = ResetPolicy(detect_scene_cuts=False)
     assert reset_reason(0.0, 0.1, sa, frame_signature(other), off) is ResetReason.NONE
+
+
+def test_gaps_made_by_dropped_frames_are_not_time_jumps() -> None:
+    """A 10 Hz stream of which only every 8th frame is processed: 0.8 s between processed frames, but the
+    stream (what was received) never jumped. A real jump among the dropped frames still counts."""
+    policy = ResetPolicy(max_gap_s=0.5, detect_scene_cuts=False)
+    received = ReceivedStamps()
+    for i in range(9):
+        received.add("a", 10.0 + 0.1 * i)
+    steps = received.take("a")
+    assert steps is not None and abs(steps.max_step - 0.1) < 1e-9
+    assert reset_reason(10.0, 10.8, None, None, policy) is ResetReason.TIME_JUMP  # processed stamps alone
+    assert reset_reason(10.0, 10.8, None, None, policy, steps) is ResetReason.NONE
+    for t in (10.9, 30.0, 30.1):  # the jump happened on a frame that was dropped
+        received.add("a", t)
+    assert reset_reason(10.8, 30.1, None, None, policy, received.take("a")) is ResetReason.TIME_JUMP
+    for t in (30.2, 29.0, 29.1):  # so did a step back
+        received.add("a", t)
+    assert reset_reason(30.1, 29.1, None, None, policy, received.take("a")) is ResetReason.TIME_BACKWARDS
+    assert received.take("a") is None

@@ -159,6 +159,20 @@ def test_bad_input_is_dropped_and_the_node_stays_alive(node: NodeProc, module_cl
     assert "dropped a frame" in node.output()
 
 
+def test_a_frame_that_makes_the_converter_raise_does_not_end_inference(node: NodeProc, module_client: Client) -> None:
+    """Defect 1: a yuv422_yuy2 image of odd width (cv2.error in the conversion) ended the inference thread
+    for good while the node looked healthy."""
+    out = Outputs(module_client, "b")
+    before = int(_diag(module_client, "b")["dropped_bad_input"])
+    odd = Image(height=240, width=319, step=638, encoding="yuv422_yuy2", data=bytes(638 * 240))
+    odd.header = convert.make_header(3500.0, "cam_b")
+    out.pub.publish(odd)
+    module_client.spin_for(0.5)
+    out.send_until_processed(image_msg(rgb_image(60, 80, seed=10), 3500.1))
+    v = _diag(module_client, "b", until=lambda v: int(v["dropped_bad_input"]) > before)
+    assert "bad:" in v["drop_reasons"] and node.alive()
+
+
 def test_temporal_memory_resets_on_time_jumps(node: NodeProc, module_client: Client) -> None:
     out = Outputs(module_client, "a")
     rgb = rgb_image(64, 96, seed=6)

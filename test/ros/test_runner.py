@@ -98,7 +98,7 @@ def test_bad_frames_are_dropped_and_the_rest_of_the_batch_survives() -> None:
     good_b = image_msg(rgb_image(30, 30), 2.0)
     r.process([runner.Pending("a", image_msg(red, 2.0), 0.0), runner.Pending("b", good_b, 0.0)])
     snap = stats.snapshot()
-    assert snap["a"]["dropped_bad_input"] == 2 and snap["a"]["last_error"] == "red pixel"
+    assert snap["a"]["dropped_bad_input"] == 2 and snap["a"]["last_error"] == "PipelineError: red pixel"
     assert snap["b"]["processed"] == 2 and snap["a"]["processed"] == 0
     assert fake.batches == [["b"], ["b"]]  # the second batch was retried one by one after the pipeline refused it
 
