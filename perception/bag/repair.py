@@ -36,7 +36,8 @@ class RepairReport:
         text = (f"repaired {self.path}: {self.messages} messages on {len(self.topics)} topics kept ("
                 + ", ".join(f"{t} {n}" for t, n in sorted(self.topics.items())) + ")")
         if not self.was_complete:
-            text += f"; the file had no summary (recording cut short), {self.dropped_bytes} B incomplete at its end"
+            text += "; the file had no summary (recording cut short)" + (
+                f", {self.dropped_bytes} B incomplete at its end" if self.dropped_bytes else "")
         if self.damaged:
             text += "; left out damaged: " + "; ".join(self.damaged)
         return text + (f"; original kept as {self.backup}" if self.backup else "")
