@@ -40,7 +40,7 @@ from perception.ros.params import add_model_arguments
 from perception.ros.run import sigterm_as_interrupt
 
 EVENTS_TOPIC = "/replay/events"
-RECORD_FLUSH_S = 0.2
+RECORD_FLUSH_S = 0.05
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 OUTPUT_TYPES: dict[str, str] = {  # output key inside a camera namespace -> message type
     "detections": "vision_msgs/msg/Detection2DArray",
@@ -395,7 +395,7 @@ def replay(bag: Path, out: Path | None, opts: ReplayOptions, *, topics: Sequence
         apply_localhost_env()  # this process joins the private, loopback-only graph of its node
     import rclpy
 
-    # the open chunk reaches the disk every RECORD_FLUSH_S: a killed player loses at most that much
+    # the open chunk reaches the disk every RECORD_FLUSH_S (20 Hz): a killed player loses at most that much
     writer = BagWriter(out, storage, compress, flush_s=RECORD_FLUSH_S) if out is not None else None
     run: NodeRun | None = None
     context = rclpy.Context()  # its own context: callers may have rclpy initialised already
