@@ -53,7 +53,7 @@ def verify_bag(path: Path, storage: str, files: Iterable[str]) -> None:
         scan = scan_mcap(f)
         problems = [d.describe() for d in scan.damage]
         if not scan.complete and not problems:
-            problems.append(f"file ends at byte {scan.size} without its summary (recording cut short"
+            problems.append(f"truncated at byte {scan.size}, no summary (the recording was cut short"
                             + (f"; incomplete record from byte {scan.truncated_at}" if scan.truncated_at else "")
                             + ")")
         if problems:
