@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import struct
+import sys
 import time
 import zlib
 from collections.abc import Iterator
@@ -127,14 +128,21 @@ def _chunk_header(body: bytes | memoryview) -> ChunkHeader:
     return ChunkHeader(start, end, size, crc, compression, o + 8, n)
 
 
+def zstd_decompress(data: bytes) -> bytes:
+    """zstd as rosbags does it (``compression.zstd``, Python 3.14, or its ``backports.zstd``)."""
+    if sys.version_info >= (3, 14):
+        from compression import zstd
+    else:
+        from backports import zstd
+    return bytes(zstd.decompress(data))
+
+
 def _decompress(h: ChunkHeader, body: bytes | memoryview) -> bytes:
     data = bytes(body[h.data_offset:h.data_offset + h.data_len])
     if h.compression == "":
         out = data
     elif h.compression == "zstd":
-        import zstandard
-
-        out = zstandard.ZstdDecompressor().decompress(data, max_output_size=h.uncompressed_size)
+        out = zstd_decompress(data)
     elif h.compression == "lz4":
         import lz4.frame
 

@@ -73,7 +73,7 @@ def _store_for(msgtype: str, schema: Any) -> Any:
 def repair_bag(path: str | Path, backup: bool = True) -> RepairReport:
     """Rewrite the bag at ``path`` from every complete, intact message of its MCAP file (see module doc)."""
     from perception.bag.io import BagWriter
-    from perception.bag.mcap_storage import scan_mcap
+    from perception.bag.mcap_storage import scan_mcap, zstd_decompress
 
     path = Path(path)
     src = _mcap_file(path)
@@ -94,9 +94,7 @@ def repair_bag(path: str | Path, backup: bool = True) -> RepairReport:
                 stores[channel.topic] = _store_for(msgtype, schema)
                 writer.add_topic(channel.topic, msgtype, stores[channel.topic])
             if compressed["yes"] and data[:4] == ZSTD_MAGIC:
-                import zstandard
-
-                data = zstandard.ZstdDecompressor().decompress(data)
+                data = zstd_decompress(data)
             writer.write_raw(channel.topic, msgtype, log_ns, data)
 
         scan = scan_mcap(src, on_message)
