@@ -51,7 +51,7 @@ def verify_bag(path: Path, storage: str, files: Iterable[str]) -> None:
         if key in _verified:
             continue
         scan = scan_mcap(f)
-        problems = [d.describe() for d in scan.damage]
+        problems = [d.describe(scan.start_ns) for d in scan.damage]
         if not scan.complete and not problems:
             problems.append(f"truncated at byte {scan.size}, no summary (the recording was cut short"
                             + (f"; incomplete record from byte {scan.truncated_at}" if scan.truncated_at else "")
@@ -201,7 +201,7 @@ def read_messages(
             raise
         except Exception as e:
             raise BagError(f"bag {path} is damaged after {n} messages: {type(e).__name__}: {e} "
-                           "(truncated storage file?)") from e
+                           f"(truncated or damaged storage file: {repair_hint(path)})") from e
 
 
 def deserialize(raw: bytes, msgtype: str) -> Any:

@@ -215,12 +215,15 @@ class Damage:
     start_ns: int = 0
     end_ns: int = 0
 
-    def describe(self) -> str:
+    def describe(self, bag_start_ns: int = 0) -> str:
         where = f"bytes {self.start}-{self.end} ({self.end - self.start} B): {self.what}"
         if self.topics:
             where += f"; messages on {', '.join(self.topics)}"
         if self.start_ns:
-            where += f" logged {self.start_ns * 1e-9:.3f}-{self.end_ns * 1e-9:.3f} s"
+            where += f" logged at {self.start_ns * 1e-9:.3f}-{self.end_ns * 1e-9:.3f} s"
+            if bag_start_ns:
+                where += (f" ({(self.start_ns - bag_start_ns) * 1e-9:.2f}-{(self.end_ns - bag_start_ns) * 1e-9:.2f} s "
+                          "into the bag)")
         return where
 
 
@@ -237,22 +240,64 @@ class Scan:
     unchecked_chunks: int = 0  # chunks written without a CRC
     complete: bool = False  # has a valid footer (closed cleanly)
     truncated_at: int = 0  # crash-truncated: where the incomplete last record starts
+    start_ns: int = 0  # earliest log time seen (chunk headers, summary)
     metadata: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
-def _summary_chunk_starts(buf: Any) -> list[int]:
-    """Chunk offsets from the summary's chunk indexes (for resynchronising after a damaged record)."""
-    if len(buf) < 8 + 29 + 8 or buf[-8:] != MAGIC or buf[-37] != OP_FOOTER:
-        return []
+@dataclass(frozen=True)
+class ChunkIndex:
+    start: int  # byte offset of the chunk record
+    length: int
+    start_ns: int
+    end_ns: int
+    channel_ids: tuple[int, ...]
+
+
+def _summary(buf: Any) -> tuple[list[ChunkIndex], dict[int, Channel]]:
+    """The chunk indexes and channels of the summary section (empty when there is none, or it is damaged)."""
+    if not _has_footer(buf):
+        return [], {}
     summary_start = _u64(buf, len(buf) - 28)
-    starts = []
+    chunks, channels = [], {}
     try:
         for _, op, b, e in _records(buf, summary_start, len(buf) - 37):
-            if op == OP_CHUNK_INDEX and e - b >= 24:
-                starts.append(_u64(buf, b + 16))
-    except _DamagedError:
-        pass
-    return sorted(set(starts))
+            if op == OP_CHUNK_INDEX:
+                start_ns, end_ns, start, length = struct.unpack_from("<QQQQ", buf, b)
+                n = _u32(buf, b + 32)
+                ids = tuple(struct.unpack_from("<H", buf, b + 36 + 10 * i)[0] for i in range(n // 10))
+                chunks.append(ChunkIndex(start, length, start_ns, end_ns, ids))
+            elif op == OP_CHANNEL:
+                c = _channel(memoryview(buf)[b:e])
+                channels[c.id] = c
+    except (_DamagedError, struct.error, UnicodeDecodeError):
+        return [], {}
+    return sorted(chunks, key=lambda c: c.start), channels
+
+
+def _name_damage(scan: Scan, index: list[ChunkIndex], channels: dict[int, Channel]) -> None:
+    """Merge touching damaged ranges; name the topics and log times of the chunks they hit (from the summary)."""
+    merged: list[Damage] = []
+    for d in sorted(scan.damage, key=lambda d: d.start):
+        if merged and d.start <= merged[-1].end and d.start > 8:
+            last = merged[-1]
+            last.end = max(last.end, d.end)
+            if d.what not in last.what:
+                last.what += f"; {d.what}"
+            last.topics = tuple(sorted({*last.topics, *d.topics}))
+            last.start_ns = min(x for x in (last.start_ns, d.start_ns) if x) if last.start_ns or d.start_ns else 0
+            last.end_ns = max(last.end_ns, d.end_ns)
+        else:
+            merged.append(d)
+    every = {**scan.channels, **channels}
+    for d in merged:
+        hit = [c for c in index if c.start < d.end and c.start + c.length > d.start]
+        if hit and d.start > 8:  # (a data-section CRC mismatch spans everything: nothing specific to name)
+            d.topics = tuple(sorted({*d.topics, *(every[i].topic for c in hit for i in c.channel_ids if i in every)}))
+            d.start_ns = min(c.start_ns for c in hit)
+            d.end_ns = max(c.end_ns for c in hit)
+    scan.damage = merged
+    starts = [c.start_ns for c in index] + [d.start_ns for d in merged if d.start_ns] + [scan.start_ns or 2**63]
+    scan.start_ns = min(starts) if min(starts) < 2**63 else 0
 
 
 def _chunk_topics(buf: Any, after: int, channels: dict[int, Channel]) -> tuple[str, ...]:
@@ -294,7 +339,8 @@ def scan_mcap(path: Path, on_message: Any = None) -> Scan:
         scan.damage.append(Damage(0, min(8, len(buf)), "not an MCAP file (bad magic)"))
         return scan
     footer = _has_footer(buf)
-    resync = _summary_chunk_starts(buf) if footer else []
+    index, summary_channels = _summary(buf)
+    resync = [c.start for c in index]
     view = memoryview(buf)
     o = 8
     while o < len(buf):
@@ -332,8 +378,11 @@ def scan_mcap(path: Path, on_message: Any = None) -> Scan:
             o += 9 + n
         except (_DamagedError, struct.error, UnicodeDecodeError) as e:
             nxt = next((s for s in resync if s > o), len(buf))
-            scan.damage.append(Damage(o, nxt, str(e) if isinstance(e, _DamagedError) else f"record unreadable ({e})"))
+            scan.damage.append(Damage(o, nxt, "unreadable records" if isinstance(e, _DamagedError) and "invalid record"
+                                      in str(e) else str(e) if isinstance(e, _DamagedError)
+                                      else f"record unreadable ({e})"))
             o = nxt
+    _name_damage(scan, index, summary_channels)
     return scan
 
 
@@ -374,6 +423,8 @@ def _chunk(scan: Scan, buf: Any, o: int, body: memoryview, on_message: Any) -> D
     """Check one chunk record at ``o``; its messages go to ``on_message`` only if it is intact."""
     h = _chunk_header(body)
     end = o + 9 + len(body)
+    if h.start_ns and (not scan.start_ns or h.start_ns < scan.start_ns):
+        scan.start_ns = h.start_ns
     try:
         data = _decompress(h, body)
     except _DamagedError:

@@ -112,7 +112,8 @@ def repair_bag(path: str | Path, backup: bool = True) -> RepairReport:
         shutil.move(str(out_dir / "metadata.yaml"), str(path / "metadata.yaml"))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return RepairReport(path, sum(counts.values()), counts, tuple(d.describe() for d in scan.damage), scan.complete,
+    damaged = tuple(d.describe(scan.start_ns) for d in scan.damage)
+    return RepairReport(path, sum(counts.values()), counts, damaged, scan.complete,
                         scan.size - scan.truncated_at if scan.truncated_at else 0, kept)
 
 
