@@ -105,3 +105,48 @@ def test_killed_replay_leaves_a_readable_recording_and_no_orphan(
     print(f"{sig.name}: {len(logged)} messages readable, the last {gap_s * 1e3:.0f} ms before the kill; at "
           f"{rate:.0f} messages/s at most {rate * gap_s:.1f} lost: >= {100 * kept:.1f} % kept")
     assert gap_s < 1.0 and kept >= 0.95
+
+
+LAUNCH = """from launch import LaunchDescription
+from launch_ros.actions import Node
+
+
+def generate_launch_description():
+    return LaunchDescription([
+        Node(package="perception", executable="synthetic_camera", name="cam",
+             parameters=[{"fps": 1.0, "width": 64, "height": 48}]),
+    ])
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_killed_run_stops_its_nodes(tmp_path: Path, sig: signal.Signals) -> None:
+    """``perception run``: SIGTERM stops the nodes like Ctrl-C; after SIGKILL they die with it (death signal)."""
+    launch = tmp_path / "one.launch.py"
+    launch.write_text(LAUNCH, encoding="utf-8")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in [str(ROOT), os.environ.get("PYTHONPATH", "")] if p))
+    proc = subprocess.Popen([sys.executable, "-m", "perception.cli", "run", str(launch), "--domain-id", str(DOMAIN_ID)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    children: list[int] = []
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not children:
+            time.sleep(0.2)
+            children = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+        assert children, "perception run started no node"
+        time.sleep(1.0)
+        os.kill(proc.pid, sig)
+        log, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    gone = time.monotonic() + 20
+    while time.monotonic() < gone and any(_alive(c) for c in children):
+        time.sleep(0.1)
+    orphans = [c for c in children if _alive(c)]
+    for c in orphans:  # the test's own grandchildren, by pid
+        os.kill(c, signal.SIGKILL)
+    assert not orphans, f"node {orphans} outlived perception run killed by {sig.name}"
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 0 and "[run] stopped" in log, log
