@@ -162,7 +162,7 @@ def _records(buf: bytes | memoryview, start: int, end: int) -> Iterator[tuple[in
             raise _DamagedError(f"record header at byte {o} cut short")
         op, n = buf[o], _u64(buf, o + 1)
         if op == 0 or op > MAX_OPCODE or o + 9 + n > end:
-            raise _DamagedError(f"invalid record at byte {o} (opcode 0x{op:02x}, length {n})")
+            raise _DamagedError(f"unreadable record at byte {o}")
         yield o, op, o + 9, o + 9 + n
         o += 9 + n
 
@@ -350,7 +350,7 @@ def scan_mcap(path: Path, on_message: Any = None) -> Scan:
             break
         try:
             if op == 0 or op > MAX_OPCODE or o + 9 + n > len(buf):
-                raise _DamagedError(f"invalid record (opcode 0x{op:02x}, length {n})")
+                raise _DamagedError("unreadable records")
             body = view[o + 9:o + 9 + n]
             if op == OP_CHUNK:
                 scan.chunks += 1
@@ -378,9 +378,7 @@ def scan_mcap(path: Path, on_message: Any = None) -> Scan:
             o += 9 + n
         except (_DamagedError, struct.error, UnicodeDecodeError) as e:
             nxt = next((s for s in resync if s > o), len(buf))
-            scan.damage.append(Damage(o, nxt, "unreadable records" if isinstance(e, _DamagedError) and "invalid record"
-                                      in str(e) else str(e) if isinstance(e, _DamagedError)
-                                      else f"record unreadable ({e})"))
+            scan.damage.append(Damage(o, nxt, str(e) if isinstance(e, _DamagedError) else f"unreadable record ({e})"))
             o = nxt
     _name_damage(scan, index, summary_channels)
     return scan
