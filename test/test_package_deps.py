@@ -53,6 +53,11 @@ IMPORTS: dict[str, tuple[str, str]] = {
     "safetensors": ("pip", "safetensors"),
     "pycocotools": ("pip", "pycocotools"),
     "onnx": ("pip", "onnx"),
+    "mcap": ("pip", "mcap"),
+    # zstd / lz4 chunk decompression in perception/bag/mcap_storage.py: what rosbags and mcap bring along
+    "compression": ("optional", "Python >= 3.14 stdlib compression.zstd"),
+    "backports": ("optional", "backports.zstd, a dependency of rosbags (Python < 3.14)"),
+    "lz4": ("optional", "a dependency of rosbags and mcap"),
     "tensorrt": ("optional", "TensorRT backend: NVIDIA's install, imported only when a CUDA device is there"),
     "tensorrt_rtx": ("optional", "engine build check without a GPU (requirements-dev.txt)"),
 }

@@ -1,5 +1,8 @@
 """rosbag2 without ROS: read/write (rosbags), replay scheduling, evaluation and golden comparison.
 
+MCAP files are written with CRCs and verified before use; ``perception bag repair`` rebuilds a
+crash-truncated or damaged one (:mod:`perception.bag.mcap_storage`, :mod:`perception.bag.repair`).
+
 Nothing here imports rclpy: bags are read and written with ``rosbags`` (mcap and sqlite3
 storage), messages are rosbags' dataclasses of the Kilted typestore plus vision_msgs. The
 player node that puts a bag on a live graph lives in :mod:`perception.ros.replay`.

@@ -22,6 +22,45 @@ from perception.bag.cdr import header_stamp_ns
 from perception.bag.typestore import typestore
 
 STORAGES = ("mcap", "sqlite3")
+_verify = {"enabled": True}
+_verified: dict[tuple[str, int, int], None] = {}  # files found intact: (path, size, mtime ns)
+
+
+def verify_on_read(enabled: bool) -> None:
+    """Check MCAP files before reading them (default on; the CLIs' ``--no-verify`` turns it off:
+    rosbags then still checks each chunk's CRC as it reads that chunk)."""
+    _verify["enabled"] = enabled
+
+
+def repair_hint(path: Path) -> str:
+    return f"`perception bag repair {path}` rebuilds it from every complete, intact message"
+
+
+def verify_bag(path: Path, storage: str, files: Iterable[str]) -> None:
+    """BagError naming the damaged byte ranges (with topics and log times) of any damaged MCAP file."""
+    from perception.bag.mcap_storage import scan_mcap
+
+    if storage != "mcap":
+        return
+    for name in files:
+        f = path / name
+        if not f.exists():
+            raise BagError(f"bag {path}: storage file {name} (listed in metadata.yaml) is missing")
+        st = f.stat()
+        key = (str(f.resolve()), st.st_size, st.st_mtime_ns)
+        if key in _verified:
+            continue
+        scan = scan_mcap(f)
+        problems = [d.describe(scan.start_ns) for d in scan.damage]
+        if not scan.complete and not problems:
+            problems.append(f"truncated at byte {scan.size}, no summary (the recording was cut short"
+                            + (f"; incomplete record from byte {scan.truncated_at}" if scan.truncated_at else "")
+                            + ")")
+        if problems:
+            shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+            raise BagError(f"bag {path} is damaged: {name} {shown}. Copy or record it again, or {repair_hint(path)} "
+                           "(damaged chunks left out); --no-verify skips this check")
+        _verified[key] = None
 
 
 @dataclass(frozen=True)
@@ -60,7 +99,7 @@ def _reader(path: Path) -> Any:
         raise BagError(f"{path} is a file: pass the rosbag2 bag DIRECTORY (the one holding metadata.yaml){hint}")
     if not (path / "metadata.yaml").exists():
         raise BagError(f"bag {path} has no metadata.yaml: not a rosbag2 bag directory (or the recording was cut "
-                       "before it was closed; `ros2 bag reindex` can rebuild it)")
+                       f"before it was closed: {repair_hint(path)})")
     return Reader(path)
 
 
@@ -69,6 +108,11 @@ def _opened(path: Path) -> Iterator[Any]:
     from rosbags.rosbag2 import ReaderError
 
     reader = _reader(path)
+    if _verify["enabled"]:
+        meta = _metadata(path)
+        if meta.get("compression_mode") != "file":  # whole-file zstd: rosbags checks it while unpacking
+            verify_bag(path, str(meta.get("storage_identifier")),
+                       [Path(str(p)).name for p in meta.get("relative_file_paths") or []])
     try:
         reader.open()
     except (ReaderError, OSError, ValueError, KeyError, IndexError, EOFError) as e:
@@ -82,11 +126,19 @@ def _opened(path: Path) -> Iterator[Any]:
             reader.close()
 
 
-def _storage_of(path: Path) -> str:
+def _metadata(path: Path) -> dict[str, Any]:
     import yaml
 
-    meta = yaml.safe_load((path / "metadata.yaml").read_text(encoding="utf-8"))
-    return str(meta["rosbag2_bagfile_information"]["storage_identifier"])
+    try:
+        meta = yaml.safe_load((path / "metadata.yaml").read_text(encoding="utf-8"))
+        return dict(meta["rosbag2_bagfile_information"])
+    except (yaml.YAMLError, KeyError, TypeError, ValueError) as e:
+        raise BagError(f"bag {path}: metadata.yaml is unreadable ({type(e).__name__}: {e}); "
+                       f"{repair_hint(path)}") from e
+
+
+def _storage_of(path: Path) -> str:
+    return str(_metadata(path)["storage_identifier"])
 
 
 def open_bag(path: str | Path, topics: Iterable[str] = ()) -> BagInfo:
@@ -149,18 +201,35 @@ def read_messages(
             raise
         except Exception as e:
             raise BagError(f"bag {path} is damaged after {n} messages: {type(e).__name__}: {e} "
-                           "(truncated storage file?)") from e
+                           f"(truncated or damaged storage file: {repair_hint(path)})") from e
 
 
 def deserialize(raw: bytes, msgtype: str) -> Any:
     return typestore().deserialize_cdr(raw, msgtype)
 
 
-class BagWriter:
-    """A rosbag2 writer (mcap by default) for topics added on first use; ``compress``: zstd per message."""
+def _rosbag2_writer() -> Any:
+    """rosbags' rosbag2 Writer with our MCAP storage (CRCs, crash-safe flushing) instead of its own."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
 
-    def __init__(self, path: str | Path, storage: str = "mcap", compress: bool = False) -> None:
-        from rosbags.rosbag2 import StoragePlugin, Writer
+    from perception.bag.mcap_storage import McapStorage
+
+    class _Writer(Writer):
+        STORAGE_PLUGINS = {**Writer.STORAGE_PLUGINS, StoragePlugin.MCAP: McapStorage}  # noqa: RUF012
+
+    return _Writer
+
+
+class BagWriter:
+    """A rosbag2 writer (mcap by default) for topics added on first use; ``compress``: zstd per message.
+
+    MCAP files carry chunk, data-section and summary CRCs. ``flush_s`` (recordings of live data): the
+    open chunk is written out at least that often, so a killed recorder loses at most that much and
+    ``perception bag repair`` recovers the rest."""
+
+    def __init__(self, path: str | Path, storage: str = "mcap", compress: bool = False,
+                 flush_s: float | None = None) -> None:
+        from rosbags.rosbag2 import StoragePlugin
         from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
 
         if storage not in STORAGES:
@@ -170,16 +239,25 @@ class BagWriter:
             raise BagError(f"{self.path} already exists; remove it or choose another output path")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
-        self._writer = Writer(self.path, version=9, storage_plugin=plugin)
+        self._writer = _rosbag2_writer()(self.path, version=9, storage_plugin=plugin)
         if compress:
             self._writer.set_compression(CompressionMode.MESSAGE, CompressionFormat.ZSTD)
         self._writer.open()
+        if storage == "mcap":
+            self._writer.storage.flush_s = flush_s
         self._conns: dict[str, Any] = {}
         self.counts: dict[str, int] = {}
+        self.closed = False
 
-    def add_topic(self, topic: str, msgtype: str) -> None:
+    def flush_if_due(self) -> None:
+        """Write out the open chunk if it is older than ``flush_s`` (call it while idle)."""
+        if not self.closed and hasattr(self._writer.storage, "flush_if_due"):
+            self._writer.storage.flush_if_due()
+
+    def add_topic(self, topic: str, msgtype: str, store: Any = None) -> None:
+        """Add ``topic`` on first use; ``store``: a typestore knowing ``msgtype`` (default: ours)."""
         if topic not in self._conns:
-            self._conns[topic] = self._writer.add_connection(topic, msgtype, typestore=typestore())
+            self._conns[topic] = self._writer.add_connection(topic, msgtype, typestore=store or typestore())
             self.counts[topic] = 0
 
     def write_raw(self, topic: str, msgtype: str, log_ns: int, raw: bytes | bytearray | memoryview) -> None:
@@ -192,7 +270,10 @@ class BagWriter:
         self.write_raw(topic, typename, log_ns, typestore().serialize_cdr(msg, typename))
 
     def close(self) -> None:
-        self._writer.close()
+        """Finish the file (summary, metadata.yaml); a second call does nothing."""
+        if not self.closed:
+            self.closed = True
+            self._writer.close()
 
     def __enter__(self) -> BagWriter:
         return self

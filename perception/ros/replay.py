@@ -10,7 +10,11 @@ published input leaves a ``std_msgs/Header`` on ``/replay/events`` (log time = p
 stamp = the input's stamp, frame_id = ``publish <topic>``) so latency can be computed later.
 
 By default the player starts a ``perception_node`` process for the bag's cameras (localhost DDS,
-private domain); ``--no-node`` plays into a graph that is already running.
+private domain); ``--no-node`` plays into a graph that is already running. That node gets SIGTERM when
+the player dies, however it dies. SIGTERM to the player is handled like Ctrl-C: the recording is
+closed (summary and metadata.yaml written) and the node stopped. The recording's open chunk reaches
+the disk every ``RECORD_FLUSH_S``, so after a SIGKILL ``perception bag repair`` recovers all but the
+last fraction of a second. The input bag is verified (CRCs, structure) before anything is played.
 """
 
 from __future__ import annotations
@@ -33,9 +37,11 @@ from perception.bag.io import BagWriter, is_stamped, open_bag, read_messages
 from perception.bag.schedule import LOOP, Event, ReplayOptions, schedule
 from perception.core.config import parse_size
 from perception.ros.params import add_model_arguments
+from perception.ros.run import sigterm_as_interrupt
 from perception.weights import checkpoint_arg
 
 EVENTS_TOPIC = "/replay/events"
+RECORD_FLUSH_S = 0.05
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 OUTPUT_TYPES: dict[str, str] = {  # output key inside a camera namespace -> message type
     "detections": "vision_msgs/msg/Detection2DArray",
@@ -192,8 +198,14 @@ class Player:
         while time.monotonic() < end:
             if predicate():
                 return True
-            self.executor.spin_once(timeout_sec=0.002)
+            self.spin_once(0.002)
         return bool(predicate())
+
+    def spin_once(self, timeout: float) -> None:
+        """One executor turn; the recording's open chunk goes to disk when due (crash safety)."""
+        self.executor.spin_once(timeout_sec=timeout)
+        if self.writer is not None:
+            self.writer.flush_if_due()
 
     def wait_for_subscribers(self, timeout: float = 30.0) -> None:
         images = sorted({m.topic for m in self.messages if m.image})
@@ -234,13 +246,13 @@ class Player:
             m = self.messages[e.index]
             if not deterministic:
                 while (wait := e.at_s - (time.perf_counter() - t0)) > 0:
-                    self.executor.spin_once(timeout_sec=min(wait, 0.002))
+                    self.spin_once(min(wait, 0.002))
             stamp = time.time_ns() if rate_restamp else None
             if not (deterministic and m.image):
                 self.publish(m, stamp)
                 result.published += 1
                 result.images_published += int(m.image)
-                self.executor.spin_once(timeout_sec=0.0)
+                self.spin_once(0.0)
                 continue
             cam = camera_of(m.topic)[0]
             for attempt in range(retries + 1):
@@ -323,14 +335,14 @@ def start_perception_node(name: str, params: Mapping[str, Any], env: Mapping[str
 
     import yaml
 
-    from perception.ros.run import NodeProcess
+    from perception.ros.run import NodeProcess, spawn
 
     pfile = log.with_suffix(".params.yaml")
     pfile.write_text(yaml.safe_dump({"/**": {"ros__parameters": dict(params)}}), encoding="utf-8")
     argv = [sys.executable, "-m", "perception.ros.perception_node", "--ros-args", "-r", f"__node:={name}",
             "--params-file", str(pfile)]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, env=dict(env), stdout=out, stderr=subprocess.STDOUT)
+    with log.open("wb") as out:  # the node gets SIGTERM if the player dies, even by SIGKILL
+        proc = spawn(argv, env, out, subprocess.STDOUT)
     return NodeRun(NodeProcess(name, argv, proc), log, name)
 
 
@@ -362,6 +374,7 @@ def stop_node(run: NodeRun) -> int:
     return stop_processes([run.proc])[run.name]
 
 
+@sigterm_as_interrupt()  # SIGTERM ends a replay like Ctrl-C: the recording is closed, the node stopped
 def replay(bag: Path, out: Path | None, opts: ReplayOptions, *, topics: Sequence[str] | None = None,
            remap: Mapping[str, str] | None = None, record_inputs: bool = False, start_node: bool = True,
            node_args: Mapping[str, Any] | None = None, outputs: Sequence[str] = tuple(OUTPUT_TYPES),
@@ -383,7 +396,8 @@ def replay(bag: Path, out: Path | None, opts: ReplayOptions, *, topics: Sequence
         apply_localhost_env()  # this process joins the private, loopback-only graph of its node
     import rclpy
 
-    writer = BagWriter(out, storage, compress) if out is not None else None
+    # the open chunk reaches the disk every RECORD_FLUSH_S (20 Hz): a killed player loses at most that much
+    writer = BagWriter(out, storage, compress, flush_s=RECORD_FLUSH_S) if out is not None else None
     run: NodeRun | None = None
     context = rclpy.Context()  # its own context: callers may have rclpy initialised already
     rclpy.init(context=context)
@@ -457,6 +471,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="node outputs to publish and record (comma list of: " + ", ".join(OUTPUT_TYPES) + ")")
     p.add_argument("--frame-timeout", type=float, default=20.0, help="deterministic mode: seconds to wait per frame")
     p.add_argument("--no-order-check", action="store_true", help="accept header stamps that go back in time")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the whole-file CRC check of the bag before playing it (rosbags still checks each chunk's "
+                        "CRC as it reads it)")
     p.add_argument("--restamp", action="store_true",
                    help="stamp every message with its publish time (live-like; outputs no longer match the bag's "
                         "ground truth or a golden bag)")
@@ -465,6 +482,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from perception.bag.io import verify_on_read
+
+    verify_on_read(not args.no_verify)
     try:
         outputs = tuple(o.strip() for o in args.outputs.split(",") if o.strip())
         unknown = [o for o in outputs if o not in OUTPUT_TYPES]
@@ -482,6 +502,11 @@ def main(args: argparse.Namespace) -> int:
     except BagError as e:
         print(f"perception replay: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM (run.Terminated): everything was closed on the way out
+        print("perception replay: interrupted" + (f"; the recording {args.out} is closed and readable"
+                                                   if args.out is not None and args.out.exists() else ""),
+              file=sys.stderr, flush=True)
+        return int(getattr(e, "exit_code", 130))
     print(result.summary())
     if args.golden is not None:
         from perception.bag.evaluate import golden_compare

@@ -4,7 +4,9 @@ The launch file is read statically (:mod:`perception.ros.launch_spec`); each nod
 process (``python -m <module of the console script>``) with the same parameter files, parameter
 values and remappings ``ros2 launch`` would give it, in an environment that keeps DDS on loopback
 with a private ``ROS_DOMAIN_ID`` (:mod:`perception.ros.env`). Processes are stopped by their pid:
-SIGINT, then SIGTERM, then SIGKILL. No rclpy import here.
+SIGINT, then SIGTERM, then SIGKILL; SIGTERM to ``perception run`` stops them like Ctrl-C, and on Linux
+every node gets SIGTERM when its parent dies however it dies (prctl death signal), so none is orphaned.
+No rclpy import here.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -36,6 +39,59 @@ from perception.ros.launch_spec import (
     parse_launch_file,
     resolve,
 )
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt so ``finally`` blocks run."""
+
+    exit_code = 128 + int(signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` (once: a repeat during the clean-up is
+    ignored; SIGKILL still ends a stuck process). Only in the main thread; elsewhere it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _die_with_parent_fn() -> Callable[[], None] | None:
+    """A ``preexec_fn`` making the child receive SIGTERM when this process dies (Linux prctl
+    PR_SET_PDEATHSIG; even on SIGKILL of the parent). None where there is no prctl."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
+
+
+def spawn(argv: Sequence[str], env: Mapping[str, str] | None, stdout: IO[Any] | int | None = None,
+          stderr: IO[Any] | int | None = None) -> subprocess.Popen[bytes]:
+    """Start a node process that dies with this one (see :func:`_die_with_parent_fn`)."""
+    return subprocess.Popen(list(argv), env=None if env is None else dict(env), stdout=stdout, stderr=stderr,
+                            preexec_fn=_die_with_parent_fn())
 
 
 @dataclass
@@ -104,7 +160,7 @@ def start_nodes(
                 f = tmp / f"{node.name or node.executable}_extra_params.yaml"
                 f.write_text(yaml.safe_dump({"/**": {"ros__parameters": dict(extra)}}), encoding="utf-8")
                 argv += ["--params-file", str(f)]
-            proc = subprocess.Popen(argv, env=run_env, stdout=stdout, stderr=subprocess.STDOUT if stdout else None)
+            proc = spawn(argv, run_env, stdout, subprocess.STDOUT if stdout else None)
             procs.append(NodeProcess(node.name or node.executable, argv, proc))
     except BaseException:
         stop_processes(procs)
@@ -168,17 +224,18 @@ def main(args: argparse.Namespace) -> int:
         print(f"[run] started {p.name} (pid {p.proc.pid})", flush=True)
     t0 = time.monotonic()
     rc = 0
-    try:
-        while not args.duration or time.monotonic() - t0 < args.duration:
-            dead = [p for p in procs if p.proc.poll() is not None]
-            if dead:
-                print(f"[run] {dead[0].name} exited with code {dead[0].proc.returncode}; stopping the others",
-                      flush=True)
-                rc = 1
-                break
-            time.sleep(0.2)
-    except KeyboardInterrupt:
-        pass
-    codes = stop_processes(procs)
+    with sigterm_as_interrupt():  # SIGTERM stops the nodes like Ctrl-C does
+        try:
+            while not args.duration or time.monotonic() - t0 < args.duration:
+                dead = [p for p in procs if p.proc.poll() is not None]
+                if dead:
+                    print(f"[run] {dead[0].name} exited with code {dead[0].proc.returncode}; stopping the others",
+                          flush=True)
+                    rc = 1
+                    break
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+        codes = stop_processes(procs)
     print(f"[run] stopped: {codes}", flush=True)
     return rc

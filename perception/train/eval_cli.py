@@ -44,6 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gt", type=Path, default=None, help="with --bag: the input bag holding the ground truth")
     p.add_argument("--golden", type=Path, default=None,
                    help="with --bag: compare it with this expected output bag; exit 1 on regression")
+    p.add_argument("--no-verify", action="store_true", help="with --bag: skip the bags' whole-file CRC check")
     p.add_argument("--box-iou", type=float, default=0.9, help="golden: minimum IoU of matching boxes")
     p.add_argument("--score-delta", type=float, default=0.05, help="golden: maximum score difference")
     p.add_argument("--mask-agreement", type=float, default=0.98, help="golden: minimum share of equal mask pixels")
@@ -84,7 +85,10 @@ def bag_main(args: argparse.Namespace) -> int:
     from perception.bag import BagError
     from perception.bag.evaluate import evaluate_bags, golden_compare
     from perception.bag.golden import Tolerances
+    from perception.bag.io import verify_on_read
     from perception.train.report import summary_table, write_eval_report
+
+    verify_on_read(not args.no_verify)
 
     if args.gt is None and args.golden is None:
         print("perception eval: error: --bag needs --gt INPUT_BAG (metrics) and/or --golden EXPECTED_BAG",
