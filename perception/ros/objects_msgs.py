@@ -232,12 +232,14 @@ def box_edges(center: np.ndarray, size: np.ndarray, yaw: float) -> np.ndarray:
 def markers(header: Header, centers: np.ndarray, sizes: np.ndarray, yaws: np.ndarray, class_ids: np.ndarray,
             labels: Sequence[str], velocities: np.ndarray | None = None, ns: str = "objects",
             line_width: float = 0.08) -> MarkerArray:  # fmt: skip
-    """One frame's boxes as a MarkerArray: a DELETEALL (so objects gone since the last frame vanish),
+    """One frame's boxes as a MarkerArray: a DELETEALL (so objects gone since the last frame vanish; it
+    clears every marker of the display, so give each MarkerArray its own topic),
     then per object i the box edges (``<ns>/boxes``, id i), the label text above it (``<ns>/labels``) and,
     when ``velocities`` is given and the object moves faster than MIN_ARROW_SPEED, an arrow from the
     box centre to where it will be in 1 s (``<ns>/velocity``)."""
     out = MarkerArray()
-    ms = [Marker(header=header, ns=ns, id=0, action=Marker.DELETEALL)]
+    # empty ns: a DELETEALL with a namespace may clear only that namespace (ros2/rviz#684); empty clears all
+    ms = [Marker(header=header, ns="", id=0, action=Marker.DELETEALL)]
     for i in range(len(class_ids)):
         cid = int(class_ids[i])
         center = np.asarray(centers[i], np.float64)

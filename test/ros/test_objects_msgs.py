@@ -137,7 +137,7 @@ def test_markers_start_with_deleteall_and_draw_boxes_labels_and_arrows() -> None
     slow = track(track_id=3, velocity=np.array([0.05, 0.0, 0.0]), position=np.array([0.0, 0.0, 0.75]), yaw=0.0)
     msg = rt(om.tracks_to_markers([track(), slow], header))
     first, rest = msg.markers[0], msg.markers[1:]
-    assert first.action == Marker.DELETEALL  # stale markers of the previous frame vanish
+    assert (first.action, first.ns) == (Marker.DELETEALL, "")  # stale markers of every namespace vanish
     boxes = [m for m in rest if m.type == Marker.LINE_LIST]
     texts = [m for m in rest if m.type == Marker.TEXT_VIEW_FACING]
     arrows = [m for m in rest if m.type == Marker.ARROW]
