@@ -3,6 +3,8 @@
 Modules, left to right along the data path:
 
 - ``convert``: pure functions sensor_msgs / vision_msgs <-> numpy and core dataclasses;
+- ``objects_msgs``: pure functions fused objects / tracks -> Detection3DArray, Autoware
+  DetectedObjects / TrackedObjects, MarkerArray, foxglove ImageAnnotations;
 - ``params``: the perception node's parameters, validated into frozen config dataclasses (no rclpy);
 - ``runner``: latest-frame-wins slots, the inference worker, results -> output messages (no rclpy);
 - ``stats``: rates, drops and latency percentiles for ``/diagnostics`` (no rclpy);
