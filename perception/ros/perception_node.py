@@ -348,8 +348,14 @@ class PerceptionNode(LifecycleNode):
             stats.dropped(cam, "stale")
 
     def _on_camera_info(self, cam: str, msg: CameraInfo) -> None:
-        if self._runner is not None:
-            self._runner.camera_sizes[cam] = (int(msg.height), int(msg.width))
+        runner_, stats, cfg = self._runner, self._stats, self._cfg
+        if runner_ is None or stats is None or cfg is None:
+            return
+        try:
+            runner_.camera_sizes[cam] = convert.camera_info_size(msg, cfg.input.max_pixels)
+        except RosError as e:  # malformed calibration: ignored (the last good one stays), counted, logged throttled
+            stats.bad_camera_info(cam, f"RosError: {e}")
+            self.get_logger().warning(f"camera {cam!r}: camera_info ignored: {e}", throttle_duration_sec=5.0)
 
     def _publish(self, cam: str, key: str, msg: Any) -> None:
         pub = self._pubs.get((cam, key))

@@ -56,6 +56,7 @@ class CameraStats:
     dropped_paused: int = 0  # arrived while disabled (enable service) or inactive
     dropped_failed: int = 0  # the pipeline / backend / publishing raised for this frame
     dropped_invalid: int = 0  # the backend returned NaN / inf for this frame
+    dropped_bad_camera_info: int = 0  # CameraInfo messages refused (zero/oversized, non-finite K/D/R/P)
     drop_reasons: Counter[str] = field(default_factory=Counter)  # "<kind>:<exception type or reason>" -> count
     resets: Counter[str] = field(default_factory=Counter)
     last_error: str = ""
@@ -112,6 +113,13 @@ class NodeStats:
             if error:
                 s.last_error = error
 
+    def bad_camera_info(self, cam: str, error: str) -> None:
+        """Count a refused CameraInfo (not a frame: the frame counters and levels are not touched)."""
+        with self._lock:
+            s = self.cameras[cam]
+            s.dropped_bad_camera_info += 1
+            s.last_error = error
+
     def processed(self, cam: str, latency_ms: float, age_ms: float, infer_ms: float, reset: str,
                   size: tuple[int, int]) -> None:
         now = time.monotonic()
@@ -149,6 +157,7 @@ class NodeStats:
                     "dropped_paused": s.dropped_paused,
                     "dropped_failed": s.dropped_failed,
                     "dropped_invalid_output": s.dropped_invalid,
+                    "dropped_bad_camera_info": s.dropped_bad_camera_info,
                     "drop_reasons": ", ".join(f"{k}={v}" for k, v in sorted(s.drop_reasons.items())) or "none",
                     "window_s": self.thresholds.window_s,
                     "window_received": counts["received"],

@@ -73,4 +73,7 @@ def test_fuzz_across_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     # the converter, not the latest-frame slot, refused most of them (they were really decoded)
     bad_input = sum(c["dropped_bad_input"] for c in result.counters.values())
     assert bad_input >= 0.8 * result.malformed_images
+    # every malformed CameraInfo was refused and counted by the node that received it (failures() compares)
+    assert all(n is not None for n in result.info_counted.values()), result.info_counted
+    assert sum(result.info_malformed.values()) > 0
     assert "Traceback" not in logs and "Exception in thread" not in logs, logs
