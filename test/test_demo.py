@@ -73,7 +73,7 @@ def test_eval_objects3d_adds_the_3d_section(tmp_path: Path, tiny_checkpoint: Pat
     assert set(m["detection"]["per_class"]["car"]) >= {"AP@0.5m", "AP@1m", "AP@2m", "AP@4m", "ATE", "ASE", "AOE"}
     assert {"IDF1", "MOTA", "IDSW", "velocity_error_mps"} <= set(m["tracking"]["all"])
     assert m["timing_ms"]["total"]["n"] == 4 and m["timing_ms"]["total"]["median"] > 0
-    assert [g["goal"] for g in m["goals"]][0] == "car AP@2m" and len(m["goals"]) == 5
+    assert m["goals"][0]["goal"] == "car AP@2m" and len(m["goals"]) == 5
     report = (out / "tiny" / "report.md").read_text()
     assert "## 3D objects and tracking" in report and "Camera-only fallback" in report
     assert "car AP@2m" in r.stdout

@@ -14,6 +14,7 @@ weighs it by that covariance. The tracker is reset whenever the 2D stage reset i
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -30,11 +31,22 @@ from .perceptor import PerceptionResult, PipelineError
 @dataclass(frozen=True)
 class ObjectPipelineConfig:
     """The fusion and tracker configurations, and when the tracker forgets its tracks (``reset``:
-    only ``max_gap_s`` is used here; scene cuts come from the 2D stage's own detection)."""
+    only ``max_gap_s`` is used here; scene cuts come from the 2D stage's own detection).
+
+    ``camera_score_scale``: with a scan, a 2D detection that no LiDAR cluster answers is weak
+    evidence (on the synthetic drives most such objects are false positives or mis-ranged), so the
+    score of its camera-only 3D object is multiplied by this (1.0: keep it). Below the tracker's
+    ``birth_score`` such objects still update existing tracks but start none. Without a scan the
+    scores are kept."""
 
     fusion: FusionConfig = field(default_factory=FusionConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     reset: ResetPolicy = field(default_factory=ResetPolicy)
+    camera_score_scale: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.camera_score_scale <= 1.0:
+            raise PipelineError(f"camera_score_scale {self.camera_score_scale} must lie in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -91,6 +103,9 @@ class ObjectPipeline:
         t0 = time.perf_counter()
         objects, stages = fuse(points, perception.detections, intrinsics, extrinsics, perception.segmentation,
                                self.config.fusion)  # fmt: skip
+        if points is not None and self.config.camera_score_scale != 1.0:
+            scale = np.where(objects.sources == "camera", np.float32(self.config.camera_score_scale), np.float32(1.0))
+            objects = dataclasses.replace(objects, scores=(objects.scores * scale).astype(np.float32))
         t1 = time.perf_counter()
         tracks = self.tracker.update(perception.stamp, pose, Detections3D.from_objects3d(objects))
         t2 = time.perf_counter()

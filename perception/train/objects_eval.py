@@ -11,7 +11,8 @@ the ego pose). Scored against the world's ground truth:
   people) are left out; small / occluded ground truth is a don't-care. AOE is modulo 180 deg: a
   box fitted to one scan has no front and back.
 - tracking: IDF1 / MOTA / ID switches and velocity error (:mod:`perception.tracking.metrics`, 2 m)
-  of the confirmed tracks in odom against ground-truth tracks (hidden objects: don't-care).
+  of the confirmed tracks in odom against ground-truth tracks (hidden objects: don't-care; the
+  same class ranges, as nuScenes tracking applies them).
 - the camera-only fallback: every 2D detection ranged from the camera alone (no scan); its range
   error (m, signed: positive = too far) by distance band, for detections matching a ground-truth
   box (2D IoU >= 0.5, same class group), plus its AP.
@@ -36,6 +37,7 @@ from perception.fusion import Extrinsics, Objects3D, fuse
 from perception.pipeline.objects import ObjectPipeline, ObjectPipelineConfig
 from perception.pipeline.perceptor import FrameInput, Perceptor, PerceptorConfig
 from perception.runtime.base import Backend
+from perception.tracking import TrackedObject
 from perception.tracking.groundtruth import GroundTruthFrame, predicted_frame, with_velocities
 from perception.tracking.metrics import TrackFrame, TrackingMetrics, evaluate_tracking
 from perception.train.metrics3d import Boxes3D, detection_metrics
@@ -104,19 +106,23 @@ def load_drives(cfg: ObjectsEvalConfig) -> list[ObjectDrive]:
     return [render_drive(s, cfg) for s in range(*cfg.seeds)]
 
 
+def _class_range(classes: np.ndarray) -> np.ndarray:
+    return np.array([CLASS_RANGE.get(int(c), 0.0) for c in classes], np.float64).reshape(-1)
+
+
 def gt_boxes(g: GroundTruthFrame) -> Boxes3D:
     """Ground truth of one frame in base_link; beyond its class range or marked ignore: don't-care."""
     base_T_odom = np.linalg.inv(g.odom_T_base)
     centers = g.centers @ base_T_odom[:3, :3].T + base_T_odom[:3, 3]
     yaws = g.yaws + np.arctan2(base_T_odom[1, 0], base_T_odom[0, 0])
-    far = np.linalg.norm(centers[:, :2], axis=1) > np.array([CLASS_RANGE.get(int(c), 0.0) for c in g.classes])
+    far = np.linalg.norm(centers[:, :2], axis=1) > _class_range(g.classes)
     return Boxes3D(g.classes, centers, g.sizes, yaws, None, g.ignore | far)
 
 
 def predicted_boxes(objects: Objects3D) -> Boxes3D:
     """Fused objects (base_link) within their class range."""
     rng = np.linalg.norm(objects.centers[:, :2], axis=1)
-    keep = rng <= np.array([CLASS_RANGE.get(int(c), 0.0) for c in objects.class_ids])
+    keep = rng <= _class_range(objects.class_ids)
     return Boxes3D(objects.class_ids[keep], objects.centers[keep], objects.sizes[keep], objects.yaws[keep],
                    objects.scores[keep])  # fmt: skip
 
@@ -148,8 +154,20 @@ def camera_range_errors(objects: Objects3D, detections: Detections, frame: Frame
     return out
 
 
-def _offset(tf: TrackFrame, k: int) -> TrackFrame:
-    return dataclasses.replace(tf, ids=tf.ids + k * ID_STRIDE)
+def track_frames(g: GroundTruthFrame, tracks: Sequence[TrackedObject], k: int) -> tuple[TrackFrame, TrackFrame]:
+    """Ground truth and tracks of one frame of drive number ``k`` for the tracking metrics, as nuScenes
+    tracking scores them: ground truth beyond its class range is a don't-care, tracks beyond it are
+    dropped; ids are offset by ``k * ID_STRIDE`` so drives never share an identity."""
+    gt = g.track_frame().of_class(list(CLASS_RANGE))
+    base_T_odom = np.linalg.inv(g.odom_T_base)
+    assert gt.ignore is not None and gt.classes is not None
+    dist = np.linalg.norm(gt.positions @ base_T_odom[:2, :2].T + base_T_odom[:2, 3], axis=1)
+    gt = dataclasses.replace(gt, ids=gt.ids + k * ID_STRIDE, ignore=gt.ignore | (dist > _class_range(gt.classes)))
+    pred = predicted_frame(tracks)
+    assert pred.classes is not None
+    dist = np.linalg.norm(pred.positions @ base_T_odom[:2, :2].T + base_T_odom[:2, 3], axis=1)
+    pred = pred.select(dist <= _class_range(pred.classes))
+    return gt, dataclasses.replace(pred, ids=pred.ids + k * ID_STRIDE)
 
 
 def _tracking_row(m: TrackingMetrics) -> dict[str, float]:
@@ -195,8 +213,9 @@ def evaluate_objects(perceptor: Perceptor, drives: Sequence[ObjectDrive], cfg: O
             pred3d.append(predicted_boxes(out.objects))
             cam3d.append(predicted_boxes(cam_only))
             cam_err += camera_range_errors(cam_only, r.detections, frame, g, ext)
-            gt_tracks.append(_offset(g.track_frame().of_class(list(CLASS_RANGE)), k))
-            pred_tracks.append(_offset(predicted_frame(out.tracks), k))
+            gt_frame, pred_frame = track_frames(g, out.tracks, k)
+            gt_tracks.append(gt_frame)
+            pred_tracks.append(pred_frame)
     det = detection_metrics(gt3d, pred3d, classes, yaw_period=np.pi)
     tracking: dict[str, dict[str, float]] = {
         "all": _tracking_row(evaluate_tracking(gt_tracks, pred_tracks, cfg.track_threshold))}
