@@ -72,6 +72,8 @@ def test_eval_objects3d_adds_the_3d_section(tmp_path: Path, tiny_checkpoint: Pat
     assert set(m["detection"]["per_class"]) == {"car", "truck", "pedestrian", "cyclist"}
     assert set(m["detection"]["per_class"]["car"]) >= {"AP@0.5m", "AP@1m", "AP@2m", "AP@4m", "ATE", "ASE", "AOE"}
     assert {"IDF1", "MOTA", "IDSW", "velocity_error_mps"} <= set(m["tracking"]["all"])
+    assert set(m["loss_causes"]["car"]) == {"found", "no_2d", "lidar_off", "camera_off", "not_fused"}
+    assert set(m["detection_tracks"]["per_class"]) == set(m["detection"]["per_class"])
     assert m["timing_ms"]["total"]["n"] == 4 and m["timing_ms"]["total"]["median"] > 0
     assert m["goals"][0]["goal"] == "car AP@2m" and len(m["goals"]) == 5
     report = (out / "tiny" / "report.md").read_text()

@@ -168,6 +168,40 @@ def camera_range_errors(objects: Objects3D, detections: Detections, frame: Frame
     return out
 
 
+CAUSES = ("found", "no_2d", "lidar_off", "camera_off", "not_fused")
+
+
+def loss_causes(objects: Objects3D, detections: Detections, frame: Frame, gt: Boxes3D, g: GroundTruthFrame,
+                iou: float = 0.5, threshold: float = 2.0) -> list[tuple[int, str]]:  # fmt: skip
+    """(class id, cause) for every ground-truth object the 3D AP counts that the camera's 2D ground
+    truth also has: ``found`` (the object of its best-overlapping 2D detection lies within
+    ``threshold`` m), ``no_2d`` (no detection of its class group overlaps it by IoU >= ``iou``: the
+    2D stage missed it or boxed it loosely), ``lidar_off`` / ``camera_off`` (its detection's 3D
+    object, from the LiDAR / the camera, is farther), ``not_fused`` (its detection gave no object).
+    ``gt``: :func:`gt_boxes` of ``g``."""
+    gt2d = frame.gt
+    row = {int(t): k for k, t in enumerate(g.ids)}
+    ious = iou_matrix(gt2d.boxes, detections.boxes)
+    det_g = np.array([_GROUP.get(int(c), -1) for c in detections.class_ids])
+    out = []
+    for j in range(len(gt2d)):
+        k = row.get(int(gt2d.track_ids[j]))
+        c = int(gt2d.class_ids[j])
+        if k is None or gt.ignore[k] or c not in CLASS_RANGE:  # type: ignore[index]
+            continue
+        same = np.flatnonzero(det_g == _GROUP[c])
+        if not len(same) or ious[j, same].max() < iou:
+            out.append((c, "no_2d"))
+            continue
+        obj = np.flatnonzero(objects.detection_index == same[np.argmax(ious[j, same])])
+        if not len(obj):
+            out.append((c, "not_fused"))
+            continue
+        err = float(np.linalg.norm(objects.centers[obj[0], :2] - gt.centers[k, :2]))
+        out.append((c, "found" if err <= threshold else f"{objects.sources[obj[0]]}_off"))
+    return out
+
+
 def track_frames(g: GroundTruthFrame, tracks: Sequence[TrackedObject], k: int) -> tuple[TrackFrame, TrackFrame]:
     """Ground truth and tracks of one frame of drive number ``k`` for the tracking metrics, as nuScenes
     tracking scores them: ground truth beyond its class range is a don't-care, tracks beyond it are
@@ -208,6 +242,7 @@ def evaluate_objects(perceptor: Perceptor, drives: Sequence[ObjectDrive], cfg: O
     pred3d: list[Boxes3D] = []
     cam3d: list[Boxes3D] = []
     trk3d: list[Boxes3D] = []
+    causes: dict[str, dict[str, int]] = {name: dict.fromkeys(CAUSES, 0) for name in classes.values()}
     gt_tracks: list[TrackFrame] = []
     pred_tracks: list[TrackFrame] = []
     cam_err: list[tuple[float, float]] = []
@@ -225,6 +260,8 @@ def evaluate_objects(perceptor: Perceptor, drives: Sequence[ObjectDrive], cfg: O
                 sources[str(s)] += 1
             cam_only, _ = fuse(None, r.detections, frame.intrinsics, ext, None, cfg.pipeline.fusion)
             gt3d.append(gt_boxes(g))
+            for c, cause in loss_causes(out.objects, r.detections, frame, gt3d[-1], g):
+                causes[classes[c]][cause] += 1
             pred3d.append(predicted_boxes(out.objects))
             cam3d.append(predicted_boxes(cam_only))
             trk3d.append(track_boxes(out.tracks, g.odom_T_base))
@@ -253,6 +290,7 @@ def evaluate_objects(perceptor: Perceptor, drives: Sequence[ObjectDrive], cfg: O
     metrics: dict[str, Any] = {
         "detection": det,
         "detection_tracks": detection_metrics(gt3d, trk3d, classes, yaw_period=np.pi),
+        "loss_causes": causes,
         "camera_only": {"detection": detection_metrics(gt3d, cam3d, classes, yaw_period=np.pi),
                         "range_error": bands},
         "tracking": tracking,
@@ -320,6 +358,10 @@ def markdown(m: dict[str, Any]) -> list[str]:
     trk = m["detection_tracks"]["per_class"]
     md += ["", "The confirmed tracks scored the same way (existence x class probability as the score): AP@2m "
            + ", ".join(f"{n} {_f(r['AP@2m'])}" for n, r in trk.items()) + f"; mAP {_f(m['detection_tracks']['mAP'])}"]
+    md += ["", "Where the ground truth is lost (objects the AP counts, through their best-overlapping 2D "
+           "detection: none at IoU >= 0.5, or its 3D object farther than 2 m):", "",
+           "| class | " + " | ".join(CAUSES) + " |", "|---|" + "---|" * len(CAUSES)]
+    md += [f"| {name} | " + " | ".join(str(r[c]) for c in CAUSES) + " |" for name, r in m["loss_causes"].items()]
     md += ["", f"mAP {_f(det['mAP'])}; objects from LiDAR {m['sources']['lidar']}, camera-only fallback "
            f"{m['sources']['camera']}", "", "Tracking (confirmed tracks in odom, 2 m):", "",
            "| classes | IDF1 | MOTA | IDSW | FP | FN | GT | velocity error m/s (median) |",
