@@ -74,8 +74,11 @@ def test_eval_objects3d_adds_the_3d_section(tmp_path: Path, tiny_checkpoint: Pat
     assert {"IDF1", "MOTA", "IDSW", "velocity_error_mps"} <= set(m["tracking"]["all"])
     assert set(m["loss_causes"]["car"]) == {"found", "no_2d", "lidar_off", "camera_off", "not_fused"}
     assert set(m["detection_tracks"]["per_class"]) == set(m["detection"]["per_class"])
+    # the upper bound with the ground-truth 2D stage: nothing lost for want of a 2D detection
+    assert len(m["gt_2d"]["goals"]) == 5 and m["gt_2d"]["loss_causes"]["car"]["no_2d"] == 0
     assert m["timing_ms"]["total"]["n"] == 4 and m["timing_ms"]["total"]["median"] > 0
     assert m["goals"][0]["goal"] == "car AP@2m" and len(m["goals"]) == 5
     report = (out / "tiny" / "report.md").read_text()
     assert "## 3D objects and tracking" in report and "Camera-only fallback" in report
+    assert "with ground-truth 2D" in report
     assert "car AP@2m" in r.stdout

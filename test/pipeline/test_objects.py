@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from perception.core.temporal import ResetReason
-from perception.core.types import Detections
 from perception.fusion import Objects3D
 from perception.pipeline.objects import ObjectFrame, ObjectPipeline
 from perception.pipeline.perceptor import PerceptionResult, PipelineError
@@ -20,6 +19,7 @@ from perception.train.metrics3d import detection_metrics
 from perception.train.objects_eval import (
     ObjectDrive,
     ObjectsEvalConfig,
+    ground_truth_result,
     gt_boxes,
     loss_causes,
     predicted_boxes,
@@ -37,10 +37,8 @@ def drive() -> ObjectDrive:
 def perception(drive: ObjectDrive, t: int, stamp: float | None = None,
                reset: ResetReason = ResetReason.NONE) -> PerceptionResult:  # fmt: skip
     """The 2D stage played by the ground truth: every fusable, non-ignored box, score 0.9."""
-    f = drive.frames[t]
-    keep = ~f.gt.ignore & np.isin(f.gt.class_ids, [0, 1, 2, 3])
-    det = Detections(f.gt.boxes[keep], np.full(int(keep.sum()), 0.9, np.float32), f.gt.class_ids[keep])
-    return PerceptionResult("cam0", f.stamp if stamp is None else stamp, det, f.semantic, None, reset, {})
+    r = ground_truth_result(drive.frames[t])
+    return dataclasses.replace(r, stamp=r.stamp if stamp is None else stamp, reset=reset)
 
 
 def run(drive: ObjectDrive, pipeline: ObjectPipeline, lidar: bool = True) -> list[ObjectFrame]:
