@@ -54,3 +54,26 @@ def test_eval_compares_checkpoints(tmp_path: Path, tiny_checkpoint: Path) -> Non
     assert len(usage_row) == 1 and 0.0 < float(usage_row[0].split("|")[2]) < 1.0
     info = json.loads(tiny_checkpoint.with_suffix(".json").read_text())
     assert info["extra"]["eval"]["seeds"] == [1000, 1002] and "perception eval" in info["extra"]["eval"]["command"]
+
+
+def test_eval_objects3d_adds_the_3d_section(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """`perception eval --objects3d`: drives rendered with the LiDAR, fusion + tracking scored, in metrics.json
+    and the report (an untrained network: the figures are whatever they are, the layout is checked)."""
+    out = tmp_path / "eval3d"
+    r = subprocess.run(
+        [str(EXE), "eval", "--checkpoint", str(tiny_checkpoint), "--objects3d", "--lidar-beams", "8", "--seeds",
+         "1000:1001", "--frames", "4", "--width", "128", "--height", "64", "--cache-dir", "", "--no-progress",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.loads((out / "tiny" / "metrics.json").read_text())["objects3d"]
+    assert m["frames"] == 4 and m["config"]["lidar_beams"] == 8 and m["config"]["seeds"] == [1000, 1001]
+    assert set(m["detection"]["per_class"]) == {"car", "truck", "pedestrian", "cyclist"}
+    assert set(m["detection"]["per_class"]["car"]) >= {"AP@0.5m", "AP@1m", "AP@2m", "AP@4m", "ATE", "ASE", "AOE"}
+    assert {"IDF1", "MOTA", "IDSW", "velocity_error_mps"} <= set(m["tracking"]["all"])
+    assert m["timing_ms"]["total"]["n"] == 4 and m["timing_ms"]["total"]["median"] > 0
+    assert m["goals"][0]["goal"] == "car AP@2m" and len(m["goals"]) == 5
+    report = (out / "tiny" / "report.md").read_text()
+    assert "## 3D objects and tracking" in report and "Camera-only fallback" in report
+    assert "car AP@2m" in r.stdout

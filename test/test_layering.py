@@ -28,10 +28,10 @@ ALLOWED: dict[str, set[str]] = {
     "weights": set(),
     "models": {"core", "weights"},  # weights: where the shipped (pretrained) files are
     "runtime": {"core", "models"},  # models: checkpoints (torch backend) and the tensor contract
-    "pipeline": {"core", "runtime"},
+    "pipeline": {"core", "runtime", "fusion", "tracking"},  # fusion, tracking: the 3D object pipeline
     "sim": {"core"},
     "footage": {"core"},  # real footage (video / image folders) and the evaluation-only reference detector
-    "train": {"core", "weights", "models", "runtime", "pipeline", "sim", "footage"},
+    "train": {"core", "weights", "models", "runtime", "pipeline", "sim", "footage", "fusion", "tracking"},
     "bag": {"core", "sim", "train"},
     "fusion": {"core"},
     "tracking": {"core", "fusion"},

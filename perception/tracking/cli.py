@@ -14,10 +14,12 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from perception.core.classes import DETECTION_NAMES, SEMANTIC_TO_DETECTION
+from perception.core.types import Frame
 
 from .config import TrackerConfig
 from .groundtruth import (
@@ -37,47 +39,53 @@ TRACKED = (0, 1, 2, 3)  # car, truck, pedestrian, cyclist
 def drive_ground_truth(seed: int, num_frames: int, start: int = 0, analytic: bool = False, width: int = 320,
                        height: int = 192, eval_range: float = 70.0) -> list[GroundTruthFrame]:  # fmt: skip
     """Ground-truth objects (odom = world) of frames start .. start + num_frames - 1 of drive ``seed``,
-    with velocities.
-
-    Rendered (default): the frame's boxes3d, its small or occluded objects marked ignore, plus every
-    object of the camera's view that the render hides completely, also marked ignore (a track that
-    coasts behind an occluder is neither a hit nor a false positive). ``analytic``: every object of
-    the camera's view from the world state, none hidden. Objects farther than ``eval_range`` from the
-    ego are marked ignore."""
+    with velocities (:func:`frame_ground_truth` per frame, rendered unless ``analytic``)."""
     from perception.sim.config import SimConfig
     from perception.sim.drive import frame_at, get_world
+
+    world = get_world(seed, SimConfig(width=width, height=height))
+    frames = [frame_ground_truth(world, i, None if analytic else frame_at(world, i)[0], eval_range)
+              for i in range(start, start + num_frames)]  # fmt: skip
+    return with_velocities(frames)
+
+
+def frame_ground_truth(world: Any, index: int, frame: Frame | None = None, eval_range: float = 70.0
+                       ) -> GroundTruthFrame:  # fmt: skip
+    """Ground-truth objects (odom = world) of frame ``index`` of the drive through ``world``.
+
+    Rendered (``frame``: that frame as ``perception.sim`` rendered it): the frame's boxes3d, its small
+    or occluded objects marked ignore, plus every object of the camera's view that the render hides
+    completely, also marked ignore (a track that coasts behind an occluder is neither a hit nor a
+    false positive). None (analytic): every object of the camera's view from the world state, none
+    hidden. Objects farther than ``eval_range`` from the ego are marked ignore. No velocities: pass
+    the drive's frames through :func:`~perception.tracking.groundtruth.with_velocities`."""
     from perception.sim.render import select_things, to_cam
     from perception.sim.world import agent_states, camera_pose, ego_pose
 
-    world = get_world(seed, SimConfig(width=width, height=height))
     intr = world.intrinsics
-    frames = []
-    for i in range(start, start + num_frames):
-        t = i / world.cfg.fps
-        odom_T_base = ego_pose(world, t, 0.0)
-        cam = camera_pose(world, t)
-        idx = select_things(world, t, cam, intr, None)
-        st = agent_states(world, t, idx)
-        tpl = [world.agents.templates[k] for k in idx]
-        sizes = np.array([tp.size for tp in tpl], np.float64).reshape(-1, 3)
-        centers = st.xyz + np.column_stack([np.zeros((len(idx), 2)), sizes[:, 2] / 2])
-        pc = to_cam(centers, cam)
-        u = intr.fx * pc[:, 0] / np.maximum(pc[:, 2], 1e-3) + intr.cx
-        ignore = (pc[:, 2] < 1.0) | (u < 0) | (u > intr.width)
-        ids = idx.astype(np.int64) + 1
-        classes = np.array([SEMANTIC_TO_DETECTION[tp.semantic] for tp in tpl], np.int64)
-        yaws = np.asarray(st.yaw, np.float64)
-        if not analytic:
-            gt = frame_at(world, i)[0]
-            assert gt.world_T_cam is not None
-            hidden = ~np.isin(ids, gt.gt.track_ids)
-            c, sz, y = objects_from_boxes3d(gt.gt.boxes3d, gt.world_T_cam)
-            ids, classes = np.r_[gt.gt.track_ids, ids[hidden]], np.r_[gt.gt.class_ids, classes[hidden]]
-            centers, sizes, yaws = np.r_[c, centers[hidden]], np.r_[sz, sizes[hidden]], np.r_[y, yaws[hidden]]
-            ignore = np.r_[gt.gt.ignore, np.ones(int(hidden.sum()), bool)]
-        far = np.linalg.norm(centers[:, :2] - odom_T_base[:2, 3], axis=1) > eval_range
-        frames.append(GroundTruthFrame(t, odom_T_base, ids, classes, centers, sizes, yaws, ignore | far))
-    return with_velocities(frames)
+    t = index / world.cfg.fps
+    odom_T_base = ego_pose(world, t, 0.0)
+    cam = camera_pose(world, t)
+    idx = select_things(world, t, cam, intr, None)
+    st = agent_states(world, t, idx)
+    tpl = [world.agents.templates[k] for k in idx]
+    sizes = np.array([tp.size for tp in tpl], np.float64).reshape(-1, 3)
+    centers = st.xyz + np.column_stack([np.zeros((len(idx), 2)), sizes[:, 2] / 2])
+    pc = to_cam(centers, cam)
+    u = intr.fx * pc[:, 0] / np.maximum(pc[:, 2], 1e-3) + intr.cx
+    ignore = (pc[:, 2] < 1.0) | (u < 0) | (u > intr.width)
+    ids = idx.astype(np.int64) + 1
+    classes = np.array([SEMANTIC_TO_DETECTION[tp.semantic] for tp in tpl], np.int64)
+    yaws = np.asarray(st.yaw, np.float64)
+    if frame is not None:
+        assert frame.world_T_cam is not None
+        hidden = ~np.isin(ids, frame.gt.track_ids)
+        c, sz, y = objects_from_boxes3d(frame.gt.boxes3d, frame.world_T_cam)
+        ids, classes = np.r_[frame.gt.track_ids, ids[hidden]], np.r_[frame.gt.class_ids, classes[hidden]]
+        centers, sizes, yaws = np.r_[c, centers[hidden]], np.r_[sz, sizes[hidden]], np.r_[y, yaws[hidden]]
+        ignore = np.r_[frame.gt.ignore, np.ones(int(hidden.sum()), bool)]
+    far = np.linalg.norm(centers[:, :2] - odom_T_base[:2, 3], axis=1) > eval_range
+    return GroundTruthFrame(t, odom_T_base, ids, classes, centers, sizes, yaws, ignore | far)
 
 
 def run_tracker(gt: Sequence[GroundTruthFrame], noise: DetectionNoise, seed: int,

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from perception.fusion.fuser import Objects3D
+
 # where a detection's 3D position came from (Detections3D.sources)
 SOURCE_LIDAR, SOURCE_CAMERA = 0, 1
 SOURCE_NAMES: tuple[str, ...] = ("lidar", "camera")
@@ -89,6 +91,18 @@ class Detections3D:
             covs = var
         return Detections3D(np.asarray(class_ids), np.asarray(scores), np.asarray(centers), np.asarray(sizes),
                             np.asarray(yaws), covs, np.asarray(sources), np.asarray(index_2d), frame_id)  # fmt: skip
+
+    @staticmethod
+    def from_objects3d(objects: Objects3D, frame_id: str = "base_link") -> Detections3D:
+        """The fusion step's output as tracker input: same rows, ``sources`` "lidar"/"camera" as
+        SOURCE_LIDAR/SOURCE_CAMERA, ``index_2d`` the 2D detection each object came from. Rows with a
+        non-finite centre, size or covariance (a degenerate fit) are dropped, as the tracker requires."""
+        ok = (np.isfinite(objects.centers).all(1) & np.isfinite(objects.sizes).all(1) & np.isfinite(objects.yaws)
+              & np.isfinite(objects.covariances).all((1, 2)))  # fmt: skip
+        sources = np.array([SOURCE_NAMES.index(str(s)) for s in objects.sources[ok]], np.int8)
+        return Detections3D(objects.class_ids[ok], np.clip(objects.scores[ok], 0.0, 1.0), objects.centers[ok],
+                            objects.sizes[ok], objects.yaws[ok], objects.covariances[ok], sources,
+                            objects.detection_index[ok], frame_id)  # fmt: skip
 
     @staticmethod
     def empty(frame_id: str = "base_link") -> Detections3D:

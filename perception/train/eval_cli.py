@@ -11,6 +11,7 @@ import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from perception.core.config import ConfigError, frame_count
 from perception.footage import REFERENCES
@@ -77,6 +78,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory-ablation", action="store_true",
                    help="also evaluate each temporal checkpoint with its memory reset at every frame (same weights, "
                         "no past): what the temporal path contributes")
+    p.add_argument("--objects3d", action="store_true",
+                   help="also render the drives with the LiDAR and score the 3D object pipeline (fusion + tracking): "
+                        "centre-distance AP, ATE/ASE/AOE, IDF1/MOTA, velocity error, camera-only range error, ms")
+    p.add_argument("--lidar-beams", type=int, default=32, help="with --objects3d: LiDAR beams (default 32)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -167,6 +172,17 @@ def footage_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _object_drives(args: argparse.Namespace, frames: int) -> tuple[Any, Any]:
+    """``--objects3d``: the drives rendered with the LiDAR (and their config); (None, None) without it."""
+    if not args.objects3d:
+        return None, None
+    from perception.train.objects_eval import ObjectsEvalConfig, load_drives
+
+    ocfg = ObjectsEvalConfig(seeds=args.seeds, frames=frames, width=args.width, height=args.height,
+                             lidar_beams=args.lidar_beams)
+    return load_drives(ocfg), ocfg
+
+
 def main(args: argparse.Namespace) -> int:
     if args.bag is not None:
         return bag_main(args)
@@ -191,6 +207,7 @@ def main(args: argparse.Namespace) -> int:
     cfg = EvalConfig(seeds=args.seeds, frames_per_sequence=frames, width=args.width, height=args.height,
                      score_thresh=args.score_thresh, cache_dir=args.cache_dir or None)
     sequences = load_eval_sequences(cfg)
+    drives, ocfg = _object_drives(args, frames)
     results: dict[str, dict[str, object]] = {}
     usage: dict[str, dict[str, float]] = {}
     for ckpt in args.checkpoint:
@@ -199,10 +216,17 @@ def main(args: argparse.Namespace) -> int:
         except (CheckpointError, FileNotFoundError) as e:
             print(f"perception eval: error: {e}", file=sys.stderr)
             return 2
+        if drives is not None:
+            from perception.train.objects_eval import evaluate_objects_checkpoint
+
+            metrics["objects3d"] = evaluate_objects_checkpoint(ckpt, drives, ocfg, progress=not args.no_progress)
         name = Path(str(ckpt)).name.removesuffix(".safetensors")
         key = f"{metrics['model']} ({name})" if name != metrics["model"] else name
         write_eval_report(metrics, args.out / name, title=f"Evaluation of {key}")
         results[key] = metrics
+        for goal in metrics.get("objects3d", {}).get("goals", []):
+            met = "met" if goal["met"] else "NOT met"
+            print(f"{key}: {goal['goal']} {goal['value']:.3f} (goal {goal['target']}: {met})")
         if args.annotate:
             _annotate(ckpt, "eval", metrics, metrics["eval_config"])
         if args.memory_ablation and _is_temporal(ckpt):

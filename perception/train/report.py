@@ -261,6 +261,10 @@ def write_eval_report(
         paths["iou_plot"] = out / "iou_per_class.png"
         _bar_chart(paths["iou_plot"], "per-class IoU", {"IoU": [seg["per_class_iou"][n] for n in names]}, names)
         md += [f"![per-class IoU]({paths['iou_plot'].name})", ""]
+    if metrics.get("objects3d"):
+        from perception.train.objects_eval import markdown as objects3d_markdown
+
+        md += objects3d_markdown(metrics["objects3d"])
     latency = metrics.get("latency_ms")
     if isinstance(latency, Mapping) and latency.get("values"):
         md += ["## Latency (input published -> detections received)", "", latency_table(latency), ""]
