@@ -173,6 +173,11 @@ class PerceptionRunner:
         self._invalid_streak = 0
         self._last_reload = -1e9
         self.camera_sizes: dict[str, tuple[int, int]] = {}  # from camera_info: (H, W)
+        self._msgs: Any = None  # perception.ros.objects_msgs, imported now (0.5 s: scipy), not on the first frame
+        if config.output.annotations or objects is not None:
+            from perception.ros import objects_msgs
+
+            self._msgs = objects_msgs
 
     def reset(self, camera: str | None = None) -> None:
         with self._lock:
@@ -336,9 +341,7 @@ class PerceptionRunner:
         ones); a failure there costs the frame its 3D objects only (counted, logged), not its 2D outputs."""
         from std_msgs.msg import Header
 
-        from perception.ros import objects_msgs as om
-
-        stage, cam = self.objects, item.camera
+        om, stage, cam = self._msgs, self.objects, item.camera
         assert stage is not None
         try:
             res = stage.process(cam, r.stamp, header.frame_id, r, item.received)
@@ -388,13 +391,9 @@ class PerceptionRunner:
         if self.objects is not None:
             objects = self._objects(item, header, dataclasses.replace(r, detections=det))
             if objects is not None:
-                from perception.ros.objects_msgs import track_ids_2d
-
-                track_ids = track_ids_2d(objects.frame.tracks, len(det))
+                track_ids = self._msgs.track_ids_2d(objects.frame.tracks, len(det))
         if out.annotations:
-            from perception.ros.objects_msgs import detections_to_annotations
-
-            self._publish(cam, ANNOTATIONS, detections_to_annotations(det, header, track_ids))
+            self._publish(cam, ANNOTATIONS, self._msgs.detections_to_annotations(det, header, track_ids))
         reason = r.reset.value
         if reason and reason != "first_frame":
             self._info(f"reset:{cam}:{reason}", f"camera {cam!r}: temporal memory reset ({reason}) at {r.stamp:.3f} s")

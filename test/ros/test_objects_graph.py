@@ -119,3 +119,5 @@ def test_objects_across_processes(client: Client, node_factory: Callable[..., No
     assert int(values["objects_lidar"]) > 0, values  # fused with scans, not only ranged from the camera
     assert int(values["objects_no_tf"]) == 0 and int(values["objects_no_odom"]) == 0, values
     assert float(values["objects.total_p50_ms"]) > 0.0
+    print("objects stage:", {k: v for k, v in values.items() if k.startswith("objects") or k in ("infer_p50_ms",
+                                                                                               "latency_p50_ms")})
