@@ -6,8 +6,9 @@ No rclpy here (message classes only). The node's callbacks feed it (executor thr
 ``on_camera_info`` (intrinsics). After the 2D inference of a camera's frame the inference worker
 calls :meth:`ObjectsStage.process`, which
 
-1. takes the odometry nearest the image stamp (within ``max_odom_gap_s``; none: no 3D objects for
-   that frame, counted ``no_odom``),
+1. takes the ego pose at the image stamp from the odometry: interpolated between the messages either
+   side of it, else the nearest (within ``max_odom_gap_s``; none: no 3D objects for that frame,
+   counted ``no_odom``),
 2. finds ``base_T_cam`` (and ``base_T_lidar``) on /tf_static, else from the parameters (none: counted
    ``no_tf``, no 3D objects),
 3. matches the scan whose stamp is nearest the image's within ``max_sync_s``, waiting at most until
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import numpy as np
+from geometry_msgs.msg import Quaternion
 
 from perception.core.types import CameraIntrinsics
 from perception.fusion import Extrinsics
@@ -79,6 +81,13 @@ class StampBuffer(Generic[T]):
         with self._cond:
             return self._nearest(stamp, max_dt)
 
+    def bracket(self, stamp: float) -> tuple[tuple[float, T] | None, tuple[float, T] | None]:
+        """The newest item at or before ``stamp`` and the oldest after it (None where there is none)."""
+        with self._cond:
+            before = [x for x in self._items if x[0] <= stamp]
+            after = [x for x in self._items if x[0] > stamp]
+            return (before[-1] if before else None), (after[0] if after else None)
+
     def wait_nearest(self, stamp: float, max_dt: float, deadline: float,
                      clock: Callable[[], float] = time.monotonic) -> tuple[float, T] | None:  # fmt: skip
         """:meth:`nearest`, waiting until ``deadline`` (``clock`` time) while a match may still come:
@@ -95,6 +104,33 @@ class StampBuffer(Generic[T]):
                 if left <= 0.0:
                     return match
                 self._cond.wait(left)
+
+
+def interpolate_pose(a: np.ndarray, b: np.ndarray, w: float) -> np.ndarray:
+    """The rigid pose ``w`` of the way from ``a`` to ``b`` (0: a, 1: b): linear translation, slerped rotation."""
+    qa, qb = (np.array([q.x, q.y, q.z, q.w]) for q in (frames.matrix_to_quaternion(a[:3, :3]),
+                                                         frames.matrix_to_quaternion(b[:3, :3])))  # fmt: skip
+    if float(qa @ qb) < 0.0:
+        qb = -qb  # the shorter way round
+    angle = float(np.arccos(np.clip(qa @ qb, -1.0, 1.0)))
+    if angle < 1e-9:
+        q = qa
+    else:
+        q = (np.sin((1.0 - w) * angle) * qa + np.sin(w * angle) * qb) / np.sin(angle)
+    out = np.eye(4)
+    out[:3, :3] = frames.quaternion_to_matrix(Quaternion(x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3])))
+    out[:3, 3] = (1.0 - w) * a[:3, 3] + w * b[:3, 3]
+    return out
+
+
+def pose_at(buffer: StampBuffer[np.ndarray], stamp: float, max_gap: float) -> np.ndarray | None:
+    """The odometry pose at ``stamp``: interpolated between the poses either side of it when both lie
+    within ``max_gap``, else the nearest within ``max_gap``, else None."""
+    before, after = buffer.bracket(stamp)
+    if before is not None and after is not None and stamp - before[0] <= max_gap and after[0] - stamp <= max_gap:
+        return interpolate_pose(before[1], after[1], (stamp - before[0]) / (after[0] - before[0]))
+    match = buffer.nearest(stamp, max_gap)
+    return None if match is None else match[1]
 
 
 @dataclass(frozen=True)
@@ -184,7 +220,7 @@ class ObjectsStage:
         if intr is None:
             self._count(cam, "no_camera_info", f"no camera_info received on {cam}/camera_info")
             return None
-        odom = self.odometry.nearest(stamp, cfg.max_odom_gap_s)
+        odom = pose_at(self.odometry, stamp, cfg.max_odom_gap_s)
         if odom is None:
             newest = self.odometry.newest()
             self._count(cam, "no_odom", "no odometry within objects.max_odom_gap_s of the image stamp"
@@ -211,7 +247,7 @@ class ObjectsStage:
                 points, base_T_lidar, scan_dt = convert.pointcloud2_to_points(match[1].msg), lidar, stamp - match[0]
         pipeline = self.pipelines[cam]
         try:
-            out = pipeline.process(result, points, intr, Extrinsics(base_T_lidar, base_T_cam), odom[1])
+            out = pipeline.process(result, points, intr, Extrinsics(base_T_lidar, base_T_cam), odom)
         except Exception as e:
             self._count(cam, "failed", f"{type(e).__name__}: {e}")
             raise
@@ -222,7 +258,7 @@ class ObjectsStage:
             c.timings["sync_wait"].append(wait_ms)
             for k in ("fusion", "tracking", "total"):
                 c.timings[k].append(out.timings_ms[k])
-        return ObjectsResult(out, odom[1], pipeline.tracker.session, scan_dt)
+        return ObjectsResult(out, odom, pipeline.tracker.session, scan_dt)
 
     # -- diagnostics ---------------------------------------------------------------------------
     def snapshot(self, cam: str) -> tuple[dict[str, Any], str]:

@@ -387,6 +387,8 @@ class PerceptionRunner:
                 self._publish(cam, SEGMENTATION_COLOR, convert.array_to_image(color, header, "rgb8"))
         if out.attention and r.attention is not None:
             self._publish(cam, ATTENTION, convert.array_to_image(r.attention, header, "32FC1"))
+        # latency / age of the 2D outputs (the 3D objects stage reports its own objects.* timings)
+        now, age_ms = time.monotonic(), 1e3 * (time.time() - r.stamp)
         track_ids = None
         if self.objects is not None:
             objects = self._objects(item, header, dataclasses.replace(r, detections=det))
@@ -397,8 +399,6 @@ class PerceptionRunner:
         reason = r.reset.value
         if reason and reason != "first_frame":
             self._info(f"reset:{cam}:{reason}", f"camera {cam!r}: temporal memory reset ({reason}) at {r.stamp:.3f} s")
-        now = time.monotonic()
-        age_ms = 1e3 * (time.time() - r.stamp)
         size = (r.segmentation.shape if r.segmentation is not None else
                 r.attention.shape if r.attention is not None else (0, 0))
         self._stats.processed(cam, 1e3 * (now - item.received), age_ms, r.timings_ms.get("infer", float("nan")),

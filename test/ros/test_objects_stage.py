@@ -192,3 +192,23 @@ def test_a_synthetic_frame_fuses_with_its_lidar() -> None:
         n_lidar += int((out.frame.objects.sources == "lidar").sum())
     assert n_lidar > 0
     assert stage.snapshot("cam")[0]["objects_lidar"] == 3
+
+
+def test_odometry_is_interpolated_between_the_messages_either_side() -> None:
+    from scipy.spatial.transform import Rotation
+
+    from perception.ros.objects_stage import pose_at
+
+    buf: StampBuffer[np.ndarray] = StampBuffer()
+    a, b = np.eye(4), np.eye(4)
+    b[:3, :3] = Rotation.from_euler("z", 0.4).as_matrix()
+    b[:3, 3] = [2.0, 1.0, 0.0]
+    buf.add(1.0, a)
+    buf.add(1.1, b)
+    mid = pose_at(buf, 1.075, 0.2)
+    assert mid is not None
+    np.testing.assert_allclose(mid[:3, 3], [1.5, 0.75, 0.0], atol=1e-9)
+    assert Rotation.from_matrix(mid[:3, :3]).as_euler("xyz")[2] == pytest.approx(0.3, abs=1e-9)
+    after = pose_at(buf, 1.15, 0.2)  # nothing after: the nearest
+    assert after is not None and np.allclose(after, b)
+    assert pose_at(buf, 1.5, 0.2) is None  # too far from every message
