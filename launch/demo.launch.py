@@ -4,6 +4,9 @@
     perception run demo                       # the same processes, localhost DDS, private domain
 
 Then look at /camera/detections, /camera/segmentation/color and /camera/attention (RViz, Foxglove).
+The LiDAR and the objects stage are on: /camera/objects3d, /camera/objects/tracked, /camera/objects/markers
+(fixed frame odom) and /camera/detections/annotations (Foxglove); `perception demo --ros` draws the
+tracks in a bird's-eye view.
 """
 
 import os
@@ -29,7 +32,7 @@ def generate_launch_description():
             output="screen",
             parameters=[
                 os.path.join(config, "synthetic_camera.yaml"),
-                {"fps": ParameterValue(LaunchConfiguration("fps"), value_type=float)},
+                {"fps": ParameterValue(LaunchConfiguration("fps"), value_type=float), "lidar": True},
             ],
         ),
         Node(
@@ -43,6 +46,7 @@ def generate_launch_description():
                     "model.name": ParameterValue(LaunchConfiguration("model"), value_type=str),
                     "model.checkpoint": ParameterValue(LaunchConfiguration("checkpoint"), value_type=str),
                     "input.camera_info": True,
+                    "objects.enabled": True,
                 },
             ],
         ),

@@ -4,8 +4,9 @@
 #   interfaces/vision_msgs               vision_msgs 4.x-compatible (Detection2D/3D arrays, ...)
 #   interfaces/autoware_perception_msgs  autoware_msgs 1.12.0 verbatim (DetectedObjects, TrackedObjects, ...)
 #   interfaces/foxglove_msgs             foxglove_msgs 3.1.0, the ImageAnnotations subset
+#   interfaces/tf2_msgs                  tf2_msgs (ros2/geometry2), the TFMessage subset (/tf, /tf_static)
 # Idempotent: a stamp per package (hash of its definitions) skips the build when nothing changed.
-# Usage: scripts/build_interfaces.sh [package ...]   (default: all three)
+# Usage: scripts/build_interfaces.sh [package ...]   (default: all four)
 #
 # Recipe (shared/ENVIRONMENT.md): plain cmake with AMENT_PREFIX_PATH / CMAKE_PREFIX_PATH = the
 # venv, install prefix = the venv, after rewriting the build container's Python/numpy include
@@ -21,9 +22,10 @@ declare -A PROBE=(
   [vision_msgs]="from vision_msgs.msg import Detection2DArray, Detection3DArray, LabelInfo"
   [autoware_perception_msgs]="from autoware_perception_msgs.msg import DetectedObjects, TrackedObjects, PredictedObjects"
   [foxglove_msgs]="from foxglove_msgs.msg import ImageAnnotations"
+  [tf2_msgs]="from tf2_msgs.msg import TFMessage"
 )
 PACKAGES=("$@")
-[ ${#PACKAGES[@]} -gt 0 ] || PACKAGES=(vision_msgs autoware_perception_msgs foxglove_msgs)
+[ ${#PACKAGES[@]} -gt 0 ] || PACKAGES=(vision_msgs autoware_perception_msgs foxglove_msgs tf2_msgs)
 
 prepared=0
 prepare() {  # once per run, only when something must be built

@@ -48,6 +48,6 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 fi
 
 # ROS 2 messages the project needs but no registry ships (vision_msgs 4.x-compatible,
-# autoware_perception_msgs 1.12.0, the foxglove_msgs ImageAnnotations subset), each built into the venv
+# autoware_perception_msgs 1.12.0, the foxglove_msgs ImageAnnotations subset, tf2_msgs TFMessage), each built into the venv
 # only when it is not importable (idempotent; once: ~40 s + ~60 s + ~140 s on 2 busy cores).
 VENV="$VENV" bash scripts/build_interfaces.sh

@@ -41,6 +41,8 @@ IMPORTS: dict[str, tuple[str, str]] = {
     "unique_identifier_msgs": ("rosdep", "unique_identifier_msgs"),
     "autoware_perception_msgs": ("rosdep", "autoware_perception_msgs"),
     "foxglove_msgs": ("rosdep", "foxglove_msgs"),
+    "nav_msgs": ("rosdep", "nav_msgs"),
+    "tf2_msgs": ("rosdep", "tf2_msgs"),
     "diagnostic_msgs": ("rosdep", "diagnostic_msgs"),
     "launch": ("rosdep", "launch"),
     "launch_ros": ("rosdep", "launch_ros"),

@@ -136,3 +136,63 @@ def side_by_side(
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
     return np.concatenate(rows, axis=0)
+
+
+def draw_bev(
+    size: tuple[int, int],
+    centers: np.ndarray,
+    dims: np.ndarray,
+    yaws: np.ndarray,
+    class_ids: np.ndarray,
+    velocities: np.ndarray | None = None,
+    labels: Sequence[str] | None = None,
+    forward_m: float = 60.0,
+    lateral_m: float = 30.0,
+) -> np.ndarray:
+    """A bird's-eye view in the vehicle frame (x forward = up, y left = left) as an (H, W) = ``size`` RGB
+    image: the ego at the bottom centre, a 10 m grid, each object's yaw-rotated footprint (``centers``
+    (N, 2|3) m, ``dims`` (N, 2|3) length/width, ``yaws`` (N,) rad, ``class_ids``) in its class colour,
+    its velocity (``velocities`` (N, 2|3) m/s, vehicle frame) as an arrow to where it is in 1 s, and
+    ``labels`` beside it. Objects beyond ``forward_m`` ahead (or 5 m behind) and ``lateral_m`` aside are
+    clipped by the image."""
+    h, w = int(size[0]), int(size[1])
+    if h < 16 or w < 16:
+        raise CoreError(f"bird's-eye view of {w}x{h} pixels is too small")
+    img = np.full((h, w, 3), 24, np.uint8)
+    scale = min((h - 10) / (forward_m + 5.0), w / (2.0 * lateral_m))  # pixels per metre
+    origin = np.array([w / 2.0, h - 5.0 * scale - 5.0])
+
+    def px(xy: np.ndarray) -> np.ndarray:  # vehicle (x fwd, y left) -> pixel (u right, v down)
+        xy = np.asarray(xy, np.float64).reshape(-1, 2)
+        return np.stack([origin[0] - xy[:, 1] * scale, origin[1] - xy[:, 0] * scale], 1)
+
+    for r in range(10, int(forward_m) + 1, 10):  # range rings every 10 m
+        cv2.circle(img, tuple(int(v) for v in origin), int(r * scale), (60, 60, 60), 1, cv2.LINE_AA)
+        cv2.putText(img, f"{r} m", (int(origin[0]) + 3, int(origin[1] - r * scale) + 12), _FONT, 0.35,
+                    (110, 110, 110), 1, cv2.LINE_AA)  # fmt: skip
+    ego = px(np.array([[2.4, 0.9], [2.4, -0.9], [-2.4, -0.9], [-2.4, 0.9]]) - np.array([1.0, 0.0]))
+    cv2.fillPoly(img, [ego.round().astype(np.int32)], (230, 230, 230))
+    n = len(class_ids)
+    c = np.asarray(centers, np.float64).reshape(n, -1)[:, :2] if n else np.zeros((0, 2))
+    d = np.asarray(dims, np.float64).reshape(n, -1)[:, :2] if n else np.zeros((0, 2))
+    for i in range(n):
+        cid = int(class_ids[i])
+        color = _DET_COLORS[cid] if 0 <= cid < len(_DET_COLORS) else (255, 255, 0)
+        cy, sy = np.cos(float(yaws[i])), np.sin(float(yaws[i]))
+        half = 0.5 * d[i]
+        corners = np.array([[1, 1], [1, -1], [-1, -1], [-1, 1]], np.float64) * half
+        corners = corners @ np.array([[cy, sy], [-sy, cy]]) + c[i]
+        poly = px(corners).round().astype(np.int32)
+        cv2.polylines(img, [poly], True, color, 2, cv2.LINE_AA)
+        tick = px(np.stack([c[i], c[i] + half[0] * np.array([cy, sy])])).round().astype(int)  # the heading
+        cv2.line(img, (int(tick[0, 0]), int(tick[0, 1])), (int(tick[1, 0]), int(tick[1, 1])), color, 1, cv2.LINE_AA)
+        if velocities is not None:
+            v = np.asarray(velocities[i], np.float64)[:2]
+            if float(np.hypot(v[0], v[1])) >= 0.2:
+                a, b = px(c[i])[0], px(c[i] + v)[0]
+                cv2.arrowedLine(img, (int(a[0]), int(a[1])), (int(b[0]), int(b[1])), (255, 255, 255), 1, cv2.LINE_AA,
+                                tipLength=0.25)  # fmt: skip
+        if labels is not None:
+            p = px(c[i])[0]
+            cv2.putText(img, labels[i], (int(p[0]) + 6, int(p[1]) - 4), _FONT, 0.35, color, 1, cv2.LINE_AA)
+    return img

@@ -5,6 +5,9 @@ Modules, left to right along the data path:
 - ``convert``: pure functions sensor_msgs / vision_msgs <-> numpy and core dataclasses;
 - ``objects_msgs``: pure functions fused objects / tracks -> Detection3DArray, Autoware
   DetectedObjects / TrackedObjects, MarkerArray, foxglove ImageAnnotations;
+- ``frames``: 4x4 poses <-> TransformStamped / Odometry, the /tf_static store (no rclpy);
+- ``objects_stage``: LiDAR / odometry / extrinsics synchronised to each image by stamp, fusion +
+  tracking per camera for the perception node (no rclpy);
 - ``params``: the perception node's parameters, validated into frozen config dataclasses (no rclpy);
 - ``runner``: latest-frame-wins slots, the inference worker, results -> output messages (no rclpy);
 - ``stats``: rates, drops and latency percentiles for ``/diagnostics`` (no rclpy);

@@ -12,9 +12,11 @@ from __future__ import annotations
 import argparse
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from perception.core.classes import DETECTION_NAMES
 from perception.core.temporal import ResetPolicy
@@ -112,6 +114,8 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
     _p("output.segmentation_color", True, "publish <camera>/segmentation/color (rgb8)"),
     _p("output.attention", True, "publish <camera>/attention (32FC1 attention map in [0, 1])"),
     _p("output.label_info", True, "publish <camera>/label_info (vision_msgs/LabelInfo, transient local)"),
+    _p("output.annotations", True, "publish <camera>/detections/annotations (foxglove_msgs/ImageAnnotations: 2D "
+       "boxes, labels and, with objects.enabled, track ids; Foxglove's Image panel draws them)"),
     _p("output.qos_reliability", "reliable", "reliability of the output publishers", choices=RELIABILITIES),
     _p("output.qos_depth", 2, "history depth of the output publishers", min_value=1, max_value=100),
     # temporal state
@@ -120,6 +124,27 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
        min_value=0.0, max_value=3600.0),
     _p("temporal.detect_scene_cuts", True, "reset the memory when the picture changes abruptly"),
     _p("temporal.scene_cut_threshold", 0.35, "scene-cut signature distance in [0, 1]", min_value=0.0, max_value=1.0),
+    # 3D objects (LiDAR-camera fusion + tracking, perception/ros/objects_stage.py)
+    _p("objects.enabled", False, "fuse each camera's 2D result with the LiDAR scan nearest its stamp and track the "
+       "3D objects: <camera>/objects3d, objects/detected, objects/tracked, objects/markers (needs camera_info, "
+       "odometry and the extrinsics)"),
+    _p("objects.lidar_topic", "points", "sensor_msgs/PointCloud2 (float32 x, y, z, intensity); relative: "
+       "<camera>/<lidar_topic> per camera, absolute (/...): one LiDAR shared by every camera"),
+    _p("objects.odom_topic", "odom", "nav_msgs/Odometry of the vehicle (odom -> base frame); the pose nearest the "
+       "image stamp places the tracks"),
+    _p("objects.base_frame", "base_link", "the vehicle frame of Detection3DArray / DetectedObjects (the child "
+       "frame of the odometry, the parent of the camera and LiDAR frames on /tf_static)"),
+    _p("objects.max_sync_s", 0.05, "an image is fused with the scan whose stamp is nearest within this; none: the "
+       "frame is ranged from the camera alone (counted as objects_no_scan)", min_value=0.0, max_value=1.0),
+    _p("objects.max_wait_s", 0.1, "after inference, wait at most this long (from the image's arrival) for a scan "
+       "that may still come", min_value=0.0, max_value=1.0),
+    _p("objects.max_odom_gap_s", 0.2, "odometry farther than this from the image stamp is none: the frame gets no "
+       "3D objects (counted as objects_no_odom)", min_value=0.0, max_value=10.0),
+    _p("objects.base_T_cam", (), "fallback camera extrinsics when /tf_static has none: 16 numbers, the row-major "
+       "4x4 pose of the image's frame (optical: x right, y down, z forward) in the base frame; empty: /tf_static "
+       "only"),
+    _p("objects.base_T_lidar", (), "fallback LiDAR extrinsics (16 numbers, row-major 4x4, base frame <- LiDAR "
+       "frame) when /tf_static has none; empty: /tf_static only"),
     # runtime behaviour
     _p("max_batch", 8, "at most this many cameras' frames in one inference", min_value=1, max_value=64),
     _p("diagnostics_period", 1.0, "seconds between /diagnostics messages", min_value=0.05, max_value=60.0),
@@ -188,6 +213,7 @@ class OutputConfig:
     segmentation_color: bool = True
     attention: bool = True
     label_info: bool = True
+    annotations: bool = True
     qos_reliability: str = "reliable"
     qos_depth: int = 2
 
@@ -205,12 +231,31 @@ class TemporalConfig:
 
 
 @dataclass(frozen=True)
+class ObjectsConfig:
+    """The 3D objects stage (:mod:`perception.ros.objects_stage`); base_T_* are 4x4 or None (/tf_static only)."""
+
+    enabled: bool = False
+    lidar_topic: str = "points"
+    odom_topic: str = "odom"
+    base_frame: str = "base_link"
+    max_sync_s: float = 0.05
+    max_wait_s: float = 0.1
+    max_odom_gap_s: float = 0.2
+    base_T_cam: tuple[float, ...] = ()
+    base_T_lidar: tuple[float, ...] = ()
+
+    def lidar_topic_of(self, camera: str) -> str:
+        return self.lidar_topic if self.lidar_topic.startswith("/") else f"{camera}/{self.lidar_topic}"
+
+
+@dataclass(frozen=True)
 class PerceptionNodeConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     detection: DetectionConfig = field(default_factory=DetectionConfig)
     input: InputConfig = field(default_factory=InputConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     temporal: TemporalConfig = field(default_factory=TemporalConfig)
+    objects: ObjectsConfig = field(default_factory=ObjectsConfig)
     max_batch: int = 8
     diagnostics_period: float = 1.0
     autostart: bool = False
@@ -230,6 +275,8 @@ def _type_name(v: Any) -> str:
         return "double"
     if isinstance(v, str):
         return "string"
+    if isinstance(v, tuple) and not v:
+        return "double array"
     if isinstance(v, (list, tuple)):
         return "string array" if all(isinstance(x, str) for x in v) else "array"
     return type(v).__name__
@@ -253,6 +300,12 @@ def check_value(name: str, value: Any) -> Any:
         value = float(value) if ok else value
     elif isinstance(d, str):
         ok = isinstance(value, str)
+    elif isinstance(d, tuple):  # double array
+        ok = isinstance(value, (list, tuple)) and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                     for x in value)  # fmt: skip
+        value = tuple(float(x) for x in value) if ok else value
+        if ok and not all(math.isfinite(x) for x in value):
+            raise RosError(f"parameter {name!r} must hold finite numbers, got {list(value)}")
     else:  # string array
         ok = isinstance(value, (list, tuple)) and all(isinstance(x, str) for x in value)
         value = tuple(value) if ok else value
@@ -321,12 +374,13 @@ def node_config(values: Mapping[str, Any]) -> PerceptionNodeConfig:
     outputs = OutputConfig(
         detections=v["output.detections"], object_attention=v["output.object_attention"],
         segmentation=v["output.segmentation"], segmentation_color=v["output.segmentation_color"],
-        attention=v["output.attention"], label_info=v["output.label_info"],
+        attention=v["output.attention"], label_info=v["output.label_info"], annotations=v["output.annotations"],
         qos_reliability=v["output.qos_reliability"], qos_depth=v["output.qos_depth"],
     )
     if not (outputs.detections or outputs.segmentation or outputs.segmentation_color or outputs.attention):
         raise RosError("every output is disabled (output.detections/segmentation/segmentation_color/attention): "
                        "enable at least one")
+    objects = _objects_config(v)
     return PerceptionNodeConfig(
         model=ModelConfig(
             checkpoint=v["model.checkpoint"], name=v["model.name"], backend=v["model.backend"],
@@ -349,9 +403,42 @@ def node_config(values: Mapping[str, Any]) -> PerceptionNodeConfig:
             enabled=v["temporal.enabled"], max_gap_s=v["temporal.max_gap_s"],
             detect_scene_cuts=v["temporal.detect_scene_cuts"], scene_cut_threshold=v["temporal.scene_cut_threshold"],
         ),
+        objects=objects,
         max_batch=v["max_batch"],
         diagnostics_period=v["diagnostics_period"],
         autostart=v["autostart"],
+    )
+
+
+def matrix_from_list(values: Iterable[float], name: str) -> np.ndarray:
+    """A 4x4 rigid transform from 16 row-major numbers (a parameter); :class:`RosError` otherwise."""
+    a = np.asarray(list(values), np.float64)
+    if a.size != 16 or not np.isfinite(a).all():
+        raise RosError(f"{name} must be 16 finite numbers (a row-major 4x4 transform), got {a.size}")
+    m = a.reshape(4, 4)
+    rot = m[:3, :3]
+    if not np.allclose(m[3], [0, 0, 0, 1]) or not np.allclose(rot @ rot.T, np.eye(3), atol=1e-5) \
+            or abs(np.linalg.det(rot) - 1.0) > 1e-5:
+        raise RosError(f"{name} is not a rigid transform (rotation must be orthonormal, last row 0 0 0 1): "
+                       f"{m.tolist()}")  # fmt: skip
+    return m
+
+
+def _objects_config(v: Mapping[str, Any]) -> ObjectsConfig:
+    lidar = v["objects.lidar_topic"]
+    _check_names("objects.lidar_topic", [lidar[1:] if lidar.startswith("/") else lidar], "topic")
+    _check_names("objects.odom_topic", [v["objects.odom_topic"].lstrip("/")], "topic")
+    if not v["objects.base_frame"] or "/" in v["objects.base_frame"] or " " in v["objects.base_frame"]:
+        raise RosError(f"parameter 'objects.base_frame' = {v['objects.base_frame']!r} must be a frame id such as "
+                       "base_link")
+    for name in ("objects.base_T_cam", "objects.base_T_lidar"):
+        if v[name]:
+            matrix_from_list(v[name], f"parameter {name!r}")
+    return ObjectsConfig(
+        enabled=v["objects.enabled"], lidar_topic=lidar, odom_topic=v["objects.odom_topic"],
+        base_frame=v["objects.base_frame"], max_sync_s=v["objects.max_sync_s"], max_wait_s=v["objects.max_wait_s"],
+        max_odom_gap_s=v["objects.max_odom_gap_s"], base_T_cam=tuple(v["objects.base_T_cam"]),
+        base_T_lidar=tuple(v["objects.base_T_lidar"]),
     )
 
 
@@ -382,6 +469,13 @@ SYNTHETIC_CAMERA_PARAMS: dict[str, tuple[Any, str]] = {
     "publish_compressed": (False, "also publish <camera>/image_raw/compressed (JPEG)"),
     "frame_id": ("camera_optical_frame", "frame_id of the image, camera_info and ground truth"),
     "lidar_frame_id": ("lidar", "frame_id of the point cloud"),
+    "base_frame_id": ("base_link", "the vehicle frame: /tf_static gives base_frame_id -> frame_id (camera optical "
+                      "frame) and -> lidar_frame_id, the odometry its pose in odom_frame_id"),
+    "odom_frame_id": ("odom", "frame_id of the odometry (the drive's world frame; a new drive restarts it)"),
+    "publish_tf": (True, "publish /tf_static (base -> camera, base -> lidar; again when a drive changes the rig) "
+                   "and odom -> base on /tf"),
+    "odom_topic": ("odom", "nav_msgs/Odometry of the ego vehicle (odom_frame_id -> base_frame_id), stamped like "
+                   "the image; empty: not published"),
     "qos_reliability": ("best_effort", "best_effort (sensor data) or reliable"),
     "wait_for_subscribers": (0, "start publishing only once <camera>/image_raw has this many subscribers (e.g. a "
                              "perception node subscribes when its model is loaded); 0: start at once"),

@@ -14,7 +14,16 @@ Per camera namespace ``<cam>`` (relative names, remappable), every output with t
   in:  <cam>/<input.topic> (sensor_msgs/Image) or <cam>/<input.topic>/compressed, [<cam>/camera_info]
   out: <cam>/detections (vision_msgs/Detection2DArray), <cam>/detections/attention (32FC1, 1 x N),
        <cam>/segmentation (mono8), <cam>/segmentation/color (rgb8), <cam>/attention (32FC1),
-       <cam>/label_info (vision_msgs/LabelInfo, transient local); /diagnostics at 1 Hz.
+       <cam>/label_info (vision_msgs/LabelInfo, transient local), <cam>/detections/annotations
+       (foxglove_msgs/ImageAnnotations: boxes, labels, track ids); /diagnostics at 1 Hz.
+With ``objects.enabled`` (:mod:`perception.ros.objects_stage`), also
+  in:  <cam>/camera_info, <cam>/<objects.lidar_topic> (sensor_msgs/PointCloud2; absolute: shared),
+       <objects.odom_topic> (nav_msgs/Odometry), /tf_static (tf2_msgs/TFMessage, transient local)
+  out: <cam>/objects3d (vision_msgs/Detection3DArray, base_link, id = track id),
+       <cam>/objects/detected (autoware_perception_msgs/DetectedObjects, base_link),
+       <cam>/objects/tracked (autoware_perception_msgs/TrackedObjects, odom: the tracker's fixed frame),
+       <cam>/objects/markers (visualization_msgs/MarkerArray: the tracks in odom, velocity arrows),
+  every one with the image's stamp; skipped frames and ``objects.*`` timings in /diagnostics.
 Services: ~/reset (std_srvs/Trigger: forget the temporal memory), ~/enable (std_srvs/SetBool: pause).
 
 /diagnostics tells the truth (levels: :mod:`perception.ros.stats` per camera, plus node-wide):
@@ -39,7 +48,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import (
@@ -56,7 +65,7 @@ from rclpy.exceptions import (
 )
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_srvs.srv import SetBool, Trigger
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
@@ -76,6 +85,9 @@ from perception.ros.qos import latched, qos_profile
 from perception.ros.spin import init_without_signal_handlers, spin_until_signal
 from perception.ros.stats import NodeStats, worse
 
+if TYPE_CHECKING:
+    from perception.ros.objects_stage import ObjectsStage
+
 _OUTPUT_TYPES: dict[str, Any] = {
     runner.DETECTIONS: Detection2DArray,
     runner.OBJECT_ATTENTION: Image,
@@ -83,6 +95,15 @@ _OUTPUT_TYPES: dict[str, Any] = {
     runner.SEGMENTATION_COLOR: Image,
     runner.ATTENTION: Image,
 }
+
+
+def _objects_output_types() -> dict[str, Any]:
+    from autoware_perception_msgs.msg import DetectedObjects, TrackedObjects
+    from vision_msgs.msg import Detection3DArray
+    from visualization_msgs.msg import MarkerArray
+
+    return {runner.OBJECTS3D: Detection3DArray, runner.OBJECTS_DETECTED: DetectedObjects,
+            runner.OBJECTS_TRACKED: TrackedObjects, runner.OBJECTS_MARKERS: MarkerArray}
 
 
 def descriptor(spec: ParamSpec) -> ParameterDescriptor:
@@ -103,6 +124,8 @@ def descriptor(spec: ParamSpec) -> ParameterDescriptor:
             ]
     elif isinstance(v, str):
         d.type = ParameterType.PARAMETER_STRING
+    elif isinstance(v, tuple):
+        d.type = ParameterType.PARAMETER_DOUBLE_ARRAY
     else:
         d.type = ParameterType.PARAMETER_STRING_ARRAY
     if spec.choices:
@@ -134,6 +157,7 @@ class PerceptionNode(LifecycleNode):
         self._slots: runner.LatestFrameSlots | None = None
         self._runner: runner.PerceptionRunner | None = None
         self._worker: runner.InferenceWorker | None = None
+        self._objects: ObjectsStage | None = None
         self._enabled = True
         self._state_label = "unconfigured"
         self._load_error = ""
@@ -155,12 +179,14 @@ class PerceptionNode(LifecycleNode):
 
     # -- parameters ----------------------------------------------------------------------------
     def _declare(self, spec: ParamSpec) -> None:
+        # an empty double array has no type of its own: declared by type (unset reads as the default)
+        default = Parameter.Type.DOUBLE_ARRAY if spec.default == () else spec.default
         try:
-            self.declare_parameter(spec.name, spec.default, descriptor(spec))
+            self.declare_parameter(spec.name, default, descriptor(spec))
         except (InvalidParameterValueException, InvalidParameterTypeException) as e:
             # an override from a parameter file that rclpy refuses: keep the node alive, fail configure
             self._startup_errors[spec.name] = f"parameter {spec.name!r}: {e}"
-            self.declare_parameter(spec.name, spec.default, descriptor(spec), ignore_override=True)
+            self.declare_parameter(spec.name, default, descriptor(spec), ignore_override=True)
 
     def _values(self) -> dict[str, Any]:
         out = {}
@@ -229,6 +255,14 @@ class PerceptionNode(LifecycleNode):
             for key, on in wanted.items():
                 if on:
                     self._pubs[(cam, key)] = self.create_publisher(_OUTPUT_TYPES[key], f"{cam}/{key}", out_qos)
+            if cfg.output.annotations:
+                from foxglove_msgs.msg import ImageAnnotations
+
+                self._pubs[(cam, runner.ANNOTATIONS)] = self.create_publisher(
+                    ImageAnnotations, f"{cam}/{runner.ANNOTATIONS}", out_qos)
+            if cfg.objects.enabled:
+                for key, msg_type in _objects_output_types().items():
+                    self._pubs[(cam, key)] = self.create_publisher(msg_type, f"{cam}/{key}", out_qos)
             if cfg.output.label_info:
                 pub = self.create_publisher(LabelInfo, f"{cam}/{runner.LABEL_INFO}", latched())
                 header = convert.make_header(self.get_clock().now().nanoseconds * 1e-9, "")
@@ -257,8 +291,13 @@ class PerceptionNode(LifecycleNode):
         self._model_watch = runner.ModelFileWatch(self._model_files)
         self._reported_changes = []
         self._slots = runner.LatestFrameSlots(cfg.input.cameras)
+        self._objects = None
+        if cfg.objects.enabled:
+            from perception.ros.objects_stage import ObjectsStage
+
+            self._objects = ObjectsStage(cfg.input.cameras, cfg.objects)
         self._runner = runner.PerceptionRunner(
-            perceptor, cfg, self._publish, stats, warn=self._log_warning, info=self._log_info
+            perceptor, cfg, self._publish, stats, warn=self._log_warning, info=self._log_info, objects=self._objects
         )
         self._worker = runner.InferenceWorker(self._slots, self._runner, cfg.max_batch)
         self._worker.start()
@@ -267,15 +306,39 @@ class PerceptionNode(LifecycleNode):
         for cam in cfg.input.cameras:
             self._subs.append(self.create_subscription(
                 msg_type, cfg.input.image_topic(cam), functools.partial(self._on_image, cam), in_qos))
-            if cfg.input.camera_info:
+            if cfg.input.camera_info or self._objects is not None:
                 self._subs.append(self.create_subscription(
                     CameraInfo, f"{cam}/camera_info", functools.partial(self._on_camera_info, cam), in_qos))
+        if self._objects is not None:
+            self._subscribe_objects(self._objects, in_qos)
         self._state_label = "active"
         self.get_logger().info(
             f"active: model loaded in {time.perf_counter() - t0:.1f} s, subscribed to "
             + ", ".join(self.resolve_topic_name(cfg.input.image_topic(c)) for c in cfg.input.cameras)
         )
         return super().on_activate(state)
+
+    def _subscribe_objects(self, stage: ObjectsStage, in_qos: Any) -> None:
+        """LiDAR (one subscription per distinct topic), odometry and /tf_static for the objects stage."""
+        from nav_msgs.msg import Odometry
+        from tf2_msgs.msg import TFMessage
+
+        for topic in sorted(stage.scans):
+            self._subs.append(self.create_subscription(
+                PointCloud2, topic, functools.partial(self._guarded, stage.on_scan, topic), in_qos))
+        self._subs.append(self.create_subscription(
+            Odometry, stage.config.odom_topic, functools.partial(self._guarded, stage.on_odometry),
+            qos_profile("reliable", 50)))
+        self._subs.append(self.create_subscription(
+            TFMessage, "/tf_static", functools.partial(self._guarded, stage.on_tf_static), latched(100)))
+
+    def _guarded(self, callback: Any, *args: Any) -> None:
+        """A sensor message the stage cannot read is logged (throttled), never fatal to the executor."""
+        try:
+            callback(*args)
+        except Exception as e:
+            self.get_logger().warning(f"objects stage: ignored a message: {type(e).__name__}: {e}",
+                                      throttle_duration_sec=5.0)
 
     def _log_warning(self, text: str) -> None:
         self.get_logger().warning(text)
@@ -292,6 +355,7 @@ class PerceptionNode(LifecycleNode):
         if self._runner is not None:
             release_perceptor(self._runner.perceptor)
         self._worker = self._runner = self._slots = None
+        self._objects = None
         self._model_watch = None  # the model is released: nothing loaded to compare against
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -356,6 +420,9 @@ class PerceptionNode(LifecycleNode):
         except RosError as e:  # malformed calibration: ignored (the last good one stays), counted, logged throttled
             stats.bad_camera_info(cam, f"RosError: {e}")
             self.get_logger().warning(f"camera {cam!r}: camera_info ignored: {e}", throttle_duration_sec=5.0)
+            return
+        if self._objects is not None:
+            self._guarded(self._objects.on_camera_info, cam, msg)
 
     def _publish(self, cam: str, key: str, msg: Any) -> None:
         pub = self._pubs.get((cam, key))
@@ -446,6 +513,13 @@ class PerceptionNode(LifecycleNode):
             if runtime.get("backend.fallbacks", "0") != "0":
                 level = worse(level, "warn")
                 texts.append(f"on fallback backend {active} ({runtime.get('backend.last_error')})")
+            objects = self._objects
+            if objects is not None:
+                obj_values, problem = objects.snapshot(cam)
+                values = {**values, **obj_values}
+                if problem and serving:
+                    level = worse(level, "warn")
+                    texts.append(problem)
             if changed:
                 level = worse(level, "warn")
                 texts.append(f"model file(s) {', '.join(changed)} changed on disk: still running the loaded model "

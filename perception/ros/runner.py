@@ -30,6 +30,7 @@ others are logged throttled, once per 5 s.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -48,6 +49,7 @@ from perception.ros.stats import NodeStats
 
 if TYPE_CHECKING:
     from perception.pipeline.perceptor import PerceptionResult, Perceptor
+    from perception.ros.objects_stage import ObjectsResult, ObjectsStage
 
 # output keys (topic names relative to the camera namespace)
 DETECTIONS = "detections"
@@ -56,6 +58,11 @@ SEGMENTATION = "segmentation"
 SEGMENTATION_COLOR = "segmentation/color"
 ATTENTION = "attention"
 LABEL_INFO = "label_info"
+ANNOTATIONS = "detections/annotations"
+OBJECTS3D = "objects3d"
+OBJECTS_DETECTED = "objects/detected"
+OBJECTS_TRACKED = "objects/tracked"
+OBJECTS_MARKERS = "objects/markers"
 
 INVALID_FAILOVER_AFTER = 2  # batches in a row with non-finite outputs before moving down the fallback chain
 RELOAD_INTERVAL_S = 1.0  # at most one backend reload attempt per this many seconds
@@ -149,8 +156,10 @@ class PerceptionRunner:
         stats: NodeStats,
         warn: Callable[[str], None],
         info: Callable[[str], None] | None = None,
+        objects: ObjectsStage | None = None,
     ) -> None:
         self.perceptor = perceptor
+        self.objects = objects
         self.config = config
         self._publish = publish
         self._stats = stats
@@ -164,10 +173,17 @@ class PerceptionRunner:
         self._invalid_streak = 0
         self._last_reload = -1e9
         self.camera_sizes: dict[str, tuple[int, int]] = {}  # from camera_info: (H, W)
+        self._msgs: Any = None  # perception.ros.objects_msgs, imported now (0.5 s: scipy), not on the first frame
+        if config.output.annotations or objects is not None:
+            from perception.ros import objects_msgs
+
+            self._msgs = objects_msgs
 
     def reset(self, camera: str | None = None) -> None:
         with self._lock:
             self.perceptor.reset(camera)
+            if self.objects is not None:
+                self.objects.reset(camera)
 
     def close(self) -> None:
         """Publish nothing more (a batch in flight is finished but not published): the node is going away."""
@@ -320,6 +336,35 @@ class PerceptionRunner:
             except Exception as e:  # a message that cannot be built or sent: that frame is lost, not the node
                 self._drop(item.camera, "failed", e, "publishing")
 
+    def _objects(self, item: Pending, header: Any, r: PerceptionResult) -> ObjectsResult | None:
+        """The 3D objects stage for one frame and its messages (the detections ``r`` holds are the published
+        ones); a failure there costs the frame its 3D objects only (counted, logged), not its 2D outputs."""
+        from std_msgs.msg import Header
+
+        om, stage, cam = self._msgs, self.objects, item.camera
+        assert stage is not None
+        try:
+            res = stage.process(cam, r.stamp, header.frame_id, r, item.received)
+        except Exception as e:  # counted by the stage as objects_failed
+            self._warn(f"objects:{cam}", f"camera {cam!r}: 3D objects failed for a frame: {_why(e)}")
+            return None
+        if res is None:
+            return None
+        try:
+            frame, base = res.frame, stage.config.base_frame
+            base_header = Header(stamp=header.stamp, frame_id=base)  # the image's exact stamp
+            ids_2d = om.track_ids_2d(frame.tracks, len(r.detections))
+            ids = [ids_2d[int(i)] if 0 <= int(i) < len(ids_2d) else None for i in frame.objects.detection_index]
+            self._publish(cam, OBJECTS3D, om.objects_to_detection3d_array(frame.objects, base_header, ids))
+            self._publish(cam, OBJECTS_DETECTED, om.objects_to_detected_objects(frame.objects, base_header))
+            odom_header = Header(stamp=header.stamp, frame_id=stage.pipelines[cam].tracker.config.fixed_frame)
+            self._publish(cam, OBJECTS_TRACKED, om.tracks_to_tracked_objects(frame.tracks, odom_header, res.session))
+            self._publish(cam, OBJECTS_MARKERS, om.tracks_to_markers(frame.tracks, odom_header))
+        except Exception as e:
+            self._warn(f"objects:{cam}", f"camera {cam!r}: 3D object messages failed: {_why(e)}")
+            return None
+        return res
+
     def fail(self, items: list[Pending], e: BaseException) -> None:
         """Count a batch lost to an error that escaped :meth:`process` (never expected)."""
         for item in items:
@@ -342,11 +387,18 @@ class PerceptionRunner:
                 self._publish(cam, SEGMENTATION_COLOR, convert.array_to_image(color, header, "rgb8"))
         if out.attention and r.attention is not None:
             self._publish(cam, ATTENTION, convert.array_to_image(r.attention, header, "32FC1"))
+        # latency / age of the 2D outputs (the 3D objects stage reports its own objects.* timings)
+        now, age_ms = time.monotonic(), 1e3 * (time.time() - r.stamp)
+        track_ids = None
+        if self.objects is not None:
+            objects = self._objects(item, header, dataclasses.replace(r, detections=det))
+            if objects is not None:
+                track_ids = self._msgs.track_ids_2d(objects.frame.tracks, len(det))
+        if out.annotations:
+            self._publish(cam, ANNOTATIONS, self._msgs.detections_to_annotations(det, header, track_ids))
         reason = r.reset.value
         if reason and reason != "first_frame":
             self._info(f"reset:{cam}:{reason}", f"camera {cam!r}: temporal memory reset ({reason}) at {r.stamp:.3f} s")
-        now = time.monotonic()
-        age_ms = 1e3 * (time.time() - r.stamp)
         size = (r.segmentation.shape if r.segmentation is not None else
                 r.attention.shape if r.attention is not None else (0, 0))
         self._stats.processed(cam, 1e3 * (now - item.received), age_ms, r.timings_ms.get("infer", float("nan")),

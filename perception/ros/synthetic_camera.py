@@ -3,7 +3,10 @@
 Publishes in real time (``fps``), every message stamped with the node clock at publish time:
   <camera>/image_raw (sensor_msgs/Image rgb8), <camera>/image_raw/compressed (JPEG, optional),
   <camera>/camera_info (sensor_msgs/CameraInfo), <camera>/points (sensor_msgs/PointCloud2, optional,
-  LiDAR frame), <camera>/ground_truth (vision_msgs/Detection2DArray, ``id`` = track id).
+  LiDAR frame), <camera>/ground_truth (vision_msgs/Detection2DArray, ``id`` = track id),
+  <odom_topic> (nav_msgs/Odometry: the ego pose odom -> base_link and its body-frame twist),
+  /tf (odom -> base_link) and /tf_static (base_link -> the camera optical frame, base_link -> lidar;
+  transient local, published again when a new drive changes the rig).
 Frames are rendered ahead on a thread (open3d raycasting), so a slow frame delays publication
 instead of piling up; after ``num_frames`` the next drive (seed + 1) starts: a scene cut.
 """
@@ -14,25 +17,61 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import rclpy
+from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from tf2_msgs.msg import TFMessage
 from vision_msgs.msg import Detection2DArray
 
-from perception.ros import convert
+from perception.ros import convert, frames
 from perception.ros.params import SYNTHETIC_CAMERA_PARAMS
-from perception.ros.qos import qos_profile
+from perception.ros.qos import latched, qos_profile
 from perception.ros.spin import spin_until_shutdown
 
 
-def _frames(seed: int, num_frames: int, sim_cfg: Any, loop: bool) -> Iterator[Any]:
-    from perception.sim.drive import generate_sequence
+@dataclass(frozen=True)
+class SimFrame:
+    """A rendered frame with the ego state: ``odom_T_base`` (the drive's world frame is odom),
+    ``velocity`` (base frame, m/s), ``yaw_rate`` (rad/s), and the rig ``base_T_cam`` / ``base_T_lidar``
+    (None without LiDAR)."""
+
+    frame: Any
+    odom_T_base: np.ndarray
+    velocity: np.ndarray
+    yaw_rate: float
+    base_T_cam: np.ndarray
+    base_T_lidar: np.ndarray | None
+
+
+def _ego_state(world: Any, t: float, dt: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """(odom_T_base, body-frame velocity, yaw rate) at ``t`` by a finite difference over ``dt``."""
+    from perception.sim.world import ego_pose
+
+    pose = ego_pose(world, t, 0.0)
+    t0, t1 = (t, t + dt) if t + dt <= world.max_time else (t - dt, t)
+    a, b = ego_pose(world, t0, 0.0), ego_pose(world, t1, 0.0)
+    v_world = (b[:3, 3] - a[:3, 3]) / dt
+    dyaw = np.arctan2(b[1, 0], b[0, 0]) - np.arctan2(a[1, 0], a[0, 0])
+    yaw_rate = float((dyaw + np.pi) % (2 * np.pi) - np.pi) / dt
+    return pose, pose[:3, :3].T @ v_world, yaw_rate
+
+
+def _frames(seed: int, num_frames: int, sim_cfg: Any, loop: bool) -> Iterator[SimFrame]:
+    from perception.sim.drive import generate_sequence, get_world
 
     while True:
-        yield from generate_sequence(seed, num_frames, sim_cfg)
+        world = get_world(seed, sim_cfg)
+        for frame in generate_sequence(seed, num_frames, sim_cfg):
+            pose, velocity, yaw_rate = _ego_state(world, frame.stamp, 0.05)
+            base_T_odom = np.linalg.inv(pose)
+            lidar = None if frame.world_T_lidar is None else base_T_odom @ frame.world_T_lidar
+            yield SimFrame(frame, pose, velocity, yaw_rate, base_T_odom @ frame.world_T_cam, lidar)
         if not loop:
             return
         seed += 1
@@ -57,6 +96,11 @@ class SyntheticCameraNode(Node):
         self.pub_info = self.create_publisher(CameraInfo, f"{cam}/camera_info", q)
         self.pub_points = self.create_publisher(PointCloud2, f"{cam}/points", q) if p["lidar"] else None
         self.pub_gt = self.create_publisher(Detection2DArray, f"{cam}/ground_truth", qos_profile("reliable", 5))
+        self.pub_odom = self.create_publisher(Odometry, p["odom_topic"], qos_profile("reliable", 10)) \
+            if p["odom_topic"] else None
+        self.pub_tf_static = self.create_publisher(TFMessage, "/tf_static", latched()) if p["publish_tf"] else None
+        self.pub_tf = self.create_publisher(TFMessage, "/tf", qos_profile("reliable", 10)) if p["publish_tf"] else None
+        self._rig: tuple[bytes, bytes] | None = None  # the rig last sent on /tf_static
         self.published = 0
         self.late = 0
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=4)
@@ -119,8 +163,30 @@ class SyntheticCameraNode(Node):
                 self.get_logger().info(f"published {self.published} frames (max_frames): stopping")
                 return
 
-    def publish_frame(self, frame: Any) -> None:
+    def _publish_rig(self, sim: SimFrame, now: float) -> None:
+        """/tf_static: base -> camera (and -> lidar), when it changed (the first frame, a new drive's rig)."""
+        lidar = sim.base_T_lidar
+        rig = (np.round(sim.base_T_cam, 6).tobytes(), b"" if lidar is None else np.round(lidar, 6).tobytes())
+        if self.pub_tf_static is None or rig == self._rig:
+            return
+        self._rig = rig
+        header = convert.make_header(now, self.p["base_frame_id"])
+        transforms = [frames.transform_msg(sim.base_T_cam, header, self.p["frame_id"])]
+        if lidar is not None:
+            transforms.append(frames.transform_msg(lidar, header, self.p["lidar_frame_id"]))
+        self.pub_tf_static.publish(TFMessage(transforms=transforms))
+
+    def publish_frame(self, sim: SimFrame) -> None:
+        frame = sim.frame
         now = self.get_clock().now().nanoseconds * 1e-9
+        self._publish_rig(sim, now)
+        odom_header = convert.make_header(now, self.p["odom_frame_id"])
+        if self.pub_odom is not None:
+            self.pub_odom.publish(frames.odometry_msg(sim.odom_T_base, odom_header, self.p["base_frame_id"],
+                                                      sim.velocity, sim.yaw_rate))  # fmt: skip
+        if self.pub_tf is not None:
+            tf = frames.transform_msg(sim.odom_T_base, odom_header, self.p["base_frame_id"])
+            self.pub_tf.publish(TFMessage(transforms=[tf]))
         header = convert.make_header(now, self.p["frame_id"])
         self.pub_image.publish(convert.array_to_image(frame.rgb, header, "rgb8"))
         if self.pub_compressed is not None:

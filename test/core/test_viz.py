@@ -52,3 +52,20 @@ def test_side_by_side_panel() -> None:
     assert grid.shape == (80, 120, 3)
     with pytest.raises(CoreError, match="titles"):
         side_by_side([a], ["x", "y"])
+
+
+def test_bird_eye_view_places_objects_in_the_vehicle_frame() -> None:
+    from perception.core.viz import _DET_COLORS, draw_bev
+
+    empty = draw_bev((200, 200), np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0), np.zeros(0, np.int64))
+    assert empty.shape == (200, 200, 3) and empty.dtype == np.uint8
+    # a car 30 m ahead and 10 m to the LEFT: drawn above the ego and left of the centre column
+    img = draw_bev((200, 200), np.array([[30.0, 10.0, 0.8]]), np.array([[4.5, 1.9, 1.5]]), np.array([0.0]),
+                   np.array([0], np.int64), np.array([[8.0, 0.0, 0.0]]), ["#1 car"])  # fmt: skip
+    ys, xs = np.nonzero(np.all(img == np.array(_DET_COLORS[0], np.uint8), axis=-1))
+    assert len(xs) > 0
+    assert xs.mean() < 100 - 5 and ys.mean() < 100  # left of centre, in the upper half (ahead)
+    arrow = np.all(img == 255, axis=-1) & ~np.all(empty == 255, axis=-1)  # the white velocity arrow, ahead
+    assert arrow.any() and np.nonzero(arrow)[0].min() < ys.min()
+    with pytest.raises(CoreError):
+        draw_bev((8, 8), np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0), np.zeros(0, np.int64))

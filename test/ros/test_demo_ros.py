@@ -44,4 +44,6 @@ def test_demo_over_ros_records_a_bag_and_renders(tmp_path: Path) -> None:
 
     with Reader(out / "ros_demo_bag") as reader:
         topics = {c.topic for c in reader.connections}
-    assert {"/camera/image_raw", "/camera/detections", "/camera/segmentation", "/camera/attention"} <= topics
+    assert {"/camera/image_raw", "/camera/detections", "/camera/segmentation", "/camera/attention",
+            "/camera/objects/tracked", "/odom"} <= topics
+    assert summary["frames_with_tracks_panel"] >= 1  # the objects stage ran: a bird's-eye view per frame

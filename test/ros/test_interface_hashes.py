@@ -7,7 +7,8 @@ differs from upstream would make Autoware or Foxglove see a different type.
 Provenance of the recorded values:
 - ``UPSTREAM_BLOBS``: git blob ids of the .msg files at autowarefoundation/autoware_msgs
   7025d8f7df0ead43037d86f8a4ffda8b397d0293 (tag 1.12.0, autoware_perception_msgs/msg/) and
-  foxglove/schemas dd8b4f38df88908e05f3ddee18ffddfa5ef7a4cd (ros_foxglove_msgs/ros2/, foxglove_msgs 3.1.0),
+  foxglove/schemas dd8b4f38df88908e05f3ddee18ffddfa5ef7a4cd (ros_foxglove_msgs/ros2/, foxglove_msgs 3.1.0) and
+  ros2/geometry2 1b005c6556cf350d7670812ef30eefed8443a759 (tf2_msgs/msg/TFMessage.msg, unchanged since Foxy),
   read with ``git ls-tree`` on 2026-11-30;
 - ``RIHS01``: the hashes rosidl_generator_type_description 4.9.5 (Kilted, the pip wheels) wrote into
   share/<pkg>/msg/<Type>.json when scripts/build_interfaces.sh built those upstream files on 2026-11-30;
@@ -52,6 +53,7 @@ UPSTREAM_BLOBS: dict[str, str] = {
     "foxglove_msgs/Point2.msg": "685560f586f562c91be4ad01212e220fdd5ab73b",
     "foxglove_msgs/PointsAnnotation.msg": "22e79fca3931bdef3644e5df3b5a1ae58f7e4502",
     "foxglove_msgs/TextAnnotation.msg": "4857e7101b8839e5cd11b6d89ee5665317b74531",
+    "tf2_msgs/TFMessage.msg": "fda1e4d0985406667d26b7b36cbbedc9bb497074",
 }
 
 # the types the project publishes and everything they contain that is not in common_interfaces
@@ -76,6 +78,10 @@ RIHS01: dict[str, str] = {
     "foxglove_msgs/msg/ImageAnnotations": "RIHS01_47c6c0891ba263ec1b20d9b785c4261d4bc41051cbcc01668130e36aa2dcaee3",
     "foxglove_msgs/msg/PointsAnnotation": "RIHS01_61bd8dda01243d9c7232f00d9101577291b5a9bc1855b06ada4a29e0dc0496a7",
     "foxglove_msgs/msg/TextAnnotation": "RIHS01_c02ec64b79eb5682e73b2b2572f127a27baec868b6ad6acc085abc39355a5b2b",
+    # tf2_msgs: also rosbags' stored Kilted typestore value (its hash depends on TFMessage and
+    # geometry_msgs/TransformStamped only); nav_msgs comes from the ros-nav-msgs 5.5.1 wheel
+    "tf2_msgs/msg/TFMessage": "RIHS01_e369d0f05a23ae52508854b66f6aa0437f3449d652e8cbf22d5abe85d020f087",
+    "nav_msgs/msg/Odometry": "RIHS01_3cc97dc7fb7502f8714462c526d369e35b603cfc34d946e3f2eda2766dfec6e0",
     "visualization_msgs/msg/MarkerArray": "RIHS01_86cb8800b6fb05b5eff1abd7a56f62a5641d3ae9a1c29e78e67e704f1d067dcf",
 }
 

@@ -80,8 +80,10 @@ def test_runner_publishes_every_output_with_the_input_header_and_filters_classes
     keys = [k for _, k, _ in published]
     assert keys[0] == runner.DETECTIONS  # detections first: the latency-critical output
     assert set(keys) == {runner.DETECTIONS, runner.OBJECT_ATTENTION, runner.SEGMENTATION, runner.SEGMENTATION_COLOR,
-                         runner.ATTENTION}
-    assert all(m.header == msg.header for _, _, m in published)
+                         runner.ATTENTION, runner.ANNOTATIONS}
+    assert all(m.header == msg.header for _, k, m in published if k != runner.ANNOTATIONS)
+    (ann,) = [m for _, k, m in published if k == runner.ANNOTATIONS]  # no header: each annotation is stamped
+    assert len(ann.points) == 1 and all(a.timestamp == msg.header.stamp for a in [*ann.points, *ann.texts])
     det = published[0][2]
     assert len(det.detections) == 1 and det.detections[0].results[0].hypothesis.class_id == "0"
     assert convert.image_to_array(published[1][2]).tolist() == [[2.0]]
