@@ -40,8 +40,10 @@ def node(module_client: Client, tmp_path_factory: pytest.TempPathFactory) -> Ite
     ok = module_client.spin_until(
         lambda: not proc.alive() or any((v := diag_values(m, f"{NODE}: a")) and v["state"] == "active" for m in diags),
         60.0)
-    assert proc.alive(), "node died:\n" + proc.output()
-    assert ok, "node did not become active:\n" + proc.output()
+    if not (proc.alive() and ok):
+        alive, out = proc.alive(), proc.output()
+        proc.stop()  # never leave the node behind on a failed start
+        raise AssertionError(("node did not become active:\n" if alive else "node died:\n") + out)
     yield proc
     assert proc.alive(), "node died:\n" + proc.output()
     proc.stop()
