@@ -70,10 +70,15 @@ def test_objects_across_processes(client: Client, node_factory: Callable[..., No
         "loop": False, "wait_for_subscribers": 1,
     })  # fmt: skip
 
-    def tracked_nonempty() -> bool:
-        return any(len(m.objects) for m in tracked) and any(len(m.detections) for m in objects3d)
+    def complete_frames() -> list[TrackedObjects]:
+        """Frames with tracks whose Detection3DArray, annotations and markers all arrived (best-effort topics
+        may lose one message of a frame: the check below takes a frame that has them all)."""
+        keys3d = {_key(m) for m in objects3d if len(m.detections)}
+        keys_ann = {_key(a) for a in annotations if a.points}
+        keys_mk = {_key(m) for m in markers if m.markers[1:]}
+        return [m for m in tracked if len(m.objects) and {_key(m)} <= keys3d & keys_ann & keys_mk]
 
-    ok = client.spin_until(lambda: not node.alive() or not camera.alive() or tracked_nonempty(), 50.0)
+    ok = client.spin_until(lambda: not node.alive() or not camera.alive() or bool(complete_frames()), 50.0)
     assert node.alive(), "perception node died:\n" + node.output()
     assert camera.alive(), "synthetic camera stopped:\n" + camera.output()
     assert ok, (f"no 3D objects and tracks: {len(images)} images, {len(objects3d)} Detection3DArray, "
@@ -103,7 +108,7 @@ def test_objects_across_processes(client: Client, node_factory: Callable[..., No
         assert all(mk.header.frame_id == "odom" and _key(mk) in image_stamps for mk in m.markers)
     # the outputs of one frame agree: the tracked ids appear as Detection3D ids and annotation labels
     by_stamp = {_key(m): m for m in objects3d}
-    frame = next(m for m in reversed(tracked) if len(m.objects) and _key(m) in by_stamp)
+    frame = complete_frames()[-1]
     ids = [d.id for d in by_stamp[_key(frame)].detections if d.id]
     assert ids, "no Detection3D carries a track id in a frame with tracks"
     ann = next(a for a in annotated if _key(a) == _key(frame))
