@@ -30,8 +30,8 @@ setup(
     entry_points={
         "console_scripts": [
             "perception = perception.cli:main",
-            "perception_node = perception.ros.perception_node:main",
-            "synthetic_camera = perception.ros.synthetic_camera:main",
+            "perception_node = perception.ros.nodes.perception_node:main",
+            "synthetic_camera = perception.ros.nodes.synthetic_camera:main",
         ],
     },
 )

@@ -22,8 +22,9 @@ VERBS: dict[str, tuple[str, str]] = {
     "build-engine": ("perception.deploy.build_engine_cli", "prebuild a TensorRT engine of an exported model"),
     "bench": ("perception.bench.cli", "benchmarks (model, sim): reports with ratios from one run"),
     "demo": ("perception.demo", "the main job: synthetic drive -> perception -> overlay video + metrics"),
-    "run": ("perception.ros.run", "run a launch file's ROS 2 nodes without ros2 launch (localhost DDS)"),
-    "replay": ("perception.ros.replay", "play a rosbag2 bag into the perception graph, record outputs, golden check"),
+    "run": ("perception.ros.tools.run", "run a launch file's ROS 2 nodes without ros2 launch (localhost DDS)"),
+    "replay": ("perception.ros.tools.replay",
+               "play a rosbag2 bag into the perception graph, record outputs, golden check"),
     "bag": ("perception.bag.repair", "rosbag2 bags: verify every CRC, repair a crash-truncated or damaged MCAP bag"),
 }
 

@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="auto: bf16 where the CPU computes it natively (AVX512-bf16/AMX), else fp32")
     p.add_argument("--ros", action="store_true",
                    help="run it over ROS 2: synthetic_camera and perception_node as processes on loopback DDS, "
-                        "recorded to an MCAP bag (perception.ros.demo)")
+                        "recorded to an MCAP bag (perception.ros.tools.demo)")
 
 
 def panel(rgb: np.ndarray, result: Any, gt: Any = None) -> np.ndarray:
@@ -166,7 +166,7 @@ def main(args: argparse.Namespace) -> int:
             print("perception demo: error: --ros runs the synthetic camera node; use --video/--images without --ros",
                   file=sys.stderr)
             return 2
-        from perception.ros.demo import main as ros_main
+        from perception.ros.tools.demo import main as ros_main
 
         return ros_main(args)
 

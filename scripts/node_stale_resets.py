@@ -24,7 +24,7 @@ pub = c.node.create_publisher(Image, "/st/image_raw", qos_profile_sensor_data)
 diags = c.collect(DiagnosticArray, "/diagnostics")
 params = {**TINY_MODEL, "model.name": "stan_s_temporal", "model.input_height": 384, "model.input_width": 640,
           "autostart": True, "cameras": ["st"], "temporal.max_gap_s": 0.1, "temporal.detect_scene_cuts": False}
-p = start_node("perception.ros.perception_node", "stale_node", params, Path(tempfile.mkdtemp()))
+p = start_node("perception.ros.nodes.perception_node", "stale_node", params, Path(tempfile.mkdtemp()))
 rgb = rgb_image(480, 640, seed=1)
 assert c.spin_until(lambda: any((v := diag_values(m, "stale_node: st")) and v["state"] == "active" for m in diags), 90)
 t0, i, last, stalls = time.monotonic(), 0, time.monotonic(), 0

@@ -27,7 +27,7 @@ tmp = Path(tempfile.mkdtemp())
 res = []
 for i in range(n):
     dets.clear()
-    p = start_node("perception.ros.perception_node", f"cyc_{i}",
+    p = start_node("perception.ros.nodes.perception_node", f"cyc_{i}",
                    {**TINY_MODEL, "autostart": True, "cameras": ["sd"]}, tmp)
     c.spin_until(lambda: (pub.publish(msg), len(dets) >= 3)[1], 60)
     sig = {"INT": signal.SIGINT, "TERM": signal.SIGTERM}.get(mode, signal.SIGINT if i % 2 == 0 else signal.SIGTERM)

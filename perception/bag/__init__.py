@@ -5,7 +5,7 @@ crash-truncated or damaged one (:mod:`perception.bag.mcap_storage`, :mod:`percep
 
 Nothing here imports rclpy: bags are read and written with ``rosbags`` (mcap and sqlite3
 storage), messages are rosbags' dataclasses of the Kilted typestore plus vision_msgs. The
-player node that puts a bag on a live graph lives in :mod:`perception.ros.replay`.
+player node that puts a bag on a live graph lives in :mod:`perception.ros.tools.replay`.
 """
 
 from __future__ import annotations

@@ -11,12 +11,13 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "sim": ("perception.bench.sim", "synthetic world rendering frames/s (camera, LiDAR) with a breakdown"),
     "fusion": ("perception.bench.fusion", "LiDAR-camera fusion per stage (ms per 57k-point scan), 3D errors by range"),
     "runtime": ("perception.bench.runtime", "backends side by side (torch, onnxruntime fp32/INT8, tensorrt)"),
-    "ros": ("perception.ros.bench", "ROS 2 end-to-end latency vs model only (1280x720), message conversion throughput"),
-    "throughput": ("perception.ros.bench_throughput",
+    "ros": ("perception.ros.tools.bench",
+            "ROS 2 end-to-end latency vs model only (1280x720), message conversion throughput"),
+    "throughput": ("perception.ros.tools.bench_throughput",
                    "bag replay (ros2_benchmark method): peak rate, 30 Hz latency, 4 cameras batched, bag read GB/s"),
-    "fuzz": ("perception.ros.bench_fuzz", "malformed Image/CompressedImage/CameraInfo into running nodes: alive, "
+    "fuzz": ("perception.ros.tools.bench_fuzz", "malformed Image/CompressedImage/CameraInfo into running nodes: alive, "
              "valid frames answered, malformed ones counted"),
-    "soak": ("perception.ros.bench_soak", "N cameras for M minutes: RSS growth, crashes, answered share, drops, "
+    "soak": ("perception.ros.tools.bench_soak", "N cameras for M minutes: RSS growth, crashes, answered share, drops, "
              "diagnostics levels"),
 }
 

@@ -54,7 +54,7 @@ WRITER = """
 import sys, time
 from perception.bag import messages as m
 from perception.bag.io import BagWriter
-from perception.ros.replay import RECORD_FLUSH_S
+from perception.ros.tools.replay import RECORD_FLUSH_S
 w = BagWriter(sys.argv[1], flush_s=RECORD_FLUSH_S)  # as perception replay records
 for i in range(100_000):
     w.write("/camera/events", m.header(i, "x" * 2000), 1_000_000_000 + i)

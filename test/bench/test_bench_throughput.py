@@ -11,7 +11,7 @@ import pytest
 
 
 def test_bag_read_rows(tmp_path: Path) -> None:
-    from perception.ros.bench_throughput import read_rows
+    from perception.ros.tools.bench_throughput import read_rows
 
     rows = read_rows(4, tmp_path, repeats=1)
     assert len(rows) == 4 and all(r["GB_per_s"] > 0 and r["frames"] == 4 for r in rows)

@@ -136,7 +136,7 @@ class NodeProc:
         return self.proc.poll() is None
 
     def stop(self) -> int:
-        from perception.ros.run import NodeProcess, stop_processes
+        from perception.ros.tools.run import NodeProcess, stop_processes
 
         return stop_processes([NodeProcess(self.name, [], self.proc)], timeout=8.0)[self.name]
 

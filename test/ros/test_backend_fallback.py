@@ -27,7 +27,7 @@ def test_corrupt_onnx_falls_back_to_torch_and_is_reported(
     corrupt = tmp_path / "model.onnx"
     corrupt.write_bytes(b"\x08\x07" + b"not an onnx model" * 64)  # what a half-copied file looks like
     name = "perception_fallback_test"
-    proc = node_factory("perception.ros.perception_node", name, {
+    proc = node_factory("perception.ros.nodes.perception_node", name, {
         **TINY_MODEL, "autostart": True, "cameras": ["fcam"], "model.backend": "onnxruntime",
         "model.onnx": str(corrupt), "diagnostics_period": 0.3,
     })

@@ -20,7 +20,7 @@ pytest.importorskip("vision_msgs.msg")
 
 from ros_testing import ROOT, needs_model
 
-from perception.ros import bench_fuzz
+from perception.ros.tools import bench_fuzz
 
 
 def _args(messages: int, seed: int) -> argparse.Namespace:

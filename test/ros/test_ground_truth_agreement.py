@@ -35,11 +35,11 @@ def test_detections_in_source_pixels_agree_with_ground_truth(
     assert "stan_s_temporal" in shipped_checkpoints()
     dets = client.collect(Detection2DArray, "/simcam/detections")
     gts = client.collect(Detection2DArray, "/simcam/ground_truth")
-    perception = node_factory("perception.ros.perception_node", "perception_gt_test", {
+    perception = node_factory("perception.ros.nodes.perception_node", "perception_gt_test", {
         "autostart": True, "cameras": ["simcam"], "model.name": "stan_s_temporal", "model.threads": 1,
         "detection.score_threshold": 0.3, "output.segmentation_color": False, "output.attention": False,
     })
-    camera = node_factory("perception.ros.synthetic_camera", "synthetic_camera_gt_test", {
+    camera = node_factory("perception.ros.nodes.synthetic_camera", "synthetic_camera_gt_test", {
         "camera": "simcam", "seed": 2030, "width": 640, "height": 384, "fps": 4.0, "num_frames": 12,
         "max_frames": 400,  # stopped by pid
         "wait_for_subscribers": 1,  # the perception node, once its model is loaded (first use exports ONNX)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from perception.core.fdcapture import StderrCapture
-from perception.ros.stats import HealthThresholds, NodeStats
+from perception.ros.nodes.stats import HealthThresholds, NodeStats
 
 
 def _stats(**kw: float) -> NodeStats:
@@ -100,8 +100,9 @@ def test_the_runner_keeps_libjpeg_spam_off_stderr(capfd: pytest.CaptureFixture[s
     pytest.importorskip("vision_msgs.msg")
     from sensor_msgs.msg import CompressedImage
 
-    from perception.ros import convert, runner
-    from perception.ros.params import node_config
+    from perception.ros import convert
+    from perception.ros.nodes import runner
+    from perception.ros.nodes.params import node_config
 
     cfg = node_config({"cameras": ["a"]})
     stats = NodeStats(("a",))

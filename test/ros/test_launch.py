@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from perception.ros.errors import RosError
-from perception.ros.launch_spec import ArgRef, parse_launch_file, resolve
-from perception.ros.params import PERCEPTION_PARAMS, SYNTHETIC_CAMERA_PARAMS, flatten_yaml_params, node_config
+from perception.ros.nodes.params import PERCEPTION_PARAMS, SYNTHETIC_CAMERA_PARAMS, flatten_yaml_params, node_config
+from perception.ros.tools.launch_spec import ArgRef, parse_launch_file, resolve
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
@@ -82,13 +82,13 @@ def test_config_yaml_files_only_set_declared_parameters() -> None:
 
 
 def test_run_builds_the_same_command_lines(tmp_path: Path) -> None:
-    from perception.ros.launch_spec import launch_arguments
-    from perception.ros.run import node_command
+    from perception.ros.tools.launch_spec import launch_arguments
+    from perception.ros.tools.run import node_command
 
     spec = parse_launch_file(ROOT / "launch" / "perception.launch.py")
     args = launch_arguments(spec, {"camera_topic": "/front/image_raw", "model": "stan_tiny_temporal"})
     argv = node_command(spec.nodes[0], args, ROOT / "config", tmp_path)
-    assert argv[1:3] == ["-m", "perception.ros.perception_node"]
+    assert argv[1:3] == ["-m", "perception.ros.nodes.perception_node"]
     assert "camera/image_raw:=/front/image_raw" in argv and "__node:=perception" in argv
     files = [argv[i + 1] for i, a in enumerate(argv) if a == "--params-file"]
     assert files[0] == str(ROOT / "config" / "perception.yaml")

@@ -50,7 +50,7 @@ def _set(client: Client, node: str, name: str, value: object) -> tuple[bool, str
 def test_lifecycle_transitions_and_compressed_input(client: Client, node_factory: Callable[..., NodeProc]) -> None:
     needs_model()
     name = "perception_lifecycle_test"
-    proc = node_factory("perception.ros.perception_node", name,
+    proc = node_factory("perception.ros.nodes.perception_node", name,
                         {**TINY_MODEL, "cameras": ["cam"], "input.transport": "compressed"})
     assert _state(client, name) == State.PRIMARY_STATE_UNCONFIGURED
 
@@ -107,7 +107,7 @@ def test_invalid_parameter_files_make_configure_fail_with_a_reason(
     client: Client, node_factory: Callable[..., NodeProc]
 ) -> None:
     name = "perception_badparams_test"
-    proc = node_factory("perception.ros.perception_node", name,
+    proc = node_factory("perception.ros.nodes.perception_node", name,
                         {**TINY_MODEL, "model.input_height": 100, "detection.score_threshold": 2.0})
     assert _state(client, name) == State.PRIMARY_STATE_UNCONFIGURED
     assert not _transition(client, name, Transition.TRANSITION_CONFIGURE)
@@ -126,6 +126,6 @@ def test_invalid_parameter_files_make_configure_fail_with_a_reason(
 
 def test_missing_checkpoint_is_rejected_on_configure(client: Client, node_factory: Callable[..., NodeProc]) -> None:
     name = "perception_nockpt_test"
-    proc = node_factory("perception.ros.perception_node", name, {"model.checkpoint": "/nonexistent/model"})
+    proc = node_factory("perception.ros.nodes.perception_node", name, {"model.checkpoint": "/nonexistent/model"})
     assert not _transition(client, name, Transition.TRANSITION_CONFIGURE)
     assert "/nonexistent/model" in proc.output()

@@ -47,7 +47,7 @@ def test_repeated_start_stop_with_frames_flowing_is_clean(
                                    (signal.SIGTERM,), (signal.SIGINT,)]
     for i, signals in enumerate(plan):
         dets.clear()
-        proc = node_factory("perception.ros.perception_node", f"perception_shutdown_{i}",
+        proc = node_factory("perception.ros.nodes.perception_node", f"perception_shutdown_{i}",
                             {**TINY_MODEL, "autostart": True, "cameras": ["sd"]})
 
         def served_or_dead(p: NodeProc = proc) -> bool:
@@ -68,7 +68,7 @@ def test_rejected_configure_is_an_error_on_diagnostics_and_a_non_zero_exit(
     """Defect 7: after "configure rejected" the node published nothing on /diagnostics and exited 0."""
     name = "perception_rejected_test"
     diags = client.collect(DiagnosticArray, "/diagnostics")
-    proc = node_factory("perception.ros.perception_node", name,
+    proc = node_factory("perception.ros.nodes.perception_node", name,
                         {**TINY_MODEL, "autostart": True, "detection.score_threshold": 2.0,
                          "diagnostics_period": 0.3})
 

@@ -59,13 +59,13 @@ def test_objects_across_processes(client: Client, node_factory: Callable[..., No
     markers = client.collect(MarkerArray, "/cam/objects/markers")
     annotations = client.collect(ImageAnnotations, "/cam/detections/annotations")
     diags = client.collect(DiagnosticArray, "/diagnostics")
-    node = node_factory("perception.ros.perception_node", NODE, {
+    node = node_factory("perception.ros.nodes.perception_node", NODE, {
         "autostart": True, "model.name": "stan_s_temporal", "model.input_height": 192, "model.input_width": 320,
         "model.threads": 1, "model.backend": "torch", "cameras": ["cam"], "diagnostics_period": 0.5,
         "objects.enabled": True, "objects.max_wait_s": 0.3, "temporal.max_gap_s": 2.0,
         "output.segmentation_color": False, "output.attention": False, "output.object_attention": False,
     })  # fmt: skip
-    camera = node_factory("perception.ros.synthetic_camera", "synthetic_camera_objects_test", {
+    camera = node_factory("perception.ros.nodes.synthetic_camera", "synthetic_camera_objects_test", {
         "camera": "cam", "width": 320, "height": 192, "fps": 4.0, "lidar": True, "seed": 2024, "num_frames": 120,
         "loop": False, "wait_for_subscribers": 1,
     })  # fmt: skip

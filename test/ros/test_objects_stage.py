@@ -21,8 +21,8 @@ from perception.core.types import CameraIntrinsics, Detections
 from perception.pipeline.perceptor import PerceptionResult
 from perception.ros import convert, frames
 from perception.ros.errors import RosError
-from perception.ros.objects_stage import ObjectsStage, StampBuffer
-from perception.ros.params import ObjectsConfig, node_config
+from perception.ros.nodes.objects_stage import ObjectsStage, StampBuffer
+from perception.ros.nodes.params import ObjectsConfig, node_config
 
 # a camera 1.5 m up looking forwards (optical: x right, y down, z forward), a LiDAR 1.8 m up
 BASE_T_CAM = np.array([[0, 0, 1, 0], [-1, 0, 0, 0], [0, -1, 0, 1.5], [0, 0, 0, 1]], np.float64)
@@ -197,7 +197,7 @@ def test_a_synthetic_frame_fuses_with_its_lidar() -> None:
 def test_odometry_is_interpolated_between_the_messages_either_side() -> None:
     from scipy.spatial.transform import Rotation
 
-    from perception.ros.objects_stage import pose_at
+    from perception.ros.nodes.objects_stage import pose_at
 
     buf: StampBuffer[np.ndarray] = StampBuffer()
     a, b = np.eye(4), np.eye(4)

@@ -20,8 +20,8 @@ from rclpy.context import Context
 from rclpy.lifecycle import TransitionCallbackReturn
 from ros_testing import ROOT
 
-from perception.ros.overrides import Override, check_overrides, read_overrides
-from perception.ros.perception_node import PerceptionNode
+from perception.ros.nodes.overrides import Override, check_overrides, read_overrides
+from perception.ros.nodes.perception_node import PerceptionNode
 
 SHIPPED = str(ROOT / "config" / "perception.yaml")
 

@@ -8,7 +8,7 @@ import pytest
 
 from perception.core.classes import DETECTION_NAMES
 from perception.ros.errors import RosError
-from perception.ros.params import PERCEPTION_PARAMS, default_values, flatten_yaml_params, node_config
+from perception.ros.nodes.params import PERCEPTION_PARAMS, default_values, flatten_yaml_params, node_config
 
 
 def test_defaults_are_valid_and_land_in_frozen_dataclasses() -> None:
@@ -64,9 +64,9 @@ def test_flatten_yaml() -> None:
 
 
 def test_missing_weights_fail_unless_untrained_is_allowed() -> None:
-    from perception.ros.engine import model_source
     from perception.ros.errors import RosError
-    from perception.ros.params import ModelConfig
+    from perception.ros.nodes.engine import model_source
+    from perception.ros.nodes.params import ModelConfig
 
     with pytest.raises(RosError, match=r"model\.checkpoint is empty and no shipped checkpoint named .stan_m."):
         model_source(ModelConfig(name="stan_m"))

@@ -35,7 +35,7 @@ def node(module_client: Client, tmp_path_factory: pytest.TempPathFactory) -> Ite
     needs_model()
     params = {**TINY_MODEL, "autostart": True, "cameras": ["a", "b"], "max_batch": 2, "diagnostics_period": 0.25,
               "temporal.max_gap_s": 1.0}
-    proc = start_node("perception.ros.perception_node", NODE, params, Path(tmp_path_factory.mktemp("node")))
+    proc = start_node("perception.ros.nodes.perception_node", NODE, params, Path(tmp_path_factory.mktemp("node")))
     diags = module_client.collect(DiagnosticArray, "/diagnostics")
     ok = module_client.spin_until(
         lambda: not proc.alive() or any((v := diag_values(m, f"{NODE}: a")) and v["state"] == "active" for m in diags),

@@ -24,7 +24,7 @@ from perception.bag import BagError
 from perception.bag.evaluate import golden_compare, load_outputs
 from perception.bag.io import deserialize, read_messages
 from perception.bag.schedule import ReplayOptions
-from perception.ros.replay import camera_of, is_camera_input, node_params, replay
+from perception.ros.tools.replay import camera_of, is_camera_input, node_params, replay
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden"
 TINY = {"extra": {**TINY_MODEL, "model.checkpoint": ""}}
@@ -71,7 +71,7 @@ def test_cameras_and_node_parameters_from_topics() -> None:
     assert p["cameras"] == ["front", "car/left"] and p["input.transport"] == "compressed"
     assert (p["model.input_height"], p["model.input_width"]) == (192, 320) and p["model.checkpoint"] == "stan_s"
     assert p["output.detections"] and not p["output.segmentation"] and not p["output.attention"]
-    from perception.ros.params import node_config
+    from perception.ros.nodes.params import node_config
 
     cfg = node_config(p)  # the node accepts them
     assert cfg.input.cameras == ("front", "car/left")

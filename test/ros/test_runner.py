@@ -18,9 +18,10 @@ from ros_testing import image_msg, rgb_image
 from perception.core.temporal import ResetReason
 from perception.core.types import Detections
 from perception.pipeline.perceptor import PerceptionResult, PipelineError
-from perception.ros import convert, runner
-from perception.ros.params import node_config
-from perception.ros.stats import NodeStats
+from perception.ros import convert
+from perception.ros.nodes import runner
+from perception.ros.nodes.params import node_config
+from perception.ros.nodes.stats import NodeStats
 
 
 class FakePerceptor:

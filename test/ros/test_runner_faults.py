@@ -26,9 +26,10 @@ from sensor_msgs.msg import Image
 
 from perception.models.registry import build_model
 from perception.pipeline.perceptor import Perceptor, PerceptorConfig
-from perception.ros import convert, runner
-from perception.ros.params import node_config
-from perception.ros.stats import HealthThresholds, NodeStats
+from perception.ros import convert
+from perception.ros.nodes import runner
+from perception.ros.nodes.params import node_config
+from perception.ros.nodes.stats import HealthThresholds, NodeStats
 from perception.runtime import select
 from perception.runtime.select import BackendEntry, FallbackBackend, ModelSource, RuntimeConfig
 from perception.runtime.torch_backend import TorchBackend, TorchBackendConfig

@@ -14,7 +14,7 @@ pytest.importorskip("vision_msgs.msg")
 
 from ros_testing import ROOT, needs_model
 
-from perception.ros import bench_soak
+from perception.ros.tools import bench_soak
 
 
 def test_rss_growth_uses_medians_after_warmup() -> None:

@@ -32,7 +32,7 @@ def test_synthetic_camera_publishes_a_consistent_frame(client: Client, node_fact
     gts = client.collect(Detection2DArray, "/simcam/ground_truth")
     odom = client.collect(Odometry, "/odom")
     tf_static = client.collect(TFMessage, "/tf_static", latched(10))
-    proc = node_factory("perception.ros.synthetic_camera", "synthetic_camera_test",
+    proc = node_factory("perception.ros.nodes.synthetic_camera", "synthetic_camera_test",
                         {"camera": "simcam", "width": 160, "height": 96, "fps": 5.0, "lidar": True,
                          "publish_compressed": True, "num_frames": 3, "max_frames": 200})  # stopped by pid
     ok = client.spin_until(lambda: not proc.alive() or (len(images) >= 2 and len(points) >= 2 and len(gts) >= 2), 60)

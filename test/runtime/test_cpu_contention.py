@@ -34,7 +34,7 @@ def _spin_count(stderr: str) -> int:
     pytest.skip("this torch build's OpenMP does not display its spin count (not GNU libgomp)")
 
 
-@pytest.mark.parametrize("entry", ["perception.cli", "perception.ros.params", "perception.runtime.torch_backend"])
+@pytest.mark.parametrize("entry", ["perception.cli", "perception.ros.nodes.params", "perception.runtime.torch_backend"])
 def test_openmp_threads_do_not_spin_when_torch_loads_after_any_entry_point(entry: str) -> None:
     r = _python(f"import {entry}; import torch; torch.ones(4) @ torch.ones(4)")
     assert r.returncode == 0, r.stderr[-2000:]

@@ -31,7 +31,7 @@ from rclpy.node import Node
 from rclpy.parameter import parameter_dict_from_yaml_file, parameter_value_to_python
 
 from perception.ros.errors import RosError
-from perception.ros.params import PARAMS_BY_NAME, check_value, node_config
+from perception.ros.nodes.params import PARAMS_BY_NAME, check_value, node_config
 
 # parameters every rclpy node may take that are rclpy's business, not the perception node's
 RCLPY_PARAMS = ("use_sim_time", "start_type_description_service")

@@ -30,7 +30,7 @@ from tf2_msgs.msg import TFMessage
 from vision_msgs.msg import Detection2DArray
 
 from perception.ros import convert, frames
-from perception.ros.params import SYNTHETIC_CAMERA_PARAMS
+from perception.ros.nodes.params import SYNTHETIC_CAMERA_PARAMS
 from perception.ros.qos import latched, qos_profile
 from perception.ros.spin import spin_until_shutdown
 

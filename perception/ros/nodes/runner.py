@@ -12,7 +12,7 @@
 
 Faults never end the worker. Every step of a frame (conversion, decode, pipeline, backend,
 publishing) runs under ``except Exception``: the frame is dropped and counted by kind and reason in
-:class:`~perception.ros.stats.NodeStats` (``bad``: malformed input; ``failed``: the pipeline, backend
+:class:`~perception.ros.nodes.stats.NodeStats` (``bad``: malformed input; ``failed``: the pipeline, backend
 or publishing raised; ``invalid``: the backend returned NaN / inf), with a throttled log line. After
 a backend fault the runner reloads the backend when it is left with none (the fallback chain
 exhausted), at most once a second; after ``INVALID_FAILOVER_AFTER`` batches in a row with non-finite
@@ -44,12 +44,12 @@ from perception.core.classes import semantic_palette
 from perception.core.temporal import ReceivedStamps, StreamSteps
 from perception.ros import convert
 from perception.ros.errors import RosError
-from perception.ros.params import PerceptionNodeConfig
-from perception.ros.stats import NodeStats
+from perception.ros.nodes.params import PerceptionNodeConfig
+from perception.ros.nodes.stats import NodeStats
 
 if TYPE_CHECKING:
     from perception.pipeline.perceptor import PerceptionResult, Perceptor
-    from perception.ros.objects_stage import ObjectsResult, ObjectsStage
+    from perception.ros.nodes.objects_stage import ObjectsResult, ObjectsStage
 
 # output keys (topic names relative to the camera namespace)
 DETECTIONS = "detections"

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from perception.core.config import parse_size
-from perception.ros.params import add_model_arguments
+from perception.ros.nodes.params import add_model_arguments
 from perception.weights import checkpoint_arg
 
 GOAL_RATIO = 1.15
@@ -123,10 +123,10 @@ def end_to_end(args: argparse.Namespace, frames: list[np.ndarray]) -> tuple[list
     import yaml
 
     from perception.pipeline.perceptor import FrameInput
-    from perception.ros.engine import build_perceptor, release_perceptor
     from perception.ros.env import apply_localhost_env, localhost_env
-    from perception.ros.params import node_config
-    from perception.ros.run import NodeProcess, stop_processes
+    from perception.ros.nodes.engine import build_perceptor, release_perceptor
+    from perception.ros.nodes.params import node_config
+    from perception.ros.tools.run import NodeProcess, stop_processes
 
     domain = apply_localhost_env()  # this process too, before rclpy.init
     import rclpy
@@ -141,8 +141,8 @@ def end_to_end(args: argparse.Namespace, frames: list[np.ndarray]) -> tuple[list
     pfile = tmp / "params.yaml"
     pfile.write_text(yaml.safe_dump({"/**": {"ros__parameters": _node_params(args)}}), encoding="utf-8")
     log = (tmp / "node.log").open("wb")
-    argv = [sys.executable, "-m", "perception.ros.perception_node", "--ros-args", "-r", "__node:=perception_bench",
-            "--params-file", str(pfile)]
+    argv = [sys.executable, "-m", "perception.ros.nodes.perception_node", "--ros-args",
+            "-r", "__node:=perception_bench", "--params-file", str(pfile)]
     proc = subprocess.Popen(argv, env=localhost_env(domain), stdout=log, stderr=subprocess.STDOUT)
     node_proc = NodeProcess("perception_bench", argv, proc)
     rclpy.init()

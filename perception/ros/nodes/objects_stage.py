@@ -38,7 +38,7 @@ from perception.fusion import Extrinsics
 from perception.pipeline.objects import ObjectFrame, ObjectPipeline, ObjectPipelineConfig
 from perception.pipeline.perceptor import PerceptionResult
 from perception.ros import convert, frames
-from perception.ros.params import ObjectsConfig, matrix_from_list
+from perception.ros.nodes.params import ObjectsConfig, matrix_from_list
 
 T = TypeVar("T")
 SKIP_KINDS = ("no_camera_info", "no_odom", "no_tf", "failed")  # the frame got no 3D objects

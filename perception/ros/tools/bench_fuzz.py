@@ -45,7 +45,7 @@ import numpy as np
 
 from perception.core import codec
 from perception.core.config import parse_size
-from perception.ros.params import add_model_arguments
+from perception.ros.nodes.params import add_model_arguments
 from perception.weights import checkpoint_arg
 
 VALID, BAD, MUTATED, INFO_BAD, INFO_OK = "valid", "bad", "mutated", "camera_info_bad", "camera_info_ok"
@@ -311,7 +311,7 @@ class Graph:
         from rclpy.executors import SingleThreadedExecutor
 
         from perception.ros.env import apply_localhost_env, localhost_env
-        from perception.ros.replay import start_perception_node
+        from perception.ros.tools.replay import start_perception_node
 
         self.domain = apply_localhost_env()
         self.context = rclpy.Context()
@@ -387,7 +387,7 @@ class Graph:
     def close(self) -> None:
         import rclpy
 
-        from perception.ros.replay import stop_node
+        from perception.ros.tools.replay import stop_node
 
         try:
             self.executor.remove_node(self.node)

@@ -1,7 +1,7 @@
 """``perception demo --ros``: the demo over a real ROS 2 graph.
 
 launch/demo.launch.py's nodes (synthetic_camera, perception_node) run as separate processes over
-DDS on loopback with a private domain (:mod:`perception.ros.run`); this process records every
+DDS on loopback with a private domain (:mod:`perception.ros.tools.run`); this process records every
 input and output topic, as the CDR bytes that crossed the wire, into an MCAP rosbag2 (rosbags),
 then reads the bag back to write overlay PNGs, an overlay video and a summary. With the objects
 stage on (demo.launch.py turns it on), each panel ends with a bird's-eye view of the confirmed
@@ -236,8 +236,8 @@ def render(bag: Path, out: Path, store: Any, stills: int) -> dict[str, Any]:
 
 def main(args: argparse.Namespace) -> int:
     from perception.ros.env import localhost_env, share_dir
-    from perception.ros.launch_spec import parse_launch_file
-    from perception.ros.run import start_nodes, stop_processes
+    from perception.ros.tools.launch_spec import parse_launch_file
+    from perception.ros.tools.run import start_nodes, stop_processes
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)

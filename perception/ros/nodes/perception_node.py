@@ -1,6 +1,6 @@
 """``perception_node``: a lifecycle node publishing detections, segmentation and attention per camera.
 
-Thin glue (rclpy <-> :mod:`perception.ros.runner`); no perception logic sits on the Node class.
+Thin glue (rclpy <-> :mod:`perception.ros.nodes.runner`); no perception logic sits on the Node class.
 
 Lifecycle (rclpy.lifecycle):
   configure   read + validate parameters (-> PerceptionNodeConfig; FAILURE with the reason otherwise),
@@ -16,7 +16,7 @@ Per camera namespace ``<cam>`` (relative names, remappable), every output with t
        <cam>/segmentation (mono8), <cam>/segmentation/color (rgb8), <cam>/attention (32FC1),
        <cam>/label_info (vision_msgs/LabelInfo, transient local), <cam>/detections/annotations
        (foxglove_msgs/ImageAnnotations: boxes, labels, track ids); /diagnostics at 1 Hz.
-With ``objects.enabled`` (:mod:`perception.ros.objects_stage`), also
+With ``objects.enabled`` (:mod:`perception.ros.nodes.objects_stage`), also
   in:  <cam>/camera_info, <cam>/<objects.lidar_topic> (sensor_msgs/PointCloud2; absolute: shared),
        <objects.odom_topic> (nav_msgs/Odometry), /tf_static (tf2_msgs/TFMessage, transient local)
   out: <cam>/objects3d (vision_msgs/Detection3DArray, base_link, id = track id),
@@ -26,7 +26,7 @@ With ``objects.enabled`` (:mod:`perception.ros.objects_stage`), also
   every one with the image's stamp; skipped frames and ``objects.*`` timings in /diagnostics.
 Services: ~/reset (std_srvs/Trigger: forget the temporal memory), ~/enable (std_srvs/SetBool: pause).
 
-/diagnostics tells the truth (levels: :mod:`perception.ros.stats` per camera, plus node-wide):
+/diagnostics tells the truth (levels: :mod:`perception.ros.nodes.stats` per camera, plus node-wide):
   ERROR  configure rejected (one ``<node>: node`` status with the reason, published from the start);
          model failed to load; the inference worker died (restarted, reported for 10 s) or failed for
          good; nothing answered for 2 s while frames arrive; an inference running for over 2 s (stuck);
@@ -69,11 +69,12 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_srvs.srv import SetBool, Trigger
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
-from perception.ros import convert, runner
-from perception.ros.engine import build_perceptor, model_source, release_perceptor
+from perception.ros import convert
 from perception.ros.errors import RosError
-from perception.ros.overrides import startup_override_problems
-from perception.ros.params import (
+from perception.ros.nodes import runner
+from perception.ros.nodes.engine import build_perceptor, model_source, release_perceptor
+from perception.ros.nodes.overrides import startup_override_problems
+from perception.ros.nodes.params import (
     PARAMS_BY_NAME,
     PERCEPTION_PARAMS,
     ParamSpec,
@@ -81,12 +82,12 @@ from perception.ros.params import (
     check_value,
     node_config,
 )
+from perception.ros.nodes.stats import NodeStats, worse
 from perception.ros.qos import latched, qos_profile
 from perception.ros.spin import init_without_signal_handlers, spin_until_signal
-from perception.ros.stats import NodeStats, worse
 
 if TYPE_CHECKING:
-    from perception.ros.objects_stage import ObjectsStage
+    from perception.ros.nodes.objects_stage import ObjectsStage
 
 _OUTPUT_TYPES: dict[str, Any] = {
     runner.DETECTIONS: Detection2DArray,
@@ -293,7 +294,7 @@ class PerceptionNode(LifecycleNode):
         self._slots = runner.LatestFrameSlots(cfg.input.cameras)
         self._objects = None
         if cfg.objects.enabled:
-            from perception.ros.objects_stage import ObjectsStage
+            from perception.ros.nodes.objects_stage import ObjectsStage
 
             self._objects = ObjectsStage(cfg.input.cameras, cfg.objects)
         self._runner = runner.PerceptionRunner(

@@ -36,8 +36,8 @@ from perception.bag.cdr import header_stamp_ns, restamp
 from perception.bag.io import BagWriter, is_stamped, open_bag, read_messages
 from perception.bag.schedule import LOOP, Event, ReplayOptions, schedule
 from perception.core.config import parse_size
-from perception.ros.params import add_model_arguments
-from perception.ros.run import sigterm_as_interrupt
+from perception.ros.nodes.params import add_model_arguments
+from perception.ros.tools.run import sigterm_as_interrupt
 from perception.weights import checkpoint_arg
 
 EVENTS_TOPIC = "/replay/events"
@@ -321,7 +321,7 @@ def node_params(cameras: Sequence[str], transport: str, input_topic: str, args: 
 
 @dataclass
 class NodeRun:
-    proc: Any  # perception.ros.run.NodeProcess
+    proc: Any  # perception.ros.tools.run.NodeProcess
     log: Path
     name: str
 
@@ -330,16 +330,16 @@ class NodeRun:
 
 
 def start_perception_node(name: str, params: Mapping[str, Any], env: Mapping[str, str], log: Path) -> NodeRun:
-    """``python -m perception.ros.perception_node`` as node ``name`` in ``env`` (see env.localhost_env)."""
+    """``python -m perception.ros.nodes.perception_node`` as node ``name`` in ``env`` (see env.localhost_env)."""
     import subprocess
 
     import yaml
 
-    from perception.ros.run import NodeProcess, spawn
+    from perception.ros.tools.run import NodeProcess, spawn
 
     pfile = log.with_suffix(".params.yaml")
     pfile.write_text(yaml.safe_dump({"/**": {"ros__parameters": dict(params)}}), encoding="utf-8")
-    argv = [sys.executable, "-m", "perception.ros.perception_node", "--ros-args", "-r", f"__node:={name}",
+    argv = [sys.executable, "-m", "perception.ros.nodes.perception_node", "--ros-args", "-r", f"__node:={name}",
             "--params-file", str(pfile)]
     with log.open("wb") as out:  # the node gets SIGTERM if the player dies, even by SIGKILL
         proc = spawn(argv, env, out, subprocess.STDOUT)
@@ -369,7 +369,7 @@ def wait_active(player: Player, run: NodeRun, timeout: float = 120.0) -> None:
 
 
 def stop_node(run: NodeRun) -> int:
-    from perception.ros.run import stop_processes
+    from perception.ros.tools.run import stop_processes
 
     return stop_processes([run.proc])[run.name]
 

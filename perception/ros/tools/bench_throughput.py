@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from perception.ros.params import add_model_arguments
+from perception.ros.nodes.params import add_model_arguments
 from perception.weights import checkpoint_arg
 
 PEAK_DROP = 0.05
@@ -121,7 +121,7 @@ class Bench:
         import rclpy
 
         from perception.ros.env import localhost_env
-        from perception.ros.replay import Player, node_params, start_perception_node, wait_active
+        from perception.ros.tools.replay import Player, node_params, start_perception_node, wait_active
 
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
@@ -144,7 +144,7 @@ class Bench:
     def close(self) -> None:
         import rclpy
 
-        from perception.ros.replay import stop_node
+        from perception.ros.tools.replay import stop_node
 
         self.player.close()
         self.node.destroy_node()
@@ -154,7 +154,7 @@ class Bench:
     def timed(self, rate: float, seconds: float) -> dict[str, Any]:
         """Play the images at ``rate`` Hz for ``seconds`` (restamped); drops and latencies."""
         from perception.bag.schedule import ReplayOptions, schedule
-        from perception.ros.replay import Message
+        from perception.ros.tools.replay import Message
 
         base = [m for m in self.player.messages if m.image]
         n = max(3, round(rate * seconds))
@@ -173,7 +173,7 @@ class Bench:
 
     def saturated(self, seconds: float, warmup: float = 2.0) -> dict[str, Any]:
         """Each camera sends its next image once the previous one is answered; answered images/s."""
-        from perception.ros.replay import camera_of
+        from perception.ros.tools.replay import camera_of
 
         by_cam: dict[str, list[Any]] = {}
         for m in self.player.messages:
@@ -215,7 +215,7 @@ def _frames_bag(args: argparse.Namespace, tmp: Path) -> Path:
 
 
 def _multi_messages(messages: list[Any], cameras: int, prefix: str) -> list[Any]:
-    from perception.ros.replay import Message
+    from perception.ros.tools.replay import Message
 
     images = [m for m in messages if m.image]
     return [Message(f"/{prefix}cam{c}/image_raw", m.msgtype, m.log_ns, m.raw, m.stamped, True)
@@ -230,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench_throughput_"))
     report = Report("Throughput and latency (ros2_benchmark method): bag -> perception_node over DDS")
     if not args.skip_ros:
-        from perception.ros.replay import load_messages
+        from perception.ros.tools.replay import load_messages
 
         apply_localhost_env()
         bag = _frames_bag(args, tmp)

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from perception.core.config import parse_size
-from perception.ros.params import add_model_arguments
+from perception.ros.nodes.params import add_model_arguments
 from perception.weights import checkpoint_arg
 
 RSS_GOAL_PCT = 5.0
@@ -103,7 +103,7 @@ def run_soak(args: argparse.Namespace, tmp: Path, log: Any = print) -> dict[str,
     from sensor_msgs.msg import Image
 
     from perception.ros import convert
-    from perception.ros.bench_fuzz import Graph
+    from perception.ros.tools.bench_fuzz import Graph
 
     cams = [f"soak_cam{c}" for c in range(args.cameras)]
     name = "perception_soak"

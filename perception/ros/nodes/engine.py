@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from perception.deploy.ondemand import on_demand
 from perception.ros.errors import RosError
-from perception.ros.params import ModelConfig, PerceptionNodeConfig
+from perception.ros.nodes.params import ModelConfig, PerceptionNodeConfig
 from perception.runtime.select import ModelSource, RuntimeConfig, build_backend
 
 if TYPE_CHECKING:

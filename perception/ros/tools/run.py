@@ -1,6 +1,6 @@
 """``perception run <launch file> [arg:=value ...]``: a launch file's nodes without ``ros2 launch``.
 
-The launch file is read statically (:mod:`perception.ros.launch_spec`); each node runs as its own
+The launch file is read statically (:mod:`perception.ros.tools.launch_spec`); each node runs as its own
 process (``python -m <module of the console script>``) with the same parameter files, parameter
 values and remappings ``ros2 launch`` would give it, in an environment that keeps DDS on loopback
 with a private ``ROS_DOMAIN_ID`` (:mod:`perception.ros.env`). Processes are stopped by their pid:
@@ -31,7 +31,7 @@ import yaml
 
 from perception.ros.env import localhost_env, share_dir
 from perception.ros.errors import RosError
-from perception.ros.launch_spec import (
+from perception.ros.tools.launch_spec import (
     LaunchSpec,
     NodeSpec,
     find_launch_file,
@@ -102,13 +102,17 @@ class NodeProcess:
 
 
 def executable_module(package: str, executable: str) -> str:
-    """The module whose ``main`` a console script runs (``perception_node`` -> ``perception.ros.perception_node``)."""
+    """The module whose ``main`` a console script runs (``perception_node`` ->
+    ``perception.ros.nodes.perception_node``); an installed entry point that no longer imports (an install
+    older than the source tree) falls through to the nodes package."""
     if package != "perception":
         raise RosError(f"cannot run {package}/{executable} without ros2 launch: only this package's nodes")
     for ep in importlib.metadata.entry_points(group="console_scripts"):
         if ep.name == executable and ep.value.startswith("perception."):
-            return ep.value.split(":", 1)[0]
-    candidate = f"perception.ros.{executable}"
+            module = ep.value.split(":", 1)[0]
+            if importlib.util.find_spec(module) is not None:
+                return module
+    candidate = f"perception.ros.nodes.{executable}"
     if importlib.util.find_spec(candidate) is not None:
         return candidate
     raise RosError(f"no console script {executable!r} in package perception (see setup.py entry points)")

@@ -124,7 +124,7 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
        min_value=0.0, max_value=3600.0),
     _p("temporal.detect_scene_cuts", True, "reset the memory when the picture changes abruptly"),
     _p("temporal.scene_cut_threshold", 0.35, "scene-cut signature distance in [0, 1]", min_value=0.0, max_value=1.0),
-    # 3D objects (LiDAR-camera fusion + tracking, perception/ros/objects_stage.py)
+    # 3D objects (LiDAR-camera fusion + tracking, perception/ros/nodes/objects_stage.py)
     _p("objects.enabled", False, "fuse each camera's 2D result with the LiDAR scan nearest its stamp and track the "
        "3D objects: <camera>/objects3d, objects/detected, objects/tracked, objects/markers (needs camera_info, "
        "odometry and the extrinsics)"),
@@ -232,7 +232,7 @@ class TemporalConfig:
 
 @dataclass(frozen=True)
 class ObjectsConfig:
-    """The 3D objects stage (:mod:`perception.ros.objects_stage`); base_T_* are 4x4 or None (/tf_static only)."""
+    """The 3D objects stage (:mod:`perception.ros.nodes.objects_stage`); base_T_* are 4x4 or None (/tf_static only)."""
 
     enabled: bool = False
     lidar_topic: str = "points"

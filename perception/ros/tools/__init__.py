@@ -1,0 +1,1 @@
+"""Tools that start, feed, record and measure ROS 2 graphs (see :mod:`perception.ros`)."""
