@@ -196,14 +196,7 @@ def _channel(body: bytes | memoryview) -> Channel:
     cid, sid = struct.unpack_from("<HH", body, 0)
     topic, o = _string(body, 4)
     enc, o = _string(body, o)
-    end = o + 4 + _u32(body, o)
-    o += 4
-    meta = {}
-    while o < end:
-        k, o = _string(body, o)
-        v, o = _string(body, o)
-        meta[k] = v
-    return Channel(cid, sid, topic, enc, meta)
+    return Channel(cid, sid, topic, enc, _string_map(body, o))
 
 
 @dataclass

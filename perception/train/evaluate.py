@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from perception.models.checkpoint import checkpoint_input_size
-from perception.pipeline.perceptor import FrameInput, PerceptionResult, Perceptor, PerceptorConfig
+from perception.pipeline.perceptor import FrameInput, PerceptionResult, Perceptor, PerceptorConfig, network_input
 from perception.runtime.base import Backend
 from perception.train.synthetic import Sequence, load_or_render
 
@@ -131,7 +131,6 @@ def memory_usage(checkpoint: str | Path, sequences: list[Sequence]) -> dict[str,
     """
     import torch
 
-    from perception.core.letterbox import letterbox
     from perception.models.checkpoint import load_checkpoint
     from perception.models.stan import STAN
 
@@ -145,8 +144,7 @@ def memory_usage(checkpoint: str | Path, sequences: list[Sequence]) -> dict[str,
         for seq in sequences:
             memory, valid = model.init_state(1, h, w)
             for t in range(len(seq)):
-                canvas, _ = letterbox(seq.rgb[t], w, h)
-                image = torch.from_numpy(canvas).permute(2, 0, 1)[None].float() / 255.0
+                image = torch.from_numpy(network_input(seq.rgb[t], h, w)[0])[None]
                 stats, memory, valid = model.memory_usage(image, memory, valid)
                 if t == 0:
                     continue

@@ -50,6 +50,18 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _orphans(children: list[int], wait_s: float = 20.0) -> list[int]:
+    """The ``children`` still alive ``wait_s`` after their parent died; they are killed (the test's own
+    grandchildren, by pid) so a failing test leaves nothing behind."""
+    gone = time.monotonic() + wait_s
+    while time.monotonic() < gone and any(_alive(c) for c in children):
+        time.sleep(0.1)
+    orphans = [c for c in children if _alive(c)]
+    for c in orphans:
+        os.kill(c, signal.SIGKILL)
+    return orphans
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])  # SIGINT: the same path as SIGTERM
 def test_killed_replay_leaves_a_readable_recording_and_no_orphan(
         tmp_path: Path, small_bag: Path, model_checkpoint: Callable[[str], Path], sig: signal.Signals) -> None:
@@ -77,12 +89,7 @@ def test_killed_replay_leaves_a_readable_recording_and_no_orphan(
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
-    gone = time.monotonic() + 20
-    while time.monotonic() < gone and any(_alive(c) for c in children):
-        time.sleep(0.1)
-    orphans = [c for c in children if _alive(c)]
-    for c in orphans:  # the test's own grandchildren, by pid
-        os.kill(c, signal.SIGKILL)
+    orphans = _orphans(children)
     assert not orphans, f"perception_node {orphans} outlived the replay killed by {sig.name}"
     if sig == signal.SIGKILL:
         assert proc.returncode == -9
@@ -141,12 +148,7 @@ def test_killed_run_stops_its_nodes(tmp_path: Path, sig: signal.Signals) -> None
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
-    gone = time.monotonic() + 20
-    while time.monotonic() < gone and any(_alive(c) for c in children):
-        time.sleep(0.1)
-    orphans = [c for c in children if _alive(c)]
-    for c in orphans:  # the test's own grandchildren, by pid
-        os.kill(c, signal.SIGKILL)
+    orphans = _orphans(children)
     assert not orphans, f"node {orphans} outlived perception run killed by {sig.name}"
     if sig == signal.SIGTERM:
         assert proc.returncode == 0 and "[run] stopped" in log, log
