@@ -10,6 +10,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "model": ("perception.bench.model", "network latency: attention overhead, temporal vs spatial, precisions"),
     "sim": ("perception.bench.sim", "synthetic world rendering frames/s (camera, LiDAR) with a breakdown"),
     "fusion": ("perception.bench.fusion", "LiDAR-camera fusion per stage (ms per 57k-point scan), 3D errors by range"),
+    "pipeline": ("perception.bench.pipeline", "Perceptor per stage (pre/infer/post) at 640x384, 1280x720, 1920x1080; "
+                 "total/infer, 4 cameras batched vs unbatched"),
     "runtime": ("perception.bench.runtime", "backends side by side (torch, onnxruntime fp32/INT8, tensorrt)"),
     "ros": ("perception.ros.tools.bench",
             "ROS 2 end-to-end latency vs model only (1280x720), message conversion throughput"),

@@ -157,7 +157,9 @@ class Perceptor:
             raise PipelineError(f"a batch holds at most one frame per camera, got {ids}")
         t0 = time.perf_counter()
         pre = [self.preprocess(f.rgb) for f in frames]
+        t_pre = time.perf_counter()
         states = [self._state_for(f) for f in frames]
+        t_sig = time.perf_counter()
         inputs = {"image": np.stack([p[0] for p in pre])}
         for name in self.backend.state_pairs:
             inputs[name] = np.concatenate([cam.memory[name] for cam, _ in states])
@@ -173,7 +175,10 @@ class Perceptor:
                 self._cameras.pop(f.camera_id, None)  # never feed a NaN state back: start afresh
                 results.append(None)
                 continue
-            results.append(self._postprocess(f, out, i, pre[i][1], states[i][1], (t1 - t0) / len(frames), t2 - t1))
+            r = self._postprocess(f, out, i, pre[i][1], states[i][1], (t1 - t0) / len(frames), t2 - t1)
+            r.timings_ms.update({"preprocess.letterbox": 1e3 * (t_pre - t0) / len(frames),
+                                 "preprocess.signature": 1e3 * (t_sig - t_pre) / len(frames)})
+            results.append(r)
         if bad:
             detail = "; ".join(f"{frames[i].camera_id}: {', '.join(names)}" for i, names in sorted(bad.items()))
             raise InvalidOutputError([frames[i].camera_id for i in sorted(bad)], results, detail)
@@ -196,18 +201,23 @@ class Perceptor:
             nms_iou=cfg.nms_iou,
         )
         boxes = lmap.boxes_to_src(det.boxes)
+        t_dec = t_seg = t_att = time.perf_counter()
         seg = None
         if cfg.segmentation:
             seg_in = decode_segmentation(out["seg"][i], self.input_h, self.input_w)
             seg = lmap.mask_to_src(seg_in, cv2.INTER_NEAREST)
+            t_seg = t_att = time.perf_counter()
         att = None
         scores_att = None
         if cfg.attention:
             att_in = upsample_attention(out["attention"][i], self.input_h, self.input_w)
             att = lmap.mask_to_src(att_in.astype(np.float32), cv2.INTER_LINEAR)
+            t_att = time.perf_counter()
             scores_att = attention_scores(att, boxes)
         detections = Detections(boxes=boxes.astype(np.float32), scores=det.scores, class_ids=det.class_ids,
                                 attention=scores_att)
         t1 = time.perf_counter()
-        timings = {"preprocess": 1e3 * pre_s, "infer": 1e3 * infer_s, "postprocess": 1e3 * (t1 - t0)}
+        timings = {"preprocess": 1e3 * pre_s, "infer": 1e3 * infer_s, "postprocess": 1e3 * (t1 - t0),
+                   "postprocess.decode": 1e3 * (t_dec - t0), "postprocess.seg": 1e3 * (t_seg - t_dec),
+                   "postprocess.attention": 1e3 * (t_att - t_seg), "postprocess.scores": 1e3 * (t1 - t_att)}
         return PerceptionResult(frame.camera_id, frame.stamp, detections, seg, att, reason, timings)
