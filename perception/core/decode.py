@@ -195,3 +195,102 @@ def detections_to_src(det: Detections, lb_map: LetterboxMap) -> Detections:
 def with_attention(det: Detections, att_full: np.ndarray) -> Detections:
     """``det`` with its per-object attention scores computed from an image-resolution map."""
     return Detections(det.boxes, det.scores, det.class_ids, attention_scores(att_full, det.boxes))
+
+
+# -- low-resolution outputs: network-output grids with the letterbox padding cut away -----------------------------
+#
+# A low-resolution map covers the whole INPUT image with ``gh x gw`` cells of ``sx x sy`` input pixels
+# (``lowres_scale``): cell (v, u) covers input pixels [u sx, (u + 1) sx) x [v sy, (v + 1) sy), so a
+# consumer maps it back like a CameraInfo binning (``binning_x = sx``). The grid has the stride of the
+# finest output map (segmentation, stride 4); maps are resampled onto it bilinearly (separable
+# interpolation matrices, the same arithmetic in numpy and torch: ``Ry @ map @ Rx.T``).
+
+
+def lowres_grid(m: LetterboxMap, stride: int) -> tuple[int, int]:
+    """(gh, gw): the low-resolution grid covering the letterboxed image at ``stride`` network pixels per cell."""
+    return max(1, round(m.new_h / stride)), max(1, round(m.new_w / stride))
+
+
+def lowres_scale(m: LetterboxMap, grid: tuple[int, int]) -> tuple[float, float]:
+    """(sx, sy): input pixels per low-resolution cell."""
+    return m.src_w / grid[1], m.src_h / grid[0]
+
+
+def interp_matrix(n_out: int, n_in: int, start: float, step: float) -> np.ndarray:
+    """(n_out, n_in) float32 linear-interpolation weights sampling ``n_in`` pixels at ``start + step * k``
+    (pixel-centre coordinates of the input, clamped to its edges like OpenCV's replicated border)."""
+    pos = np.clip(start + step * np.arange(n_out, dtype=np.float64), 0.0, n_in - 1)
+    i0 = np.floor(pos).astype(np.int64)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    f = pos - i0
+    r = np.zeros((n_out, n_in), np.float64)
+    np.add.at(r, (np.arange(n_out), i0), 1.0 - f)
+    np.add.at(r, (np.arange(n_out), i1), f)
+    return r.astype(np.float32)
+
+
+def lowres_matrices(m: LetterboxMap, map_h: int, map_w: int, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(Ry, Rx): a (C, map_h, map_w) network output map -> ``Ry @ map @ Rx.T`` on the low-resolution grid."""
+    gh, gw = grid
+    fy, fx = map_h / m.dst_h, map_w / m.dst_w  # map cells per network pixel
+    cell_y, cell_x = m.new_h / gh, m.new_w / gw  # network pixels per grid cell
+    ry = interp_matrix(gh, map_h, (m.pad_y + 0.5 * cell_y) * fy - 0.5, cell_y * fy)
+    rx = interp_matrix(gw, map_w, (m.pad_x + 0.5 * cell_x) * fx - 0.5, cell_x * fx)
+    return ry, rx
+
+
+def resample_lowres(maps: np.ndarray, m: LetterboxMap, grid: tuple[int, int]) -> np.ndarray:
+    """(C, h, w) network output maps -> (C, gh, gw) float32 on the low-resolution grid (bilinear)."""
+    if maps.ndim != 3 or min(maps.shape) < 1:
+        raise CoreError(f"maps must be (C, h, w) and non-empty, got {maps.shape}")
+    ry, rx = lowres_matrices(m, maps.shape[1], maps.shape[2], grid)
+    return np.asarray(ry @ np.asarray(maps, np.float32) @ rx.T, dtype=np.float32)
+
+
+def segmentation_lowres(seg_logits: np.ndarray, m: LetterboxMap, grid: tuple[int, int]) -> np.ndarray:
+    """(S, h, w) logits -> uint8 (gh, gw) class ids on the low-resolution grid (bilinear logits, argmax)."""
+    if seg_logits.ndim != 3 or seg_logits.shape[0] > 255:
+        raise CoreError(f"seg logits must be (S, h, w) with S <= 255, got {seg_logits.shape}")
+    return np.argmax(resample_lowres(seg_logits, m, grid), axis=0).astype(np.uint8)
+
+
+def attention_lowres(att: np.ndarray, m: LetterboxMap, grid: tuple[int, int]) -> np.ndarray:
+    """(1, h, w) attention -> float32 (gh, gw) on the low-resolution grid, clipped to >= 0 (NaN -> 0)."""
+    a = np.asarray(att, np.float32)
+    a = a[None] if a.ndim == 2 else a
+    if a.ndim != 3 or a.shape[0] != 1:
+        raise CoreError(f"attention must be (1, h, w) or (h, w), got {np.shape(att)}")
+    a = np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=0.0)
+    return np.clip(resample_lowres(a, m, grid)[0], 0.0, None)
+
+
+def attention_scores_lowres(att_low: np.ndarray, boxes: np.ndarray, scale: tuple[float, float],
+                            image_size: tuple[int, int]) -> np.ndarray:
+    """:func:`attention_scores` from a low-resolution map: (N,) mean attention inside each box (input pixels,
+    expanded to whole pixels) / the map's mean. Exact area means of the cells a box covers in part or whole
+    (the integral image is bilinear inside a cell), so it needs no input-resolution map."""
+    if att_low.ndim != 2:
+        raise CoreError(f"attention map must be (h, w), got {att_low.shape}")
+    b = as_boxes(boxes)
+    if len(b) == 0:
+        return np.zeros((0,), dtype=np.float32)
+    gh, gw = att_low.shape
+    integral = cv2.integral(np.asarray(att_low, dtype=np.float64))  # (gh+1, gw+1)
+    total_mean = integral[gh, gw] / (gh * gw)
+    if total_mean <= 0:
+        return np.ones(len(b), dtype=np.float32)
+    px = box_pixel_bounds(b, image_size[0], image_size[1]).astype(np.float64)
+    sx, sy = scale
+    x0, x1 = np.clip(px[:, 0] / sx, 0, gw), np.clip(px[:, 2] / sx, 0, gw)
+    y0, y1 = np.clip(px[:, 1] / sy, 0, gh), np.clip(px[:, 3] / sy, 0, gh)
+
+    def at(x: np.ndarray, y: np.ndarray) -> np.ndarray:  # the integral image at fractional (x, y)
+        xi = np.minimum(np.floor(x).astype(np.int64), gw - 1)
+        yi = np.minimum(np.floor(y).astype(np.int64), gh - 1)
+        fx, fy = x - xi, y - yi
+        return ((1 - fy) * ((1 - fx) * integral[yi, xi] + fx * integral[yi, xi + 1])
+                + fy * ((1 - fx) * integral[yi + 1, xi] + fx * integral[yi + 1, xi + 1]))
+
+    sums = at(x1, y1) - at(x0, y1) - at(x1, y0) + at(x0, y0)
+    means = sums / np.maximum((x1 - x0) * (y1 - y0), 1e-12)
+    return (means / total_mean).astype(np.float32)

@@ -91,26 +91,59 @@ class LetterboxMap:
         return cv2.resize(valid, (self.src_w, self.src_h), interpolation=interpolation)
 
 
+def resize_image(image: np.ndarray, new_w: int, new_h: int, dst: np.ndarray | None = None) -> np.ndarray:
+    """``image`` resized to ``new_w x new_h``, into ``dst`` (a view of that size) when given.
+
+    Enlarging is bilinear. Shrinking is antialiased like ``INTER_AREA`` but about 10x cheaper at camera
+    resolutions: halvings by 2x2 means (OpenCV's integer ``INTER_AREA`` fast path) while the image is at
+    least twice the target, then bilinear for the remaining factor (< 2). Within ~2 grey levels (mean)
+    of a single ``INTER_AREA`` resize on textured images.
+    """
+    h, w = image.shape[:2]
+    if (new_w, new_h) == (w, h):
+        if dst is None:
+            return image
+        dst[...] = image
+        return dst
+    src = image
+    while src.shape[1] >= 2 * new_w and src.shape[0] >= 2 * new_h:
+        src = cv2.resize(src, (src.shape[1] // 2, src.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    if dst is None:
+        return cv2.resize(src, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    out = cv2.resize(src, (new_w, new_h), dst=dst, interpolation=cv2.INTER_LINEAR)
+    if out is not dst and not np.shares_memory(out, dst):  # OpenCV could not write into the view
+        dst[...] = out.reshape(dst.shape)
+    return dst
+
+
+def letterbox_into(image: np.ndarray, canvas: np.ndarray, m: LetterboxMap, pad_value: int = PAD_VALUE) -> None:
+    """Write ``image`` letterboxed by ``m`` into ``canvas`` (``dst_h x dst_w[, C]``, e.g. a reusable batch slot):
+    the image is resized straight into its place, only the padding strips are filled."""
+    if canvas.shape[:2] != (m.dst_h, m.dst_w) or canvas.shape[2:] != image.shape[2:]:
+        raise CoreError(f"canvas {canvas.shape} does not fit a {m.dst_h}x{m.dst_w} letterbox of {image.shape}")
+    y0, y1, x0, x1 = m.pad_y, m.pad_y + m.new_h, m.pad_x, m.pad_x + m.new_w
+    canvas[:y0] = pad_value
+    canvas[y1:] = pad_value
+    canvas[y0:y1, :x0] = pad_value
+    canvas[y0:y1, x1:] = pad_value
+    resize_image(image, m.new_w, m.new_h, dst=canvas[y0:y1, x0:x1])
+
+
 def letterbox(
     image: np.ndarray, dst_w: int, dst_h: int, keep_aspect: bool = True, pad_value: int = PAD_VALUE
 ) -> tuple[np.ndarray, LetterboxMap]:
     """Resize ``image`` (H, W[, C]) into a ``dst_h x dst_w`` canvas; returns the canvas and its map.
 
-    ``keep_aspect=False`` is plain resize mode (stretch, no padding).
+    ``keep_aspect=False`` is plain resize mode (stretch, no padding). Resampling: :func:`resize_image`.
     """
     if image.ndim not in (2, 3):
         raise CoreError(f"letterbox expects an (H, W) or (H, W, C) image, got shape {image.shape}")
     h, w = image.shape[:2]
     m = LetterboxMap.compute(w, h, dst_w, dst_h, keep_aspect)
-    if (m.new_w, m.new_h) == (w, h):
-        resized = image
-    else:
-        shrinking = m.new_w < w and m.new_h < h
-        resized = cv2.resize(image, (m.new_w, m.new_h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
     if (m.new_w, m.new_h) == (dst_w, dst_h):
-        return np.ascontiguousarray(resized), m
-    canvas = np.full((dst_h, dst_w, *image.shape[2:]), pad_value, dtype=image.dtype)
-    canvas[m.pad_y : m.pad_y + m.new_h, m.pad_x : m.pad_x + m.new_w] = resized
+        return np.ascontiguousarray(resize_image(image, m.new_w, m.new_h)), m
+    canvas = np.empty((dst_h, dst_w, *image.shape[2:]), dtype=image.dtype)
+    letterbox_into(image, canvas, m, pad_value)
     return canvas, m
 
 

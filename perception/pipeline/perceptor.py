@@ -15,14 +15,24 @@ back), while the other frames of the batch are returned with the error.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
-from perception.core.decode import attention_scores, decode_detections, decode_segmentation, upsample_attention
-from perception.core.letterbox import LetterboxMap, letterbox
+from perception.core.decode import (
+    attention_lowres,
+    attention_scores_lowres,
+    decode_detections,
+    decode_segmentation,
+    lowres_grid,
+    lowres_scale,
+    segmentation_lowres,
+    upsample_attention,
+)
+from perception.core.letterbox import LetterboxMap, letterbox, letterbox_into
 from perception.core.temporal import ResetPolicy, ResetReason, StreamSteps, frame_signature, reset_reason
 from perception.core.types import Detections
 from perception.runtime.base import Backend
@@ -68,15 +78,96 @@ class FrameInput:
     # by the caller included): time jumps are judged on these when given (core.temporal)
 
 
-@dataclass(frozen=True)
+class InputResolutionMaps:
+    """A result's segmentation and attention at INPUT resolution, made on first use from the network outputs
+    (kept for that; a few hundred KB) and then kept. Shared by copies of the result; thread-safe."""
+
+    def __init__(
+        self,
+        segmentation: np.ndarray | None = None,
+        attention: np.ndarray | None = None,
+        *,
+        seg_logits: np.ndarray | None = None,
+        attention_map: np.ndarray | None = None,
+        lmap: LetterboxMap | None = None,
+    ) -> None:
+        self._seg, self._att = segmentation, attention
+        self._seg_logits, self._att_map, self._lmap = seg_logits, attention_map, lmap
+        self._lock = threading.Lock()
+
+    def segmentation(self) -> np.ndarray | None:
+        with self._lock:
+            if self._seg is None and self._seg_logits is not None and self._lmap is not None:
+                m = self._lmap
+                self._seg = m.mask_to_src(decode_segmentation(self._seg_logits, m.dst_h, m.dst_w), cv2.INTER_NEAREST)
+                self._seg_logits = None
+            return self._seg
+
+    def attention(self) -> np.ndarray | None:
+        with self._lock:
+            if self._att is None and self._att_map is not None and self._lmap is not None:
+                m = self._lmap
+                self._att = m.mask_to_src(upsample_attention(self._att_map, m.dst_h, m.dst_w), cv2.INTER_LINEAR)
+                self._att_map = None
+            return self._att
+
+
+@dataclass(frozen=True, init=False)
 class PerceptionResult:
+    """What the Perceptor returns for one frame.
+
+    ``segmentation`` (H, W) uint8 and ``attention`` (H, W) float32 are at INPUT resolution, computed on
+    first access (a consumer that never reads them never pays for them). ``segmentation_lowres`` /
+    ``attention_lowres`` are the same maps on the network-output grid with the letterbox padding cut
+    away: they cover the whole input image, each cell ``lowres_scale = (sx, sy)`` input pixels (cell
+    (v, u) covers input pixels [u sx, (u + 1) sx) x [v sy, (v + 1) sy)). Constructed from input-resolution
+    maps (the old positional form), the low-resolution ones are those maps with scale (1, 1).
+    """
+
     camera_id: str
     stamp: float
     detections: Detections  # pixel coordinates of the input image
-    segmentation: np.ndarray | None  # (H, W) uint8 semantic ids at input resolution
-    attention: np.ndarray | None  # (H, W) float32 in [0, 1] at input resolution
     reset: ResetReason  # why the temporal memory was reset before this frame (NONE: it was not)
     timings_ms: dict[str, float]
+    segmentation_lowres: np.ndarray | None
+    attention_lowres: np.ndarray | None
+    lowres_scale: tuple[float, float]
+    maps: InputResolutionMaps = field(repr=False, compare=False)
+
+    def __init__(
+        self,
+        camera_id: str,
+        stamp: float,
+        detections: Detections,
+        segmentation: np.ndarray | None = None,
+        attention: np.ndarray | None = None,
+        reset: ResetReason = ResetReason.NONE,
+        timings_ms: dict[str, float] | None = None,
+        *,
+        segmentation_lowres: np.ndarray | None = None,
+        attention_lowres: np.ndarray | None = None,
+        lowres_scale: tuple[float, float] | None = None,
+        maps: InputResolutionMaps | None = None,
+    ) -> None:
+        if maps is None:
+            maps = InputResolutionMaps(segmentation, attention)
+        if segmentation_lowres is None and attention_lowres is None and lowres_scale is None:
+            segmentation_lowres, attention_lowres, lowres_scale = segmentation, attention, (1.0, 1.0)
+        values = {"camera_id": camera_id, "stamp": stamp, "detections": detections, "reset": reset,
+                  "timings_ms": {} if timings_ms is None else timings_ms, "segmentation_lowres": segmentation_lowres,
+                  "attention_lowres": attention_lowres, "lowres_scale": lowres_scale or (1.0, 1.0), "maps": maps}
+        for k, v in values.items():
+            object.__setattr__(self, k, v)
+
+    @property
+    def segmentation(self) -> np.ndarray | None:
+        """(H, W) uint8 semantic ids at input resolution (made on first access)."""
+        return self.maps.segmentation()
+
+    @property
+    def attention(self) -> np.ndarray | None:
+        """(H, W) float32 in [0, 1] at input resolution (made on first access)."""
+        return self.maps.attention()
 
 
 @dataclass
@@ -86,14 +177,36 @@ class _CameraState:
     memory: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def network_input(rgb: np.ndarray, height: int, width: int) -> tuple[np.ndarray, LetterboxMap]:
-    """An RGB image as the network takes it: letterboxed to ``height x width``, (3, H, W) float32 in [0, 1]."""
+_INV255 = np.float32(1.0 / 255.0)
+
+
+def _check_rgb(rgb: np.ndarray) -> None:
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or min(rgb.shape[:2]) < 8:
         raise PipelineError(f"expected an (H, W, 3) uint8 RGB image of at least 8x8, got {rgb.shape} {rgb.dtype}")
+
+
+def network_input(rgb: np.ndarray, height: int, width: int) -> tuple[np.ndarray, LetterboxMap]:
+    """An RGB image as the network takes it: letterboxed to ``height x width``, (3, H, W) float32 in [0, 1]."""
+    _check_rgb(rgb)
     boxed, lmap = letterbox(rgb, width, height)
-    chw = np.ascontiguousarray(boxed.transpose(2, 0, 1), dtype=np.float32)
-    chw *= 1.0 / 255.0
+    chw = np.empty((3, height, width), np.float32)
+    np.multiply(boxed.transpose(2, 0, 1), _INV255, out=chw)
     return chw, lmap
+
+
+class _Buffers(threading.local):
+    """Per thread: the batch's letterbox canvas (B, H, W, 3) uint8 and network input (B, 3, H, W) float32,
+    reused from frame to frame (a thread's previous batch is done with them when it calls again)."""
+
+    def __init__(self) -> None:
+        self.canvas: np.ndarray | None = None
+        self.image: np.ndarray | None = None
+
+    def get(self, batch: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.canvas is None or self.image is None or self.canvas.shape != (batch, height, width, 3):
+            self.canvas = np.empty((batch, height, width, 3), np.uint8)
+            self.image = np.empty((batch, 3, height, width), np.float32)
+        return self.canvas, self.image
 
 
 def non_finite_outputs(out: dict[str, np.ndarray], batch: int) -> dict[int, list[str]]:
@@ -116,6 +229,7 @@ class Perceptor:
         image_spec = next(s for s in backend.input_specs if s.name == "image")
         self.input_h, self.input_w = int(image_spec.shape[2]), int(image_spec.shape[3])
         self._cameras: dict[str, _CameraState] = {}
+        self._buffers = _Buffers()
 
     # -- state ---------------------------------------------------------------------------------
     def reset(self, camera_id: str | None = None) -> None:
@@ -130,10 +244,12 @@ class Perceptor:
         cam = self._cameras.get(camera_id)
         return {k: v.copy() for k, v in cam.memory.items()} if cam else {}
 
-    def _state_for(self, frame: FrameInput) -> tuple[_CameraState, ResetReason]:
+    def _state_for(self, frame: FrameInput, boxed: np.ndarray, lmap: LetterboxMap) -> tuple[_CameraState, ResetReason]:
+        """The camera's state for this frame; the scene-cut signature is taken from the letterboxed image."""
         cam = self._cameras.setdefault(frame.camera_id, _CameraState())
         policy = self.config.reset
-        sig = frame_signature(frame.rgb) if (self.backend.is_temporal and policy.detect_scene_cuts) else None
+        sig = (frame_signature(lmap.crop_valid(boxed)) if (self.backend.is_temporal and policy.detect_scene_cuts)
+               else None)
         if frame.scene_cut:
             reason = ResetReason.REQUESTED
         else:
@@ -151,22 +267,38 @@ class Perceptor:
         return self.process_batch([frame])[0]
 
     def process_batch(self, frames: list[FrameInput]) -> list[PerceptionResult]:
-        """One inference for frames of DIFFERENT cameras (a camera appears at most once)."""
+        """One inference for frames of DIFFERENT cameras (a camera appears at most once).
+
+        The batch is letterboxed straight into a reusable canvas and normalised in one step; the scene-cut
+        signatures come from the letterboxed images. Results carry low-resolution maps; their
+        input-resolution ones are made on first access (:class:`PerceptionResult`)."""
         ids = [f.camera_id for f in frames]
         if len(set(ids)) != len(ids):
             raise PipelineError(f"a batch holds at most one frame per camera, got {ids}")
+        n = len(frames)
         t0 = time.perf_counter()
-        pre = [self.preprocess(f.rgb) for f in frames]
-        t_pre = time.perf_counter()
-        states = [self._state_for(f) for f in frames]
-        t_sig = time.perf_counter()
-        inputs = {"image": np.stack([p[0] for p in pre])}
+        for f in frames:
+            _check_rgb(f.rgb)
+        canvas, image = self._buffers.get(n, self.input_h, self.input_w)
+        lmaps = []
+        for k, f in enumerate(frames):
+            m = LetterboxMap.compute(f.rgb.shape[1], f.rgb.shape[0], self.input_w, self.input_h)
+            letterbox_into(f.rgb, canvas[k], m)
+            lmaps.append(m)
+        t_box = time.perf_counter()
+        np.multiply(canvas.transpose(0, 3, 1, 2), _INV255, out=image)
+        t_norm = time.perf_counter()
+        states = [self._state_for(f, canvas[k], lmaps[k]) for k, f in enumerate(frames)]
+        inputs = {"image": image}
         for name in self.backend.state_pairs:
             inputs[name] = np.concatenate([cam.memory[name] for cam, _ in states])
         t1 = time.perf_counter()
         out = self.backend.infer(inputs)
         t2 = time.perf_counter()
-        bad = non_finite_outputs(out, len(frames))
+        pre = {"preprocess": 1e3 * (t1 - t0) / n, "preprocess.letterbox": 1e3 * (t_box - t0) / n,
+               "preprocess.normalise": 1e3 * (t_norm - t_box) / n, "preprocess.signature": 1e3 * (t1 - t_norm) / n,
+               "infer": 1e3 * (t2 - t1)}
+        bad = non_finite_outputs(out, n)
         for i, (cam, _) in enumerate(states):
             cam.memory = {name: out[o][i : i + 1] for name, o in self.backend.state_pairs.items()}
         results: list[PerceptionResult | None] = []
@@ -175,10 +307,7 @@ class Perceptor:
                 self._cameras.pop(f.camera_id, None)  # never feed a NaN state back: start afresh
                 results.append(None)
                 continue
-            r = self._postprocess(f, out, i, pre[i][1], states[i][1], (t1 - t0) / len(frames), t2 - t1)
-            r.timings_ms.update({"preprocess.letterbox": 1e3 * (t_pre - t0) / len(frames),
-                                 "preprocess.signature": 1e3 * (t_sig - t_pre) / len(frames)})
-            results.append(r)
+            results.append(self._postprocess(f, out, i, lmaps[i], states[i][1], dict(pre)))
         if bad:
             detail = "; ".join(f"{frames[i].camera_id}: {', '.join(names)}" for i, names in sorted(bad.items()))
             raise InvalidOutputError([frames[i].camera_id for i in sorted(bad)], results, detail)
@@ -191,8 +320,7 @@ class Perceptor:
         i: int,
         lmap: LetterboxMap,
         reason: ResetReason,
-        pre_s: float,
-        infer_s: float,
+        timings: dict[str, float],
     ) -> PerceptionResult:
         cfg = self.config
         t0 = time.perf_counter()
@@ -202,22 +330,27 @@ class Perceptor:
         )
         boxes = lmap.boxes_to_src(det.boxes)
         t_dec = t_seg = t_att = time.perf_counter()
-        seg = None
+        # the low-resolution grid has the stride of the finest map (segmentation: 4 network pixels)
+        finest = out["seg"] if "seg" in out else out["attention"]
+        grid = lowres_grid(lmap, max(1, round(self.input_h / finest.shape[2])))
+        seg_low = seg_logits = None
         if cfg.segmentation:
-            seg_in = decode_segmentation(out["seg"][i], self.input_h, self.input_w)
-            seg = lmap.mask_to_src(seg_in, cv2.INTER_NEAREST)
+            seg_logits = np.array(out["seg"][i], dtype=np.float32)  # a copy: backends may reuse output buffers
+            seg_low = segmentation_lowres(seg_logits, lmap, grid)
             t_seg = t_att = time.perf_counter()
-        att = None
-        scores_att = None
+        att_low = att_map = scores_att = None
         if cfg.attention:
-            att_in = upsample_attention(out["attention"][i], self.input_h, self.input_w)
-            att = lmap.mask_to_src(att_in.astype(np.float32), cv2.INTER_LINEAR)
+            att_map = np.array(out["attention"][i], dtype=np.float32)
+            att_low = attention_lowres(att_map, lmap, grid)
             t_att = time.perf_counter()
-            scores_att = attention_scores(att, boxes)
+            scores_att = attention_scores_lowres(att_low, boxes, lowres_scale(lmap, grid), (lmap.src_h, lmap.src_w))
         detections = Detections(boxes=boxes.astype(np.float32), scores=det.scores, class_ids=det.class_ids,
                                 attention=scores_att)
         t1 = time.perf_counter()
-        timings = {"preprocess": 1e3 * pre_s, "infer": 1e3 * infer_s, "postprocess": 1e3 * (t1 - t0),
-                   "postprocess.decode": 1e3 * (t_dec - t0), "postprocess.seg": 1e3 * (t_seg - t_dec),
-                   "postprocess.attention": 1e3 * (t_att - t_seg), "postprocess.scores": 1e3 * (t1 - t_att)}
-        return PerceptionResult(frame.camera_id, frame.stamp, detections, seg, att, reason, timings)
+        timings.update({"postprocess": 1e3 * (t1 - t0), "postprocess.decode": 1e3 * (t_dec - t0),
+                        "postprocess.seg": 1e3 * (t_seg - t_dec), "postprocess.attention": 1e3 * (t_att - t_seg),
+                        "postprocess.scores": 1e3 * (t1 - t_att)})
+        maps = InputResolutionMaps(seg_logits=seg_logits, attention_map=att_map, lmap=lmap)
+        return PerceptionResult(frame.camera_id, frame.stamp, detections, reset=reason, timings_ms=timings,
+                                segmentation_lowres=seg_low, attention_lowres=att_low,
+                                lowres_scale=lowres_scale(lmap, grid), maps=maps)
