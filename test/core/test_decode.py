@@ -1,16 +1,23 @@
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 from perception.core.boxes import CoreError
 from perception.core.decode import (
+    attention_lowres,
     attention_scores,
+    attention_scores_lowres,
     decode_detections,
     decode_detections_batch,
     decode_segmentation,
     detections_to_src,
+    interp_matrix,
+    lowres_grid,
+    lowres_scale,
     max_pool3x3,
+    segmentation_lowres,
     sigmoid,
     upsample_attention,
 )
@@ -128,3 +135,70 @@ def test_empty_maps_raise_core_error_not_cv2_error(shape: tuple[int, int, int], 
         decode_segmentation(np.zeros(shape, np.float32), *out)
     with pytest.raises(CoreError, match="empty"):
         upsample_attention(np.zeros((1, *shape[1:]), np.float32) if shape[0] else np.zeros((1, 4, 0)), *out)
+
+
+# -- low-resolution outputs ---------------------------------------------------------------------------------------
+
+
+def test_interp_matrix_is_identity_on_the_grid_and_rows_sum_to_one() -> None:
+    np.testing.assert_array_equal(interp_matrix(5, 5, 0.0, 1.0), np.eye(5, dtype=np.float32))
+    r = interp_matrix(7, 4, -0.3, 0.61)
+    np.testing.assert_allclose(r.sum(axis=1), 1.0, atol=1e-6)
+    assert (r >= 0).all()
+
+
+def test_lowres_maps_without_padding_are_the_network_maps() -> None:
+    """Input at network size: the grid is the stride-4 map itself, so nothing is resampled."""
+    m = LetterboxMap.compute(64, 32, 64, 32)
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(5, 8, 16)).astype(np.float32)
+    grid = lowres_grid(m, 4)
+    assert grid == (8, 16) and lowres_scale(m, grid) == (4.0, 4.0)
+    np.testing.assert_array_equal(segmentation_lowres(logits, m, grid), logits.argmax(0))
+    att = rng.random((1, 8, 16)).astype(np.float32)
+    np.testing.assert_allclose(attention_lowres(att, m, grid), att[0], atol=1e-6)
+
+
+def test_lowres_maps_crop_the_padding_and_cover_the_input() -> None:
+    """A 640x240 image in a 128x64 input: 8 rows of padding above and below; the low-resolution maps keep
+    only the image part, and agree with the input-resolution masks at the cells' centres."""
+    m = LetterboxMap.compute(640, 240, 128, 64)
+    assert (m.pad_y, m.new_h) == (8, 48)
+    logits = np.zeros((3, 16, 32), np.float32)
+    logits[1] = 5.0  # class 1 in the image...
+    logits[2, :2] = logits[2, -2:] = 9.0  # ...class 2 only in the padding rows (stride-4 rows 0-1, 14-15)
+    grid = lowres_grid(m, 4)
+    assert grid == (12, 32)
+    sx, sy = lowres_scale(m, grid)
+    assert (sx * grid[1], sy * grid[0]) == (640, 240)
+    assert (segmentation_lowres(logits, m, grid) == 1).all()
+    rng = np.random.default_rng(1)
+    smooth = cv2.resize(rng.normal(size=(3, 4, 8)).transpose(1, 2, 0), (32, 16)).transpose(2, 0, 1)
+    smooth = np.ascontiguousarray(smooth, np.float32)
+    low = segmentation_lowres(smooth, m, grid)
+    full = m.mask_to_src(decode_segmentation(smooth, 64, 128), cv2.INTER_NEAREST)
+    ys = ((np.arange(grid[0]) + 0.5) * sy).astype(int)
+    xs = ((np.arange(grid[1]) + 0.5) * sx).astype(int)
+    assert (low == full[np.ix_(ys, xs)]).mean() > 0.95
+
+
+def test_attention_scores_lowres_equal_full_resolution_ones_on_a_blocky_map() -> None:
+    """The full-resolution map is the low-resolution one with 5x4-pixel cells: area means agree exactly,
+    for boxes cutting through cells too."""
+    rng = np.random.default_rng(2)
+    low = rng.random((6, 8)).astype(np.float32)
+    full = np.kron(low, np.ones((4, 5), np.float32))  # (24, 40)
+    boxes = np.array([[0, 0, 40, 24], [3, 1, 17, 9], [12.2, 5.5, 33.9, 22.1], [39, 23, 40, 24], [7, 7, 7, 7]],
+                     np.float32)
+    np.testing.assert_allclose(attention_scores_lowres(low, boxes, (5.0, 4.0), (24, 40)),
+                               attention_scores(full, boxes), rtol=1e-5)
+    assert attention_scores_lowres(np.zeros((3, 3), np.float32), boxes[:1], (1.0, 1.0), (3, 3)).tolist() == [1.0]
+    assert attention_scores_lowres(low, np.zeros((0, 4)), (5.0, 4.0), (24, 40)).shape == (0,)
+
+
+def test_attention_lowres_clips_and_removes_nan() -> None:
+    m = LetterboxMap.compute(64, 32, 64, 32)
+    att = np.full((1, 4, 8), np.nan, np.float32)
+    att[0, 0, 0] = -1.0
+    a = attention_lowres(att, m, lowres_grid(m, 4))
+    assert a.shape == (8, 16) and np.isfinite(a).all() and (a >= 0).all()

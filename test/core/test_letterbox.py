@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from perception.core.boxes import CoreError
-from perception.core.letterbox import LetterboxMap, letterbox, resize_labels
+from perception.core.letterbox import LetterboxMap, letterbox, letterbox_into, resize_image, resize_labels
 
 
 def test_letterbox_geometry_and_padding() -> None:
@@ -58,3 +58,35 @@ def test_bad_input() -> None:
         LetterboxMap.compute(0, 10, 10, 10)
     with pytest.raises(CoreError):
         letterbox(np.zeros((2, 2, 2, 2), np.uint8), 4, 4)
+
+
+def test_resize_image_shrinks_like_inter_area_and_writes_into_a_view() -> None:
+    rng = np.random.default_rng(0)
+    base = cv2.resize(rng.integers(0, 255, (45, 80, 3), dtype=np.uint8), (1280, 720), interpolation=cv2.INTER_CUBIC)
+    img = np.clip(base + rng.integers(0, 30, base.shape), 0, 255).astype(np.uint8)  # texture that aliases if not averaged
+    ref = cv2.resize(img, (448, 252), interpolation=cv2.INTER_AREA)
+    out = resize_image(img, 448, 252)
+    assert out.shape == ref.shape
+    assert np.abs(out.astype(int) - ref).mean() < 3.0
+    nearest = cv2.resize(img, (448, 252), interpolation=cv2.INTER_NEAREST)  # no antialiasing: much further off
+    assert np.abs(nearest.astype(int) - ref).mean() > 2 * np.abs(out.astype(int) - ref).mean()
+    canvas = np.zeros((256, 448, 3), np.uint8)
+    view = canvas[2:254]
+    assert resize_image(img, 448, 252, dst=view) is view
+    np.testing.assert_array_equal(canvas[2:254], out)
+    small = img[:100, :100]
+    np.testing.assert_array_equal(resize_image(small, 150, 150),
+                                  cv2.resize(small, (150, 150), interpolation=cv2.INTER_LINEAR))  # enlarging
+
+
+def test_letterbox_into_a_reused_canvas_matches_letterbox() -> None:
+    rng = np.random.default_rng(1)
+    canvas = np.zeros((64, 128, 3), np.uint8)
+    for shape in [(90, 160, 3), (200, 100, 3), (64, 128, 3)]:
+        img = rng.integers(0, 255, shape, dtype=np.uint8)
+        ref, m = letterbox(img, 128, 64)
+        canvas[:] = 0  # stale content from the previous frame must be overwritten
+        letterbox_into(img, canvas, m)
+        np.testing.assert_array_equal(canvas, ref)
+    with pytest.raises(CoreError, match="does not fit"):
+        letterbox_into(img, np.zeros((64, 64, 3), np.uint8), m)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from perception.core.temporal import (
@@ -59,3 +60,14 @@ def test_gaps_made_by_dropped_frames_are_not_time_jumps() -> None:
         received.add("a", t)
     assert reset_reason(30.1, 29.1, None, None, policy, received.take("a")) is ResetReason.TIME_BACKWARDS
     assert received.take("a") is None
+
+
+def test_signature_is_resolution_independent() -> None:
+    """The same picture at camera resolution and at network size (letterboxed input) gives one signature,
+    so scene cuts are judged alike on either."""
+    rng = np.random.default_rng(3)
+    scene = cv2.resize(rng.integers(0, 255, (9, 16, 3), dtype=np.uint8), (1920, 1080), interpolation=cv2.INTER_CUBIC)
+    small = cv2.resize(scene, (448, 252), interpolation=cv2.INTER_AREA)
+    assert signature_distance(frame_signature(scene), frame_signature(small)) < 0.01
+    other = cv2.resize(rng.integers(0, 255, (9, 16, 3), dtype=np.uint8), (448, 252), interpolation=cv2.INTER_CUBIC)
+    assert signature_distance(frame_signature(scene), frame_signature(other)) > ResetPolicy().scene_cut_threshold
