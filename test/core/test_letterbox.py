@@ -63,7 +63,7 @@ def test_bad_input() -> None:
 def test_resize_image_shrinks_like_inter_area_and_writes_into_a_view() -> None:
     rng = np.random.default_rng(0)
     base = cv2.resize(rng.integers(0, 255, (45, 80, 3), dtype=np.uint8), (1280, 720), interpolation=cv2.INTER_CUBIC)
-    img = np.clip(base + rng.integers(0, 30, base.shape), 0, 255).astype(np.uint8)  # texture that aliases if not averaged
+    img = np.clip(base + rng.integers(0, 30, base.shape), 0, 255).astype(np.uint8)  # aliases unless averaged
     ref = cv2.resize(img, (448, 252), interpolation=cv2.INTER_AREA)
     out = resize_image(img, 448, 252)
     assert out.shape == ref.shape
