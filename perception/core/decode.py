@@ -14,6 +14,7 @@ Everything here is in network-input pixels; map to the source image with
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import cv2
@@ -91,7 +92,27 @@ def decode_detections(
     if len(scores) > topk:
         sel = np.argpartition(-scores, topk - 1)[:topk]
         cls, ii, jj, scores = cls[sel], ii[sel], jj[sel], scores[sel]
-    dist = np.clip(box[:, ii, jj].astype(np.float32), 0.0, None) * float(stride)  # (4, K)
+    return detections_from_peaks(cls, ii, jj, scores, box[:, ii, jj], stride, max_det, nms_iou, image_size)
+
+
+def detections_from_peaks(
+    cls: np.ndarray,
+    ii: np.ndarray,
+    jj: np.ndarray,
+    scores: np.ndarray,
+    dist: np.ndarray,
+    stride: int = 8,
+    max_det: int = 100,
+    nms_iou: float = 0.6,
+    image_size: tuple[int, int] | None = None,
+) -> Detections:
+    """The end of :func:`decode_detections` from its peaks (class, row, column, score, and the (4, K) box
+    distances there), e.g. peaks found on a GPU: boxes, class-aware NMS. Peaks whose distances are not
+    finite are dropped."""
+    finite = np.isfinite(dist).all(axis=0)
+    if not finite.all():
+        cls, ii, jj, scores, dist = cls[finite], ii[finite], jj[finite], scores[finite], dist[:, finite]
+    dist = np.clip(dist.astype(np.float32), 0.0, None) * float(stride)  # (4, K)
     cx = (jj.astype(np.float32) + 0.5) * stride
     cy = (ii.astype(np.float32) + 0.5) * stride
     boxes = np.stack([cx - dist[0], cy - dist[1], cx + dist[2], cy + dist[3]], axis=1).astype(np.float32)
@@ -101,8 +122,8 @@ def decode_detections(
     keep = nms(boxes, scores, cls, nms_iou, max_det)
     return Detections(
         boxes=boxes[keep].reshape(-1, 4),
-        scores=scores[keep].astype(np.float32),
-        class_ids=cls[keep].astype(np.int64),
+        scores=np.asarray(scores)[keep].astype(np.float32),
+        class_ids=np.asarray(cls)[keep].astype(np.int64),
     )
 
 
@@ -229,8 +250,10 @@ def interp_matrix(n_out: int, n_in: int, start: float, step: float) -> np.ndarra
     return r.astype(np.float32)
 
 
+@functools.lru_cache(maxsize=64)
 def lowres_matrices(m: LetterboxMap, map_h: int, map_w: int, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """(Ry, Rx): a (C, map_h, map_w) network output map -> ``Ry @ map @ Rx.T`` on the low-resolution grid."""
+    """(Ry, Rx): a (C, map_h, map_w) network output map -> ``Ry @ map @ Rx.T`` on the low-resolution grid.
+    Cached per geometry (a camera keeps its size): treat the arrays as read-only."""
     gh, gw = grid
     fy, fx = map_h / m.dst_h, map_w / m.dst_w  # map cells per network pixel
     cell_y, cell_x = m.new_h / gh, m.new_w / gw  # network pixels per grid cell
@@ -243,8 +266,14 @@ def resample_lowres(maps: np.ndarray, m: LetterboxMap, grid: tuple[int, int]) ->
     """(C, h, w) network output maps -> (C, gh, gw) float32 on the low-resolution grid (bilinear)."""
     if maps.ndim != 3 or min(maps.shape) < 1:
         raise CoreError(f"maps must be (C, h, w) and non-empty, got {maps.shape}")
-    ry, rx = lowres_matrices(m, maps.shape[1], maps.shape[2], grid)
-    return np.asarray(ry @ np.asarray(maps, np.float32) @ rx.T, dtype=np.float32)
+    c, h, w = maps.shape
+    ry, rx = lowres_matrices(m, h, w, grid)
+    out = np.asarray(maps, np.float32)
+    if ry.shape != (h, h) or not np.array_equal(ry, np.eye(h, dtype=np.float32)):  # one GEMM per axis
+        out = np.tensordot(ry, out, axes=(1, 1)).transpose(1, 0, 2)  # (C, gh, w)
+    if rx.shape != (w, w) or not np.array_equal(rx, np.eye(w, dtype=np.float32)):
+        out = (out.reshape(-1, w) @ rx.T).reshape(c, out.shape[1], rx.shape[0])
+    return np.ascontiguousarray(out, dtype=np.float32)
 
 
 def segmentation_lowres(seg_logits: np.ndarray, m: LetterboxMap, grid: tuple[int, int]) -> np.ndarray:

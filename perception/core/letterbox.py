@@ -95,9 +95,9 @@ def resize_image(image: np.ndarray, new_w: int, new_h: int, dst: np.ndarray | No
     """``image`` resized to ``new_w x new_h``, into ``dst`` (a view of that size) when given.
 
     Enlarging is bilinear. Shrinking is antialiased like ``INTER_AREA`` but about 10x cheaper at camera
-    resolutions: halvings by 2x2 means (OpenCV's integer ``INTER_AREA`` fast path) while the image is at
-    least twice the target, then bilinear for the remaining factor (< 2). Within ~2 grey levels (mean)
-    of a single ``INTER_AREA`` resize on textured images.
+    resolutions: halvings by 2x2 means (OpenCV's integer ``INTER_AREA`` fast path, torch's ``avg_pool2d``
+    in ``models.prepost``) while the image is at least twice the target, then bilinear for the remaining
+    factor (< 2). Within ~2 grey levels (mean) of a single ``INTER_AREA`` resize on textured images.
     """
     h, w = image.shape[:2]
     if (new_w, new_h) == (w, h):
@@ -106,8 +106,9 @@ def resize_image(image: np.ndarray, new_w: int, new_h: int, dst: np.ndarray | No
         dst[...] = image
         return dst
     src = image
-    while src.shape[1] >= 2 * new_w and src.shape[0] >= 2 * new_h:
-        src = cv2.resize(src, (src.shape[1] // 2, src.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    while src.shape[1] >= 2 * new_w and src.shape[0] >= 2 * new_h:  # an odd last row/column is left out
+        hh, hw = src.shape[0] // 2, src.shape[1] // 2
+        src = cv2.resize(src[: 2 * hh, : 2 * hw], (hw, hh), interpolation=cv2.INTER_AREA)
     if dst is None:
         return cv2.resize(src, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     out = cv2.resize(src, (new_w, new_h), dst=dst, interpolation=cv2.INTER_LINEAR)
