@@ -84,9 +84,15 @@ def frame_signature(rgb: np.ndarray, size: int = 16) -> np.ndarray:
     ``4 * size`` pixels, grey, then one area resize (the Perceptor passes its letterboxed input: ~0.05 ms)."""
     img = rgb
     while min(img.shape[:2]) >= 4 * size:
-        img = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        hh, hw = img.shape[0] // 2, img.shape[1] // 2
+        img = cv2.resize(img[: 2 * hh, : 2 * hw], (hw, hh), interpolation=cv2.INTER_AREA)
     gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if img.ndim == 3 else img
-    small = cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
+    return signature_from_thumbnail(cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA))
+
+
+def signature_from_thumbnail(thumbnail: np.ndarray) -> np.ndarray:
+    """The signature of a grey ``size x size`` thumbnail (e.g. area-pooled on a GPU): mean removed, unit norm."""
+    small = np.asarray(thumbnail, dtype=np.float32).ravel().copy()
     small -= small.mean()
     norm = float(np.linalg.norm(small))
     return small / norm if norm > 1e-6 else small

@@ -15,9 +15,12 @@ back), while the other frames of the batch are returned with the error.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -27,13 +30,21 @@ from perception.core.decode import (
     attention_scores_lowres,
     decode_detections,
     decode_segmentation,
+    detections_from_peaks,
     lowres_grid,
     lowres_scale,
     segmentation_lowres,
     upsample_attention,
 )
 from perception.core.letterbox import LetterboxMap, letterbox, letterbox_into
-from perception.core.temporal import ResetPolicy, ResetReason, StreamSteps, frame_signature, reset_reason
+from perception.core.temporal import (
+    ResetPolicy,
+    ResetReason,
+    StreamSteps,
+    frame_signature,
+    reset_reason,
+    signature_from_thumbnail,
+)
 from perception.core.types import Detections
 from perception.runtime.base import Backend
 
@@ -66,6 +77,13 @@ class PerceptorConfig:
     segmentation: bool = True
     attention: bool = True
     reset: ResetPolicy = field(default_factory=ResetPolicy)
+    # pre/post-processing on the network's device (backends offering ``device_prepost``: torch): "auto" on CUDA
+    # only, "on" wherever offered (CPU tensors too), "off" never (numpy on the host)
+    device_prepost: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.device_prepost not in ("auto", "on", "off"):
+            raise ValueError(f"device_prepost must be auto, on or off, not {self.device_prepost!r}")
 
 
 @dataclass(frozen=True)
@@ -79,37 +97,43 @@ class FrameInput:
 
 
 class InputResolutionMaps:
-    """A result's segmentation and attention at INPUT resolution, made on first use from the network outputs
-    (kept for that; a few hundred KB) and then kept. Shared by copies of the result; thread-safe."""
+    """A result's segmentation and attention at INPUT resolution, made on first use (by ``make_*``, which keep
+    what they need: the network's low-resolution outputs) and then kept. Shared by copies of the result;
+    thread-safe."""
 
     def __init__(
         self,
         segmentation: np.ndarray | None = None,
         attention: np.ndarray | None = None,
         *,
-        seg_logits: np.ndarray | None = None,
-        attention_map: np.ndarray | None = None,
-        lmap: LetterboxMap | None = None,
+        make_segmentation: Callable[[], np.ndarray] | None = None,
+        make_attention: Callable[[], np.ndarray] | None = None,
     ) -> None:
         self._seg, self._att = segmentation, attention
-        self._seg_logits, self._att_map, self._lmap = seg_logits, attention_map, lmap
+        self._make_seg, self._make_att = make_segmentation, make_attention
         self._lock = threading.Lock()
 
     def segmentation(self) -> np.ndarray | None:
         with self._lock:
-            if self._seg is None and self._seg_logits is not None and self._lmap is not None:
-                m = self._lmap
-                self._seg = m.mask_to_src(decode_segmentation(self._seg_logits, m.dst_h, m.dst_w), cv2.INTER_NEAREST)
-                self._seg_logits = None
+            if self._seg is None and self._make_seg is not None:
+                self._seg, self._make_seg = self._make_seg(), None
             return self._seg
 
     def attention(self) -> np.ndarray | None:
         with self._lock:
-            if self._att is None and self._att_map is not None and self._lmap is not None:
-                m = self._lmap
-                self._att = m.mask_to_src(upsample_attention(self._att_map, m.dst_h, m.dst_w), cv2.INTER_LINEAR)
-                self._att_map = None
+            if self._att is None and self._make_att is not None:
+                self._att, self._make_att = self._make_att(), None
             return self._att
+
+
+def input_resolution_segmentation(seg_logits: np.ndarray, m: LetterboxMap) -> np.ndarray:
+    """(S, h, w) logits -> (src_h, src_w) uint8: bilinear to the network input, argmax, back to the input image."""
+    return m.mask_to_src(decode_segmentation(seg_logits, m.dst_h, m.dst_w), cv2.INTER_NEAREST)
+
+
+def input_resolution_attention(att: np.ndarray, m: LetterboxMap) -> np.ndarray:
+    """(1, h, w) attention -> (src_h, src_w) float32: bilinear to the network input, back to the input image."""
+    return m.mask_to_src(upsample_attention(att, m.dst_h, m.dst_w), cv2.INTER_LINEAR)
 
 
 @dataclass(frozen=True, init=False)
@@ -230,6 +254,20 @@ class Perceptor:
         self.input_h, self.input_w = int(image_spec.shape[2]), int(image_spec.shape[3])
         self._cameras: dict[str, _CameraState] = {}
         self._buffers = _Buffers()
+        self._device: Any = None  # models.prepost.DevicePrePost when pre/post-processing runs on the device
+        mode = self.config.device_prepost
+        make = getattr(backend, "device_prepost", None)
+        if mode == "on" and make is None:
+            raise PipelineError(f"device_prepost 'on', but the {backend.name} backend cannot run pre/post-processing "
+                                "on its device (the torch backend can); use 'auto' or 'off'")
+        if make is not None and (mode == "on" or (mode == "auto" and
+                                                  str(getattr(backend, "torch_device", "")).startswith("cuda"))):
+            self._device = make(self.input_h, self.input_w)
+
+    @property
+    def device_prepost(self) -> bool:
+        """Whether pre/post-processing runs on the network's device (``PerceptorConfig.device_prepost``)."""
+        return self._device is not None
 
     # -- state ---------------------------------------------------------------------------------
     def reset(self, camera_id: str | None = None) -> None:
@@ -244,12 +282,11 @@ class Perceptor:
         cam = self._cameras.get(camera_id)
         return {k: v.copy() for k, v in cam.memory.items()} if cam else {}
 
-    def _state_for(self, frame: FrameInput, boxed: np.ndarray, lmap: LetterboxMap) -> tuple[_CameraState, ResetReason]:
-        """The camera's state for this frame; the scene-cut signature is taken from the letterboxed image."""
+    def _state_for(self, frame: FrameInput, signature: Callable[[], np.ndarray]) -> tuple[_CameraState, ResetReason]:
+        """The camera's state for this frame; ``signature`` makes the scene-cut signature when one is needed."""
         cam = self._cameras.setdefault(frame.camera_id, _CameraState())
         policy = self.config.reset
-        sig = (frame_signature(lmap.crop_valid(boxed)) if (self.backend.is_temporal and policy.detect_scene_cuts)
-               else None)
+        sig = signature() if (self.backend.is_temporal and policy.detect_scene_cuts) else None
         if frame.scene_cut:
             reason = ResetReason.REQUESTED
         else:
@@ -275,10 +312,12 @@ class Perceptor:
         ids = [f.camera_id for f in frames]
         if len(set(ids)) != len(ids):
             raise PipelineError(f"a batch holds at most one frame per camera, got {ids}")
-        n = len(frames)
-        t0 = time.perf_counter()
         for f in frames:
             _check_rgb(f.rgb)
+        if self._device is not None:
+            return self._process_batch_device(frames)
+        n = len(frames)
+        t0 = time.perf_counter()
         canvas, image = self._buffers.get(n, self.input_h, self.input_w)
         lmaps = []
         for k, f in enumerate(frames):
@@ -288,26 +327,27 @@ class Perceptor:
         t_box = time.perf_counter()
         np.multiply(canvas.transpose(0, 3, 1, 2), _INV255, out=image)
         t_norm = time.perf_counter()
-        states = [self._state_for(f, canvas[k], lmaps[k]) for k, f in enumerate(frames)]
-        inputs = {"image": image}
-        for name in self.backend.state_pairs:
-            inputs[name] = np.concatenate([cam.memory[name] for cam, _ in states])
+        states = [self._state_for(f, functools.partial(_signature, canvas[k], lmaps[k])) for k, f in enumerate(frames)]
+        inputs = {"image": image, **self._batch_state(states)}
         t1 = time.perf_counter()
         out = self.backend.infer(inputs)
         t2 = time.perf_counter()
-        pre = {"preprocess": 1e3 * (t1 - t0) / n, "preprocess.letterbox": 1e3 * (t_box - t0) / n,
-               "preprocess.normalise": 1e3 * (t_norm - t_box) / n, "preprocess.signature": 1e3 * (t1 - t_norm) / n,
-               "infer": 1e3 * (t2 - t1)}
+        pre = _pre_timings(n, t0, t_box, t_norm, t1, t2)
         bad = non_finite_outputs(out, n)
         for i, (cam, _) in enumerate(states):
             cam.memory = {name: out[o][i : i + 1] for name, o in self.backend.state_pairs.items()}
         results: list[PerceptionResult | None] = []
         for i, f in enumerate(frames):
-            if i in bad:
-                self._cameras.pop(f.camera_id, None)  # never feed a NaN state back: start afresh
-                results.append(None)
-                continue
-            results.append(self._postprocess(f, out, i, lmaps[i], states[i][1], dict(pre)))
+            results.append(None if i in bad else self._postprocess(f, out, i, lmaps[i], states[i][1], dict(pre)))
+        return self._finish(frames, results, bad)
+
+    def _batch_state(self, states: list[tuple[_CameraState, ResetReason]]) -> dict[str, np.ndarray]:
+        return {name: np.concatenate([cam.memory[name] for cam, _ in states]) for name in self.backend.state_pairs}
+
+    def _finish(self, frames: list[FrameInput], results: list[PerceptionResult | None],
+                bad: dict[int, list[str]]) -> list[PerceptionResult]:
+        for i in bad:
+            self._cameras.pop(frames[i].camera_id, None)  # never feed a NaN state back: start afresh
         if bad:
             detail = "; ".join(f"{frames[i].camera_id}: {', '.join(names)}" for i, names in sorted(bad.items()))
             raise InvalidOutputError([frames[i].camera_id for i in sorted(bad)], results, detail)
@@ -328,29 +368,89 @@ class Perceptor:
             out["heatmap"][i], out["box"][i], stride=8, score_thresh=cfg.score_thresh, max_det=cfg.max_det,
             nms_iou=cfg.nms_iou,
         )
-        boxes = lmap.boxes_to_src(det.boxes)
         t_dec = t_seg = t_att = time.perf_counter()
         # the low-resolution grid has the stride of the finest map (segmentation: 4 network pixels)
         finest = out["seg"] if "seg" in out else out["attention"]
         grid = lowres_grid(lmap, max(1, round(self.input_h / finest.shape[2])))
-        seg_low = seg_logits = None
+        seg_low = att_low = None
+        make_seg = make_att = None
         if cfg.segmentation:
             seg_logits = np.array(out["seg"][i], dtype=np.float32)  # a copy: backends may reuse output buffers
             seg_low = segmentation_lowres(seg_logits, lmap, grid)
+            make_seg = functools.partial(input_resolution_segmentation, seg_logits, lmap)
             t_seg = t_att = time.perf_counter()
-        att_low = att_map = scores_att = None
         if cfg.attention:
             att_map = np.array(out["attention"][i], dtype=np.float32)
             att_low = attention_lowres(att_map, lmap, grid)
+            make_att = functools.partial(input_resolution_attention, att_map, lmap)
             t_att = time.perf_counter()
-            scores_att = attention_scores_lowres(att_low, boxes, lowres_scale(lmap, grid), (lmap.src_h, lmap.src_w))
-        detections = Detections(boxes=boxes.astype(np.float32), scores=det.scores, class_ids=det.class_ids,
-                                attention=scores_att)
+        r = self._result(frame, reason, lmap, det, grid, seg_low, att_low,
+                         InputResolutionMaps(make_segmentation=make_seg, make_attention=make_att), timings)
         t1 = time.perf_counter()
         timings.update({"postprocess": 1e3 * (t1 - t0), "postprocess.decode": 1e3 * (t_dec - t0),
                         "postprocess.seg": 1e3 * (t_seg - t_dec), "postprocess.attention": 1e3 * (t_att - t_seg),
                         "postprocess.scores": 1e3 * (t1 - t_att)})
-        maps = InputResolutionMaps(seg_logits=seg_logits, attention_map=att_map, lmap=lmap)
+        return r
+
+    def _result(self, frame: FrameInput, reason: ResetReason, lmap: LetterboxMap, det: Detections,
+                grid: tuple[int, int], seg_low: np.ndarray | None, att_low: np.ndarray | None,
+                maps: InputResolutionMaps, timings: dict[str, float]) -> PerceptionResult:
+        """A result from network-input detections and low-resolution maps: boxes and per-object attention
+        (on the low-resolution map) in input pixels."""
+        boxes = lmap.boxes_to_src(det.boxes)
+        scale = lowres_scale(lmap, grid)
+        scores_att = (attention_scores_lowres(att_low, boxes, scale, (lmap.src_h, lmap.src_w))
+                      if att_low is not None else None)
+        detections = Detections(boxes=boxes.astype(np.float32), scores=det.scores, class_ids=det.class_ids,
+                                attention=scores_att)
         return PerceptionResult(frame.camera_id, frame.stamp, detections, reset=reason, timings_ms=timings,
-                                segmentation_lowres=seg_low, attention_lowres=att_low,
-                                lowres_scale=lowres_scale(lmap, grid), maps=maps)
+                                segmentation_lowres=seg_low, attention_lowres=att_low, lowres_scale=scale, maps=maps)
+
+    def _process_batch_device(self, frames: list[FrameInput]) -> list[PerceptionResult]:
+        """:meth:`process_batch` with pre/post-processing on the network's device (``models.prepost``): frames go
+        up as uint8, the state and small results come back."""
+        dev, cfg, n = self._device, self.config, len(frames)
+        t0 = time.perf_counter()
+        batch = dev.preprocess([f.rgb for f in frames])
+        t_box = time.perf_counter()
+        states = [self._state_for(f, functools.partial(signature_from_thumbnail, batch.thumbnails[k]))
+                  for k, f in enumerate(frames)]
+        state = self._batch_state(states)
+        t1 = time.perf_counter()
+        infer_tensors = getattr(self.backend, "infer_tensors")  # noqa: B009 (offered with device_prepost)
+        dout = dev.infer(infer_tensors, batch, state, list(self.backend.state_pairs.values()))
+        t2 = time.perf_counter()
+        pre = _pre_timings(n, t0, t_box, t_box, t1, t2)
+        for i, (cam, _) in enumerate(states):
+            cam.memory = {name: dout.state[o][i : i + 1] for name, o in self.backend.state_pairs.items()}
+        posts = dev.postprocess(dout.outputs, batch.maps, cfg.score_thresh, segmentation=cfg.segmentation,
+                                attention=cfg.attention)
+        t3 = time.perf_counter()
+        results: list[PerceptionResult | None] = []
+        for i, f in enumerate(frames):
+            if i in dout.non_finite:
+                results.append(None)
+                continue
+            p = posts[i]
+            cls, rows, cols, scores, dist = p.peaks
+            det = detections_from_peaks(cls, rows, cols, scores, dist, 8, cfg.max_det, cfg.nms_iou)
+            grid = (p.segmentation_lowres if p.segmentation_lowres is not None else p.attention_lowres)
+            shape = grid.shape if grid is not None else (1, 1)
+            maps = InputResolutionMaps(make_segmentation=p.make_segmentation, make_attention=p.make_attention)
+            timings = dict(pre)
+            results.append(self._result(f, states[i][1], batch.maps[i], det, (shape[0], shape[1]),
+                                        p.segmentation_lowres, p.attention_lowres, maps, timings))
+            timings["postprocess"] = 1e3 * ((t3 - t2) / n + time.perf_counter() - t3)
+        return self._finish(frames, results, dout.non_finite)
+
+
+def _signature(boxed: np.ndarray, lmap: LetterboxMap) -> np.ndarray:
+    """The scene-cut signature of a letterboxed frame (its image part)."""
+    return frame_signature(lmap.crop_valid(boxed))
+
+
+def _pre_timings(n: int, t0: float, t_box: float, t_norm: float, t1: float, t2: float) -> dict[str, float]:
+    """timings_ms of a batch's pre-processing (shared out equally among its n frames) and inference."""
+    return {"preprocess": 1e3 * (t1 - t0) / n, "preprocess.letterbox": 1e3 * (t_box - t0) / n,
+            "preprocess.normalise": 1e3 * (t_norm - t_box) / n, "preprocess.signature": 1e3 * (t1 - t_norm) / n,
+            "infer": 1e3 * (t2 - t1)}

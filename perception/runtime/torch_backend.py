@@ -152,25 +152,46 @@ class TorchBackend(Backend):
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
-        model = self._require()
-        cfg = self.config
-        dev = torch.device(cfg.device)
+        self._require()
+        dev = torch.device(self.config.device)
         try:
             image = torch.from_numpy(np.ascontiguousarray(inputs["image"], dtype=np.float32)).to(dev)
         except KeyError as e:
             raise BackendError("torch backend: input 'image' missing") from e
+        tensors = {"image": image}
+        for k in self.state_pairs:
+            tensors[k] = torch.from_numpy(np.asarray(inputs[k], dtype=np.float32)).to(dev)
+        return {k: v.float().cpu().numpy() for k, v in self.infer_tensors(tensors).items()}
+
+    @property
+    def torch_device(self) -> str:
+        """The device the network runs on; :meth:`infer_tensors` takes and returns tensors there."""
+        return self.config.device
+
+    def device_prepost(self, input_h: int, input_w: int) -> Any:
+        """Pre/post-processing for this backend's device (:class:`perception.models.prepost.DevicePrePost`)."""
+        from perception.models.prepost import DevicePrePost
+
+        return DevicePrePost(input_h, input_w, self.config.device)
+
+    def infer_tensors(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """:meth:`infer` on tensors already on :attr:`torch_device` (pre/post-processing on the device,
+        ``models.prepost``): same names, outputs stay on the device (state under its output names)."""
+        import torch
+
+        model = self._require()
+        cfg = self.config
+        image = inputs["image"]
         if cfg.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
-        kwargs = {}
-        if model.is_temporal:
-            kwargs = {k: torch.from_numpy(np.asarray(inputs[k], dtype=np.float32)).to(dev) for k in self.state_pairs}
+        kwargs = {k: inputs[k] for k in self.state_pairs} if model.is_temporal else {}
         if cfg.cuda_graph:
             out = self._graph_run(image, kwargs)
         else:
-            with torch.inference_mode(), self._autocast(dev.type):
+            with torch.inference_mode(), self._autocast(torch.device(cfg.device).type):
                 out = self._run(image, **kwargs)
         pairs = self.state_pairs
-        return {pairs.get(k, k): v.float().cpu().numpy() for k, v in out.items()}
+        return {pairs.get(k, k): v for k, v in out.items()}
 
     def _autocast(self, device_type: str) -> Any:
         import torch
