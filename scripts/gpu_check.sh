@@ -3,6 +3,7 @@
 #   1. the CUDA/TensorRT-gated tests (those marked @pytest.mark.gpu; TensorRT ones skip without TensorRT)
 #   2. torch inference of the shipped network on CUDA: eager fp32 vs fp16 autocast vs torch.compile fp16
 #      vs fp16 + CUDA graphs (`perception bench runtime --device cuda --compile`)
+#   2b. the frame path: pre/post-processing on the GPU vs in numpy (`perception bench pipeline`)
 #   3. training throughput: `perception train` for --steps on CUDA vs --cpu-steps on this machine's CPU
 #   4. OUT/summary.md (also printed)
 #
@@ -108,6 +109,8 @@ else
 fi
 step bench 180 "${PERCEPTION[@]}" bench runtime --device cuda --compile --iters 20 --warmup 3 \
   --cache-dir "$OUT/cache" --out "$OUT"
+step pipeline 120 "${PERCEPTION[@]}" bench pipeline --backends torch-cuda,torch-cuda-host --frames 20 --warmup 3 \
+  --out "$OUT"
 if [ ! -d "$DATA" ] && ! "$PYTHON" -c "import open3d" 2>/dev/null; then
   echo "train: FAILED (no rendered drives in $DATA and no open3d here: run scripts/gpu_check.sh --prepare" \
        "on the dev machine and bring $DATA along)" | tee -a "$OUT/status.txt"

@@ -1,6 +1,6 @@
 """One-screen summary of `make gpu-check` (scripts/gpu_check.sh): tests, inference benchmark, training speed.
 
-    python3 scripts/gpu_check_summary.py OUT_DIR   # reads OUT_DIR/{status.txt,tests.xml,bench_runtime.json,runs/}
+    python3 scripts/gpu_check_summary.py OUT_DIR   # reads OUT_DIR/{status.txt,tests.xml,bench_*.json,runs/}
 
 Standard library only: it must run even where the project's dependencies do not. Prints the summary and
 writes it to OUT_DIR/summary.md.
@@ -48,6 +48,22 @@ def _bench(out: Path) -> list[str]:
     return lines
 
 
+def _pipeline(out: Path) -> list[str]:
+    path = out / "bench_pipeline.json"
+    if not path.is_file():
+        return ["- no pipeline report (bench_pipeline.json missing)"]
+    data = json.loads(path.read_text())
+    lines = [f"{data.get('title', '')}", "",
+             "| variant | infer ms | pre ms | post ms | total / infer | 4 cameras batched / unbatched |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in data.get("rows", []):
+        vals = (r.get(k, float("nan")) for k in ("infer_ms", "pre_ms", "post_ms", "total/infer", "batched/unbatched"))
+        lines.append(f"| {r['name']} | " + " | ".join(f"{v:.2f}" for v in vals) + " |")
+    lines += [f"- goal {g['what']}: {g['value']:.2f} ({g['goal']}: {'met' if g['met'] else 'NOT met'})"
+              for g in data.get("goals", [])]
+    return lines
+
+
 def _steady_rate(run: Path) -> tuple[float, int] | None:
     """(images/s between the first and the last log entry, last step): leaves out start-up (data, cuDNN
     tuning, allocation); with one entry, the rate since the start. None when the run left no log."""
@@ -88,6 +104,7 @@ def main(out_dir: str) -> int:
         "## Steps", *[f"- {s}" for s in status], "",
         "## CUDA/TensorRT-gated tests", *_tests(out), "",
         "## Inference (perception bench runtime --device cuda)", *_bench(out), "",
+        "## Frame path (perception bench pipeline: pre/post on the GPU vs in numpy)", *_pipeline(out), "",
         "## Training throughput (perception train, steady state)", *_train(out), "",
     ])
     (out / "summary.md").write_text(text, encoding="utf-8")

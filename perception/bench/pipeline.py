@@ -1,14 +1,17 @@
 """`perception bench pipeline`: where a frame's time goes in ``Perceptor`` (pre-, post-processing vs the network).
 
-For each input size (default 640x384, 1280x720, 1920x1080) and backend (ONNX Runtime; torch with
-``--backends onnxruntime,torch``) the shipped network runs on frames of the golden drive (scaled to the
-size), streamed with its temporal state, and reports per stage (medians over ``--frames`` frames):
+For each input size (default 640x384, 1280x720, 1920x1080) and backend the shipped network runs on
+frames of the golden drive (scaled to the size), streamed with its temporal state, and reports per stage
+(medians over ``--frames`` frames). Backends (``--backends``, comma-separated): ``onnxruntime`` (default),
+``torch`` (CPU), ``torch-device`` (CPU, pre/post-processing as torch ops: ``PerceptorConfig.device_prepost``),
+``torch-cuda`` (pre/post on the GPU) and ``torch-cuda-host`` (the same network, pre/post in numpy).
 
 - preprocess: ``letterbox`` (resize into the network input), ``normalise`` (uint8 HWC -> float CHW),
   ``signature`` (the scene-cut thumbnail, ``core.temporal``);
 - ``infer``: the backend call;
 - postprocess: ``decode`` (boxes, NMS), ``seg`` / ``attention`` (the maps the result carries),
-  ``scores`` (per-object attention);
+  ``scores`` (per-object attention); with pre/post on the device, ``device`` (peaks and low-resolution
+  maps on the device, the frame's share) and ``decode`` (boxes, NMS, per-object attention on the host);
 - ``fullres``: what a consumer pays on top to get segmentation AND attention at input resolution
   (``PerceptionResult.segmentation`` / ``.attention``; computed on first access);
 - ``total / infer`` (without ``fullres``) and ``total+fullres / infer``.
@@ -38,7 +41,7 @@ from perception.weights import checkpoint_arg
 DEFAULT_SIZES = ((640, 384), (1280, 720), (1920, 1080))  # (W, H) camera images
 GOLDEN_DRIVE = Path(__file__).resolve().parents[2] / "test" / "data" / "golden" / "drive"
 PRE = ("letterbox", "normalise", "signature")
-POST = ("decode", "seg", "attention", "scores")
+POST = ("decode", "seg", "attention", "scores", "device")
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default=d.checkpoint, type=checkpoint_arg,
                    help="checkpoint path or shipped name (default %(default)s)")
     p.add_argument("--backends", default=",".join(d.backends),
-                   help="comma-separated: onnxruntime, torch (default %(default)s)")
+                   help=f"comma-separated, of {', '.join(BACKENDS)} (default %(default)s)")
     p.add_argument("--sizes", nargs="+", type=_size_wh, default=list(d.sizes), metavar="WxH",
                    help="camera image sizes (default 640x384 1280x720 1920x1080)")
     p.add_argument("--cameras", type=int, default=d.cameras, help="cameras of the batched rows (default %(default)s)")
@@ -82,14 +85,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=d.out)
 
 
-def _frames(bag: str, n: int) -> list[np.ndarray]:
-    """Source frames: the bag's images, or a drawn road-like scene when the bag is not there."""
+def _frames(bag: str, n: int) -> tuple[list[np.ndarray], str]:
+    """Source frames and where they came from: the bag's images, or drawn road-like scenes when the bag
+    (or a bag reader) is not there."""
     if Path(bag).exists():
-        from perception.bag.io import rgb_frames
+        try:
+            from perception.bag.io import rgb_frames
 
-        frames = list(rgb_frames(bag, max_frames=n))
+            frames = list(rgb_frames(bag, max_frames=n))
+        except ImportError:  # no bag reader (e.g. a GPU machine without rosbags): drawn scenes
+            frames = []
         if frames:
-            return frames
+            return frames, bag
     rng = np.random.default_rng(0)
     out = []
     for k in range(max(n, 1)):
@@ -100,21 +107,31 @@ def _frames(bag: str, n: int) -> list[np.ndarray]:
             x, y = int(rng.integers(0, 280)), int(rng.integers(80, 160)) + k
             cv2.rectangle(img, (x, y), (x + 30, min(191, y + 24)), tuple(int(c) for c in rng.integers(0, 255, 3)), -1)
         out.append(img)
-    return out
+    return out, "drawn scenes"
+
+
+BACKENDS = {  # name -> (runtime, torch device, PerceptorConfig.device_prepost)
+    "onnxruntime": ("onnxruntime", "cpu", "off"),
+    "torch": ("torch", "cpu", "off"),
+    "torch-device": ("torch", "cpu", "on"),
+    "torch-cuda": ("torch", "cuda", "on"),
+    "torch-cuda-host": ("torch", "cuda", "off"),
+}
 
 
 def _backend(name: str, cfg: PipelineBenchConfig, ckpt: Path, size: tuple[int, int]) -> Any:
-    if name == "onnxruntime":
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}: use {', '.join(BACKENDS)}")
+    runtime, device, _ = BACKENDS[name]
+    if runtime == "onnxruntime":
         from perception.deploy.ondemand import cached_export
         from perception.runtime.onnx_backend import OnnxRuntimeBackend, OnnxRuntimeConfig
 
         onnx = cached_export(ckpt, size, max(cfg.cameras, 1), Path(cfg.cache_dir) / "onnx")
         return OnnxRuntimeBackend(onnx, OnnxRuntimeConfig(providers=("cpu",), threads=cfg.threads))
-    if name == "torch":
-        from perception.runtime.torch_backend import TorchBackend, TorchBackendConfig
+    from perception.runtime.torch_backend import TorchBackend, TorchBackendConfig
 
-        return TorchBackend(ckpt, size, TorchBackendConfig(threads=cfg.threads))
-    raise ValueError(f"unknown backend {name!r}: use onnxruntime or torch")
+    return TorchBackend(ckpt, size, TorchBackendConfig(device=device, threads=cfg.threads))
 
 
 def _stage_medians(timings: list[dict[str, float]]) -> dict[str, float]:
@@ -172,22 +189,23 @@ def run_benchmark(cfg: PipelineBenchConfig) -> Report:
     import torch
 
     from perception.models.checkpoint import checkpoint_input_size
-    from perception.pipeline.perceptor import Perceptor
+    from perception.pipeline.perceptor import Perceptor, PerceptorConfig
     from perception.weights import resolve_checkpoint
 
     torch.set_num_threads(cfg.threads)
     ckpt = resolve_checkpoint(cfg.checkpoint)
     net = checkpoint_input_size(ckpt)
     report = Report(f"Perceptor stages: {ckpt.name}, network input {net[0]}x{net[1]}, {cfg.threads} threads")
-    source = _frames(cfg.bag, 12)
+    source, origin = _frames(cfg.bag, 12)
     for name in cfg.backends:
         backend = _backend(name, cfg, ckpt, net)
         backend.load()
+        pcfg = PerceptorConfig(device_prepost=BACKENDS[name][2])
         try:
             for w, h in cfg.sizes:
                 images = [np.ascontiguousarray(cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR))
                           for f in source]
-                med = _single_row(Perceptor(backend), images, cfg)
+                med = _single_row(Perceptor(backend, pcfg), images, cfg)
                 pre = med.get("preprocess", float("nan"))
                 post = med.get("postprocess", float("nan"))
                 infer = med["infer"]
@@ -199,7 +217,7 @@ def run_benchmark(cfg: PipelineBenchConfig) -> Report:
                 row["total/infer"] = (pre + infer + post) / infer
                 row["total+fullres/infer"] = (pre + infer + post + med["fullres"]) / infer
                 if cfg.cameras > 1:
-                    b, u = _images_per_s(Perceptor(backend), Perceptor(backend), images, cfg)
+                    b, u = _images_per_s(Perceptor(backend, pcfg), Perceptor(backend, pcfg), images, cfg)
                     row[f"{cfg.cameras}cam_batched_img/s"] = b
                     row[f"{cfg.cameras}cam_unbatched_img/s"] = u
                     row["batched/unbatched"] = b / u
@@ -214,7 +232,7 @@ def run_benchmark(cfg: PipelineBenchConfig) -> Report:
         "process(); total/infer leaves it out (consumers of the low-resolution maps never pay it)",
         f"{cfg.cameras}cam: process_batch of {cfg.cameras} cameras vs {cfg.cameras} process() calls, "
         "interleaved per round, images/s of the medians",
-        f"frames: {cfg.bag if Path(cfg.bag).exists() else 'drawn scenes'} scaled to each size; "
+        f"frames: {origin} scaled to each size; "
         f"{cfg.frames} timed frames after {cfg.warmup} warm-up",
     ]
     return report
@@ -222,6 +240,8 @@ def run_benchmark(cfg: PipelineBenchConfig) -> Report:
 
 def _goals(report: Report, cfg: PipelineBenchConfig) -> None:
     for r in report.rows:
+        if r["name"] == "torch-cuda 1280x720":
+            report.add_goal("torch-cuda 1280x720 total / infer", r["total/infer"], "<= 1.1", r["total/infer"] <= 1.1)
         if r["name"] == "onnxruntime 1280x720":
             report.add_goal("onnxruntime 1280x720 total / infer", r["total/infer"], "<= 1.25", r["total/infer"] <= 1.25)
             if "batched/unbatched" in r:
@@ -230,8 +250,23 @@ def _goals(report: Report, cfg: PipelineBenchConfig) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
+    backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown or not backends:
+        print(f"perception bench pipeline: error: unknown backends {unknown}; use {', '.join(BACKENDS)}",
+              file=sys.stderr)
+        return 2
+    if any(BACKENDS[b][1] == "cuda" for b in backends):
+        import torch
+
+        if not torch.cuda.is_available():
+            print("perception bench pipeline: error: a torch-cuda backend was asked for, but torch sees no CUDA "
+                  "device; use onnxruntime, torch or torch-device", file=sys.stderr)
+            return 2
     cfg = PipelineBenchConfig(
-        checkpoint=args.checkpoint, backends=tuple(b.strip() for b in args.backends.split(",") if b.strip()),
+        checkpoint=args.checkpoint, backends=backends,
         sizes=tuple(args.sizes), cameras=args.cameras, frames=args.frames, warmup=args.warmup,
         threads=args.threads, bag=args.bag, cache_dir=args.cache_dir, out=args.out)
     report = run_benchmark(cfg)

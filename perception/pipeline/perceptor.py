@@ -106,8 +106,8 @@ class InputResolutionMaps:
         segmentation: np.ndarray | None = None,
         attention: np.ndarray | None = None,
         *,
-        make_segmentation: Callable[[], np.ndarray] | None = None,
-        make_attention: Callable[[], np.ndarray] | None = None,
+        make_segmentation: Callable[[], np.ndarray | None] | None = None,
+        make_attention: Callable[[], np.ndarray | None] | None = None,
     ) -> None:
         self._seg, self._att = segmentation, attention
         self._make_seg, self._make_att = make_segmentation, make_attention
@@ -173,8 +173,12 @@ class PerceptionResult:
         lowres_scale: tuple[float, float] | None = None,
         maps: InputResolutionMaps | None = None,
     ) -> None:
-        if maps is None:
-            maps = InputResolutionMaps(segmentation, attention)
+        if maps is None or segmentation is not None or attention is not None:
+            # given maps win; with ``maps`` too (dataclasses.replace(r, segmentation=...)) the other one stays lazy
+            maps = InputResolutionMaps(
+                segmentation, attention,
+                make_segmentation=maps.segmentation if maps is not None and segmentation is None else None,
+                make_attention=maps.attention if maps is not None and attention is None else None)
         if segmentation_lowres is None and attention_lowres is None and lowres_scale is None:
             segmentation_lowres, attention_lowres, lowres_scale = segmentation, attention, (1.0, 1.0)
         values = {"camera_id": camera_id, "stamp": stamp, "detections": detections, "reset": reset,
@@ -438,9 +442,12 @@ class Perceptor:
             shape = grid.shape if grid is not None else (1, 1)
             maps = InputResolutionMaps(make_segmentation=p.make_segmentation, make_attention=p.make_attention)
             timings = dict(pre)
+            t_host = time.perf_counter()
             results.append(self._result(f, states[i][1], batch.maps[i], det, (shape[0], shape[1]),
                                         p.segmentation_lowres, p.attention_lowres, maps, timings))
-            timings["postprocess"] = 1e3 * ((t3 - t2) / n + time.perf_counter() - t3)
+            host_s = time.perf_counter() - t_host
+            timings.update({"postprocess": 1e3 * ((t3 - t2) / n + host_s), "postprocess.device": 1e3 * (t3 - t2) / n,
+                            "postprocess.decode": 1e3 * host_s})
         return self._finish(frames, results, dout.non_finite)
 
 

@@ -113,6 +113,9 @@ def test_input_resolution_maps_are_lazy_and_unchanged(backend: TorchBackend, siz
     assert r.segmentation is r.segmentation  # made once, then kept
     # a copy (as the ROS runner makes with new detections) shares the maps
     assert dataclasses.replace(r, detections=Detections()).segmentation is r.segmentation
+    other = np.zeros((2, 2), np.uint8)
+    swapped = dataclasses.replace(r, segmentation=other)  # replacing one map keeps the other
+    assert swapped.segmentation is other and swapped.attention is r.attention
     # per-object attention from the low-resolution map is close to the input-resolution one
     d = r.detections
     assert d.attention is not None and len(d) > 0
