@@ -21,6 +21,6 @@ def test_bench_pipeline_small(tmp_path: Path) -> None:
         stages = [r[k] for k in ("pre.letterbox", "pre.signature", "post.decode")]
         assert all(v >= 0 for v in stages) and r["infer_ms"] > 0 and r["fullres_ms"] >= 0
         assert r["total/infer"] >= 1.0 and r["total+fullres/infer"] >= r["total/infer"]
-        assert r["2cam_batched_img/s"] > 0 and r["batched/unbatched"] > 0
+        assert r["2cam_batched_img/s"] > 0 and r["batched/unbatched"] > 0 and r["infer_only_batched/unbatched"] > 0
     assert "total/infer" in (out / "bench_pipeline.md").read_text()
     assert main(["bench", "pipeline", "--backends", "nope", "--out", str(out)]) == 2
