@@ -114,7 +114,7 @@ def test_input_resolution_maps_are_lazy_and_unchanged(backend: TorchBackend, siz
     # a copy (as the ROS runner makes with new detections) shares the maps
     assert dataclasses.replace(r, detections=Detections()).segmentation is r.segmentation
     other = np.zeros((2, 2), np.uint8)
-    swapped = dataclasses.replace(r, segmentation=other)  # replacing one map keeps the other
+    swapped = dataclasses.replace(r, segmentation=other)  # type: ignore[call-arg]  # keeps the other map
     assert swapped.segmentation is other and swapped.attention is r.attention
     # per-object attention from the low-resolution map is close to the input-resolution one
     d = r.detections
