@@ -19,9 +19,11 @@ from perception.train.metrics3d import detection_metrics
 from perception.train.objects_eval import (
     ObjectDrive,
     ObjectsEvalConfig,
+    evaluate_objects,
     ground_truth_result,
     gt_boxes,
     loss_causes,
+    markdown,
     predicted_boxes,
     render_drive,
 )
@@ -135,3 +137,16 @@ def test_bad_inputs_are_rejected(drive: ObjectDrive) -> None:
     with pytest.raises(PipelineError, match="segmentation"):
         p.process(dataclasses.replace(r, segmentation=np.zeros((2, 2, 2), np.uint8)), f.lidar, f.intrinsics,
                   drive.extrinsics[0], np.eye(4))  # fmt: skip
+
+
+def test_objects_evaluation_reports_amota(drive: ObjectDrive) -> None:
+    """`perception eval --objects3d`'s figures on the drive with the ground truth as the 2D stage: AMOTA
+    per class (nuScenes) and their mean, next to IDF1 / MOTA, in the metrics and the report."""
+    cfg = ObjectsEvalConfig(frames=FRAMES, width=320, height=192)
+    m = evaluate_objects(None, [drive], cfg, progress=False)
+    trk = m["tracking"]
+    per_class = [r["AMOTA"] for name, r in trk.items() if name != "all"]
+    assert per_class and all(0.0 <= a <= 1.0 for a in per_class)
+    assert trk["all"]["AMOTA"] == pytest.approx(np.mean(per_class))
+    assert trk["car"]["AMOTA"] > 0.5, trk["car"]  # ground-truth boxes: the cars are tracked well
+    assert any("| AMOTA |" in line for line in markdown(m))
