@@ -164,11 +164,12 @@ def _box_row(det: int, pts: np.ndarray, h: np.ndarray, plane: np.ndarray, model:
                 source, class_id, score)  # fmt: skip
 
 
-def _lidar_rows(pts_l: np.ndarray, plane: np.ndarray, det: Detections, intr: CameraIntrinsics, ext: Extrinsics,
-                mask: np.ndarray | None, cand: np.ndarray, cfg: FusionConfig,
+def _lidar_rows(pts_l: np.ndarray, pc: np.ndarray, plane: np.ndarray, det: Detections, intr: CameraIntrinsics,
+                ext: Extrinsics, mask: np.ndarray | None, cand: np.ndarray, cfg: FusionConfig,
                 timings: dict[str, float]) -> list[_Row]:  # fmt: skip
+    """Objects of the detections ``cand`` from the clusters in their frustums (``pc``: the scan in
+    the camera frame)."""
     t0 = time.perf_counter()
-    pc = transform(pts_l, ext.cam_T_lidar)
     boxes = det.boxes[cand].astype(np.float32)
     grown = frustum_boxes(boxes, intr, BOX_MARGIN)
     idx, uv = crop_to_image(pc, intr, cfg.min_depth, cfg.max_range, grown)
@@ -232,27 +233,42 @@ def _in_footprint(xy: np.ndarray, rows: list[_Row], margin: float) -> bool:
     return False
 
 
-def _lidar_only_rows(pts_l: np.ndarray, plane: np.ndarray, det: Detections, intr: CameraIntrinsics,
-                     ext: Extrinsics, mask: np.ndarray | None, rows: list[_Row], cfg: FusionConfig,
-                     timings: dict[str, float]) -> list[_Row]:  # fmt: skip
+def _near_painted(pts: np.ndarray, painted: np.ndarray, radius: float) -> np.ndarray:
+    """Bool per point: within about ``radius`` m (bird's-eye-view cells of that size and their
+    neighbours) of a ``painted`` point; only those can belong to a cluster worth classifying, so the
+    rest of the view (walls, trees far from any car or person) is never clustered."""
+    cell = np.floor(pts[:, :2] / radius).astype(np.int64)
+    key = cell[:, 0] * 1_000_003 + cell[:, 1]
+    seeds = np.unique(key[painted])
+    grown = np.unique((seeds[:, None] + (np.arange(-1, 2)[:, None] * 1_000_003 + np.arange(-1, 2)).ravel()).ravel())
+    return np.isin(key, grown)
+
+
+def _lidar_only_rows(pts_l: np.ndarray, pc: np.ndarray, plane: np.ndarray, det: Detections,
+                     intr: CameraIntrinsics, ext: Extrinsics, mask: np.ndarray | None, rows: list[_Row],
+                     cfg: FusionConfig, timings: dict[str, float]) -> list[_Row]:  # fmt: skip
     """Objects from the clusters of the camera's view that no detection claimed (module doc): every
     point above the ground within ``lidar_only_range`` is clustered. With a mask a cluster takes the
     fused class its points are most painted with, if at least ``lidar_only_min_share`` of the WHOLE
-    cluster is painted so (a wall the LiDAR sees behind a car, painted "car" through parallax, is
-    mostly painted "building"); without one the class comes from the shape (:func:`_shape_class`).
+    cluster (of the points within ~2 m of a painted one: :func:`_near_painted`) is painted so (a
+    wall the LiDAR sees behind a car, painted "car" through parallax, is mostly painted "building");
+    without one the class comes from the shape (:func:`_shape_class`).
     Clusters centred within ``lidar_only_dedup`` m of a LiDAR object's box are left out (fragments of
     it). A cluster in the frustum of a detection that was ranged from the camera (its class group,
     within ``lidar_only_gate_rel`` x range of the camera's estimate, at least 1 m) gives that
     detection its box instead (``rows`` is changed in place: a late association, the camera's range
     is the least certain part); the others are new rows."""
     t0 = time.perf_counter()
-    pc = transform(pts_l, ext.cam_T_lidar)
     idx, uv = crop_to_image(pc, intr, cfg.min_depth, cfg.lidar_only_range)
     pts = transform(pts_l[idx], ext.base_T_lidar)
     h = height_above(pts, plane)
     keep = h > cfg.ground_height
     pts, uv, h = pts[keep], uv[keep], h[keep]
-    labels_sem = None if mask is None else paint(uv, mask, intr)
+    labels_sem = None
+    if mask is not None:
+        labels_sem = paint(uv, mask, intr)
+        near = _near_painted(pts, np.isin(labels_sem, [DETECTION_TO_SEMANTIC[c] for c in cfg.classes]), 2.0)
+        pts, uv, h, labels_sem = pts[near], uv[near], h[near], labels_sem[near]
     timings["lidar_only"] += time.perf_counter() - t0
     if len(pts) < cfg.lidar_only_min_points:
         return []
@@ -335,14 +351,17 @@ def fuse(
     timings = dict.fromkeys(STAGES, 0.0)
     cand = np.flatnonzero(np.isin(detections.class_ids, list(cfg.classes)))
     rows: list[_Row] = []
-    pts_l, plane = None, None
+    pts_l, pc, plane = None, None, None
     if points is not None and (len(cand) or cfg.lidar_only):
         pts_l = check_points(points)
         t0 = time.perf_counter()
+        pc = transform(pts_l, ext.cam_T_lidar)
+        timings["crop"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
         plane = _ground(pts_l, ext, cfg)
         timings["ground"] += time.perf_counter() - t0
-    if pts_l is not None and plane is not None and len(cand):
-        rows = _lidar_rows(pts_l, plane, detections, intr, ext, mask, cand, cfg, timings)
+    if pts_l is not None and pc is not None and plane is not None and len(cand):
+        rows = _lidar_rows(pts_l, pc, plane, detections, intr, ext, mask, cand, cfg, timings)
     t0 = time.perf_counter()
     done = {r.det for r in rows}
     if cfg.camera_fallback:
@@ -354,8 +373,8 @@ def fuse(
             if obj is not None:
                 rows.append(_Row(int(i), obj.center, obj.size, obj.yaw, obj.covariance, "camera"))
     timings["camera"] = time.perf_counter() - t0
-    if pts_l is not None and plane is not None and cfg.lidar_only:
-        rows += _lidar_only_rows(pts_l, plane, detections, intr, ext, mask, rows, cfg, timings)
+    if pts_l is not None and pc is not None and plane is not None and cfg.lidar_only:
+        rows += _lidar_only_rows(pts_l, pc, plane, detections, intr, ext, mask, rows, cfg, timings)
     rows.sort(key=lambda r: r.det if r.det >= 0 else len(detections))  # LiDAR-only objects last
     di = np.array([r.det for r in rows], np.int64)
     cls = np.array([detections.class_ids[r.det] if r.det >= 0 else r.class_id for r in rows], np.int64)
