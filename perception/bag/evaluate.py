@@ -3,12 +3,15 @@
 Outputs (a replay's bag): ``<cam>/detections`` (Detection2DArray) and ``<cam>/segmentation``
 (mono8), log time = receipt; ``/replay/events`` gives each input's publish time (latency).
 Ground truth (a drive's bag, :mod:`perception.bag.drive`): ``<cam>/ground_truth`` and
-``<cam>/ground_truth/semantic``. Frames are matched by camera namespace and header stamp; with
-several passes (loops) the first output per stamp is evaluated and every pass counts for latency.
+``<cam>/ground_truth/semantic``. 3D objects (``<cam>/objects3d``) are scored against
+``<cam>/ground_truth/boxes3d`` when the output bag has them (:func:`evaluate_objects_bags`).
+Frames are matched by camera namespace and header stamp; with several passes (loops) the first
+output per stamp is evaluated and every pass counts for latency.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,6 +161,7 @@ def evaluate_bags(output_bag: str | Path, gt_bag: str | Path, score_thresh: floa
     metrics["coverage"] = {"gt_frames": len(gtb.gt), "answered": answered,
                            "missing": len(gtb.gt) - answered, "loops": outputs.loops + 1}
     metrics["bags"] = {"outputs": str(output_bag), "ground_truth": str(gt_bag)}
+    metrics["objects3d_bag"] = evaluate_objects_bags(output_bag, gt_bag)
     overlays = [_overlay(gtb.images[k], outputs.detections[k], gtb.gt.get(k, GroundTruth()), outputs.masks.get(k))
                 for k in pick if k in gtb.images]
     return metrics, overlays
@@ -169,3 +173,145 @@ def golden_compare(expected_bag: str | Path, actual_bag: str | Path, tol: Tolera
     shared_masks = {k for k in exp.masks if k[0] in {c for c, _ in act.masks}}
     return compare(exp.detections, act.detections, {k: exp.masks[k] for k in shared_masks}, act.masks,
                    tol or Tolerances())
+
+
+# -- 3D objects --------------------------------------------------------------------------------------
+OBJECTS_TOPIC_SUFFIX = "/objects3d"
+BOXES3D_SUFFIX = "/ground_truth/boxes3d"
+DETECTION3D_TYPE = "vision_msgs/msg/Detection3DArray"
+TF_STATIC_TOPICS = ("/tf_static",)
+
+
+def _static_transforms(paths: Iterable[str | Path]) -> dict[tuple[str, str], np.ndarray]:
+    """(parent, child) -> parent_T_child of every /tf_static message in the bags."""
+    out: dict[tuple[str, str], np.ndarray] = {}
+    for path in paths:
+        info = open_bag(path)
+        topics = [t for t in TF_STATIC_TOPICS if t in info.topics]
+        for _, msgtype, _, raw in read_messages(path, topics, check_order=False) if topics else ():
+            for t in deserialize(raw, msgtype).transforms:
+                q, p = t.transform.rotation, t.transform.translation
+                T = np.eye(4)
+                T[:3, :3] = _quat_matrix(q.x, q.y, q.z, q.w)
+                T[:3, 3] = (p.x, p.y, p.z)
+                out[(str(t.header.frame_id), str(t.child_frame_id))] = T
+    return out
+
+
+def _quat_matrix(x: float, y: float, z: float, w: float) -> np.ndarray:
+    n = math.sqrt(x * x + y * y + z * z + w * w) or 1.0
+    x, y, z, w = x / n, y / n, z / n, w / n
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])  # fmt: skip
+
+
+def _chain(transforms: dict[tuple[str, str], np.ndarray], parent: str, child: str) -> np.ndarray | None:
+    """parent_T_child through the static tree (depth-first; None when not connected)."""
+    if parent == child:
+        return np.eye(4)
+    for (a, b), T in transforms.items():
+        if a == parent:
+            rest = _chain({k: v for k, v in transforms.items() if k != (a, b)}, b, child)
+            if rest is not None:
+                return T @ rest
+    return None
+
+
+_Rows3D = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _detections3d(msg: Any) -> _Rows3D:
+    """(ids, class ids, scores, centres, sizes (bbox x, y, z), quaternions (x, y, z, w), valid id) of a
+    Detection3DArray; ids that are not integers are -1 (untracked)."""
+    n = len(msg.detections)
+    ids, cls, scores = np.full(n, -1, np.int64), np.full(n, -1, np.int64), np.zeros(n)
+    centers, sizes, quats = np.zeros((n, 3)), np.zeros((n, 3)), np.zeros((n, 4))
+    for i, d in enumerate(msg.detections):
+        text = str(d.id).removesuffix(m.IGNORE_SUFFIX)
+        ids[i] = int(text) if text.lstrip("-").isdigit() else -1
+        if d.results:
+            best = max(d.results, key=lambda r: r.hypothesis.score)
+            scores[i] = best.hypothesis.score
+            cid = str(best.hypothesis.class_id)
+            cls[i] = int(cid) if cid.isdigit() else -1
+        p, q, s = d.bbox.center.position, d.bbox.center.orientation, d.bbox.size
+        centers[i], quats[i], sizes[i] = (p.x, p.y, p.z), (q.x, q.y, q.z, q.w), (s.x, s.y, s.z)
+    return ids, cls, scores, centers, sizes, quats, ids >= 0
+
+
+def evaluate_objects_bags(output_bag: str | Path, gt_bag: str | Path) -> dict[str, Any]:
+    """3D objects of an output bag (``<cam>/objects3d``, vision_msgs/Detection3DArray in base_link,
+    ``id`` = track id) against a drive bag's 3D ground truth (``<cam>/ground_truth/boxes3d``, camera
+    optical frame, ``id`` = track id; objects its 2D ground truth marks ``:ignore`` are don't-care):
+    centre-distance AP per class (nuScenes class ranges) and IDF1 / MOTA / ID switches (2 m, in
+    base_link: per-frame matching needs no ego pose; velocities are not scored, the bags hold no
+    odometry). The ground truth is moved into base_link with ``base_link -> camera`` from /tf_static
+    in either bag. Returns ``{"scored": False, "reason": ...}`` when a piece is missing."""
+    from perception.tracking.groundtruth import objects_from_boxes3d
+    from perception.tracking.metrics import TrackFrame, evaluate_tracking
+    from perception.train.metrics3d import Boxes3D, detection_metrics
+    from perception.train.objects_eval import CLASS_RANGE
+
+    out_info, gt_info = open_bag(output_bag), open_bag(gt_bag)
+    obj_topics = [t for t, ty in out_info.topics.items() if t.endswith(OBJECTS_TOPIC_SUFFIX) and ty == DETECTION3D_TYPE]
+    if not obj_topics:
+        return {"scored": False, "reason": f"{output_bag} has no <camera>{OBJECTS_TOPIC_SUFFIX} ({DETECTION3D_TYPE}): "
+                "record a run with objects.enabled (perception replay records the 2D outputs only)"}
+    box_topics = [t for t, ty in gt_info.topics.items() if t.endswith(BOXES3D_SUFFIX) and ty == DETECTION3D_TYPE]
+    if not box_topics:
+        return {"scored": False, "reason": f"{gt_bag} has no <camera>{BOXES3D_SUFFIX}: record drives with "
+                "`perception sim --bag`"}
+    gt_msgs: dict[FrameKey, Any] = {}
+    ignore_ids: dict[FrameKey, set[int]] = {}
+    two_d = [t[: -len(BOXES3D_SUFFIX)] + "/ground_truth" for t in box_topics]
+    for topic, msgtype, _, raw in read_messages(gt_bag, box_topics + [t for t in two_d if t in gt_info.topics]):
+        if topic.endswith(BOXES3D_SUFFIX):
+            gt_msgs[(_camera(topic, BOXES3D_SUFFIX.lstrip("/")), header_stamp_ns(raw))] = deserialize(raw, msgtype)
+        else:
+            g = m.ground_truth_from_msg(deserialize(raw, msgtype))
+            ignore_ids[(_camera(topic, "ground_truth"), header_stamp_ns(raw))] = {int(i) for i in g.track_ids[g.ignore]}
+    preds: dict[FrameKey, Any] = {}
+    for topic, msgtype, _, raw in read_messages(output_bag, obj_topics, check_order=False):
+        key = (_camera(topic, OBJECTS_TOPIC_SUFFIX.lstrip("/")), header_stamp_ns(raw))
+        preds.setdefault(key, deserialize(raw, msgtype))  # loops: the first pass
+    keys = sorted(set(gt_msgs) & set(preds))
+    if not keys:
+        return {"scored": False, "reason": f"no frame of {output_bag}'s objects matches {gt_bag}'s 3D ground truth "
+                "(camera and header stamp)"}
+    tfs = _static_transforms([output_bag, gt_bag])
+    base = str(preds[keys[0]].header.frame_id) or "base_link"
+    cam_frame = str(gt_msgs[keys[0]].header.frame_id)
+    base_T_cam = _chain(tfs, base, cam_frame)
+    if base_T_cam is None:
+        return {"scored": False, "reason": f"neither bag has /tf_static with {base} -> {cam_frame}, needed to move the "
+                "ground truth (camera frame) to the objects' frame; the drive bags of `perception sim --bag` record "
+                "no /tf_static: record the run with it"}
+
+    def ranged(classes: np.ndarray, centers: np.ndarray) -> np.ndarray:
+        rng = np.array([CLASS_RANGE.get(int(c), 0.0) for c in classes]).reshape(-1)
+        return np.asarray(np.linalg.norm(centers[:, :2], axis=1) <= rng)
+
+    gts, dets, gt_tracks, pred_tracks = [], [], [], []
+    for key in keys:
+        ids, cls, _, c, s, q, _ = _detections3d(gt_msgs[key])
+        ry = 2.0 * np.arctan2(q[:, 1], q[:, 3])  # rotation about the optical y axis (ground_truth_3d)
+        boxes = np.column_stack([c, s[:, 0], s[:, 2], s[:, 1], ry])  # cx cy cz l w h ry
+        centers, sizes, yaws = objects_from_boxes3d(boxes, base_T_cam)
+        ign = np.isin(ids, list(ignore_ids.get(key, set()))) | ~ranged(cls, centers)
+        gts.append(Boxes3D(cls, centers, sizes, yaws, None, ign))
+        gt_tracks.append(TrackFrame(ids, centers[:, :2], None, cls, ign))
+        pids, pcls, pscores, pc, ps, pq, tracked = _detections3d(preds[key])
+        pyaw = 2.0 * np.arctan2(pq[:, 2], pq[:, 3])  # yaw about z (base_link)
+        keep = ranged(pcls, pc) & np.isin(pcls, list(CLASS_RANGE))
+        dets.append(Boxes3D(pcls[keep], pc[keep], ps[keep], pyaw[keep], pscores[keep]))
+        sel = keep & tracked
+        pred_tracks.append(TrackFrame(pids[sel], pc[sel, :2], None, pcls[sel], scores=pscores[sel]))
+    from perception.core.classes import DETECTION_NAMES
+
+    classes = {c: DETECTION_NAMES[c] for c in CLASS_RANGE}
+    tm = evaluate_tracking(gt_tracks, pred_tracks, 2.0)
+    return {"scored": True, "frames": len(keys), "gt_frames": len(gt_msgs), "frame_ids": [base, cam_frame],
+            "detection": detection_metrics(gts, dets, classes, yaw_period=np.pi),
+            "tracking": {"IDF1": tm.idf1, "MOTA": tm.mota, "IDSW": tm.id_switches, "FP": tm.fp, "FN": tm.fn,
+                         "GT": tm.num_gt}}  # fmt: skip

@@ -79,7 +79,7 @@ def match_errors(objects: Objects3D, case: SimCase) -> list[dict[str, Any]]:
     error (m), signed range error (m, positive = too far) and heading error (deg, modulo 180)."""
     cam_xy = case.ext.base_T_cam[:2, 3]
     rows = []
-    for k in range(len(objects)):
+    for k in np.flatnonzero(objects.detection_index >= 0):  # LiDAR-only objects (-1) have no ground-truth row
         d = int(objects.detection_index[k])
         gt_xy, est_xy = case.centers[d, :2], objects.centers[k, :2]
         rng = float(np.linalg.norm(gt_xy - cam_xy))

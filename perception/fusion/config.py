@@ -61,6 +61,10 @@ class FusionConfig:
     columns of its points overlap the box's by ``min_overlap`` (IoU). Boxes: the L-shape search steps
     ``yaw_step_deg`` then refines at ``yaw_fine_deg`` on at most ``shape_points`` points.
     Camera-only: ``pixel_sigma`` is the bottom-edge error (px) the range covariance grows from.
+    LiDAR-only objects (``lidar_only``): clusters no detection claimed within ``lidar_only_range`` m,
+    of at least ``lidar_only_min_points`` points, at least ``lidar_only_min_share`` painted with
+    their class, not centred within ``lidar_only_dedup`` m of another LiDAR box, scored ``lidar_only_score`` x
+    that share (below the tracker's ``birth_score`` they keep tracks alive but start none).
     """
 
     min_depth: float = 1.0
@@ -82,6 +86,13 @@ class FusionConfig:
     pixel_sigma: float = 2.0
     lidar_sigma: float = 0.15
     camera_fallback: bool = True
+    lidar_only: bool = True
+    lidar_only_range: float = 50.0
+    lidar_only_min_points: int = 5
+    lidar_only_min_share: float = 0.6
+    lidar_only_dedup: float = 0.5
+    lidar_only_gate_rel: float = 0.2
+    lidar_only_score: float = 0.3
     classes: dict[int, ClassModel] = field(default_factory=default_classes)
     seed: int = 0
 
@@ -102,6 +113,10 @@ class FusionConfig:
             raise FusionError("use 0 < yaw_fine_deg <= yaw_step_deg <= 45")
         if self.ground_samples < 3 or self.ground_iterations < 1 or self.shape_points < 3:
             raise FusionError("ground_samples and shape_points must be >= 3, ground_iterations >= 1")
+        if not 0.0 < self.lidar_only_score <= 1.0 or not 0.0 <= self.lidar_only_min_share <= 1.0:
+            raise FusionError("lidar_only_score must lie in (0, 1] and lidar_only_min_share in [0, 1]")
+        if self.lidar_only_min_points < 1 or self.lidar_only_range <= self.min_depth or self.lidar_only_dedup < 0:
+            raise FusionError("lidar_only_min_points must be >= 1, lidar_only_range > min_depth, lidar_only_dedup >= 0")
         bad = sorted(k for k in self.classes if not 0 <= k < len(DETECTION_NAMES))
         if bad:
             raise FusionError(f"classes has unknown detection ids {bad}; known: {dict(enumerate(DETECTION_NAMES))}")

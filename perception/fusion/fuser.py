@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from perception.core.classes import DETECTION_TO_SEMANTIC, semantic_id
+from perception.core.classes import DETECTION_TO_SEMANTIC, detection_id, semantic_id
 from perception.core.types import CameraIntrinsics, Detections
 
 from .camera_only import camera_object
@@ -25,7 +25,7 @@ from .geometry import Extrinsics, check_points, crop_to_image, frustum_boxes, in
 from .ground import fit_ground, height_above
 from .shape import BevBox, fit_cylinder, fit_l_shape
 
-STAGES = ("crop", "ground", "cluster", "associate", "boxes", "camera")
+STAGES = ("crop", "ground", "cluster", "associate", "boxes", "camera", "lidar_only")
 SOURCES = ("lidar", "camera")
 BOX_MARGIN = 0.1  # frustum crop: boxes grown by this share of their size on each side
 
@@ -45,7 +45,8 @@ class Objects3D:
 
     ``centers`` are box centres (mid-height), ``sizes`` length, width, height (length along
     ``yaws``), ``covariances`` the 3x3 position covariances, ``sources`` "lidar" or "camera" and
-    ``detection_index`` the row of the 2D detection each object came from."""
+    ``detection_index`` the row of the 2D detection each object came from (-1: a LiDAR-only object,
+    a cluster no detection claimed)."""
 
     class_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
@@ -70,12 +71,14 @@ class Objects3D:
 
 @dataclass
 class _Row:
-    det: int
+    det: int  # -1: LiDAR-only
     center: np.ndarray
     size: np.ndarray
     yaw: float
     cov: np.ndarray
     source: str
+    class_id: int = -1  # LiDAR-only rows: their class and score (others take the detection's)
+    score: float = 0.0
 
 
 def _lidar_box(pts: np.ndarray, heights: np.ndarray, plane: np.ndarray, model: ClassModel, sensor_xy: np.ndarray,
@@ -143,10 +146,30 @@ def _candidates(pts: np.ndarray, uv: np.ndarray, h: np.ndarray, labels: np.ndarr
     return out
 
 
-def _lidar_rows(pts_l: np.ndarray, det: Detections, intr: CameraIntrinsics, ext: Extrinsics, mask: np.ndarray | None,
-                cand: np.ndarray, cfg: FusionConfig, timings: dict[str, float]) -> list[_Row]:  # fmt: skip
+def _ground(pts_l: np.ndarray, ext: Extrinsics, cfg: FusionConfig) -> np.ndarray:
+    """The ground plane in base_link, fitted to a sample of the whole scan (inside the frustums objects
+    outnumber the road)."""
+    step = max(1, len(pts_l) // (4 * cfg.ground_samples))
+    sample = transform(pts_l[::step], ext.base_T_lidar)
+    return fit_ground(sample, cfg.ground_method, samples=cfg.ground_samples, iterations=cfg.ground_iterations,
+                      max_tilt_deg=cfg.ground_max_tilt_deg, seed=cfg.seed)  # fmt: skip
+
+
+def _box_row(det: int, pts: np.ndarray, h: np.ndarray, plane: np.ndarray, model: ClassModel, sensor_xy: np.ndarray,
+             cfg: FusionConfig, source: str = "lidar", class_id: int = -1, score: float = 0.0) -> _Row:  # fmt: skip
+    bev, top, gz = _lidar_box(pts, h, plane, model, sensor_xy, cfg)
+    var = cfg.lidar_sigma**2 + (0.5 * bev.shift) ** 2
+    cov = np.diag([var, var, cfg.lidar_sigma**2])
+    return _Row(det, np.array([bev.x, bev.y, gz + top / 2]), np.array([bev.length, bev.width, top]), bev.yaw, cov,
+                source, class_id, score)  # fmt: skip
+
+
+def _lidar_rows(pts_l: np.ndarray, pc: np.ndarray, plane: np.ndarray, det: Detections, intr: CameraIntrinsics,
+                ext: Extrinsics, mask: np.ndarray | None, cand: np.ndarray, cfg: FusionConfig,
+                timings: dict[str, float]) -> list[_Row]:  # fmt: skip
+    """Objects of the detections ``cand`` from the clusters in their frustums (``pc``: the scan in
+    the camera frame)."""
     t0 = time.perf_counter()
-    pc = transform(pts_l, ext.cam_T_lidar)
     boxes = det.boxes[cand].astype(np.float32)
     grown = frustum_boxes(boxes, intr, BOX_MARGIN)
     idx, uv = crop_to_image(pc, intr, cfg.min_depth, cfg.max_range, grown)
@@ -156,11 +179,6 @@ def _lidar_rows(pts_l: np.ndarray, det: Detections, intr: CameraIntrinsics, ext:
     timings["crop"] += time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    # the plane is fitted to a sample of the whole scan: inside the frustums objects outnumber the road
-    step = max(1, len(pts_l) // (4 * cfg.ground_samples))
-    sample = transform(pts_l[::step], ext.base_T_lidar)
-    plane = fit_ground(sample, cfg.ground_method, samples=cfg.ground_samples, iterations=cfg.ground_iterations,
-                       max_tilt_deg=cfg.ground_max_tilt_deg, seed=cfg.seed)  # fmt: skip
     h = height_above(pts, plane)
     above = h > cfg.ground_height
     pts, uv, h = pts[above], uv[above], h[above]
@@ -186,13 +204,132 @@ def _lidar_rows(pts_l: np.ndarray, det: Detections, intr: CameraIntrinsics, ext:
         used_det.add(j)
         used_cl.add(c)
         model = cfg.classes[int(det.class_ids[cand[j]])]
-        bev, top, gz = _lidar_box(pts[sel], h[sel], plane, model, sensor_xy, cfg)
-        var = cfg.lidar_sigma**2 + (0.5 * bev.shift) ** 2
-        cov = np.diag([var, var, cfg.lidar_sigma**2])
-        rows.append(_Row(int(cand[j]), np.array([bev.x, bev.y, gz + top / 2]), np.array([bev.length, bev.width, top]),
-                         bev.yaw, cov, "lidar"))  # fmt: skip
+        rows.append(_box_row(int(cand[j]), pts[sel], h[sel], plane, model, sensor_xy, cfg))
     timings["boxes"] += time.perf_counter() - t0
     return rows
+
+
+def _shape_class(pts: np.ndarray, heights: np.ndarray, cfg: FusionConfig) -> int:
+    """Without a mask: the class a cluster's shape says (a car-sized box: car; a people-sized column:
+    pedestrian), -1 for anything else (walls, poles, trees are dropped)."""
+    top = float(heights.max())
+    extent = float(np.ptp(pts[:, :2], axis=0).max())
+    for name, lo, hi in (("car", 2.5, None), ("pedestrian", 0.2, 1.0)):
+        cid = detection_id(name)
+        model = cfg.classes.get(cid)
+        if model is not None and lo <= extent <= (hi or model.max_extent) and model.height[0] <= top <= model.height[1]:
+            return cid
+    return -1
+
+
+def _in_footprint(xy: np.ndarray, rows: list[_Row], margin: float) -> bool:
+    """Whether the bird's-eye-view point ``xy`` lies in some row's box grown by ``margin`` m (a
+    fragment of an object already made: its far side, its roof)."""
+    for r in rows:
+        c, s = np.cos(r.yaw), np.sin(r.yaw)
+        d = xy - r.center[:2]
+        if abs(c * d[0] + s * d[1]) <= r.size[0] / 2 + margin and abs(-s * d[0] + c * d[1]) <= r.size[1] / 2 + margin:
+            return True
+    return False
+
+
+def _near_painted(pts: np.ndarray, painted: np.ndarray, radius: float) -> np.ndarray:
+    """Bool per point: within about ``radius`` m (bird's-eye-view cells of that size and their
+    neighbours) of a ``painted`` point; only those can belong to a cluster worth classifying, so the
+    rest of the view (walls, trees far from any car or person) is never clustered."""
+    cell = np.floor(pts[:, :2] / radius).astype(np.int64)
+    key = cell[:, 0] * 1_000_003 + cell[:, 1]
+    seeds = np.unique(key[painted])
+    grown = np.unique((seeds[:, None] + (np.arange(-1, 2)[:, None] * 1_000_003 + np.arange(-1, 2)).ravel()).ravel())
+    return np.isin(key, grown)
+
+
+def _lidar_only_rows(pts_l: np.ndarray, pc: np.ndarray, plane: np.ndarray, det: Detections,
+                     intr: CameraIntrinsics, ext: Extrinsics, mask: np.ndarray | None, rows: list[_Row],
+                     cfg: FusionConfig, timings: dict[str, float]) -> list[_Row]:  # fmt: skip
+    """Objects from the clusters of the camera's view that no detection claimed (module doc): every
+    point above the ground within ``lidar_only_range`` is clustered. With a mask a cluster takes the
+    fused class its points are most painted with, if at least ``lidar_only_min_share`` of the WHOLE
+    cluster (of the points within ~2 m of a painted one: :func:`_near_painted`) is painted so (a
+    wall the LiDAR sees behind a car, painted "car" through parallax, is mostly painted "building");
+    without one the class comes from the shape (:func:`_shape_class`).
+    Clusters centred within ``lidar_only_dedup`` m of a LiDAR object's box are left out (fragments of
+    it). A cluster in the frustum of a detection that was ranged from the camera (its class group,
+    within ``lidar_only_gate_rel`` x range of the camera's estimate, at least 1 m) gives that
+    detection its box instead (``rows`` is changed in place: a late association, the camera's range
+    is the least certain part); the others are new rows."""
+    t0 = time.perf_counter()
+    idx, uv = crop_to_image(pc, intr, cfg.min_depth, cfg.lidar_only_range)
+    pts = transform(pts_l[idx], ext.base_T_lidar)
+    h = height_above(pts, plane)
+    keep = h > cfg.ground_height
+    pts, uv, h = pts[keep], uv[keep], h[keep]
+    labels_sem = None
+    if mask is not None:
+        labels_sem = paint(uv, mask, intr)
+        near = _near_painted(pts, np.isin(labels_sem, [DETECTION_TO_SEMANTIC[c] for c in cfg.classes]), 2.0)
+        pts, uv, h, labels_sem = pts[near], uv[near], h[near], labels_sem[near]
+    timings["lidar_only"] += time.perf_counter() - t0
+    if len(pts) < cfg.lidar_only_min_points:
+        return []
+    t0 = time.perf_counter()
+    labels = voxel_clusters(pts, cfg.voxel, cfg.tolerance, cfg.cluster_method)
+    taken = [r for r in rows if r.source == "lidar"]
+    camera = [r for r in rows if r.source == "camera"]
+    cam_group = np.array([_GROUP[DETECTION_TO_SEMANTIC[int(det.class_ids[r.det])]] for r in camera], np.int64)
+    cam_xy: np.ndarray = np.array([r.center[:2] for r in camera]).reshape(-1, 2)
+    cam_box = det.boxes[[r.det for r in camera]].astype(np.float32).reshape(-1, 4)
+    sensor_xy = ext.base_T_lidar[:2, 3]
+    sem_to_det = {DETECTION_TO_SEMANTIC[c]: c for c in cfg.classes}
+    fused_groups = np.unique(_GROUP[list(sem_to_det)])
+    out: list[_Row] = []
+    k = int(labels.max()) + 1
+    sizes = np.bincount(labels, minlength=k)
+    ok = sizes >= cfg.lidar_only_min_points
+    if labels_sem is not None:  # enough of the cluster painted with some fused class (cheap pre-filter)
+        fused = np.isin(_GROUP[labels_sem], fused_groups)
+        ok &= np.bincount(labels, fused, k) >= cfg.lidar_only_min_share * sizes
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(k + 1))
+    for c in np.flatnonzero(ok):
+        sel = order[bounds[c]:bounds[c + 1]]
+        share = 1.0
+        if labels_sem is not None:
+            groups = _GROUP[labels_sem[sel]]
+            counts = np.bincount(groups, minlength=256)[fused_groups]
+            group = int(fused_groups[np.argmax(counts)])
+            share = float(counts.max()) / len(sel)
+            if share < cfg.lidar_only_min_share:
+                continue
+            cid = sem_to_det.get(int(np.argmax(np.bincount(labels_sem[sel][groups == group], minlength=256))), -1)
+        else:
+            cid = _shape_class(pts[sel], h[sel], cfg)
+            share = 0.5
+        if cid < 0 or not _gate(pts[sel], h[sel], cfg.classes[cid]):
+            continue
+        xy = pts[sel, :2].mean(0)
+        if _in_footprint(xy, taken, cfg.lidar_only_dedup):
+            continue
+        group = int(_GROUP[DETECTION_TO_SEMANTIC[cid]])
+        u = float(uv[sel, 0].mean())
+        dist = np.linalg.norm(cam_xy - xy, axis=1) if len(cam_xy) else np.zeros(0)
+        gate = max(1.0, cfg.lidar_only_gate_rel * float(np.linalg.norm(xy - sensor_xy)))
+        near = np.flatnonzero((cam_group == group) & (dist <= gate) & (cam_box[:, 0] <= u) & (u <= cam_box[:, 2]))
+        if len(near):  # the camera-ranged detection whose estimate is nearest takes the cluster's box
+            k = int(near[np.argmin(dist[near])])
+            r = camera[k]
+            model = cfg.classes[int(det.class_ids[r.det])]
+            late = _box_row(r.det, pts[sel], h[sel], plane, model, sensor_xy, cfg)
+            r.center, r.size, r.yaw, r.cov, r.source = late.center, late.size, late.yaw, late.cov, "lidar"
+            cam_group[k] = -1  # taken
+            taken.append(r)
+            continue
+        row = _box_row(-1, pts[sel], h[sel], plane, cfg.classes[cid], sensor_xy, cfg, "lidar", cid,
+                       cfg.lidar_only_score * share)  # fmt: skip
+        out.append(row)
+        taken.append(row)
+    timings["lidar_only"] += time.perf_counter() - t0
+    return out
 
 
 def fuse(
@@ -214,8 +351,17 @@ def fuse(
     timings = dict.fromkeys(STAGES, 0.0)
     cand = np.flatnonzero(np.isin(detections.class_ids, list(cfg.classes)))
     rows: list[_Row] = []
-    if points is not None and len(cand):
-        rows = _lidar_rows(check_points(points), detections, intr, ext, mask, cand, cfg, timings)
+    pts_l, pc, plane = None, None, None
+    if points is not None and (len(cand) or cfg.lidar_only):
+        pts_l = check_points(points)
+        t0 = time.perf_counter()
+        pc = transform(pts_l, ext.cam_T_lidar)
+        timings["crop"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        plane = _ground(pts_l, ext, cfg)
+        timings["ground"] += time.perf_counter() - t0
+    if pts_l is not None and pc is not None and plane is not None and len(cand):
+        rows = _lidar_rows(pts_l, pc, plane, detections, intr, ext, mask, cand, cfg, timings)
     t0 = time.perf_counter()
     done = {r.det for r in rows}
     if cfg.camera_fallback:
@@ -227,11 +373,15 @@ def fuse(
             if obj is not None:
                 rows.append(_Row(int(i), obj.center, obj.size, obj.yaw, obj.covariance, "camera"))
     timings["camera"] = time.perf_counter() - t0
-    rows.sort(key=lambda r: r.det)
+    if pts_l is not None and pc is not None and plane is not None and cfg.lidar_only:
+        rows += _lidar_only_rows(pts_l, pc, plane, detections, intr, ext, mask, rows, cfg, timings)
+    rows.sort(key=lambda r: r.det if r.det >= 0 else len(detections))  # LiDAR-only objects last
     di = np.array([r.det for r in rows], np.int64)
+    cls = np.array([detections.class_ids[r.det] if r.det >= 0 else r.class_id for r in rows], np.int64)
+    scores = np.array([detections.scores[r.det] if r.det >= 0 else r.score for r in rows], np.float32)
     out = Objects3D(
-        class_ids=detections.class_ids[di].astype(np.int64),
-        scores=detections.scores[di].astype(np.float32),
+        class_ids=cls,
+        scores=scores,
         centers=np.array([r.center for r in rows], np.float64).reshape(-1, 3),
         sizes=np.array([r.size for r in rows], np.float64).reshape(-1, 3),
         yaws=np.array([r.yaw for r in rows], np.float64),

@@ -45,10 +45,12 @@ class GroundTruthFrame:
 
 
 def predicted_frame(objects: Sequence[TrackedObject]) -> TrackFrame:
-    """The tracker's output of one frame as a TrackFrame (bird's-eye view)."""
+    """The tracker's output of one frame as a TrackFrame (bird's-eye view), scored by existence x
+    class probability (what a planner would threshold; AMOTA sweeps it)."""
     return TrackFrame(
         np.array([o.track_id for o in objects], np.int64), np.array([o.position[:2] for o in objects]).reshape(-1, 2),
         np.array([o.velocity[:2] for o in objects]).reshape(-1, 2), np.array([o.class_id for o in objects], np.int64),
+        scores=np.array([o.existence_probability * o.class_probability for o in objects], np.float64),
     )  # fmt: skip
 
 

@@ -13,8 +13,12 @@ Objects are matched by centre distance (``threshold`` metres, nuScenes-style) ra
 - Ground truth marked ``ignore`` (too small or occluded to be required): predictions matched to it
   are dropped (neither TP nor FP) and it counts as no miss, for both metric families.
 
-AMOTA (nuScenes: MOTA averaged over recall thresholds, needs scored tracks) and HOTA are not
-implemented here.
+- AMOTA (nuScenes, Weng et al. 2020), :func:`amota`: MOTAR = max(0, 1 - (IDSW + FP) / TP) (MOTA
+  normalised by the recall reached) averaged over recall thresholds, each reached by keeping only the
+  predictions scoring at least the threshold that gives that recall (``TrackFrame.scores``), as the
+  nuScenes devkit computes it; recalls the tracks never reach count 0.
+
+HOTA is not implemented here.
 """
 
 from __future__ import annotations
@@ -36,13 +40,15 @@ def _empty(dtype: type) -> np.ndarray:
 class TrackFrame:
     """Objects of one frame, ground truth or predicted: ``ids`` (N,), ``positions`` (N, D) (use x, y
     for bird's-eye-view matching), optional ``velocities`` (N, 2) (NaN rows: unknown), ``classes``
-    (N,) and ``ignore`` (N,) (ground truth that need not be tracked)."""
+    (N,), ``ignore`` (N,) (ground truth that need not be tracked) and ``scores`` (N,) (predictions'
+    confidence, for :func:`amota`)."""
 
     ids: np.ndarray = field(default_factory=lambda: _empty(np.int64))
     positions: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     velocities: np.ndarray | None = None
     classes: np.ndarray | None = None
     ignore: np.ndarray | None = None
+    scores: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -54,7 +60,7 @@ class TrackFrame:
             raise TrackingError(f"TrackFrame: {len(ids)} ids but {len(self.positions)} positions")
         if len(np.unique(ids)) != len(ids):
             raise TrackingError("TrackFrame: ids repeat within a frame; every object needs its own id")
-        for name in ("velocities", "classes", "ignore"):
+        for name in ("velocities", "classes", "ignore", "scores"):
             v = getattr(self, name)
             if v is not None and len(v) != len(ids):
                 raise TrackingError(f"TrackFrame.{name}: {len(v)} rows for {len(ids)} objects")
@@ -69,7 +75,7 @@ class TrackFrame:
             return None if a is None else np.asarray(a)[keep]
 
         return TrackFrame(self.ids[keep], self.positions[keep], sub(self.velocities), sub(self.classes),
-                          sub(self.ignore))  # fmt: skip
+                          sub(self.ignore), sub(self.scores))  # fmt: skip
 
     def of_class(self, class_ids: Iterable[int]) -> TrackFrame:
         if self.classes is None:
@@ -97,6 +103,7 @@ class TrackingMetrics:
     velocity_count: int
     num_gt_ids: int
     num_pred_ids: int
+    tp_scores: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)  # scores of matched predictions
 
     def summary(self) -> str:
         return (f"IDF1 {self.idf1:.3f}  MOTA {self.mota:.3f}  MOTP {self.motp:.2f} m  IDSW {self.id_switches}  "
@@ -129,6 +136,7 @@ def evaluate_tracking(gt: Sequence[TrackFrame], pred: Sequence[TrackFrame], thre
     tp = fp = fn = idsw = 0
     dist_sum = 0.0
     vel_err: list[float] = []
+    tp_scores: list[float] = []
     pairs: dict[tuple[int, int], int] = {}  # (gt id, pred id) -> frames within threshold (IDF1)
     gt_count: dict[int, int] = {}
     pred_count: dict[int, int] = {}
@@ -158,6 +166,8 @@ def evaluate_tracking(gt: Sequence[TrackFrame], pred: Sequence[TrackFrame], thre
             last_partner[gid] = pid
             tp += 1
             dist_sum += float(D[gi, pi])
+            if p.scores is not None:
+                tp_scores.append(float(p.scores[pi]))
             if g.velocities is not None and p.velocities is not None:
                 e = np.linalg.norm(np.asarray(p.velocities[pi])[:2] - np.asarray(g.velocities[gi])[:2])
                 if np.isfinite(e):
@@ -189,8 +199,54 @@ def evaluate_tracking(gt: Sequence[TrackFrame], pred: Sequence[TrackFrame], thre
         idp=idtp / num_pred if num_pred else float("nan"), idr=idtp / num_gt if num_gt else float("nan"),
         velocity_error=float(ve.mean()) if len(ve) else float("nan"),
         velocity_error_median=float(np.median(ve)) if len(ve) else float("nan"), velocity_count=len(ve),
-        num_gt_ids=len(gt_count), num_pred_ids=len(pred_count),
+        num_gt_ids=len(gt_count), num_pred_ids=len(pred_count), tp_scores=np.asarray(tp_scores, np.float64),
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Amota:
+    """:func:`amota`'s result: AMOTA, and per recall threshold the score threshold used (NaN: the
+    recall is never reached) and the MOTAR there."""
+
+    amota: float
+    recalls: np.ndarray
+    score_thresholds: np.ndarray
+    motar: np.ndarray
+
+
+def amota(gt: Sequence[TrackFrame], pred: Sequence[TrackFrame], threshold: float = 2.0, num_thresholds: int = 40,
+          min_recall: float = 0.1) -> Amota:  # fmt: skip
+    """nuScenes AMOTA of scored tracks (every predicted frame needs ``scores``).
+
+    The recall thresholds are ``linspace(0, 1, num_thresholds)`` from ``min_recall`` on (nuScenes:
+    40 and 0.1). For each recall r the score threshold is the score of the ceil(r x GT)-th best-scoring
+    match of the unfiltered run; the predictions scoring at least that are evaluated again
+    (:func:`evaluate_tracking`) and MOTAR = max(0, 1 - (IDSW + FP) / TP) is taken there (nuScenes'
+    1 - (IDSW + FP + FN - (1 - recall) GT) / (recall GT) with the recall reached, which is the same).
+    AMOTA is the mean over the recall thresholds, 0 for those no threshold reaches."""
+    if any(p.scores is None for p in pred):
+        raise TrackingError("amota needs TrackFrame.scores on every predicted frame (e.g. existence x class "
+                            "probability)")  # fmt: skip
+    if num_thresholds < 2 or not 0.0 <= min_recall < 1.0:
+        raise TrackingError(f"amota: need num_thresholds >= 2 (got {num_thresholds}) and min_recall in [0, 1)")
+    full = evaluate_tracking(gt, pred, threshold)
+    recalls = np.linspace(0.0, 1.0, num_thresholds)
+    recalls = recalls[recalls >= min_recall - 1e-12]
+    ranked = np.sort(full.tp_scores)[::-1]
+    thresholds = np.full(len(recalls), np.nan)
+    motar = np.zeros(len(recalls))
+    done: dict[float, float] = {}
+    for k, r in enumerate(recalls):
+        need = int(np.ceil(r * full.num_gt - 1e-9))
+        if full.num_gt == 0 or need > len(ranked):
+            continue
+        thr = float(ranked[max(need, 1) - 1])
+        thresholds[k] = thr
+        if thr not in done:
+            m = evaluate_tracking(gt, [p.select(np.asarray(p.scores) >= thr) for p in pred], threshold)
+            done[thr] = max(0.0, 1.0 - (m.id_switches + m.fp) / m.tp) if m.tp else 0.0
+        motar[k] = done[thr]
+    return Amota(float(motar.mean()) if len(motar) else float("nan"), recalls, thresholds, motar)
 
 
 def _global_id_matches(pairs: dict[tuple[int, int], int]) -> int:

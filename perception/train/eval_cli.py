@@ -111,6 +111,13 @@ def bag_main(args: argparse.Namespace) -> int:
                 print(f"latency ms: p50 {lat['p50']:.1f}, p95 {lat['p95']:.1f}, p99 {lat['p99']:.1f} "
                       f"({lat['frames']} outputs)")
             print(f"coverage: {metrics['coverage']}")
+            o3d = metrics.get("objects3d_bag", {})
+            if o3d.get("scored"):
+                ap = {n: round(r["AP@2m"], 3) for n, r in o3d["detection"]["per_class"].items() if r["num_gt"]}
+                print(f"3D objects ({o3d['frames']} frames): AP@2m {ap}, IDF1 {o3d['tracking']['IDF1']:.3f}, "
+                      f"MOTA {o3d['tracking']['MOTA']:.3f}")
+            elif o3d:
+                print(f"3D objects not scored: {o3d['reason']}")
             print(f"wrote {paths['markdown']} and {paths['html']}")
         if args.golden is not None:
             report = golden_compare(args.golden, args.bag, Tolerances(args.box_iou, args.score_delta,

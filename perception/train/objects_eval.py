@@ -10,7 +10,8 @@ the ego pose). Scored against the world's ground truth:
   As in nuScenes, ground truth and predictions farther than the class's range (50 m vehicles, 40 m
   people) are left out; small / occluded ground truth is a don't-care. AOE is modulo 180 deg: a
   box fitted to one scan has no front and back.
-- tracking: IDF1 / MOTA / ID switches and velocity error (:mod:`perception.tracking.metrics`, 2 m)
+- tracking: AMOTA (per class, nuScenes; "all" is their mean) / IDF1 / MOTA / ID switches and
+  velocity error (:mod:`perception.tracking.metrics`, 2 m)
   of the confirmed tracks in odom against ground-truth tracks (hidden objects: don't-care; the
   same class ranges, as nuScenes tracking applies them).
 - the camera-only fallback: every 2D detection ranged from the camera alone (no scan); its range
@@ -46,7 +47,7 @@ from perception.pipeline.perceptor import FrameInput, PerceptionResult, Percepto
 from perception.runtime.base import Backend
 from perception.tracking import TrackedObject
 from perception.tracking.groundtruth import GroundTruthFrame, predicted_frame, with_velocities
-from perception.tracking.metrics import TrackFrame, TrackingMetrics, evaluate_tracking
+from perception.tracking.metrics import TrackFrame, TrackingMetrics, amota, evaluate_tracking
 from perception.train.metrics3d import Boxes3D, detection_metrics
 
 CLASS_RANGE: dict[int, float] = {0: 50.0, 1: 50.0, 2: 40.0, 3: 40.0}  # nuScenes class ranges: car, truck, ped, cyclist
@@ -225,9 +226,9 @@ def track_frames(g: GroundTruthFrame, tracks: Sequence[TrackedObject], k: int) -
     return gt, dataclasses.replace(pred, ids=pred.ids + k * ID_STRIDE)
 
 
-def _tracking_row(m: TrackingMetrics) -> dict[str, float]:
-    return {"IDF1": m.idf1, "MOTA": m.mota, "MOTP_m": m.motp, "IDSW": m.id_switches, "FP": m.fp, "FN": m.fn,
-            "GT": m.num_gt, "velocity_error_mps": m.velocity_error,
+def _tracking_row(m: TrackingMetrics, amota_: float) -> dict[str, float]:
+    return {"AMOTA": amota_, "IDF1": m.idf1, "MOTA": m.mota, "MOTP_m": m.motp, "IDSW": m.id_switches, "FP": m.fp,
+            "FN": m.fn, "GT": m.num_gt, "velocity_error_mps": m.velocity_error,
             "velocity_error_median_mps": m.velocity_error_median, "velocity_n": m.velocity_count,
             "gt_tracks": m.num_gt_ids, "pred_tracks": m.num_pred_ids}  # fmt: skip
 
@@ -292,13 +293,17 @@ def evaluate_objects(perceptor: Perceptor | None, drives: Sequence[ObjectDrive],
             gt_tracks.append(gt_frame)
             pred_tracks.append(pred_frame)
     det = detection_metrics(gt3d, pred3d, classes, yaw_period=np.pi)
-    tracking: dict[str, dict[str, float]] = {
-        "all": _tracking_row(evaluate_tracking(gt_tracks, pred_tracks, cfg.track_threshold))}
+    tracking: dict[str, dict[str, float]] = {}
     for c, name in classes.items():
-        m = evaluate_tracking([f.of_class([c]) for f in gt_tracks], [f.of_class([c]) for f in pred_tracks],
-                              cfg.track_threshold)  # fmt: skip
+        gt_c, pred_c = [f.of_class([c]) for f in gt_tracks], [f.of_class([c]) for f in pred_tracks]
+        m = evaluate_tracking(gt_c, pred_c, cfg.track_threshold)
         if m.num_gt:
-            tracking[name] = _tracking_row(m)
+            tracking[name] = _tracking_row(m, amota(gt_c, pred_c, cfg.track_threshold).amota)
+    # all classes: AMOTA is the mean of the per-class ones (nuScenes), the rest over every object
+    per_class_amota = [r["AMOTA"] for r in tracking.values()]
+    tracking = {"all": _tracking_row(evaluate_tracking(gt_tracks, pred_tracks, cfg.track_threshold),
+                                     float(np.mean(per_class_amota)) if per_class_amota else float("nan")),
+                **tracking}  # fmt: skip
     bands = {}
     for lo, hi in BANDS:
         sel = [(r, e) for r, e in cam_err if lo <= r < hi]
@@ -390,10 +395,11 @@ def markdown(m: dict[str, Any]) -> list[str]:
     md += [f"| {name} | " + " | ".join(str(r[c]) for c in CAUSES) + " |" for name, r in m["loss_causes"].items()]
     md += ["", f"mAP {_f(det['mAP'])}; objects from LiDAR {m['sources']['lidar']}, camera-only fallback "
            f"{m['sources']['camera']}", "", "Tracking (confirmed tracks in odom, 2 m):", "",
-           "| classes | IDF1 | MOTA | IDSW | FP | FN | GT | velocity error m/s (median) |",
-           "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+           "| classes | AMOTA | IDF1 | MOTA | IDSW | FP | FN | GT | velocity error m/s (median) |",
+           "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for name, r in m["tracking"].items():
-        md.append(f"| {name} | {_f(r['IDF1'])} | {_f(r['MOTA'])} | {r['IDSW']} | {r['FP']} | {r['FN']} | {r['GT']} | "
+        md.append(f"| {name} | {_f(r.get('AMOTA'))} | {_f(r['IDF1'])} | {_f(r['MOTA'])} | {r['IDSW']} | {r['FP']} | "
+                  f"{r['FN']} | {r['GT']} | "
                   f"{_f(r['velocity_error_mps'], 2)} ({_f(r['velocity_error_median_mps'], 2)}) |")  # fmt: skip
     cam = m["camera_only"]
     md += ["", "Camera-only fallback (every detection ranged from the camera alone): range error by distance band",

@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from bag_testing import GOLDEN
 
@@ -46,3 +47,83 @@ def test_input_bag_is_not_an_output_bag() -> None:
         load_outputs(GOLDEN / "drive")
     with pytest.raises(BagError, match="no <camera>/ground_truth"):
         load_ground_truth(GOLDEN / "expected")
+
+
+# -- 3D objects from bags ---------------------------------------------------------------------------
+BASE_T_CAM = np.array([[0, 0, 1, 0.5], [-1, 0, 0, 0], [0, -1, 0, 1.5], [0, 0, 0, 1]], np.float64)
+
+
+def _objects_bag(path: Path, shift: float = 0.0, tf: bool = True) -> None:
+    """An output bag answering the golden drive with its own 3D ground truth moved to base_link
+    (``shift`` m further ahead), ``id`` = track id, and /tf_static base_link -> camera_optical; the
+    golden 2D outputs too."""
+    from scipy.spatial.transform import Rotation
+
+    from perception.bag import messages as bm
+    from perception.bag.io import BagWriter, deserialize, read_messages
+    from perception.bag.typestore import typestore
+
+    T = typestore().types
+    rows = []
+    for _, msgtype, log_ns, raw in read_messages(GOLDEN / "drive", ["/camera/ground_truth/boxes3d"]):
+        msg = deserialize(raw, msgtype)
+        dets = []
+        for d in msg.detections:
+            p, q = d.bbox.center.position, d.bbox.center.orientation
+            c = BASE_T_CAM[:3, :3] @ np.array([p.x, p.y, p.z]) + BASE_T_CAM[:3, 3] + np.array([shift, 0.0, 0.0])
+            ry = 2 * math.atan2(q.y, q.w)  # optical-frame box x axis (cos ry, 0, -sin ry) -> base_link
+            yaw = math.atan2(-math.cos(ry), -math.sin(ry))  # base x = optical z, base y = -optical x
+            pose = T["geometry_msgs/msg/Pose"](position=T["geometry_msgs/msg/Point"](x=c[0], y=c[1], z=c[2]),
+                                               orientation=T["geometry_msgs/msg/Quaternion"](
+                                                   x=0.0, y=0.0, z=math.sin(yaw / 2), w=math.cos(yaw / 2)))
+            size = T["geometry_msgs/msg/Vector3"](x=d.bbox.size.x, y=d.bbox.size.z, z=d.bbox.size.y)
+            hyp = d.results[0]
+            hyp.hypothesis.score = 0.9
+            dets.append(T["vision_msgs/msg/Detection3D"](header=bm.header(bm.stamp_ns(msg.header), "base_link"),
+                                                          results=[hyp], bbox=T["vision_msgs/msg/BoundingBox3D"](
+                                                              center=pose, size=size), id=d.id))
+        rows.append((log_ns, T["vision_msgs/msg/Detection3DArray"](
+            header=bm.header(bm.stamp_ns(msg.header), "base_link"), detections=dets)))
+    q = Rotation.from_matrix(BASE_T_CAM[:3, :3]).as_quat()
+    tr = T["geometry_msgs/msg/TransformStamped"](
+        header=bm.header(0, "base_link"), child_frame_id="camera_optical",
+        transform=T["geometry_msgs/msg/Transform"](
+            translation=T["geometry_msgs/msg/Vector3"](x=0.5, y=0.0, z=1.5),
+            rotation=T["geometry_msgs/msg/Quaternion"](x=q[0], y=q[1], z=q[2], w=q[3])))
+    with BagWriter(path) as w:
+        if tf:
+            w.write("/tf_static", T["tf2_msgs/msg/TFMessage"](transforms=[tr]), rows[0][0])
+        for log_ns, msg in rows:
+            w.write("/camera/objects3d", msg, log_ns)
+        for topic, msgtype, log_ns, raw in read_messages(GOLDEN / "expected", ["/camera/detections"]):
+            w.write_raw(topic, msgtype, log_ns, raw)
+
+
+def test_objects_scored_from_bags(tmp_path: Path) -> None:
+    from perception.bag.evaluate import evaluate_objects_bags
+
+    # the golden outputs are 2D only, and say so
+    none = evaluate_objects_bags(GOLDEN / "expected", GOLDEN / "drive")
+    assert not none["scored"] and "objects3d" in none["reason"]
+    _objects_bag(tmp_path / "no_tf", tf=False)
+    missing = evaluate_objects_bags(tmp_path / "no_tf", GOLDEN / "drive")
+    assert not missing["scored"] and "/tf_static" in missing["reason"]
+    _objects_bag(tmp_path / "perfect")
+    ok = evaluate_objects_bags(tmp_path / "perfect", GOLDEN / "drive")
+    assert ok["scored"] and ok["frames"] == 12 and ok["frame_ids"] == ["base_link", "camera_optical"]
+    car = ok["detection"]["per_class"]["car"]
+    assert car["num_gt"] > 0 and car["AP@0.5m"] == pytest.approx(1.0) and car["ATE"] < 1e-6 and car["AOE"] < 1e-6
+    assert ok["tracking"]["IDF1"] == pytest.approx(1.0) and ok["tracking"]["IDSW"] == 0
+    _objects_bag(tmp_path / "off", shift=3.0)  # every object 3 m too far: nothing within 2 m
+    off = evaluate_objects_bags(tmp_path / "off", GOLDEN / "drive")
+    assert off["detection"]["per_class"]["car"]["AP@2m"] == 0.0 and off["tracking"]["IDF1"] < 0.1  # a neighbour
+
+
+def test_eval_bag_cli_reports_objects(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from perception.cli import main
+
+    _objects_bag(tmp_path / "perfect")
+    assert main(["eval", "--bag", str(tmp_path / "perfect"), "--gt", str(GOLDEN / "drive"),
+                 "--out", str(tmp_path / "eval")]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "3D objects (12 frames): AP@2m {'car': 1.0" in out and "IDF1 1.000" in out

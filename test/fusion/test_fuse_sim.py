@@ -12,6 +12,7 @@ from perception.core.types import Detections
 from perception.fusion import FusionConfig, FusionError, Objects3D, fuse
 from perception.sim.config import SimConfig
 from perception.sim.drive import get_world
+from perception.tracking.cli import frame_ground_truth
 
 CFG = SimConfig(width=320, height=192, lidar=True)  # 32 beams x 0.2 deg: ~55k points a scan
 FRAMES = ((0, 5), (0, 12), (0, 45), (1, 10))  # (0, 12): a car roof painted as the pedestrian behind it
@@ -28,7 +29,8 @@ def _errors(cases: list[SimCase], mask: bool, points: bool = True) -> list[dict[
     for c in cases:
         f = c.frame
         objs, _ = fuse(f.lidar if points else None, c.detections, f.intrinsics, c.ext, f.semantic if mask else None)
-        assert len(objs) == len(c.detections)  # every car / truck / pedestrian / cyclist gets an object
+        # every car / truck / pedestrian / cyclist gets an object (LiDAR-only ones, -1, come last)
+        assert np.array_equal(objs.detection_index[: len(c.detections)], np.arange(len(c.detections)))
         out += match_errors(objs, c)
     return out
 
@@ -67,20 +69,57 @@ def test_output_layout_and_empty_inputs(cases: list[SimCase]) -> None:
     n = len(objs)
     assert objs.centers.shape == (n, 3) and objs.covariances.shape == (n, 3, 3) and objs.sizes.shape == (n, 3)
     assert set(objs.sources.tolist()) <= {"lidar", "camera"}
-    assert np.array_equal(objs.class_ids, c.detections.class_ids[objs.detection_index])
+    d = objs.detection_index >= 0
+    assert np.array_equal(objs.class_ids[d], c.detections.class_ids[objs.detection_index[d]])
     assert np.all(np.linalg.eigvalsh(objs.covariances) > 0)
-    assert set(timings) == {"crop", "ground", "cluster", "associate", "boxes", "camera", "total"}
+    assert set(timings) == {"crop", "ground", "cluster", "associate", "boxes", "camera", "lidar_only", "total"}
     assert f.lidar is not None
     with_nan = np.concatenate([f.lidar, np.full((100, 4), np.nan, np.float32)])  # invalid returns of a real driver
     again, _ = fuse(with_nan, c.detections, f.intrinsics, c.ext, f.semantic)
     assert np.allclose(again.centers, objs.centers) and np.array_equal(again.sources, objs.sources)
-    empty, _ = fuse(f.lidar, Detections(), f.intrinsics, c.ext)
-    assert len(empty) == 0
+    off = FusionConfig(lidar_only=False)
+    assert len(fuse(f.lidar, Detections(), f.intrinsics, c.ext, cfg=off)[0]) == 0
+    empty, _ = fuse(f.lidar, Detections(), f.intrinsics, c.ext)  # no detection: LiDAR-only objects alone
+    assert (empty.detection_index == -1).all() and set(empty.sources.tolist()) <= {"lidar"}
+    assert len(fuse(None, Detections(), f.intrinsics, c.ext)[0]) == 0
     signs = Detections(np.array([[10, 10, 30, 40]], np.float32), np.ones(1, np.float32), np.array([4]))
-    assert len(fuse(f.lidar, signs, f.intrinsics, c.ext)[0]) == 0  # traffic signs are not fused
+    assert len(fuse(f.lidar, signs, f.intrinsics, c.ext, cfg=off)[0]) == 0  # traffic signs are not fused
     with pytest.raises(FusionError, match="points"):
         fuse(np.zeros((5, 2), np.float32), c.detections, f.intrinsics, c.ext)
     with pytest.raises(FusionError, match="disagree"):
         Objects3D(class_ids=np.zeros(2, np.int64))
     with pytest.raises(FusionError, match="ground_method"):
         FusionConfig(ground_method="grid")
+
+
+@pytest.mark.parametrize("mask", [True, False])
+def test_lidar_only_objects_recover_missed_detections(cases: list[SimCase], mask: bool) -> None:
+    """Objects the 2D detector missed come back from the clusters no detection claimed (painted class,
+    or without a mask the shape), at a low score; switched off, they do not."""
+    found, missed, real, extra = 0, 0, 0, 0
+    for (seed, index), c in zip(FRAMES, cases, strict=True):
+        f = c.frame
+        near = np.linalg.norm(c.centers[:, :2], axis=1) < NEAR
+        drop = near & (np.arange(len(c.detections)) % 2 == 0) & np.isin(c.detections.class_ids, [0, 2])
+        kept = Detections(c.detections.boxes[~drop], c.detections.scores[~drop], c.detections.class_ids[~drop])
+        sem = f.semantic if mask else None
+        off, _ = fuse(f.lidar, kept, f.intrinsics, c.ext, sem, FusionConfig(lidar_only=False))
+        assert (off.detection_index >= 0).all()
+        objs, _ = fuse(f.lidar, kept, f.intrinsics, c.ext, sem)
+        lo = objs.detection_index < 0
+        assert np.array_equal(objs.detection_index[~lo], off.detection_index)  # detected objects keep their rows
+        assert (objs.scores[lo] <= FusionConfig().lidar_only_score + 1e-6).all() and (objs.sources[lo] == "lidar").all()
+        for k in np.flatnonzero(drop):
+            d = np.linalg.norm(objs.centers[lo, :2] - c.centers[k, :2], axis=1)
+            hit = len(d) > 0 and d.min() < 1.0 and objs.class_ids[lo][np.argmin(d)] == c.detections.class_ids[k]
+            found += int(hit)
+            missed += int(not hit)
+        g = frame_ground_truth(get_world(seed, CFG), index, f, 80.0)  # also objects the camera cannot see
+        base_T_odom = np.linalg.inv(g.odom_T_base)
+        every = g.centers @ base_T_odom[:3, :3].T + base_T_odom[:3, 3]
+        for xy in objs.centers[lo, :2]:
+            real += int(np.linalg.norm(every[:, :2] - xy, axis=1).min() < 2.5)
+        extra += int(lo.sum())
+    assert found + missed >= 4
+    assert found >= (0.6 if mask else 0.4) * (found + missed), (found, missed)
+    assert real >= (0.6 if mask else 0.5) * extra, (real, extra)  # mostly real objects (any class), not clutter

@@ -212,3 +212,28 @@ def test_odometry_is_interpolated_between_the_messages_either_side() -> None:
     after = pose_at(buf, 1.15, 0.2)  # nothing after: the nearest
     assert after is not None and np.allclose(after, b)
     assert pose_at(buf, 1.5, 0.2) is None  # too far from every message
+
+
+def test_a_cut_on_a_frame_without_objects_still_resets_the_tracks() -> None:
+    """The 2D stage reports a scene cut on a frame that gets no 3D objects (no transform for its frame
+    id): the next frame that reaches the pipeline starts the tracks afresh, with the cut as its reason."""
+    stage = ObjectsStage(("cam",), ObjectsConfig(enabled=True, max_wait_s=0.0))
+    stage.on_camera_info("cam", convert.intrinsics_to_camera_info(INTR, convert.make_header(1.0, "x")))
+    stage.on_tf_static(_tf_static())
+    car = Detections(np.array([[140, 100, 180, 125]], np.float32), np.full(1, 0.9, np.float32), np.zeros(1, np.int64))
+    now = time.monotonic
+    for k in range(4):
+        stamp = 1.0 + 0.1 * k
+        stage.on_odometry(_odom(stamp, 0.5 * k))
+        out = stage.process("cam", stamp, "camera_optical_frame", _result(stamp, car), now())
+        assert out is not None
+    assert out.frame.tracks and out.frame.tracks[0].hits == 4  # one confirmed track, camera-only
+    cut = PerceptionResult("cam", 1.4, car, None, None, ResetReason.SCENE_CUT, {})
+    stage.on_odometry(_odom(1.4, 2.0))
+    assert stage.process("cam", 1.4, "unknown_frame", cut, now()) is None  # counted no_tf, no objects
+    stage.on_odometry(_odom(1.5, 2.5))
+    out = stage.process("cam", 1.5, "camera_optical_frame", _result(1.5, car), now())
+    assert out is not None and out.frame.reset is ResetReason.SCENE_CUT
+    assert out.frame.tracks == [] and all(t.hits == 1 for t in stage.pipelines["cam"].tracker.tracks)
+    out = stage.process("cam", 1.5, "camera_optical_frame", _result(1.5, car), now())
+    assert out is not None and out.frame.reset is ResetReason.NONE  # handed over once

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from perception.tracking.metrics import TrackFrame, evaluate_tracking
+from perception.tracking.metrics import TrackFrame, amota, evaluate_tracking
 from perception.tracking.types import TrackingError
 
 
@@ -95,3 +95,34 @@ def test_bad_input_is_refused() -> None:
         evaluate_tracking([frame({1: 0.0})], [])
     with pytest.raises(TrackingError, match="ids repeat"):
         TrackFrame(np.array([1, 1]), np.zeros((2, 2)))
+
+
+def scored(objs: dict[int, tuple[float, float]]) -> TrackFrame:
+    """Predicted objects on the x axis with scores: {id: (x, score)}."""
+    ids = np.array(sorted(objs), np.int64)
+    return TrackFrame(ids, np.array([[objs[i][0], 0.0] for i in ids]).reshape(-1, 2),
+                      scores=np.array([objs[i][1] for i in ids]))  # fmt: skip
+
+
+def test_amota_by_hand() -> None:
+    """One object over 4 frames (GT = 4): track 7 (score 0.9) has frames 0-1, track 8 (0.4) frames 2-3,
+    a false positive (0.2) in frame 0. Recalls 0.25 / 0.5 / 0.75 / 1 (5 thresholds from 0, 0.1 on):
+    0.25 and 0.5 keep score >= 0.9 (track 7: 2 TP, no FP or switch: MOTAR 1); 0.75 and 1 keep score
+    >= 0.4 (4 TP, 1 switch: MOTAR 1 - 1/4); the false positive is never kept. AMOTA = 3.5 / 4."""
+    gt = [frame({1: 0.0}) for _ in range(4)]
+    pred = [scored({7: (0.1, 0.9), 3: (30.0, 0.2)}), scored({7: (0.1, 0.9)}), scored({8: (0.2, 0.4)}),
+            scored({8: (0.2, 0.4)})]  # fmt: skip
+    a = amota(gt, pred, num_thresholds=5)
+    np.testing.assert_allclose(a.recalls, [0.25, 0.5, 0.75, 1.0])
+    np.testing.assert_allclose(a.score_thresholds, [0.9, 0.9, 0.4, 0.4])
+    np.testing.assert_allclose(a.motar, [1.0, 1.0, 0.75, 0.75])
+    assert a.amota == pytest.approx(0.875)
+    # without track 8 recall stops at 0.5: the two higher recall thresholds count 0
+    half = [scored({7: (0.1, 0.9), 3: (30.0, 0.2)}), scored({7: (0.1, 0.9)}), scored({}), scored({})]
+    b = amota(gt, half, num_thresholds=5)
+    assert b.amota == pytest.approx(0.5) and np.isnan(b.score_thresholds[2:]).all()
+    # a false positive scoring above the true track costs MOTAR at every recall: 1 - 1/2 and 1 - (1 + 1)/4
+    worse = [scored({7: (0.1, 0.9), 3: (30.0, 0.95)}), *pred[1:]]
+    assert amota(gt, worse, num_thresholds=5).amota == pytest.approx((0.5 + 0.5 + 0.5 + 0.5) / 4)
+    with pytest.raises(TrackingError, match="scores"):
+        amota(gt, [frame({7: 0.0}) for _ in range(4)])

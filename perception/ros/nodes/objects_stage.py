@@ -17,12 +17,19 @@ calls :meth:`ObjectsStage.process`, which
    counted ``no_scan``,
 4. runs the camera's :class:`ObjectPipeline` (fusion in base_link, tracking in odom).
 
+Resets: the tracks go with the 2D stage's temporal memory. A frame whose ``PerceptionResult.reset``
+says the stream was cut (scene cut, time jump or going backwards, a requested reset) resets the
+camera's tracker even when that frame itself gets no 3D objects (no odometry, transform or
+camera_info yet): the reason is kept and handed to the next frame that reaches the pipeline, so
+tracks never bridge a cut and a bag loop never turns into a huge velocity.
+
 The runner turns the :class:`ObjectsResult` into messages (:mod:`perception.ros.objects_msgs`).
 :meth:`ObjectsStage.snapshot` gives the counters and ``objects.*`` timings for /diagnostics.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import Counter, deque
@@ -33,6 +40,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 from geometry_msgs.msg import Quaternion
 
+from perception.core.temporal import ResetReason
 from perception.core.types import CameraIntrinsics
 from perception.fusion import Extrinsics
 from perception.pipeline.objects import ObjectFrame, ObjectPipeline, ObjectPipelineConfig
@@ -42,6 +50,7 @@ from perception.ros.nodes.params import ObjectsConfig, matrix_from_list
 
 T = TypeVar("T")
 SKIP_KINDS = ("no_camera_info", "no_odom", "no_tf", "failed")  # the frame got no 3D objects
+CUTS = (ResetReason.TIME_BACKWARDS, ResetReason.TIME_JUMP, ResetReason.SCENE_CUT, ResetReason.REQUESTED)
 TIMING_KEYS = ("sync_wait", "fusion", "tracking", "total")
 
 
@@ -177,6 +186,7 @@ class ObjectsStage:
         self._lock = threading.Lock()
         self._counters = {cam: _CameraCounters() for cam in cameras}
         self._reported: dict[str, Counter[str]] = {cam: Counter() for cam in cameras}
+        self._pending_reset: dict[str, ResetReason] = {}  # a cut seen on a frame that got no 3D objects
 
     # -- callbacks (executor thread) -----------------------------------------------------------
     def on_scan(self, topic: str, msg: Any) -> None:
@@ -196,6 +206,7 @@ class ObjectsStage:
         for cam, p in self.pipelines.items():
             if camera is None or cam == camera:
                 p.reset()
+                self._pending_reset.pop(cam, None)
 
     # -- worker thread -------------------------------------------------------------------------
     def _count(self, cam: str, kind: str, why: str = "") -> None:
@@ -216,6 +227,8 @@ class ObjectsStage:
         Raises what the pipeline raises (the runner counts it as a failed frame)."""
         cfg = self.config
         self._count(cam, "frames")
+        if result.reset in CUTS:
+            self._pending_reset[cam] = result.reset  # handed to the pipeline with this or a later frame
         intr = self.intrinsics.get(cam)
         if intr is None:
             self._count(cam, "no_camera_info", f"no camera_info received on {cam}/camera_info")
@@ -246,6 +259,9 @@ class ObjectsStage:
             else:
                 points, base_T_lidar, scan_dt = convert.pointcloud2_to_points(match[1].msg), lidar, stamp - match[0]
         pipeline = self.pipelines[cam]
+        cut = self._pending_reset.pop(cam, None)
+        if cut is not None and result.reset not in CUTS:
+            result = dataclasses.replace(result, reset=cut)
         try:
             out = pipeline.process(result, points, intr, Extrinsics(base_T_lidar, base_T_cam), odom)
         except Exception as e:
