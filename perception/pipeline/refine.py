@@ -41,6 +41,8 @@ from perception.pipeline.perceptor import (
 )
 from perception.runtime.base import Backend
 
+POLICIES = ("attention", "uniform", "band")
+
 
 class RefineError(PipelineError):
     """Bad refinement configuration; the message names the field and its valid range."""
@@ -52,8 +54,8 @@ class RefineConfig:
     max_regions: int = 3  # crops per frame at most (K)
     max_pixels: int = 0  # network-input pixels per frame at most, pass 1 included; 0: no pixel cap
     crop_scale: float = 1.0  # crop resolution relative to the frame (1.0: native); window = input size / scale
-    min_attention: float = 0.05  # attention below this everywhere: nothing is attended, no refinement
-    relative_threshold: float = 0.55  # cells attended above this share of the frame's attention maximum count
+    min_attention: float = 0.05  # peak attention less than this above the frame's median: nothing is attended
+    relative_threshold: float = 0.55  # a cell is attended above median + this share of (peak - median)
     small_size: float = 16.0  # a box this tall or less in NETWORK pixels (pass 1) is small: worth a closer look
     small_score: float = 0.1  # small boxes from pass 1 (and last frame) at or above this score steer the policy
     box_weight: float = 4.0  # need a small box adds (x its score), in units of one fully attended cell
@@ -63,6 +65,8 @@ class RefineConfig:
     fuse_iou: float = 0.55  # boxes of one class overlapping more than this are fused across scales
     batch: int = 4  # crops per inference call (keep <= the backend's max batch)
     use_previous: bool = True  # streaming: last frame's small detections also steer the policy
+    policy: str = "attention"  # attention | uniform (baseline: max_regions tiles of a fixed grid, round robin,
+    # whatever the frame shows) | band (baseline: the grid's middle row, where a level road's horizon lies)
 
     def __post_init__(self) -> None:
         checks = [
@@ -73,6 +77,7 @@ class RefineConfig:
             ("cell", 2 <= self.cell <= 128, "2..128"),
             ("fuse_iou", 0.0 < self.fuse_iou <= 1.0, "(0, 1]"),
             ("batch", 1 <= self.batch <= 256, "1..256"),
+            ("policy", self.policy in POLICIES, " | ".join(POLICIES)),
         ]
         for name, ok, valid in checks:
             if not ok:
@@ -124,12 +129,12 @@ def _need_map(attention: np.ndarray | None, frame_hw: tuple[int, int], cfg: Refi
     gh, gw = max(1, -(-fh // cfg.cell)), max(1, -(-fw // cfg.cell))
     if attention is None or attention.size == 0:
         return np.zeros((gh, gw), np.float32)
-    a = np.nan_to_num(np.asarray(attention, np.float32), nan=0.0)
-    peak = float(a.max())
-    if peak < cfg.min_attention:
+    grid = cv2.resize(np.nan_to_num(np.asarray(attention, np.float32), nan=0.0), (gw, gh),
+                      interpolation=cv2.INTER_AREA)
+    peak, typical = float(grid.max()), float(np.median(grid))
+    if peak - typical < cfg.min_attention:  # a flat map points nowhere
         return np.zeros((gh, gw), np.float32)
-    grid = cv2.resize(a, (gw, gh), interpolation=cv2.INTER_AREA)
-    thr = max(cfg.min_attention, cfg.relative_threshold * peak)
+    thr = typical + cfg.relative_threshold * (peak - typical)
     return np.clip((grid - thr) / max(peak - thr, 1e-6), 0.0, None).astype(np.float32)
 
 
@@ -196,6 +201,35 @@ def plan_regions(
         need[y0 // c: -(-(y0 + ch) // c), x0 // c: -(-(x0 + cw) // c)] = 0.0  # the crop sees all of it
     return RegionPlan(np.asarray(regions, np.int32).reshape(-1, 4), "refined" if regions else "low gain",
                       np.asarray(gains, np.float32))
+
+
+def tile_grid(frame_hw: tuple[int, int], input_hw: tuple[int, int], crop_scale: float) -> np.ndarray:
+    """(N, 4) int32 crop windows tiling the frame (fewest columns x rows that cover it, evenly spaced), row-major."""
+    fh, fw = frame_hw
+    ch, cw = crop_window(frame_hw, input_hw, crop_scale)
+    ys = np.linspace(0, fh - ch, max(1, -(-fh // ch))).round().astype(np.int32)
+    xs = np.linspace(0, fw - cw, max(1, -(-fw // cw))).round().astype(np.int32)
+    return np.asarray([[x, y, x + cw, y + ch] for y in ys for x in xs], np.int32).reshape(-1, 4)
+
+
+def fixed_regions(frame_hw: tuple[int, int], input_hw: tuple[int, int], cfg: RefineConfig, counter: int) -> RegionPlan:
+    """The content-blind baselines: ``uniform`` takes the next ``max_regions`` tiles of :func:`tile_grid` (round
+    robin from ``counter``, so every tile gets its turn); ``band`` the middle row's tiles."""
+    empty = np.zeros((0, 4), np.int32)
+    if not cfg.enabled or cfg.max_regions == 0:
+        return RegionPlan(empty, "disabled")
+    if pass1_scale(frame_hw, input_hw) >= 0.9 * cfg.crop_scale:
+        return RegionPlan(empty, "native")
+    grid = tile_grid(frame_hw, input_hw, cfg.crop_scale)
+    n = cfg.max_regions
+    if cfg.max_pixels:
+        n = min(n, max(0, (cfg.max_pixels - input_hw[0] * input_hw[1]) // (input_hw[0] * input_hw[1])))
+    if cfg.policy == "band":
+        rows = np.unique(grid[:, 1])
+        grid = grid[grid[:, 1] == rows[len(rows) // 2]]
+    n = min(n, len(grid))
+    idx = (counter + np.arange(n)) % len(grid)
+    return RegionPlan(grid[idx], "refined" if n else "budget")
 
 
 def crop_detections_to_frame(det: Detections, region: np.ndarray, frame_hw: tuple[int, int],
@@ -278,6 +312,7 @@ class RefiningPerceptor(Perceptor):
                            reset=ResetPolicy(max_gap_s=self.config.reset.max_gap_s, detect_scene_cuts=False))
         self._crops = Perceptor(backend, crop_cfg)
         self._previous: dict[str, Detections] = {}
+        self._counters: dict[str, int] = {}  # content-blind policies: where each camera's round robin stands
         self.totals = {"frames": 0, "regions": 0, "pixels_processed": 0, "full_pixels": 0}
 
     def reset(self, camera_id: str | None = None) -> None:
@@ -319,7 +354,12 @@ class RefiningPerceptor(Perceptor):
             sb, ss = small.boxes, small.scores
             if prev is not None and len(prev):
                 sb, ss = np.concatenate([sb, prev.boxes]), np.concatenate([ss, prev.scores])
-            plans.append(plan_regions((fh, fw), in_hw, r.attention, sb, ss, self.refine, large.boxes))
+            if self.refine.policy == "attention":
+                plans.append(plan_regions((fh, fw), in_hw, r.attention, sb, ss, self.refine, large.boxes))
+            else:
+                count = self._counters.get(r.camera_id, 0)
+                plans.append(fixed_regions((fh, fw), in_hw, self.refine, count))
+                self._counters[r.camera_id] = count + len(plans[-1].regions)
         t1 = time.perf_counter()
         jobs = [(i, k) for i, p in enumerate(plans) for k in range(len(p.regions))]
         crops: dict[tuple[int, int], Detections] = {}
