@@ -129,8 +129,8 @@ def _need_map(attention: np.ndarray | None, frame_hw: tuple[int, int], cfg: Refi
     gh, gw = max(1, -(-fh // cfg.cell)), max(1, -(-fw // cfg.cell))
     if attention is None or attention.size == 0:
         return np.zeros((gh, gw), np.float32)
-    grid = cv2.resize(np.nan_to_num(np.asarray(attention, np.float32), nan=0.0), (gw, gh),
-                      interpolation=cv2.INTER_AREA)
+    grid = np.asarray(cv2.resize(np.nan_to_num(np.asarray(attention, np.float32), nan=0.0), (gw, gh),
+                                 interpolation=cv2.INTER_AREA), np.float32)
     peak, typical = float(grid.max()), float(np.median(grid))
     if peak - typical < cfg.min_attention:  # a flat map points nowhere
         return np.zeros((gh, gw), np.float32)
