@@ -192,8 +192,11 @@ def plan_regions(
         gain = float(sums[gy, gx])
         if gain < cfg.min_gain:
             break
-        # centre the crop on the chosen cells, inside the frame
-        cy, cx = (gy + wh / 2.0) * c, (gx + ww / 2.0) * c
+        # centre the crop on the need it covers (many windows tie when the need is smaller than a crop; the
+        # first of them would leave it at the crop's bottom-right edge), inside the frame
+        sub = need[gy: gy + wh, gx: gx + ww]
+        yy, xx = np.mgrid[gy: gy + sub.shape[0], gx: gx + sub.shape[1]]
+        cy, cx = (float((yy * sub).sum() / sub.sum()) + 0.5) * c, (float((xx * sub).sum() / sub.sum()) + 0.5) * c
         y0 = int(np.clip(round(cy - ch / 2.0), 0, fh - ch))
         x0 = int(np.clip(round(cx - cw / 2.0), 0, fw - cw))
         regions.append([x0, y0, x0 + cw, y0 + ch])
@@ -314,6 +317,7 @@ class RefiningPerceptor(Perceptor):
         self._previous: dict[str, Detections] = {}
         self._counters: dict[str, int] = {}  # content-blind policies: where each camera's round robin stands
         self.totals = {"frames": 0, "regions": 0, "pixels_processed": 0, "full_pixels": 0}
+        self.camera_totals: dict[str, dict[str, int]] = {}  # the same per camera
 
     def reset(self, camera_id: str | None = None) -> None:
         super().reset(camera_id)
@@ -395,10 +399,11 @@ class RefiningPerceptor(Perceptor):
             self._previous[r.camera_id] = small_detections(det, scale, self.refine)[0]
             info = RefinementInfo(plan.regions, plan.reason, crop_px * (1 + len(plan.regions)), fh * fw,
                                   int((src > 0).sum()))
-            self.totals["frames"] += 1
-            self.totals["regions"] += len(plan.regions)
-            self.totals["pixels_processed"] += info.pixels_processed
-            self.totals["full_pixels"] += info.full_pixels
+            for totals in (self.totals, self.camera_totals.setdefault(r.camera_id, dict.fromkeys(self.totals, 0))):
+                totals["frames"] += 1
+                totals["regions"] += len(plan.regions)
+                totals["pixels_processed"] += info.pixels_processed
+                totals["full_pixels"] += info.full_pixels
             share = 1e3 / max(1, len(results))
             timings = {**r.timings_ms, "refine_plan": (t1 - t0) * share, "refine_infer": (t2 - t1) * share,
                        "refine_merge": 0.0}
@@ -409,9 +414,11 @@ class RefiningPerceptor(Perceptor):
             res.timings_ms["refine_merge"] = (t3 - t2) * 1e3 / max(1, len(refined))
         return refined
 
-    def diagnostics(self) -> dict[str, str]:
-        """Key/values for /diagnostics: regions per frame and pixels processed vs full resolution."""
-        n = max(1, self.totals["frames"])
+    def diagnostics(self, camera_id: str | None = None) -> dict[str, str]:
+        """Key/values for /diagnostics (one camera's, or over all): regions per frame and pixels processed
+        against the full-resolution frame."""
+        t = self.totals if camera_id is None else self.camera_totals.get(camera_id, dict.fromkeys(self.totals, 0))
+        ratio = t["pixels_processed"] / t["full_pixels"] if t["full_pixels"] else 0.0
         return {"refine.enabled": str(self.refine.enabled).lower(),
-                "refine.regions_per_frame": f"{self.totals['regions'] / n:.2f}",
-                "refine.pixel_ratio": f"{self.pixel_ratio:.3f}"}
+                "refine.regions_per_frame": f"{t['regions'] / max(1, t['frames']):.2f}",
+                "refine.pixel_ratio": f"{ratio:.3f}"}

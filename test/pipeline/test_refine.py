@@ -167,6 +167,7 @@ def _check_two_pass(backend: Backend) -> list[RefinedResult]:
         out.append(b)
     assert two.totals["frames"] == 3 and 0 < two.pixel_ratio < 1
     assert float(two.diagnostics()["refine.pixel_ratio"]) == pytest.approx(two.pixel_ratio, abs=1e-3)
+    assert two.diagnostics("cam") == two.diagnostics() and two.diagnostics("other")["refine.pixel_ratio"] == "0.000"
     return out
 
 
@@ -222,3 +223,53 @@ def test_refine_config_is_validated() -> None:
     with pytest.raises(RefineError, match="crop_scale"):
         RefineConfig(crop_scale=0.0)
 
+
+
+# -- wiring: node parameters, replay, eval ------------------------------------------------------------------
+def test_node_parameters_build_a_refining_perceptor() -> None:
+    from perception.ros.nodes.engine import build_perceptor, release_perceptor
+    from perception.ros.nodes.params import node_config
+
+    base = {"model.name": "stan_tiny_temporal", "model.allow_untrained": True, "model.backend": "torch",
+            "model.input_height": 64, "model.input_width": 128, "model.threads": 1}
+    assert not node_config(base).refine.enabled
+    cfg = node_config({**base, "refine.enabled": True, "refine.max_regions": 2, "refine.max_pixels": 40000,
+                       "max_batch": 1})
+    assert cfg.refine.max_regions == 2 and cfg.refine.max_pixels == 40000
+    p = build_perceptor(cfg)
+    try:
+        assert isinstance(p, RefiningPerceptor) and p.refine.batch == 1 and p.refine.max_regions == 2
+        assert not isinstance(build_perceptor(node_config(base)), RefiningPerceptor)
+    finally:
+        release_perceptor(p)
+
+
+def test_replay_passes_refinement_to_the_node() -> None:
+    from perception.ros.tools.replay import node_params
+
+    on = node_params(["cam"], "raw", "image_raw", {"extra": {"refine.enabled": True, "refine.max_regions": 2}})
+    assert on["refine.enabled"] is True and on["refine.max_regions"] == 2
+
+
+def test_eval_refine_flag(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    import argparse
+    import json
+
+    from perception.train import eval_cli
+
+    def run(*extra: str) -> dict[str, object]:
+        parser = argparse.ArgumentParser()
+        eval_cli.add_arguments(parser)
+        out = tmp_path / ("on" if extra else "off")
+        args = parser.parse_args(["--checkpoint", str(tiny_checkpoint), "--seeds", "1000:1001", "--frames", "2",
+                                  "--width", "320", "--height", "180", "--cache-dir", str(tmp_path / "cache"),
+                                  "--out", str(out), "--no-progress", *extra])
+        assert eval_cli.main(args) == 0
+        return dict(next(iter(json.loads((out / "comparison.json").read_text()).values())))
+
+    off, on = run(), run("--refine", "--refine-max-regions", "2")
+    assert "refine" not in off and off["eval_config"]["refine"] is None  # type: ignore[index]
+    ref = on["refine"]
+    assert isinstance(ref, dict) and ref["frames"] == 2 and ref["regions"] <= 4
+    assert ref["pixels_processed"] == 64 * 128 * (2 + ref["regions"]) and ref["full_pixels"] == 2 * 180 * 320
+    assert on["eval_config"]["refine"]["max_regions"] == 2  # type: ignore[index]
