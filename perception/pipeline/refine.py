@@ -62,6 +62,7 @@ class RefineConfig:
     min_gain: float = 2.0  # a region must cover at least this much need (cell units) to be refined
     cell: int = 16  # policy grid in frame pixels
     edge_margin: float = 2.0  # a crop box within this many pixels of an inner crop edge is cut: dropped
+    overlap: int = 32  # frame pixels along a crop's inner edges whose need a crop leaves to the next one
     fuse_iou: float = 0.55  # boxes of one class overlapping more than this are fused across scales
     batch: int = 4  # crops per inference call (keep <= the backend's max batch)
     use_previous: bool = True  # streaming: last frame's small detections also steer the policy
@@ -201,7 +202,12 @@ def plan_regions(
         x0 = int(np.clip(round(cx - cw / 2.0), 0, fw - cw))
         regions.append([x0, y0, x0 + cw, y0 + ch])
         gains.append(gain)
-        need[y0 // c: -(-(y0 + ch) // c), x0 // c: -(-(x0 + cw) // c)] = 0.0  # the crop sees all of it
+        # the crop resolves what lies well inside it; near an inner edge an object may be cut (the merge drops
+        # such boxes), so that need stays for the next crop, which then overlaps this one
+        m = cfg.overlap
+        ya, yb = (y0 + m if y0 > 0 else 0), (y0 + ch - m if y0 + ch < fh else fh)
+        xa, xb = (x0 + m if x0 > 0 else 0), (x0 + cw - m if x0 + cw < fw else fw)
+        need[-(-ya // c): yb // c, -(-xa // c): xb // c] = 0.0
     return RegionPlan(np.asarray(regions, np.int32).reshape(-1, 4), "refined" if regions else "low gain",
                       np.asarray(gains, np.float32))
 
