@@ -260,6 +260,25 @@ def crop_detections_to_frame(det: Detections, region: np.ndarray, frame_hw: tupl
     return Detections(b[keep], det.scores[keep], det.class_ids[keep])
 
 
+def superseded(det: Detections, regions: np.ndarray, frame_hw: tuple[int, int], scale: float,
+               cfg: RefineConfig) -> Detections:
+    """Pass-1 detections without the small ones lying wholly inside a crop (clear of its inner edges): the crop
+    saw those at native resolution, and a low-resolution guess would only blur the fused box or add a duplicate."""
+    if len(det) == 0 or len(regions) == 0:
+        return det
+    b = det.boxes
+    small = (b[:, 3] - b[:, 1]) * scale <= cfg.small_size
+    fh, fw = frame_hw
+    inside = np.zeros(len(b), bool)
+    m = cfg.edge_margin
+    for region in regions:
+        x0, y0, x1, y1 = (float(v) for v in region)
+        lo_x, lo_y = (x0 + m if x0 > 0 else -np.inf), (y0 + m if y0 > 0 else -np.inf)
+        hi_x, hi_y = (x1 - m if x1 < fw else np.inf), (y1 - m if y1 < fh else np.inf)
+        inside |= (b[:, 0] > lo_x) & (b[:, 1] > lo_y) & (b[:, 2] < hi_x) & (b[:, 3] < hi_y)
+    return det.select(~(small & inside))
+
+
 def merge_detections(parts: list[Detections], fuse_iou: float, max_det: int) -> tuple[Detections, np.ndarray]:
     """Class-aware fusion of detections of several passes (same pixel frame).
 
@@ -394,7 +413,8 @@ class RefiningPerceptor(Perceptor):
         for i, (r, plan) in enumerate(zip(results, plans)):
             f = by_cam[r.camera_id]
             fh, fw = f.rgb.shape[:2]
-            parts = [r.detections] + [crop_detections_to_frame(crops[(i, k)], plan.regions[k], (fh, fw),
+            parts = [superseded(r.detections, plan.regions, (fh, fw), pass1_scale((fh, fw), in_hw), self.refine)]
+            parts += [crop_detections_to_frame(crops[(i, k)], plan.regions[k], (fh, fw),
                                                                self.refine.edge_margin)
                                       for k in range(len(plan.regions)) if (i, k) in crops]
             det, src = merge_detections(parts, self.refine.fuse_iou, self.config.max_det) if len(parts) > 1 \

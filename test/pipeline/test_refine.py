@@ -20,6 +20,7 @@ from perception.pipeline.refine import (
     fixed_regions,
     merge_detections,
     plan_regions,
+    superseded,
     tile_grid,
 )
 from perception.runtime.base import Backend
@@ -115,6 +116,18 @@ def test_crop_boxes_cut_by_an_inner_crop_edge_are_dropped() -> None:
     # at the frame's own edges a box is not cut: it ends where the image ends
     corner = crop_detections_to_frame(det, np.array([0, 464, 448, 720]), FRAME, 2.0)
     assert len(corner) == 3 and corner.boxes[:, 0].min() == 0 and corner.boxes[:, 3].max() == 720
+
+
+def test_small_pass1_boxes_inside_a_crop_are_superseded_by_it() -> None:
+    det = Detections(np.array([[500, 300, 510, 320],  # small, well inside the crop: the crop's view replaces it
+                               [300, 250, 460, 400],  # large: pass 1 keeps it
+                               [401, 300, 410, 320],  # small but against the crop's inner left edge: kept
+                               [1000, 300, 1010, 320]], np.float32),  # small, outside every crop: kept
+                     np.full(4, 0.5, np.float32), np.zeros(4, np.int64))
+    scale = 256 / 720
+    kept = superseded(det, np.array([[400, 200, 848, 456]]), FRAME, scale, RefineConfig())
+    np.testing.assert_allclose(kept.boxes, det.boxes[1:])
+    assert len(superseded(det, np.zeros((0, 4), np.int32), FRAME, scale, RefineConfig())) == 4
 
 
 def test_merge_fuses_same_class_across_scales_and_keeps_other_classes() -> None:
