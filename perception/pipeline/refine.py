@@ -57,6 +57,7 @@ class RefineConfig:
     min_attention: float = 0.05  # peak attention less than this above the frame's median: nothing is attended
     relative_threshold: float = 0.55  # a cell is attended above median + this share of (peak - median)
     small_size: float = 16.0  # a box this tall or less in NETWORK pixels (pass 1) is small: worth a closer look
+    supersede_size: float = 8.0  # pass-1 boxes this tall or less (network pixels) inside a crop give way to it
     small_score: float = 0.1  # small boxes from pass 1 (and last frame) at or above this score steer the policy
     box_weight: float = 4.0  # need a small box adds (x its score), in units of one fully attended cell
     min_gain: float = 2.0  # a region must cover at least this much need (cell units) to be refined
@@ -267,7 +268,7 @@ def superseded(det: Detections, regions: np.ndarray, frame_hw: tuple[int, int], 
     if len(det) == 0 or len(regions) == 0:
         return det
     b = det.boxes
-    small = (b[:, 3] - b[:, 1]) * scale <= cfg.small_size
+    small = (b[:, 3] - b[:, 1]) * scale <= cfg.supersede_size
     fh, fw = frame_hw
     inside = np.zeros(len(b), bool)
     m = cfg.edge_margin
@@ -448,3 +449,12 @@ class RefiningPerceptor(Perceptor):
         return {"refine.enabled": str(self.refine.enabled).lower(),
                 "refine.regions_per_frame": f"{t['regions'] / max(1, t['frames']):.2f}",
                 "refine.pixel_ratio": f"{ratio:.3f}"}
+
+
+def draw_regions(rgb: np.ndarray, regions: np.ndarray, color: tuple[int, int, int] = (0, 255, 255),
+                 thickness: int = 2) -> np.ndarray:
+    """A copy of ``rgb`` with the refined crop windows outlined (debug overlays)."""
+    out = np.ascontiguousarray(rgb).copy()
+    for x0, y0, x1, y1 in np.asarray(regions, np.int64).reshape(-1, 4).tolist():
+        cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), color, thickness)
+    return out

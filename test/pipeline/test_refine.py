@@ -3,6 +3,7 @@ a tiny network through torch and ONNX Runtime."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -286,3 +287,19 @@ def test_eval_refine_flag(tiny_checkpoint: Path, tmp_path: Path) -> None:
     assert isinstance(ref, dict) and ref["frames"] == 2 and ref["regions"] <= 4
     assert ref["pixels_processed"] == 64 * 128 * (2 + ref["regions"]) and ref["full_pixels"] == 2 * 180 * 320
     assert on["eval_config"]["refine"]["max_regions"] == 2  # type: ignore[index]
+
+
+def test_demo_overlay_outlines_the_refined_regions(tiny_torch: TorchBackend) -> None:
+    from perception.demo import panel
+    from perception.pipeline.refine import draw_regions
+
+    img = np.zeros((40, 60, 3), np.uint8)
+    drawn = draw_regions(img, np.array([[10, 5, 30, 25]]), thickness=1)
+    assert (drawn[5, 10:30] == (0, 255, 255)).all() and (drawn[24, 10:30] == (0, 255, 255)).all()
+    assert not drawn[15, 20].any() and not img.any()  # inside untouched, input not modified
+    two = RefiningPerceptor(tiny_torch, PerceptorConfig(score_thresh=0.0), EAGER)
+    f = _frames(1)[0]
+    r = two.process(f)
+    assert isinstance(r, RefinedResult) and r.refinement is not None and len(r.refinement.regions)
+    plain = replace(r, refinement=None)
+    assert panel(f.rgb, r).shape == panel(f.rgb, plain).shape and (panel(f.rgb, r) != panel(f.rgb, plain)).any()
