@@ -126,6 +126,19 @@ def pass1_scale(frame_hw: tuple[int, int], input_hw: tuple[int, int]) -> float:
     return min(input_hw[0] / frame_hw[0], input_hw[1] / frame_hw[1])
 
 
+def region_budget(frame_hw: tuple[int, int], input_hw: tuple[int, int], cfg: RefineConfig) -> tuple[int, str]:
+    """(crops this frame may take, "" or why it takes none: "disabled", "native", "budget")."""
+    if not cfg.enabled or cfg.max_regions == 0:
+        return 0, "disabled"
+    if pass1_scale(frame_hw, input_hw) >= 0.9 * cfg.crop_scale:
+        return 0, "native"  # pass 1 already sees the frame at (about) the crops' resolution
+    crop_px = input_hw[0] * input_hw[1]
+    budget = cfg.max_regions
+    if cfg.max_pixels:
+        budget = min(budget, max(0, (cfg.max_pixels - crop_px) // crop_px))  # pass 1 is one input's pixels
+    return budget, "" if budget else "budget"
+
+
 def _need_map(attention: np.ndarray | None, frame_hw: tuple[int, int], cfg: RefineConfig) -> np.ndarray:
     fh, fw = frame_hw
     gh, gw = max(1, -(-fh // cfg.cell)), max(1, -(-fw // cfg.cell))
@@ -158,18 +171,11 @@ def plan_regions(
     window gains ``cfg.min_gain``.
     """
     empty = np.zeros((0, 4), np.int32)
-    if not cfg.enabled or cfg.max_regions == 0:
-        return RegionPlan(empty, "disabled")
+    budget, why_not = region_budget(frame_hw, input_hw, cfg)
+    if why_not:
+        return RegionPlan(empty, why_not)
     fh, fw = frame_hw
-    if pass1_scale(frame_hw, input_hw) >= 0.9 * cfg.crop_scale:
-        return RegionPlan(empty, "native")
     ch, cw = crop_window(frame_hw, input_hw, cfg.crop_scale)
-    crop_px = input_hw[0] * input_hw[1]
-    budget = cfg.max_regions
-    if cfg.max_pixels:
-        budget = min(budget, max(0, (cfg.max_pixels - crop_px) // crop_px))  # pass 1 is one input's pixels
-    if budget == 0:
-        return RegionPlan(empty, "budget")
     need = _need_map(attention, frame_hw, cfg)
     c = cfg.cell
     if large_boxes is not None and len(large_boxes):
@@ -192,7 +198,7 @@ def plan_regions(
         best = np.unravel_index(int(np.argmax(sums)), sums.shape)
         gy, gx = int(best[0]), int(best[1])
         gain = float(sums[gy, gx])
-        if gain < cfg.min_gain:
+        if gain <= 0.0 or gain < cfg.min_gain:
             break
         # centre the crop on the need it covers (many windows tie when the need is smaller than a crop; the
         # first of them would leave it at the crop's bottom-right edge), inside the frame
@@ -225,15 +231,10 @@ def tile_grid(frame_hw: tuple[int, int], input_hw: tuple[int, int], crop_scale: 
 def fixed_regions(frame_hw: tuple[int, int], input_hw: tuple[int, int], cfg: RefineConfig, counter: int) -> RegionPlan:
     """The content-blind baselines: ``uniform`` takes the next ``max_regions`` tiles of :func:`tile_grid` (round
     robin from ``counter``, so every tile gets its turn); ``band`` the middle row's tiles."""
-    empty = np.zeros((0, 4), np.int32)
-    if not cfg.enabled or cfg.max_regions == 0:
-        return RegionPlan(empty, "disabled")
-    if pass1_scale(frame_hw, input_hw) >= 0.9 * cfg.crop_scale:
-        return RegionPlan(empty, "native")
+    n, why_not = region_budget(frame_hw, input_hw, cfg)
+    if why_not:
+        return RegionPlan(np.zeros((0, 4), np.int32), why_not)
     grid = tile_grid(frame_hw, input_hw, cfg.crop_scale)
-    n = cfg.max_regions
-    if cfg.max_pixels:
-        n = min(n, max(0, (cfg.max_pixels - input_hw[0] * input_hw[1]) // (input_hw[0] * input_hw[1])))
     if cfg.policy == "band":
         rows = np.unique(grid[:, 1])
         grid = grid[grid[:, 1] == rows[len(rows) // 2]]

@@ -55,6 +55,16 @@ def test_regions_cover_attended_blobs_at_native_crop_size() -> None:
         assert any(_inside(r, cx, cy) for r in plan.regions)
 
 
+def test_refinement_stops_when_the_need_is_covered() -> None:
+    # one blob: one crop covers it; the budget left is not spent on empty windows, even with no minimum gain
+    plan = plan_regions(FRAME, NET, _blob_map([(640, 360)]), NONE, np.zeros(0), RefineConfig(max_regions=5,
+                                                                                             min_gain=0.0))
+    assert len(plan.regions) == 1 and np.isfinite(plan.regions).all() and _inside(plan.regions[0], 640, 360)
+    # the crop is centred on the blob, not pushed against it by the window search
+    x0, y0, x1, y1 = plan.regions[0]
+    assert abs((x0 + x1) / 2 - 640) <= 16 and abs((y0 + y1) / 2 - 360) <= 16
+
+
 def test_nothing_attended_means_no_refinement() -> None:
     flat = np.full(FRAME, 0.01, np.float32)
     plan = plan_regions(FRAME, NET, flat, NONE, np.zeros(0), RefineConfig())
