@@ -313,3 +313,18 @@ def test_demo_overlay_outlines_the_refined_regions(tiny_torch: TorchBackend) -> 
     assert isinstance(r, RefinedResult) and r.refinement is not None and len(r.refinement.regions)
     plain = replace(r, refinement=None)
     assert panel(f.rgb, r).shape == panel(f.rgb, plain).shape and (panel(f.rgb, r) != panel(f.rgb, plain)).any()
+
+
+def test_cameras_batched_together_match_one_by_one(tiny_torch: TorchBackend) -> None:
+    cfg = PerceptorConfig(score_thresh=0.0, max_det=30)
+    batched, single = RefiningPerceptor(tiny_torch, cfg, EAGER), RefiningPerceptor(tiny_torch, cfg, EAGER)
+    rng = np.random.default_rng(5)
+    frames = [FrameInput(c, rng.integers(0, 255, (180, 320, 3), np.uint8), 0.0) for c in ("left", "right")]
+    together = batched.process_batch(frames)
+    for f, r in zip(frames, together):
+        alone = single.process(f)
+        assert isinstance(r, RefinedResult) and isinstance(alone, RefinedResult) and r.camera_id == f.camera_id
+        assert r.refinement is not None and alone.refinement is not None
+        np.testing.assert_array_equal(r.refinement.regions, alone.refinement.regions)
+        np.testing.assert_allclose(r.detections.boxes, alone.detections.boxes, atol=1e-3)
+    assert set(batched.camera_totals) == {"left", "right"} and batched.totals["frames"] == 2
