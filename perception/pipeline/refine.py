@@ -4,7 +4,16 @@
                           ─► policy: attention map + small boxes (+ last frame's small boxes) -> up to K regions
                           ─► pass 2: those regions cropped at native resolution (crop = the network's input size,
                              e.g. 448x256 frame pixels), batched through the SAME backend
-                          ─► merge: crop boxes cut by an inner crop edge dropped, class-aware box fusion
+                          ─► merge: crop boxes cut by an inner crop edge dropped, tiny pass-1 boxes inside a
+                             crop superseded by it, class-aware box fusion (score-weighted mean, best score)
+
+The policy works on a 16-px grid of "need": attention above the frame's median by more than a share of
+its peak (a flat map points nowhere), muted inside confident boxes pass 1 already resolves (large ones),
+plus a bump at each small box of pass 1 and, when streaming, of the last frame. Greedy: the crop-sized
+window holding the most need is taken (centred on that need), its interior cleared, until
+``max_regions`` / ``max_pixels`` is spent or no window gains ``min_gain`` -- so a frame with nothing
+attended costs pass 1 only. ``policy: uniform | band`` are the content-blind baselines of
+``perception bench attention`` (a round-robin tiling; the tiling's middle row).
 
 The policy (:func:`plan_regions`) and the merge (:func:`merge_detections`) are pure numpy and know nothing of
 the network. :class:`RefiningPerceptor` is a :class:`~perception.pipeline.perceptor.Perceptor` (same calls,
