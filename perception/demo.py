@@ -41,6 +41,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stills", type=int, default=4, help="number of PNG stills")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                    help="auto: bf16 where the CPU computes it natively (AVX512-bf16/AMX), else fp32")
+    p.add_argument("--refine", type=int, default=0, metavar="K",
+                   help="attention-guided refinement with up to K native-resolution crops per frame (drawn in cyan "
+                        "on the attention panel; needs frames larger than the network input, e.g. --width 1280 "
+                        "--height 720); 0: off")
     p.add_argument("--ros", action="store_true",
                    help="run it over ROS 2: synthetic_camera and perception_node as processes on loopback DDS, "
                         "recorded to an MCAP bag (perception.ros.tools.demo)")
@@ -54,6 +58,11 @@ def panel(rgb: np.ndarray, result: Any, gt: Any = None) -> np.ndarray:
     seg = colorize_semantic(result.segmentation)
     seg = (0.55 * seg + 0.45 * rgb).astype(np.uint8)
     att = overlay_heatmap(rgb, result.attention)
+    info = getattr(result, "refinement", None)
+    if info is not None:
+        from perception.pipeline.refine import draw_regions
+
+        att = draw_regions(att, info.regions)
     return side_by_side([det, seg, att], ["detections (GT white)" if gt is not None else "detections",
                                           "segmentation", "attention"])
 
@@ -98,6 +107,17 @@ class OverlayWriter:
                             loop=0)
 
 
+def _perceptor(backend: Any, refine: int, score_thresh: float) -> Any:
+    """The Perceptor, or with ``refine`` > 0 the refining one taking up to ``refine`` crops a frame."""
+    from perception.pipeline.perceptor import Perceptor, PerceptorConfig
+
+    if refine > 0:
+        from perception.pipeline.refine import RefineConfig, RefiningPerceptor
+
+        return RefiningPerceptor(backend, PerceptorConfig(score_thresh=score_thresh), RefineConfig(max_regions=refine))
+    return Perceptor(backend, PerceptorConfig(score_thresh=score_thresh))
+
+
 def _stills(first: int, last: int, n: int) -> set[int]:
     return set(np.linspace(first, last, num=max(1, n)).astype(int).tolist())
 
@@ -107,7 +127,7 @@ def footage_demo(args: argparse.Namespace, ckpt: Path) -> int:
     from perception.footage import FootageError
     from perception.footage.source import Footage
     from perception.models.checkpoint import checkpoint_input_size
-    from perception.pipeline.perceptor import FrameInput, Perceptor, PerceptorConfig
+    from perception.pipeline.perceptor import FrameInput
     from perception.runtime.torch_backend import TorchBackend, TorchBackendConfig
 
     out: Path = args.out
@@ -123,7 +143,7 @@ def footage_demo(args: argparse.Namespace, ckpt: Path) -> int:
     counts = np.zeros(len(DETECTION_NAMES), np.int64)
     t0 = time.perf_counter()
     with backend:
-        perceptor = Perceptor(backend, PerceptorConfig(score_thresh=0.35))
+        perceptor = _perceptor(backend, args.refine, 0.35)
         name = backend.meta.get("name", ckpt)
         print(f"[demo] running {name} ({backend.name}, {backend.precision}) on {footage.info.path} frames "
               f"{footage.range} ({len(footage)} frames, {footage.info.width}x{footage.info.height})")
@@ -170,7 +190,6 @@ def main(args: argparse.Namespace) -> int:
 
         return ros_main(args)
 
-    from perception.pipeline.perceptor import Perceptor, PerceptorConfig
     from perception.runtime.torch_backend import TorchBackend, TorchBackendConfig
     from perception.train.evaluate import evaluate_perceptor, run_sequence
     from perception.train.report import write_eval_report
@@ -196,7 +215,7 @@ def main(args: argparse.Namespace) -> int:
     backend = TorchBackend(ckpt, checkpoint_input_size(ckpt), TorchBackendConfig(precision=args.precision))
     writer = OverlayWriter(out, 10.0, args.frames, _stills(0, args.frames - 1, args.stills))
     with backend:
-        perceptor = Perceptor(backend, PerceptorConfig(score_thresh=0.35))
+        perceptor = _perceptor(backend, args.refine, 0.35)
         print(f"[demo] running {backend.meta.get('name', ckpt)} ({backend.name}, {backend.precision})")
         try:
             run_sequence(perceptor, seq, on_result=lambda t, r: writer.add(t, panel(seq.rgb[t], r, seq.gt[t])))
@@ -204,7 +223,7 @@ def main(args: argparse.Namespace) -> int:
             writer.close()
         t_infer = time.perf_counter() - t0 - t_render
         print("[demo] evaluating against ground truth")
-        eval_perceptor = Perceptor(backend, PerceptorConfig(score_thresh=0.05))
+        eval_perceptor = _perceptor(backend, args.refine, 0.05)
         metrics = evaluate_perceptor(eval_perceptor, [seq], progress=False)
 
     write_eval_report(metrics, out, title=f"Demo drive {args.seed}: {backend.meta.get('name', ckpt)}")

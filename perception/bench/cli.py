@@ -12,6 +12,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "fusion": ("perception.bench.fusion", "LiDAR-camera fusion per stage (ms per 57k-point scan), 3D errors by range"),
     "pipeline": ("perception.bench.pipeline", "Perceptor per stage (pre/infer/post) at 640x384, 1280x720, 1920x1080; "
                  "total/infer, 4 cameras batched vs unbatched"),
+    "attention": ("perception.bench.attention", "attention-guided refinement at 1280x720: full-res vs low-res vs "
+                  "low-res + attention crops vs uniform tiles (small/medium/large AP, mIoU, latency, FLOPs)"),
     "runtime": ("perception.bench.runtime", "backends side by side (torch, onnxruntime fp32/INT8, tensorrt)"),
     "ros": ("perception.ros.tools.bench",
             "ROS 2 end-to-end latency vs model only (1280x720), message conversion throughput"),

@@ -82,6 +82,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also render the drives with the LiDAR and score the 3D object pipeline (fusion + tracking): "
                         "centre-distance AP, ATE/ASE/AOE, IDF1/MOTA, velocity error, camera-only range error, ms")
     p.add_argument("--lidar-beams", type=int, default=32, help="with --objects3d: LiDAR beams (default 32)")
+    p.add_argument("--refine", action="store_true",
+                   help="attention-guided refinement: re-run up to --refine-max-regions native-resolution crops where "
+                        "the attention map points (needs frames larger than the network input, e.g. --width 1280 "
+                        "--height 720)")
+    p.add_argument("--refine-max-regions", type=int, default=3, help="with --refine: crops per frame at most")
+    p.add_argument("--refine-max-pixels", type=int, default=0,
+                   help="with --refine: network-input pixels per frame at most, pass 1 included (0: no cap)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -211,8 +218,17 @@ def main(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"perception eval: error: {e}", file=sys.stderr)
         return 2
+    refine = None
+    if args.refine:
+        from perception.pipeline.refine import RefineConfig, RefineError
+
+        try:
+            refine = RefineConfig(max_regions=args.refine_max_regions, max_pixels=args.refine_max_pixels)
+        except RefineError as e:
+            print(f"perception eval: error: {e}", file=sys.stderr)
+            return 2
     cfg = EvalConfig(seeds=args.seeds, frames_per_sequence=frames, width=args.width, height=args.height,
-                     score_thresh=args.score_thresh, cache_dir=args.cache_dir or None)
+                     score_thresh=args.score_thresh, cache_dir=args.cache_dir or None, refine=refine)
     sequences = load_eval_sequences(cfg)
     drives, ocfg = _object_drives(args, frames)
     results: dict[str, dict[str, object]] = {}
@@ -229,6 +245,10 @@ def main(args: argparse.Namespace) -> int:
             metrics["objects3d"] = evaluate_objects_checkpoint(ckpt, drives, ocfg, progress=not args.no_progress)
         name = Path(str(ckpt)).name.removesuffix(".safetensors")
         key = f"{metrics['model']} ({name})" if name != metrics["model"] else name
+        if "refine" in metrics:
+            ref = metrics["refine"]
+            print(f"{key}: refinement {ref['regions'] / max(1, ref['frames']):.2f} regions/frame, pixels processed "
+                  f"{ref['pixel_ratio']:.3f} of full resolution")
         write_eval_report(metrics, args.out / name, title=f"Evaluation of {key}")
         results[key] = metrics
         for goal in metrics.get("objects3d", {}).get("goals", []):

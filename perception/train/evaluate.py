@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import numpy as np
 
 from perception.models.checkpoint import checkpoint_input_size
 from perception.pipeline.perceptor import FrameInput, PerceptionResult, Perceptor, PerceptorConfig, network_input
+from perception.pipeline.refine import RefineConfig, RefiningPerceptor
 from perception.runtime.base import Backend
 from perception.train.synthetic import Sequence, load_or_render
 
@@ -32,6 +33,7 @@ class EvalConfig:
     # False: reset a temporal network's memory at every frame -- the temporal path ablated at inference
     # (the same weights see no past), which isolates what the memory contributes
     memory: bool = True
+    refine: RefineConfig | None = None  # attention-guided refinement (perception.pipeline.refine); None: off
 
     def sim_config(self) -> dict[str, Any]:
         return {**dict(self.sim), "width": self.width, "height": self.height}
@@ -109,14 +111,18 @@ def evaluate_backend(
     ``backend`` is loaded here and closed afterwards."""
     t0 = time.perf_counter()
     with backend:
-        perceptor = Perceptor(backend, PerceptorConfig(score_thresh=0.05))  # low: mAP needs the full PR curve
+        pcfg = PerceptorConfig(score_thresh=0.05)  # low: mAP needs the full PR curve
+        perceptor = Perceptor(backend, pcfg) if cfg.refine is None else RefiningPerceptor(backend, pcfg, cfg.refine)
         seqs = sequences if sequences is not None else load_eval_sequences(cfg)
         metrics = evaluate_perceptor(perceptor, seqs, cfg.score_thresh, progress, memory=cfg.memory)
+        if isinstance(perceptor, RefiningPerceptor):
+            metrics["refine"] = {**perceptor.totals, "pixel_ratio": perceptor.pixel_ratio}
     metrics["backend"] = backend.name
     metrics["eval_seconds"] = time.perf_counter() - t0
     metrics["eval_config"] = {"seeds": list(cfg.seeds), "frames_per_sequence": cfg.frames_per_sequence,
                               "size": [cfg.height, cfg.width], "score_thresh": cfg.score_thresh,
-                              "memory": cfg.memory}
+                              "memory": cfg.memory,
+                              "refine": None if cfg.refine is None else asdict(cfg.refine)}
     return metrics
 
 

@@ -154,3 +154,22 @@ def start_node(module: str, name: str, params: dict[str, Any], tmp: Path, remaps
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
     return NodeProc(proc, log, name)
+
+
+def start_active_perception_node(client: Client, name: str, params: dict[str, Any], tmp: Path,
+                                 camera: str) -> NodeProc:
+    """perception_node ``name`` started with ``params`` once its /diagnostics for ``camera`` say active (60 s at
+    most); a node that died or never got there is stopped and its output raised."""
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    proc = start_node("perception.ros.nodes.perception_node", name, params, tmp)
+    diags = client.collect(DiagnosticArray, "/diagnostics")
+    ok = client.spin_until(
+        lambda: not proc.alive() or any((v := diag_values(m, f"{name}: {camera}")) and v["state"] == "active"
+                                        for m in diags),
+        60.0)
+    if not (proc.alive() and ok):
+        alive, out = proc.alive(), proc.output()
+        proc.stop()  # never leave the node behind on a failed start
+        raise AssertionError(("node did not become active:\n" if alive else "node died:\n") + out)
+    return proc

@@ -19,7 +19,16 @@ pytest.importorskip("vision_msgs.msg")
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import qos_profile_sensor_data
-from ros_testing import TINY_MODEL, Client, NodeProc, diag_values, image_msg, needs_model, rgb_image, start_node
+from ros_testing import (
+    TINY_MODEL,
+    Client,
+    NodeProc,
+    diag_values,
+    image_msg,
+    needs_model,
+    rgb_image,
+    start_active_perception_node,
+)
 from sensor_msgs.msg import Image
 from std_srvs.srv import SetBool, Trigger
 from vision_msgs.msg import Detection2DArray, LabelInfo
@@ -35,15 +44,7 @@ def node(module_client: Client, tmp_path_factory: pytest.TempPathFactory) -> Ite
     needs_model()
     params = {**TINY_MODEL, "autostart": True, "cameras": ["a", "b"], "max_batch": 2, "diagnostics_period": 0.25,
               "temporal.max_gap_s": 1.0}
-    proc = start_node("perception.ros.nodes.perception_node", NODE, params, Path(tmp_path_factory.mktemp("node")))
-    diags = module_client.collect(DiagnosticArray, "/diagnostics")
-    ok = module_client.spin_until(
-        lambda: not proc.alive() or any((v := diag_values(m, f"{NODE}: a")) and v["state"] == "active" for m in diags),
-        60.0)
-    if not (proc.alive() and ok):
-        alive, out = proc.alive(), proc.output()
-        proc.stop()  # never leave the node behind on a failed start
-        raise AssertionError(("node did not become active:\n" if alive else "node died:\n") + out)
+    proc = start_active_perception_node(module_client, NODE, params, Path(tmp_path_factory.mktemp("node")), "a")
     yield proc
     assert proc.alive(), "node died:\n" + proc.output()
     proc.stop()

@@ -8,6 +8,7 @@ engine are made on first use (:func:`perception.deploy.ondemand.on_demand`) and 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -99,6 +100,10 @@ def build_perceptor(cfg: PerceptionNodeConfig) -> Perceptor:
         attention=out.attention or out.object_attention,
         reset=cfg.temporal.policy,
     )
+    if cfg.refine.enabled:
+        from perception.pipeline.refine import RefiningPerceptor
+
+        return RefiningPerceptor(backend, pcfg, replace(cfg.refine, batch=min(cfg.refine.batch, cfg.max_batch)))
     return Perceptor(backend, pcfg)
 
 

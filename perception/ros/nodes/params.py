@@ -20,6 +20,7 @@ import numpy as np
 
 from perception.core.classes import DETECTION_NAMES
 from perception.core.temporal import ResetPolicy
+from perception.pipeline.refine import RefineConfig
 from perception.ros.errors import RosError
 from perception.runtime.select import BACKEND_NAMES
 from perception.runtime.select import PRECISIONS as RUNTIME_PRECISIONS
@@ -145,6 +146,15 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
        "only"),
     _p("objects.base_T_lidar", (), "fallback LiDAR extrinsics (16 numbers, row-major 4x4, base frame <- LiDAR "
        "frame) when /tf_static has none; empty: /tf_static only"),
+    # attention-guided refinement (perception/pipeline/refine.py)
+    _p("refine.enabled", False, "two passes: the downscaled frame, then up to refine.max_regions crops at native "
+       "resolution where the attention map (and small / last frame's small boxes) point; /diagnostics reports "
+       "refine.pixel_ratio (pixels processed / full-resolution pixels)"),
+    _p("refine.max_regions", 3, "crops per frame at most", min_value=0, max_value=64),
+    _p("refine.max_pixels", 0, "network-input pixels per frame at most, pass 1 included; 0: no pixel cap",
+       min_value=0, max_value=2**31 - 1),
+    _p("refine.crop_scale", 1.0, "crop resolution relative to the image (1.0: native pixels)", min_value=0.1,
+       max_value=4.0),
     # runtime behaviour
     _p("max_batch", 8, "at most this many cameras' frames in one inference", min_value=1, max_value=64),
     _p("diagnostics_period", 1.0, "seconds between /diagnostics messages", min_value=0.05, max_value=60.0),
@@ -256,6 +266,7 @@ class PerceptionNodeConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
     temporal: TemporalConfig = field(default_factory=TemporalConfig)
     objects: ObjectsConfig = field(default_factory=ObjectsConfig)
+    refine: RefineConfig = field(default_factory=lambda: RefineConfig(enabled=False))
     max_batch: int = 8
     diagnostics_period: float = 1.0
     autostart: bool = False
@@ -404,6 +415,8 @@ def node_config(values: Mapping[str, Any]) -> PerceptionNodeConfig:
             detect_scene_cuts=v["temporal.detect_scene_cuts"], scene_cut_threshold=v["temporal.scene_cut_threshold"],
         ),
         objects=objects,
+        refine=RefineConfig(enabled=v["refine.enabled"], max_regions=v["refine.max_regions"],
+                            max_pixels=v["refine.max_pixels"], crop_scale=v["refine.crop_scale"]),
         max_batch=v["max_batch"],
         diagnostics_period=v["diagnostics_period"],
         autostart=v["autostart"],

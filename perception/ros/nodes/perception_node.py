@@ -525,6 +525,11 @@ class PerceptionNode(LifecycleNode):
                 level = worse(level, "warn")
                 texts.append(f"model file(s) {', '.join(changed)} changed on disk: still running the loaded model "
                              "(re-activate to load the new one)")
+            if run is not None and cfg.refine.enabled:  # attention-guided refinement: pixels vs full resolution
+                from perception.pipeline.refine import RefiningPerceptor
+
+                if isinstance(run.perceptor, RefiningPerceptor):
+                    values = {**values, **run.perceptor.diagnostics(cam)}
             values = {"state": state, "backend": active, "device": cfg.model.device,
                       "model": self._model_label, "precision": cfg.model.precision,
                       "input_topic": self.resolve_topic_name(cfg.input.image_topic(cam)),

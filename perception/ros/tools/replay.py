@@ -467,6 +467,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="checkpoint path or shipped name for the node")
     add_model_arguments(p, "", "network input HxW (default: the checkpoint's)")
     p.add_argument("--score-threshold", type=float, default=0.3, help="node detection.score_threshold")
+    p.add_argument("--refine", type=int, default=0, metavar="K",
+                   help="node refine.enabled with refine.max_regions K: attention-guided native-resolution crops "
+                        "(0: off)")
     p.add_argument("--outputs", default=",".join(OUTPUT_TYPES),
                    help="node outputs to publish and record (comma list of: " + ", ".join(OUTPUT_TYPES) + ")")
     p.add_argument("--frame-timeout", type=float, default=20.0, help="deterministic mode: seconds to wait per frame")
@@ -494,7 +497,8 @@ def main(args: argparse.Namespace) -> int:
             raise BagError("--golden compares the recorded outputs: give --out too")
         opts = ReplayOptions(args.rate, args.deterministic, args.start, args.duration, args.loop)
         node_args = {"checkpoint": args.checkpoint, "input_size": args.input_size, "precision": args.precision,
-                     "threads": args.threads, "backend": args.backend, "score_threshold": args.score_threshold}
+                     "threads": args.threads, "backend": args.backend, "score_threshold": args.score_threshold,
+                     "extra": {"refine.enabled": True, "refine.max_regions": args.refine} if args.refine > 0 else {}}
         result = replay(args.bag, args.out, opts, topics=args.topics, remap=_remaps(args.remap),
                         record_inputs=args.record_inputs, start_node=not args.no_node, node_args=node_args,
                         outputs=outputs, frame_timeout=args.frame_timeout, order_check=not args.no_order_check,

@@ -1,0 +1,470 @@
+"""Attention-guided refinement: a two-pass Perceptor that spends full resolution only where attention points.
+
+    frame (e.g. 1280x720) ─► pass 1: the plain Perceptor on the letterboxed (downscaled) frame
+                          ─► policy: attention map + small boxes (+ last frame's small boxes) -> up to K regions
+                          ─► pass 2: those regions cropped at native resolution (crop = the network's input size,
+                             e.g. 448x256 frame pixels), batched through the SAME backend
+                          ─► merge: crop boxes cut by an inner crop edge dropped, tiny pass-1 boxes inside a
+                             crop superseded by it, class-aware box fusion (score-weighted mean, best score)
+
+The policy works on a 16-px grid of "need": attention above the frame's median by more than a share of
+its peak (a flat map points nowhere), muted inside confident boxes pass 1 already resolves (large ones),
+plus a bump at each small box of pass 1 and, when streaming, of the last frame. Greedy: the crop-sized
+window holding the most need is taken (centred on that need), its interior cleared, until
+``max_regions`` / ``max_pixels`` is spent or no window gains ``min_gain`` -- so a frame with nothing
+attended costs pass 1 only. ``policy: uniform | band`` are the content-blind baselines of
+``perception bench attention`` (a round-robin tiling; the tiling's middle row).
+
+The policy (:func:`plan_regions`) and the merge (:func:`merge_detections`) are pure numpy and know nothing of
+the network. :class:`RefiningPerceptor` is a :class:`~perception.pipeline.perceptor.Perceptor` (same calls,
+same :class:`PerceptionResult`, plus :attr:`RefinedResult.refinement`) built only on the Perceptor's public
+API, so every backend (torch, ONNX Runtime, TensorRT) runs it unchanged.
+
+Temporal networks: pass 1 streams with the camera's memory as usual. The crops are a different view
+(another scale and place) that the memory was not built from, so each crop runs STATELESS: the
+network's initial (empty) state, exactly like a camera's first frame (``scene_cut`` on every crop).
+
+Segmentation and the attention map of the result are pass 1's (at the input resolution); only the
+detections are refined.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+
+import cv2
+import numpy as np
+
+from perception.core.boxes import as_boxes, iou_matrix
+from perception.core.decode import attention_scores
+from perception.core.temporal import ResetPolicy, ResetReason
+from perception.core.types import Detections
+from perception.pipeline.perceptor import (
+    FrameInput,
+    InvalidOutputError,
+    PerceptionResult,
+    Perceptor,
+    PerceptorConfig,
+    PipelineError,
+)
+from perception.runtime.base import Backend
+
+POLICIES = ("attention", "uniform", "band")
+
+
+class RefineError(PipelineError):
+    """Bad refinement configuration; the message names the field and its valid range."""
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    enabled: bool = True
+    max_regions: int = 3  # crops per frame at most (K)
+    max_pixels: int = 0  # network-input pixels per frame at most, pass 1 included; 0: no pixel cap
+    crop_scale: float = 1.0  # crop resolution relative to the frame (1.0: native); window = input size / scale
+    min_attention: float = 0.05  # peak attention less than this above the frame's median: nothing is attended
+    relative_threshold: float = 0.55  # a cell is attended above median + this share of (peak - median)
+    small_size: float = 16.0  # a box this tall or less in NETWORK pixels (pass 1) is small: worth a closer look
+    supersede_size: float = 8.0  # pass-1 boxes this tall or less (network pixels) inside a crop give way to it
+    small_score: float = 0.1  # small boxes from pass 1 (and last frame) at or above this score steer the policy
+    box_weight: float = 4.0  # need a small box adds (x its score), in units of one fully attended cell
+    min_gain: float = 2.0  # a region must cover at least this much need (cell units) to be refined
+    cell: int = 16  # policy grid in frame pixels
+    edge_margin: float = 2.0  # a crop box within this many pixels of an inner crop edge is cut: dropped
+    overlap: int = 32  # frame pixels along a crop's inner edges whose need a crop leaves to the next one
+    fuse_iou: float = 0.55  # boxes of one class overlapping more than this are fused across scales
+    batch: int = 4  # crops per inference call (keep <= the backend's max batch)
+    use_previous: bool = True  # streaming: last frame's small detections also steer the policy
+    policy: str = "attention"  # attention | uniform (baseline: max_regions tiles of a fixed grid, round robin,
+    # whatever the frame shows) | band (baseline: the grid's middle row, where a level road's horizon lies)
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("max_regions", 0 <= self.max_regions <= 64, "0..64"),
+            ("max_pixels", self.max_pixels >= 0, ">= 0"),
+            ("crop_scale", 0.1 <= self.crop_scale <= 4.0, "0.1..4"),
+            ("relative_threshold", 0.0 <= self.relative_threshold < 1.0, "[0, 1)"),
+            ("cell", 2 <= self.cell <= 128, "2..128"),
+            ("fuse_iou", 0.0 < self.fuse_iou <= 1.0, "(0, 1]"),
+            ("batch", 1 <= self.batch <= 256, "1..256"),
+            ("policy", self.policy in POLICIES, " | ".join(POLICIES)),
+        ]
+        for name, ok, valid in checks:
+            if not ok:
+                raise RefineError(f"refine.{name} = {getattr(self, name)!r} is out of range; use {valid}")
+
+
+@dataclass(frozen=True)
+class RefinementInfo:
+    """What pass 2 did for one frame."""
+
+    regions: np.ndarray  # (K, 4) int32 xyxy crop windows in input-image pixels (K may be 0)
+    reason: str  # "refined" | why not: "disabled", "native" (pass 1 already at crop resolution), "nothing attended",
+    # "budget", "low gain"
+    pixels_processed: int  # network-input pixels run for this frame (pass 1 + crops)
+    full_pixels: int  # pixels of the input image at full resolution
+    added: int = 0  # detections kept from the crops that pass 1 did not have
+
+    @property
+    def pixel_ratio(self) -> float:
+        """Pixels processed / full-resolution pixels (a full-res single pass is ~1.0)."""
+        return self.pixels_processed / max(1, self.full_pixels)
+
+
+@dataclass(frozen=True)
+class RefinedResult(PerceptionResult):
+    refinement: RefinementInfo | None = None
+
+
+@dataclass(frozen=True)
+class RegionPlan:
+    regions: np.ndarray  # (K, 4) int32 xyxy
+    reason: str
+    gains: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32))  # need covered by each region
+
+
+def crop_window(frame_hw: tuple[int, int], input_hw: tuple[int, int], crop_scale: float) -> tuple[int, int]:
+    """(h, w) of a crop in frame pixels: the network input seen at ``crop_scale``, at most the frame."""
+    fh, fw = frame_hw
+    return min(fh, round(input_hw[0] / crop_scale)), min(fw, round(input_hw[1] / crop_scale))
+
+
+def pass1_scale(frame_hw: tuple[int, int], input_hw: tuple[int, int]) -> float:
+    """Letterbox scale of pass 1 (network pixels per frame pixel)."""
+    return min(input_hw[0] / frame_hw[0], input_hw[1] / frame_hw[1])
+
+
+def region_budget(frame_hw: tuple[int, int], input_hw: tuple[int, int], cfg: RefineConfig) -> tuple[int, str]:
+    """(crops this frame may take, "" or why it takes none: "disabled", "native", "budget")."""
+    if not cfg.enabled or cfg.max_regions == 0:
+        return 0, "disabled"
+    if pass1_scale(frame_hw, input_hw) >= 0.9 * cfg.crop_scale:
+        return 0, "native"  # pass 1 already sees the frame at (about) the crops' resolution
+    crop_px = input_hw[0] * input_hw[1]
+    budget = cfg.max_regions
+    if cfg.max_pixels:
+        budget = min(budget, max(0, (cfg.max_pixels - crop_px) // crop_px))  # pass 1 is one input's pixels
+    return budget, "" if budget else "budget"
+
+
+def _need_map(attention: np.ndarray | None, frame_hw: tuple[int, int], cfg: RefineConfig) -> np.ndarray:
+    fh, fw = frame_hw
+    gh, gw = max(1, -(-fh // cfg.cell)), max(1, -(-fw // cfg.cell))
+    if attention is None or attention.size == 0:
+        return np.zeros((gh, gw), np.float32)
+    grid = np.asarray(cv2.resize(np.nan_to_num(np.asarray(attention, np.float32), nan=0.0), (gw, gh),
+                                 interpolation=cv2.INTER_AREA), np.float32)
+    peak, typical = float(grid.max()), float(np.median(grid))
+    if peak - typical < cfg.min_attention:  # a flat map points nowhere
+        return np.zeros((gh, gw), np.float32)
+    thr = typical + cfg.relative_threshold * (peak - typical)
+    return np.clip((grid - thr) / max(peak - thr, 1e-6), 0.0, None).astype(np.float32)
+
+
+def plan_regions(
+    frame_hw: tuple[int, int],
+    input_hw: tuple[int, int],
+    attention: np.ndarray | None,
+    small_boxes: np.ndarray,
+    small_scores: np.ndarray,
+    cfg: RefineConfig,
+    large_boxes: np.ndarray | None = None,
+) -> RegionPlan:
+    """Crop windows (frame pixels) to re-run at ``cfg.crop_scale``, best first.
+
+    ``attention`` is the (H, W) map of pass 1 at frame resolution; ``small_boxes`` / ``small_scores``
+    are candidates that pass 1 (or the last frame) saw too small; ``large_boxes`` are objects pass 1
+    already resolves (their attention is not a reason to look again). Greedy: the window covering the
+    most remaining need is taken, its need cleared, until the region / pixel budget is spent or no
+    window gains ``cfg.min_gain``.
+    """
+    empty = np.zeros((0, 4), np.int32)
+    budget, why_not = region_budget(frame_hw, input_hw, cfg)
+    if why_not:
+        return RegionPlan(empty, why_not)
+    fh, fw = frame_hw
+    ch, cw = crop_window(frame_hw, input_hw, cfg.crop_scale)
+    need = _need_map(attention, frame_hw, cfg)
+    c = cfg.cell
+    if large_boxes is not None and len(large_boxes):
+        for x0, y0, x1, y1 in as_boxes(large_boxes):
+            need[int(y0 // c): int(np.ceil(y1 / c)), int(x0 // c): int(np.ceil(x1 / c))] = 0.0
+    boxes = as_boxes(small_boxes)
+    scores = np.asarray(small_scores, np.float32).reshape(-1)
+    for (x0, y0, x1, y1), s in zip(boxes, scores):
+        gy = int(np.clip((y0 + y1) * 0.5 // c, 0, need.shape[0] - 1))
+        gx = int(np.clip((x0 + x1) * 0.5 // c, 0, need.shape[1] - 1))
+        need[gy, gx] += cfg.box_weight * float(s)
+    if not need.any():
+        return RegionPlan(empty, "nothing attended")
+    wh, ww = max(1, ch // c), max(1, cw // c)  # window in whole cells (inside the crop)
+    regions: list[list[int]] = []
+    gains: list[float] = []
+    while len(regions) < budget:
+        integral = cv2.integral(need.astype(np.float64))
+        sums = (integral[wh:, ww:] - integral[:-wh, ww:] - integral[wh:, :-ww] + integral[:-wh, :-ww])
+        best = np.unravel_index(int(np.argmax(sums)), sums.shape)
+        gy, gx = int(best[0]), int(best[1])
+        gain = float(sums[gy, gx])
+        if gain <= 0.0 or gain < cfg.min_gain:
+            break
+        # centre the crop on the need it covers (many windows tie when the need is smaller than a crop; the
+        # first of them would leave it at the crop's bottom-right edge), inside the frame
+        sub = need[gy: gy + wh, gx: gx + ww]
+        yy, xx = np.mgrid[gy: gy + sub.shape[0], gx: gx + sub.shape[1]]
+        cy, cx = (float((yy * sub).sum() / sub.sum()) + 0.5) * c, (float((xx * sub).sum() / sub.sum()) + 0.5) * c
+        y0 = int(np.clip(round(cy - ch / 2.0), 0, fh - ch))
+        x0 = int(np.clip(round(cx - cw / 2.0), 0, fw - cw))
+        regions.append([x0, y0, x0 + cw, y0 + ch])
+        gains.append(gain)
+        # the crop resolves what lies well inside it; near an inner edge an object may be cut (the merge drops
+        # such boxes), so that need stays for the next crop, which then overlaps this one
+        m = cfg.overlap
+        ya, yb = (y0 + m if y0 > 0 else 0), (y0 + ch - m if y0 + ch < fh else fh)
+        xa, xb = (x0 + m if x0 > 0 else 0), (x0 + cw - m if x0 + cw < fw else fw)
+        need[-(-ya // c): yb // c, -(-xa // c): xb // c] = 0.0
+    return RegionPlan(np.asarray(regions, np.int32).reshape(-1, 4), "refined" if regions else "low gain",
+                      np.asarray(gains, np.float32))
+
+
+def tile_grid(frame_hw: tuple[int, int], input_hw: tuple[int, int], crop_scale: float) -> np.ndarray:
+    """(N, 4) int32 crop windows tiling the frame (fewest columns x rows that cover it, evenly spaced), row-major."""
+    fh, fw = frame_hw
+    ch, cw = crop_window(frame_hw, input_hw, crop_scale)
+    ys = np.linspace(0, fh - ch, max(1, -(-fh // ch))).round().astype(np.int32)
+    xs = np.linspace(0, fw - cw, max(1, -(-fw // cw))).round().astype(np.int32)
+    return np.asarray([[x, y, x + cw, y + ch] for y in ys for x in xs], np.int32).reshape(-1, 4)
+
+
+def fixed_regions(frame_hw: tuple[int, int], input_hw: tuple[int, int], cfg: RefineConfig, counter: int) -> RegionPlan:
+    """The content-blind baselines: ``uniform`` takes the next ``max_regions`` tiles of :func:`tile_grid` (round
+    robin from ``counter``, so every tile gets its turn); ``band`` the middle row's tiles."""
+    n, why_not = region_budget(frame_hw, input_hw, cfg)
+    if why_not:
+        return RegionPlan(np.zeros((0, 4), np.int32), why_not)
+    grid = tile_grid(frame_hw, input_hw, cfg.crop_scale)
+    if cfg.policy == "band":
+        rows = np.unique(grid[:, 1])
+        grid = grid[grid[:, 1] == rows[len(rows) // 2]]
+    n = min(n, len(grid))
+    idx = (counter + np.arange(n)) % len(grid)
+    return RegionPlan(grid[idx], "refined" if n else "budget")
+
+
+def crop_detections_to_frame(det: Detections, region: np.ndarray, frame_hw: tuple[int, int],
+                             edge_margin: float) -> Detections:
+    """Crop detections in frame pixels, without those cut by an edge of the crop that is not a frame edge."""
+    x0, y0, x1, y1 = (float(v) for v in region)
+    b = as_boxes(det.boxes) + np.array([x0, y0, x0, y0], np.float32)
+    fh, fw = frame_hw
+    cut = np.zeros(len(b), bool)
+    if x0 > 0:
+        cut |= b[:, 0] <= x0 + edge_margin
+    if y0 > 0:
+        cut |= b[:, 1] <= y0 + edge_margin
+    if x1 < fw:
+        cut |= b[:, 2] >= x1 - edge_margin
+    if y1 < fh:
+        cut |= b[:, 3] >= y1 - edge_margin
+    keep = ~cut
+    return Detections(b[keep], det.scores[keep], det.class_ids[keep])
+
+
+def superseded(det: Detections, regions: np.ndarray, frame_hw: tuple[int, int], scale: float,
+               cfg: RefineConfig) -> Detections:
+    """Pass-1 detections without the small ones lying wholly inside a crop (clear of its inner edges): the crop
+    saw those at native resolution, and a low-resolution guess would only blur the fused box or add a duplicate."""
+    if len(det) == 0 or len(regions) == 0:
+        return det
+    b = det.boxes
+    small = (b[:, 3] - b[:, 1]) * scale <= cfg.supersede_size
+    fh, fw = frame_hw
+    inside = np.zeros(len(b), bool)
+    m = cfg.edge_margin
+    for region in regions:
+        x0, y0, x1, y1 = (float(v) for v in region)
+        lo_x, lo_y = (x0 + m if x0 > 0 else -np.inf), (y0 + m if y0 > 0 else -np.inf)
+        hi_x, hi_y = (x1 - m if x1 < fw else np.inf), (y1 - m if y1 < fh else np.inf)
+        inside |= (b[:, 0] > lo_x) & (b[:, 1] > lo_y) & (b[:, 2] < hi_x) & (b[:, 3] < hi_y)
+    return det.select(~(small & inside))
+
+
+def merge_detections(parts: list[Detections], fuse_iou: float, max_det: int) -> tuple[Detections, np.ndarray]:
+    """Class-aware fusion of detections of several passes (same pixel frame).
+
+    Boxes are taken best score first; each takes every not-yet-taken box of its class overlapping it by
+    more than ``fuse_iou``; the fused box is their score-weighted mean, its score the best. Returns the
+    fused detections (best first, at most ``max_det``) and, per output, the index of the part its best box
+    came from.
+    """
+    if not parts or sum(len(p) for p in parts) == 0:
+        return Detections(), np.zeros(0, np.int64)
+    boxes = np.concatenate([as_boxes(p.boxes) for p in parts])
+    scores = np.concatenate([np.asarray(p.scores, np.float32) for p in parts])
+    cls = np.concatenate([np.asarray(p.class_ids, np.int64) for p in parts])
+    src = np.concatenate([np.full(len(p), i, np.int64) for i, p in enumerate(parts)])
+    if len(boxes) == 0:
+        return Detections(), np.zeros(0, np.int64)
+    order = np.argsort(-scores, kind="stable")
+    iou = iou_matrix(boxes, boxes)
+    taken = np.zeros(len(boxes), bool)
+    out_b, out_s, out_c, out_src = [], [], [], []
+    for i in order:
+        if taken[i]:
+            continue
+        group = (~taken) & (cls == cls[i]) & (iou[i] > fuse_iou)
+        group[i] = True
+        taken |= group
+        w = scores[group]
+        out_b.append((boxes[group] * w[:, None]).sum(0) / w.sum())
+        out_s.append(scores[i])
+        out_c.append(cls[i])
+        out_src.append(src[i])
+        if len(out_b) >= max_det:
+            break
+    fused = Detections(np.asarray(out_b, np.float32).reshape(-1, 4), np.asarray(out_s, np.float32),
+                       np.asarray(out_c, np.int64))
+    return fused, np.asarray(out_src, np.int64)
+
+
+def small_detections(det: Detections, scale: float, cfg: RefineConfig) -> tuple[Detections, Detections]:
+    """(small, large) confident detections of pass 1 (small: at most ``cfg.small_size`` tall in network pixels)."""
+    conf = det.scores >= cfg.small_score
+    tall = (det.boxes[:, 3] - det.boxes[:, 1]) * scale if len(det) else np.zeros(0, np.float32)
+    small = conf & (tall <= cfg.small_size)
+    return det.select(small), det.select(conf & ~small)
+
+
+class RefiningPerceptor(Perceptor):
+    """A Perceptor whose detections are refined by native-resolution crops where attention points.
+
+    Same calls and result type as :class:`Perceptor`; each result is a :class:`RefinedResult` carrying
+    its :class:`RefinementInfo`. :attr:`totals` sums pixels over every frame (diagnostics).
+    """
+
+    def __init__(self, backend: Backend, config: PerceptorConfig | None = None,
+                 refine: RefineConfig | None = None) -> None:
+        super().__init__(backend, config)
+        self.refine = refine or RefineConfig()
+        crop_cfg = replace(self.config, segmentation=False, attention=False,
+                           reset=ResetPolicy(max_gap_s=self.config.reset.max_gap_s, detect_scene_cuts=False))
+        self._crops = Perceptor(backend, crop_cfg)
+        self._previous: dict[str, Detections] = {}
+        self._counters: dict[str, int] = {}  # content-blind policies: where each camera's round robin stands
+        self.totals = {"frames": 0, "regions": 0, "pixels_processed": 0, "full_pixels": 0}
+        self.camera_totals: dict[str, dict[str, int]] = {}  # the same per camera
+
+    def reset(self, camera_id: str | None = None) -> None:
+        super().reset(camera_id)
+        if camera_id is None:
+            self._previous.clear()
+        else:
+            self._previous.pop(camera_id, None)
+
+    @property
+    def pixel_ratio(self) -> float:
+        """Pixels processed / full-resolution pixels over every frame so far (0 before the first)."""
+        return self.totals["pixels_processed"] / self.totals["full_pixels"] if self.totals["full_pixels"] else 0.0
+
+    def process_batch(self, frames: list[FrameInput]) -> list[PerceptionResult]:
+        try:
+            results = super().process_batch(frames)
+        except InvalidOutputError as e:  # refine the valid frames; the error still reports the invalid ones
+            by_cam = {f.camera_id: f for f in frames}
+            valid = [r for r in e.results if r is not None]
+            refined = iter(self._refine([by_cam[r.camera_id] for r in valid], valid))
+            e.results[:] = [None if r is None else next(refined) for r in e.results]
+            raise
+        return list(self._refine(frames, results))
+
+    def _refine(self, frames: list[FrameInput], results: list[PerceptionResult]) -> list[RefinedResult]:
+        t0 = time.perf_counter()
+        by_cam = {f.camera_id: f for f in frames}
+        in_hw = (self.input_h, self.input_w)
+        plans: list[RegionPlan] = []
+        for r in results:
+            f = by_cam[r.camera_id]
+            fh, fw = f.rgb.shape[:2]
+            scale = pass1_scale((fh, fw), in_hw)
+            small, large = small_detections(r.detections, scale, self.refine)
+            if r.reset is not ResetReason.NONE:
+                self._previous.pop(r.camera_id, None)
+            prev = self._previous.get(r.camera_id) if self.refine.use_previous else None
+            sb, ss = small.boxes, small.scores
+            if prev is not None and len(prev):
+                sb, ss = np.concatenate([sb, prev.boxes]), np.concatenate([ss, prev.scores])
+            if self.refine.policy == "attention":
+                plans.append(plan_regions((fh, fw), in_hw, r.attention, sb, ss, self.refine, large.boxes))
+            else:
+                count = self._counters.get(r.camera_id, 0)
+                plans.append(fixed_regions((fh, fw), in_hw, self.refine, count))
+                self._counters[r.camera_id] = count + len(plans[-1].regions)
+        t1 = time.perf_counter()
+        jobs = [(i, k) for i, p in enumerate(plans) for k in range(len(p.regions))]
+        crops: dict[tuple[int, int], Detections] = {}
+        for start in range(0, len(jobs), self.refine.batch):
+            chunk = jobs[start: start + self.refine.batch]
+            inputs = []
+            for i, k in chunk:
+                f = by_cam[results[i].camera_id]
+                x0, y0, x1, y1 = plans[i].regions[k]
+                inputs.append(FrameInput(f"{f.camera_id}#refine{k}", np.ascontiguousarray(f.rgb[y0:y1, x0:x1]),
+                                         f.stamp, scene_cut=True))  # stateless: the initial state
+            try:
+                outs = self._crops.process_batch(inputs)
+            except InvalidOutputError as e:  # a crop with bad outputs adds nothing; the frame stands
+                outs = [r for r in e.results if r is not None]
+                chunk = [job for job, r in zip(chunk, e.results) if r is not None]
+            for job, out in zip(chunk, outs):
+                crops[job] = out.detections
+        t2 = time.perf_counter()
+        refined: list[RefinedResult] = []
+        crop_px = self.input_h * self.input_w
+        for i, (r, plan) in enumerate(zip(results, plans)):
+            f = by_cam[r.camera_id]
+            fh, fw = f.rgb.shape[:2]
+            parts = [superseded(r.detections, plan.regions, (fh, fw), pass1_scale((fh, fw), in_hw), self.refine)]
+            parts += [crop_detections_to_frame(crops[(i, k)], plan.regions[k], (fh, fw),
+                                                               self.refine.edge_margin)
+                                      for k in range(len(plan.regions)) if (i, k) in crops]
+            det, src = merge_detections(parts, self.refine.fuse_iou, self.config.max_det) if len(parts) > 1 \
+                else (r.detections, np.zeros(len(r.detections), np.int64))
+            if len(parts) > 1 and r.attention is not None:
+                det = Detections(det.boxes, det.scores, det.class_ids, attention_scores(r.attention, det.boxes))
+            scale = pass1_scale((fh, fw), (self.input_h, self.input_w))
+            self._previous[r.camera_id] = small_detections(det, scale, self.refine)[0]
+            info = RefinementInfo(plan.regions, plan.reason, crop_px * (1 + len(plan.regions)), fh * fw,
+                                  int((src > 0).sum()))
+            for totals in (self.totals, self.camera_totals.setdefault(r.camera_id, dict.fromkeys(self.totals, 0))):
+                totals["frames"] += 1
+                totals["regions"] += len(plan.regions)
+                totals["pixels_processed"] += info.pixels_processed
+                totals["full_pixels"] += info.full_pixels
+            share = 1e3 / max(1, len(results))
+            timings = {**r.timings_ms, "refine_plan": (t1 - t0) * share, "refine_infer": (t2 - t1) * share,
+                       "refine_merge": 0.0}
+            refined.append(RefinedResult(r.camera_id, r.stamp, det, r.segmentation, r.attention, r.reset, timings,
+                                         info))
+        t3 = time.perf_counter()
+        for res in refined:
+            res.timings_ms["refine_merge"] = (t3 - t2) * 1e3 / max(1, len(refined))
+        return refined
+
+    def diagnostics(self, camera_id: str | None = None) -> dict[str, str]:
+        """Key/values for /diagnostics (one camera's, or over all): regions per frame and pixels processed
+        against the full-resolution frame."""
+        t = self.totals if camera_id is None else self.camera_totals.get(camera_id, dict.fromkeys(self.totals, 0))
+        ratio = t["pixels_processed"] / t["full_pixels"] if t["full_pixels"] else 0.0
+        return {"refine.enabled": str(self.refine.enabled).lower(),
+                "refine.regions_per_frame": f"{t['regions'] / max(1, t['frames']):.2f}",
+                "refine.pixel_ratio": f"{ratio:.3f}"}
+
+
+def draw_regions(rgb: np.ndarray, regions: np.ndarray, color: tuple[int, int, int] = (0, 255, 255),
+                 thickness: int = 2) -> np.ndarray:
+    """A copy of ``rgb`` with the refined crop windows outlined (debug overlays)."""
+    out = np.ascontiguousarray(rgb).copy()
+    for x0, y0, x1, y1 in np.asarray(regions, np.int64).reshape(-1, 4).tolist():
+        cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), color, thickness)
+    return out

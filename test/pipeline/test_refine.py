@@ -1,0 +1,330 @@
+"""Attention-guided refinement: the policy and the merge (pure), and the two-pass Perceptor end to end with
+a tiny network through torch and ONNX Runtime."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from perception.core.types import Detections
+from perception.pipeline.perceptor import FrameInput, Perceptor, PerceptorConfig
+from perception.pipeline.refine import (
+    RefineConfig,
+    RefinedResult,
+    RefineError,
+    RefiningPerceptor,
+    crop_detections_to_frame,
+    fixed_regions,
+    merge_detections,
+    plan_regions,
+    superseded,
+    tile_grid,
+)
+from perception.runtime.base import Backend
+from perception.runtime.torch_backend import TorchBackend
+
+FRAME = (720, 1280)
+NET = (256, 448)
+NONE = np.zeros((0, 4), np.float32)
+
+
+def _blob_map(centres: list[tuple[int, int]], value: float = 0.8, radius: int = 20) -> np.ndarray:
+    att = np.full(FRAME, 0.02, np.float32)
+    yy, xx = np.mgrid[: FRAME[0], : FRAME[1]]
+    for cx, cy in centres:
+        att[(xx - cx) ** 2 + (yy - cy) ** 2 <= radius**2] = value
+    return att
+
+
+def _inside(region: np.ndarray, x: float, y: float) -> bool:
+    return bool(region[0] <= x <= region[2] and region[1] <= y <= region[3])
+
+
+# -- policy ------------------------------------------------------------------------------------------------
+def test_regions_cover_attended_blobs_at_native_crop_size() -> None:
+    plan = plan_regions(FRAME, NET, _blob_map([(200, 360), (1100, 150)]), NONE, np.zeros(0), RefineConfig())
+    assert plan.reason == "refined" and len(plan.regions) == 2
+    w, h = plan.regions[:, 2] - plan.regions[:, 0], plan.regions[:, 3] - plan.regions[:, 1]
+    assert (w == 448).all() and (h == 256).all()  # crop_scale 1: the network input at native resolution
+    assert (plan.regions[:, :2] >= 0).all() and (plan.regions[:, 2] <= 1280).all() and (plan.regions[:, 3] <= 720).all()
+    for cx, cy in [(200, 360), (1100, 150)]:
+        assert any(_inside(r, cx, cy) for r in plan.regions)
+
+
+def test_refinement_stops_when_the_need_is_covered() -> None:
+    # one blob: one crop covers it; the budget left is not spent on empty windows, even with no minimum gain
+    plan = plan_regions(FRAME, NET, _blob_map([(640, 360)]), NONE, np.zeros(0), RefineConfig(max_regions=5,
+                                                                                             min_gain=0.0))
+    assert len(plan.regions) == 1 and np.isfinite(plan.regions).all() and _inside(plan.regions[0], 640, 360)
+    # the crop is centred on the blob, not pushed against it by the window search
+    x0, y0, x1, y1 = plan.regions[0]
+    assert abs((x0 + x1) / 2 - 640) <= 16 and abs((y0 + y1) / 2 - 360) <= 16
+
+
+def test_nothing_attended_means_no_refinement() -> None:
+    flat = np.full(FRAME, 0.01, np.float32)
+    plan = plan_regions(FRAME, NET, flat, NONE, np.zeros(0), RefineConfig())
+    assert len(plan.regions) == 0 and plan.reason == "nothing attended"
+    # a uniform (if high) map has no peak either once the relative threshold applies
+    plan = plan_regions(FRAME, NET, np.full(FRAME, 0.5, np.float32), NONE, np.zeros(0), RefineConfig())
+    assert len(plan.regions) == 0
+    # a frame no larger than the network input is already seen at native resolution
+    small = plan_regions((256, 448), NET, _blob_map([(100, 100)])[:256, :448], NONE, np.zeros(0), RefineConfig())
+    assert len(small.regions) == 0 and small.reason == "native"
+
+
+def test_budget_caps_regions_and_pixels() -> None:
+    att = _blob_map([(100, 100), (640, 360), (1180, 620), (100, 620), (1180, 100)])
+    assert len(plan_regions(FRAME, NET, att, NONE, np.zeros(0), RefineConfig(max_regions=5)).regions) == 5
+    assert len(plan_regions(FRAME, NET, att, NONE, np.zeros(0), RefineConfig(max_regions=2)).regions) == 2
+    crop = NET[0] * NET[1]
+    capped = plan_regions(FRAME, NET, att, NONE, np.zeros(0), RefineConfig(max_regions=5, max_pixels=3 * crop + 10))
+    assert len(capped.regions) == 2  # pass 1 + 2 crops fit, a third would not
+    none_left = plan_regions(FRAME, NET, att, NONE, np.zeros(0), RefineConfig(max_pixels=crop))
+    assert len(none_left.regions) == 0 and none_left.reason == "budget"
+    assert len(plan_regions(FRAME, NET, att, NONE, np.zeros(0), RefineConfig(max_regions=0)).regions) == 0
+
+
+def test_small_boxes_steer_and_large_boxes_mute_attention() -> None:
+    cfg = RefineConfig()
+    flat = np.full(FRAME, 0.01, np.float32)
+    small = np.array([[900, 500, 906, 510]], np.float32)
+    plan = plan_regions(FRAME, NET, flat, small, np.array([0.9]), cfg)
+    assert len(plan.regions) == 1 and _inside(plan.regions[0], 903, 505)
+    # attention on an object pass 1 already resolves (a large box) is no reason to look again
+    att = _blob_map([(300, 300)], radius=60)
+    large = np.array([[220, 220, 380, 380]], np.float32)
+    assert len(plan_regions(FRAME, NET, att, NONE, np.zeros(0), cfg, large_boxes=large).regions) == 0
+    assert len(plan_regions(FRAME, NET, att, NONE, np.zeros(0), cfg).regions) == 1
+
+
+def test_uniform_tiles_cover_the_frame_round_robin() -> None:
+    grid = tile_grid(FRAME, NET, 1.0)
+    assert len(grid) == 9  # 3 x 3 tiles of 448x256 cover 1280x720
+    covered = np.zeros(FRAME, bool)
+    for x0, y0, x1, y1 in grid:
+        covered[y0:y1, x0:x1] = True
+    assert covered.all()
+    cfg = RefineConfig(policy="uniform", max_regions=3)
+    seen = np.concatenate([fixed_regions(FRAME, NET, cfg, k).regions for k in (0, 3, 6)])
+    assert len(np.unique(seen, axis=0)) == 9
+    band = fixed_regions(FRAME, NET, RefineConfig(policy="band", max_regions=3), 0).regions
+    assert len(band) == 3 and (band[:, 1] == grid[3, 1]).all()
+    with pytest.raises(RefineError, match="policy"):
+        RefineConfig(policy="random")
+
+
+# -- merge ---------------------------------------------------------------------------------------------------
+def test_crop_boxes_cut_by_an_inner_crop_edge_are_dropped() -> None:
+    det = Detections(np.array([[0, 50, 20, 80], [100, 100, 120, 140], [430, 10, 448, 40], [200, 240, 220, 256]],
+                              np.float32), np.array([0.9, 0.8, 0.7, 0.6], np.float32), np.zeros(4, np.int64))
+    inner = crop_detections_to_frame(det, np.array([400, 200, 848, 456]), FRAME, 2.0)
+    np.testing.assert_allclose(inner.boxes, [[500, 300, 520, 340]])  # only the box clear of every edge
+    # at the frame's own edges a box is not cut: it ends where the image ends
+    corner = crop_detections_to_frame(det, np.array([0, 464, 448, 720]), FRAME, 2.0)
+    assert len(corner) == 3 and corner.boxes[:, 0].min() == 0 and corner.boxes[:, 3].max() == 720
+
+
+def test_small_pass1_boxes_inside_a_crop_are_superseded_by_it() -> None:
+    det = Detections(np.array([[500, 300, 510, 320],  # small, well inside the crop: the crop's view replaces it
+                               [300, 250, 460, 400],  # large: pass 1 keeps it
+                               [401, 300, 410, 320],  # small but against the crop's inner left edge: kept
+                               [1000, 300, 1010, 320]], np.float32),  # small, outside every crop: kept
+                     np.full(4, 0.5, np.float32), np.zeros(4, np.int64))
+    scale = 256 / 720
+    kept = superseded(det, np.array([[400, 200, 848, 456]]), FRAME, scale, RefineConfig())
+    np.testing.assert_allclose(kept.boxes, det.boxes[1:])
+    assert len(superseded(det, np.zeros((0, 4), np.int32), FRAME, scale, RefineConfig())) == 4
+
+
+def test_merge_fuses_same_class_across_scales_and_keeps_other_classes() -> None:
+    coarse = Detections(np.array([[100, 100, 140, 140], [500, 500, 520, 520]], np.float32),
+                        np.array([0.4, 0.5], np.float32), np.array([0, 1]))
+    fine = Detections(np.array([[102, 100, 142, 140], [101, 100, 141, 140], [300, 300, 310, 320]], np.float32),
+                      np.array([0.8, 0.6, 0.7], np.float32), np.array([0, 2, 0]))
+    fused, src = merge_detections([coarse, fine], fuse_iou=0.55, max_det=10)
+    assert len(fused) == 4  # the class-0 pair fuses; class 2 at the same place stays; two others stay
+    k = int(np.argmax(fused.scores))
+    assert fused.scores[k] == pytest.approx(0.8) and fused.class_ids[k] == 0 and src[k] == 1
+    expected = (np.array([100, 100, 140, 140]) * 0.4 + np.array([102, 100, 142, 140]) * 0.8) / 1.2
+    np.testing.assert_allclose(fused.boxes[k], expected, atol=1e-4)
+    assert sorted(fused.class_ids.tolist()) == [0, 0, 1, 2]
+    assert (np.diff(fused.scores) <= 0).all()
+    assert len(merge_detections([coarse, fine], 0.55, max_det=2)[0]) == 2
+    assert len(merge_detections([Detections(), Detections()], 0.55, 5)[0]) == 0
+
+
+# -- end to end with a tiny network --------------------------------------------------------------------------
+def _frames(n: int, h: int = 180, w: int = 320) -> list[FrameInput]:
+    rng = np.random.default_rng(3)
+    return [FrameInput("cam", rng.integers(0, 255, (h, w, 3), np.uint8), 0.1 * i) for i in range(n)]
+
+
+EAGER = RefineConfig(min_attention=0.0, relative_threshold=0.0, min_gain=0.0, small_score=1.1, max_regions=3)
+
+
+def _check_two_pass(backend: Backend) -> list[RefinedResult]:
+    plain = Perceptor(backend, PerceptorConfig(score_thresh=0.0, max_det=30))
+    two = RefiningPerceptor(backend, PerceptorConfig(score_thresh=0.0, max_det=30), EAGER)
+    out: list[RefinedResult] = []
+    for f in _frames(3):
+        a, b = plain.process(f), two.process(f)
+        assert isinstance(b, RefinedResult) and b.refinement is not None
+        info = b.refinement
+        assert 1 <= len(info.regions) <= 3 and info.reason == "refined"
+        assert ((info.regions[:, 2] - info.regions[:, 0]) == 128).all()  # native crops of the 64x128 input
+        assert info.pixels_processed == 64 * 128 * (1 + len(info.regions)) and info.full_pixels == 180 * 320
+        # pass 1 is the plain Perceptor: same attention, same memory (the crops never touch the camera's state)
+        assert a.attention is not None and b.attention is not None
+        np.testing.assert_allclose(a.attention, b.attention, atol=1e-5)
+        assert b.segmentation is not None and b.segmentation.shape == (180, 320)
+        for k, v in plain.state("cam").items():
+            np.testing.assert_allclose(v, two.state("cam")[k], atol=1e-5)
+        assert len(b.detections) <= 30 and b.detections.attention is not None
+        boxes = b.detections.boxes
+        assert (boxes[:, [0, 2]] <= 320 + 1e-3).all() and (boxes[:, [1, 3]] <= 180 + 1e-3).all()
+        assert {"refine_plan", "refine_infer", "refine_merge"} <= set(b.timings_ms)
+        out.append(b)
+    assert two.totals["frames"] == 3 and 0 < two.pixel_ratio < 1
+    assert float(two.diagnostics()["refine.pixel_ratio"]) == pytest.approx(two.pixel_ratio, abs=1e-3)
+    assert two.diagnostics("cam") == two.diagnostics() and two.diagnostics("other")["refine.pixel_ratio"] == "0.000"
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_torch() -> TorchBackend:
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    b = TorchBackend(build_tiny(), (64, 128))
+    b.load()
+    return b
+
+
+def build_tiny() -> torch.nn.Module:
+    from perception.models.registry import build_model
+
+    torch.manual_seed(0)
+    return build_model("stan_tiny_temporal")
+
+
+def test_two_pass_through_torch(tiny_torch: TorchBackend) -> None:
+    _check_two_pass(tiny_torch)
+    # refinement off: the plain Perceptor's detections, no regions
+    off = RefiningPerceptor(tiny_torch, PerceptorConfig(score_thresh=0.0), RefineConfig(enabled=False))
+    plain = Perceptor(tiny_torch, PerceptorConfig(score_thresh=0.0))
+    f = _frames(1)[0]
+    r, p = off.process(f), plain.process(f)
+    assert isinstance(r, RefinedResult) and r.refinement is not None and len(r.refinement.regions) == 0
+    np.testing.assert_allclose(r.detections.boxes, p.detections.boxes)
+
+
+def test_two_pass_through_onnxruntime_matches_torch(tiny_checkpoint: Path, tmp_path: Path,
+                                                    tiny_torch: TorchBackend) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from perception.deploy.export import export_checkpoint
+    from perception.runtime.onnx_backend import OnnxRuntimeBackend
+
+    onnx_path = tmp_path / "tiny.onnx"
+    export_checkpoint(tiny_checkpoint, onnx_path, max_batch=4)
+    torch_backend = TorchBackend(tiny_checkpoint, (64, 128))
+    with OnnxRuntimeBackend(onnx_path) as ort, torch_backend:
+        got, ref = _check_two_pass(ort), _check_two_pass(torch_backend)
+    for g, r in zip(got, ref):
+        assert g.refinement is not None and r.refinement is not None
+        np.testing.assert_array_equal(g.refinement.regions, r.refinement.regions)
+        assert len(g.detections) == len(r.detections)
+        np.testing.assert_allclose(g.detections.boxes, r.detections.boxes, atol=1e-2)
+
+
+def test_refine_config_is_validated() -> None:
+    with pytest.raises(RefineError, match="max_regions"):
+        RefineConfig(max_regions=-1)
+    with pytest.raises(RefineError, match="crop_scale"):
+        RefineConfig(crop_scale=0.0)
+
+
+
+# -- wiring: node parameters, replay, eval ------------------------------------------------------------------
+def test_node_parameters_build_a_refining_perceptor() -> None:
+    from perception.ros.nodes.engine import build_perceptor, release_perceptor
+    from perception.ros.nodes.params import node_config
+
+    base = {"model.name": "stan_tiny_temporal", "model.allow_untrained": True, "model.backend": "torch",
+            "model.input_height": 64, "model.input_width": 128, "model.threads": 1}
+    assert not node_config(base).refine.enabled
+    cfg = node_config({**base, "refine.enabled": True, "refine.max_regions": 2, "refine.max_pixels": 40000,
+                       "max_batch": 1})
+    assert cfg.refine.max_regions == 2 and cfg.refine.max_pixels == 40000
+    p = build_perceptor(cfg)
+    try:
+        assert isinstance(p, RefiningPerceptor) and p.refine.batch == 1 and p.refine.max_regions == 2
+        assert not isinstance(build_perceptor(node_config(base)), RefiningPerceptor)
+    finally:
+        release_perceptor(p)
+
+
+def test_replay_passes_refinement_to_the_node() -> None:
+    from perception.ros.tools.replay import node_params
+
+    on = node_params(["cam"], "raw", "image_raw", {"extra": {"refine.enabled": True, "refine.max_regions": 2}})
+    assert on["refine.enabled"] is True and on["refine.max_regions"] == 2
+
+
+def test_eval_refine_flag(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    import argparse
+    import json
+
+    from perception.train import eval_cli
+
+    def run(*extra: str) -> dict[str, object]:
+        parser = argparse.ArgumentParser()
+        eval_cli.add_arguments(parser)
+        out = tmp_path / ("on" if extra else "off")
+        args = parser.parse_args(["--checkpoint", str(tiny_checkpoint), "--seeds", "1000:1001", "--frames", "2",
+                                  "--width", "320", "--height", "180", "--cache-dir", str(tmp_path / "cache"),
+                                  "--out", str(out), "--no-progress", *extra])
+        assert eval_cli.main(args) == 0
+        return dict(next(iter(json.loads((out / "comparison.json").read_text()).values())))
+
+    off, on = run(), run("--refine", "--refine-max-regions", "2")
+    assert "refine" not in off and off["eval_config"]["refine"] is None  # type: ignore[index]
+    ref = on["refine"]
+    assert isinstance(ref, dict) and ref["frames"] == 2 and ref["regions"] <= 4
+    assert ref["pixels_processed"] == 64 * 128 * (2 + ref["regions"]) and ref["full_pixels"] == 2 * 180 * 320
+    assert on["eval_config"]["refine"]["max_regions"] == 2  # type: ignore[index]
+
+
+def test_demo_overlay_outlines_the_refined_regions(tiny_torch: TorchBackend) -> None:
+    from perception.demo import panel
+    from perception.pipeline.refine import draw_regions
+
+    img = np.zeros((40, 60, 3), np.uint8)
+    drawn = draw_regions(img, np.array([[10, 5, 30, 25]]), thickness=1)
+    assert (drawn[5, 10:30] == (0, 255, 255)).all() and (drawn[24, 10:30] == (0, 255, 255)).all()
+    assert not drawn[15, 20].any() and not img.any()  # inside untouched, input not modified
+    two = RefiningPerceptor(tiny_torch, PerceptorConfig(score_thresh=0.0), EAGER)
+    f = _frames(1)[0]
+    r = two.process(f)
+    assert isinstance(r, RefinedResult) and r.refinement is not None and len(r.refinement.regions)
+    plain = replace(r, refinement=None)
+    assert panel(f.rgb, r).shape == panel(f.rgb, plain).shape and (panel(f.rgb, r) != panel(f.rgb, plain)).any()
+
+
+def test_cameras_batched_together_match_one_by_one(tiny_torch: TorchBackend) -> None:
+    cfg = PerceptorConfig(score_thresh=0.0, max_det=30)
+    batched, single = RefiningPerceptor(tiny_torch, cfg, EAGER), RefiningPerceptor(tiny_torch, cfg, EAGER)
+    rng = np.random.default_rng(5)
+    frames = [FrameInput(c, rng.integers(0, 255, (180, 320, 3), np.uint8), 0.0) for c in ("left", "right")]
+    together = batched.process_batch(frames)
+    for f, r in zip(frames, together):
+        alone = single.process(f)
+        assert isinstance(r, RefinedResult) and isinstance(alone, RefinedResult) and r.camera_id == f.camera_id
+        assert r.refinement is not None and alone.refinement is not None
+        np.testing.assert_array_equal(r.refinement.regions, alone.refinement.regions)
+        np.testing.assert_allclose(r.detections.boxes, alone.detections.boxes, atol=1e-3)
+    assert set(batched.camera_totals) == {"left", "right"} and batched.totals["frames"] == 2
