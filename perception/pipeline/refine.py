@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import cv2
 import numpy as np
 
 from perception.core.boxes import as_boxes, iou_matrix
-from perception.core.decode import attention_scores
+from perception.core.decode import attention_scores_lowres
 from perception.core.temporal import ResetPolicy, ResetReason
 from perception.core.types import Detections
 from perception.pipeline.perceptor import (
@@ -112,9 +113,15 @@ class RefinementInfo:
         return self.pixels_processed / max(1, self.full_pixels)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class RefinedResult(PerceptionResult):
+    """A :class:`PerceptionResult` with what refinement did to the frame."""
+
     refinement: RefinementInfo | None = None
+
+    def __init__(self, *args: Any, refinement: RefinementInfo | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        object.__setattr__(self, "refinement", refinement)
 
 
 @dataclass(frozen=True)
@@ -173,7 +180,8 @@ def plan_regions(
 ) -> RegionPlan:
     """Crop windows (frame pixels) to re-run at ``cfg.crop_scale``, best first.
 
-    ``attention`` is the (H, W) map of pass 1 at frame resolution; ``small_boxes`` / ``small_scores``
+    ``attention`` is pass 1's map covering the whole frame, at any resolution (the Perceptor's low-resolution
+    ``attention_lowres`` or the frame-resolution map; it is resampled to the planning grid); ``small_boxes`` / ``small_scores``
     are candidates that pass 1 (or the last frame) saw too small; ``large_boxes`` are objects pass 1
     already resolves (their attention is not a reason to look again). Greedy: the window covering the
     most remaining need is taken, its need cleared, until the region / pixel budget is spent or no
@@ -395,7 +403,7 @@ class RefiningPerceptor(Perceptor):
             if prev is not None and len(prev):
                 sb, ss = np.concatenate([sb, prev.boxes]), np.concatenate([ss, prev.scores])
             if self.refine.policy == "attention":
-                plans.append(plan_regions((fh, fw), in_hw, r.attention, sb, ss, self.refine, large.boxes))
+                plans.append(plan_regions((fh, fw), in_hw, r.attention_lowres, sb, ss, self.refine, large.boxes))
             else:
                 count = self._counters.get(r.camera_id, 0)
                 plans.append(fixed_regions((fh, fw), in_hw, self.refine, count))
@@ -430,8 +438,9 @@ class RefiningPerceptor(Perceptor):
                                       for k in range(len(plan.regions)) if (i, k) in crops]
             det, src = merge_detections(parts, self.refine.fuse_iou, self.config.max_det) if len(parts) > 1 \
                 else (r.detections, np.zeros(len(r.detections), np.int64))
-            if len(parts) > 1 and r.attention is not None:
-                det = Detections(det.boxes, det.scores, det.class_ids, attention_scores(r.attention, det.boxes))
+            if len(parts) > 1 and r.attention_lowres is not None:
+                det = Detections(det.boxes, det.scores, det.class_ids,
+                                 attention_scores_lowres(r.attention_lowres, det.boxes, r.lowres_scale, (fh, fw)))
             scale = pass1_scale((fh, fw), (self.input_h, self.input_w))
             self._previous[r.camera_id] = small_detections(det, scale, self.refine)[0]
             info = RefinementInfo(plan.regions, plan.reason, crop_px * (1 + len(plan.regions)), fh * fw,
@@ -444,8 +453,10 @@ class RefiningPerceptor(Perceptor):
             share = 1e3 / max(1, len(results))
             timings = {**r.timings_ms, "refine_plan": (t1 - t0) * share, "refine_infer": (t2 - t1) * share,
                        "refine_merge": 0.0}
-            refined.append(RefinedResult(r.camera_id, r.stamp, det, r.segmentation, r.attention, r.reset, timings,
-                                         info))
+            refined.append(RefinedResult(r.camera_id, r.stamp, det, reset=r.reset, timings_ms=timings,
+                                         segmentation_lowres=r.segmentation_lowres,
+                                         attention_lowres=r.attention_lowres, lowres_scale=r.lowres_scale,
+                                         maps=r.maps, refinement=info))
         t3 = time.perf_counter()
         for res in refined:
             res.timings_ms["refine_merge"] = (t3 - t2) * 1e3 / max(1, len(refined))
