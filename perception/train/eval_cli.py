@@ -83,6 +83,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "centre-distance AP, ATE/ASE/AOE, IDF1/MOTA, velocity error, camera-only range error, ms")
     p.add_argument("--lidar-beams", type=int, default=32, help="with --objects3d: LiDAR beams (default 32)")
     p.add_argument("--no-progress", action="store_true")
+    from perception.fleet.cli import add_arguments as add_fleet_arguments
+
+    add_fleet_arguments(p)  # --bags: many bags, one task each (perception.fleet)
 
 
 def bag_main(args: argparse.Namespace) -> int:
@@ -184,6 +187,10 @@ def _object_drives(args: argparse.Namespace, frames: int) -> tuple[Any, Any]:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.bags:
+        from perception.fleet.cli import fleet_main
+
+        return fleet_main(args)
     if args.bag is not None:
         return bag_main(args)
     if args.video is not None or args.images is not None:

@@ -1,0 +1,75 @@
+"""Which bags a fleet run evaluates, and what identifies a bag's content."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+from perception.fleet import FleetError
+
+STORAGE_SUFFIXES = (".mcap", ".db3")
+
+
+def is_bag(path: Path) -> bool:
+    """A rosbag2 directory (metadata.yaml or a storage file inside) or a single storage file."""
+    if path.is_dir():
+        return (path / "metadata.yaml").is_file() or any(p.suffix in STORAGE_SUFFIXES for p in path.iterdir())
+    return path.is_file() and path.suffix in STORAGE_SUFFIXES
+
+
+def _expand(spec: str) -> list[Path]:
+    path = Path(spec)
+    if any(c in spec for c in "*?["):
+        found = [Path(p) for p in sorted(glob.glob(spec, recursive=True))]
+        return [p for p in found if is_bag(p)]
+    if path.is_dir() and not is_bag(path):  # a folder of bags: every bag at any depth, not descending into bags
+        out: list[Path] = []
+        for child in sorted(path.iterdir()):
+            if is_bag(child):
+                out.append(child)
+            elif child.is_dir():
+                out.extend(_expand(str(child)))
+        return out
+    if path.is_file() and path.suffix not in STORAGE_SUFFIXES:  # a list file: one bag (or glob) per line
+        lines = [ln.split("#", 1)[0].strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+        out = []
+        for ln in lines:
+            if ln:
+                entry = ln if Path(ln).is_absolute() or any(c in ln for c in "*?[") else str(path.parent / ln)
+                out.extend(_expand(entry))
+        return out
+    if is_bag(path):
+        return [path]
+    raise FleetError(f"{spec}: not a bag, a folder of bags, a glob or a list file (one bag per line)")
+
+
+def discover_bags(specs: Sequence[str]) -> list[Path]:
+    """Every bag named by ``specs`` (bag paths, folders of bags, globs, list files), each once, in order."""
+    seen: dict[Path, None] = {}
+    for spec in specs:
+        for p in _expand(spec):
+            seen.setdefault(p.resolve(), None)
+    if not seen:
+        raise FleetError(f"no rosbag2 bag found in {', '.join(specs)} (a bag is a folder with metadata.yaml or an "
+                         f"{'/'.join(STORAGE_SUFFIXES)} file); record drives with `perception sim --bag`")
+    return list(seen)
+
+
+def bag_files(path: Path) -> list[Path]:
+    """The files whose bytes make up a bag (metadata.yaml excluded: it is rewritten by tools)."""
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.iterdir() if p.is_file() and p.suffix in STORAGE_SUFFIXES)
+
+
+def bag_hash(path: Path) -> str:
+    """sha256 over the bag's storage files (names and bytes): the same recording gives the same hash."""
+    h = hashlib.sha256()
+    for f in bag_files(path):
+        h.update(f.name.encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
