@@ -55,7 +55,8 @@ def run_local(tasks: Sequence[BagTask], cfg: FleetConfig, workers: int, on_done:
     ctx = multiprocessing.get_context("spawn")
     queue: deque[BagTask] = deque(tasks)
     suspects: deque[BagTask] = deque()
-    charged: dict[str, int] = {}
+    charged: dict[str, int] = {}  # crashes / errors blamed on the task
+    started: dict[str, int] = {}  # runs of the task (attempts)
     outcomes: list[Outcome] = []
     inflight: dict[Future[dict[str, Any]], BagTask] = {}
     alone: set[str] = set()  # keys of tasks running without company (a crash there is theirs)
@@ -63,7 +64,7 @@ def run_local(tasks: Sequence[BagTask], cfg: FleetConfig, workers: int, on_done:
     broken = False
 
     def finish(task: BagTask, result: dict[str, Any] | None, error: str = "") -> None:
-        out = Outcome(task, result, error, charged.get(task.key, 0) + (result is not None))
+        out = Outcome(task, result, error, started[task.key])
         outcomes.append(out)
         on_done(out)
 
@@ -73,6 +74,10 @@ def run_local(tasks: Sequence[BagTask], cfg: FleetConfig, workers: int, on_done:
             finish(task, None, error)
         else:
             retry.append(task)
+
+    def submit(pool: ProcessPoolExecutor, task: BagTask) -> None:
+        started[task.key] = started.get(task.key, 0) + 1
+        inflight[pool.submit(run_task, task, cfg)] = task
 
     try:
         while queue or suspects or inflight:
@@ -84,11 +89,10 @@ def run_local(tasks: Sequence[BagTask], cfg: FleetConfig, workers: int, on_done:
                     if not inflight:  # a suspect runs alone, so a crash is its own
                         task = suspects.popleft()
                         alone.add(task.key)
-                        inflight[pool.submit(run_task, task, cfg)] = task
+                        submit(pool, task)
                 else:
                     while queue and len(inflight) < workers:
-                        task = queue.popleft()
-                        inflight[pool.submit(run_task, task, cfg)] = task
+                        submit(pool, queue.popleft())
             done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
             for fut in done:
                 task = inflight.pop(fut)
