@@ -24,7 +24,7 @@ def _fmt(v: Any, digits: int = 3) -> str:
 
 
 def bag_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    cols = list(METRICS) + ["latency_p50", "latency_p95"]
+    cols = [*list(METRICS), "latency_p50", "latency_p95"]
     lines = ["| bag | status | frames | " + " | ".join(cols) + " | s |", "|---|---|---:|" + "---:|" * (len(cols) + 1)]
     for r in rows:
         status = r["status"] + (" (cached)" if r.get("cached") else "")
@@ -112,8 +112,8 @@ def write_fleet_report(result: Mapping[str, Any], out_dir: Path) -> dict[str, Pa
     md += ["## Bags, worst first", "", bag_table(rows), ""]
     paths["markdown"].write_text("\n".join(md) + "\n", encoding="utf-8")
     figs = [f"![{title}]({uri})" for title, uri in plots(rows)]
-    html_md = md[: md.index("## Bags, worst first")] + ["## Plots", ""] + figs + [""] + \
-        md[md.index("## Bags, worst first"):]
+    cut = md.index("## Bags, worst first")
+    html_md = [*md[:cut], "## Plots", "", *figs, "", *md[cut:]]
     paths["html"].write_text(markdown_to_html("\n".join(html_md), f"Fleet evaluation: {result['model']['name']}"),
                              encoding="utf-8")
     return paths

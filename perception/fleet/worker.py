@@ -110,7 +110,8 @@ def evaluate_bag_offline(path: str | Path, perceptor: Perceptor, score_thresh: f
     comp = [t for t, ty in info.topics.items() if t.endswith("/image_raw/compressed")
             and ty == "sensor_msgs/msg/CompressedImage"]
     images = raw or comp
-    gts = [t for t, ty in info.topics.items() if t.endswith("/ground_truth") and ty == "vision_msgs/msg/Detection2DArray"]
+    gts = [t for t, ty in info.topics.items()
+           if t.endswith("/ground_truth") and ty == "vision_msgs/msg/Detection2DArray"]
     sems = [t for t in info.topics if t.endswith("/ground_truth/semantic")]
     if not images or not gts:
         raise FleetError(f"bag {path} needs <camera>/image_raw[/compressed] and <camera>/ground_truth topics "
