@@ -21,6 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--address", default="", help="with --engine dask: an existing scheduler, tcp://HOST:PORT")
     g.add_argument("--ros", action="store_true",
                    help="evaluate each bag through a real ROS graph (`perception replay`, private domain per worker)")
+    g.add_argument("--keep-replays", default="",
+                   help="with --ros: keep each bag's recorded outputs in DIR/<bag name> (replay many bags)")
     g.add_argument("--untrained", default="", help="fleet: a registry network with random weights (plumbing)")
     g.add_argument("--retries", type=int, default=1, help="fleet: retries of a bag whose worker crashed or failed")
     g.add_argument("--baseline", type=Path, default=None,
@@ -46,7 +48,8 @@ def fleet_main(args: argparse.Namespace) -> int:
                              "--baseline")
         cfg = FleetConfig(checkpoint=args.checkpoint[0] if args.checkpoint else "", untrained=args.untrained,
                           input_size=(args.height, args.width), score_thresh=args.score_thresh,
-                          mode="ros" if args.ros else "offline", retries=args.retries)
+                          mode="ros" if args.ros else "offline", retries=args.retries,
+                          keep_replays=str(Path(args.keep_replays).resolve()) if args.keep_replays else "")
         if args.workers < 1:
             raise FleetError("--workers must be at least 1")
         bags = discover_bags(args.bags)

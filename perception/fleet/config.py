@@ -24,6 +24,7 @@ class FleetConfig:
     mode: str = "offline"  # offline: the Perceptor in the worker; ros: `perception replay` on a private domain
     threads: int = 1  # intra-op threads per worker (single-threaded workers scale by processes)
     retries: int = 1  # a bag whose worker crashed or failed is tried this many more times, then reported failed
+    keep_replays: str = ""  # ros mode: keep each bag's recorded outputs in <keep_replays>/<bag name> (many-bag replay)
 
     def __post_init__(self) -> None:
         if bool(self.checkpoint) == bool(self.untrained):
@@ -52,9 +53,9 @@ class FleetConfig:
         return hashlib.sha256(recipe.encode()).hexdigest()
 
     def scoring(self) -> dict[str, Any]:
-        """The fields that change a bag's result (threads and retries do not)."""
+        """The fields that change a bag's result (threads, retries and where replays are kept do not)."""
         d = asdict(self)
-        for k in ("checkpoint", "untrained", "threads", "retries"):
+        for k in ("checkpoint", "untrained", "threads", "retries", "keep_replays"):
             d.pop(k)
         return d
 

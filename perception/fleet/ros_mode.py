@@ -6,7 +6,8 @@ outputs against the bag's ground truth with :func:`perception.bag.evaluate.evalu
 ``perception eval --bag OUT --gt IN``. Each worker holds one domain id for its life (an flock on a file
 per id, released by the OS when the worker dies), so concurrent workers never share a graph. The node is
 started per bag (its model is loaded per bag): the ROS mode measures the real graph, the offline mode is
-the fast path.
+the fast path. With ``--keep-replays DIR`` the recorded output bags stay, ``DIR/<bag name>``: a replay of
+many bags at once (each can be checked again with ``perception eval --bag DIR/<name> --gt <bag>``).
 """
 
 from __future__ import annotations
@@ -55,7 +56,12 @@ def evaluate_bag_ros(task: BagTask, cfg: FleetConfig) -> dict[str, Any]:
     if path is None:
         raise FleetError("--ros runs the perception node, which needs --checkpoint (a trained network)")
     with tempfile.TemporaryDirectory(prefix="perception_fleet_ros_") as tmp:
-        out = Path(tmp) / "outputs"
+        out = Path(cfg.keep_replays) / task.name if cfg.keep_replays else Path(tmp) / "outputs"
+        if out.exists():  # a previous try's (crashed) recording: replay records into a new bag
+            import shutil
+
+            shutil.rmtree(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
         argv = [sys.executable, "-m", "perception.cli", "replay", task.path, "--out", str(out), "--deterministic",
                 "--outputs", "detections,segmentation", "--checkpoint", str(path), "--backend", "torch",
                 "--precision", "fp32", "--threads", str(cfg.threads), "--score-threshold", "0.05",

@@ -16,8 +16,8 @@ pytest.importorskip("rclpy")
 pytest.importorskip("vision_msgs")
 
 
-def test_ros_mode_two_workers_private_domains_same_scores_as_offline(fleet_bags: list[Path]) -> None:
-    ros = FleetConfig(checkpoint="stan_s_temporal", mode="ros", retries=0)
+def test_ros_mode_two_workers_private_domains_same_scores_as_offline(fleet_bags: list[Path], tmp_path: Path) -> None:
+    ros = FleetConfig(checkpoint="stan_s_temporal", mode="ros", retries=0, keep_replays=str(tmp_path / "replays"))
     offline = FleetConfig(checkpoint="stan_s_temporal", retries=0)
     bags = fleet_bags[:2]
     got: dict[str, dict[str, Outcome]] = {}
@@ -38,3 +38,8 @@ def test_ros_mode_two_workers_private_domains_same_scores_as_offline(fleet_bags:
         for key in ("mAP50", "mIoU", "flicker"):
             assert m["summary"][key] == pytest.approx(off["metrics"]["summary"][key], abs=1e-6), key
     assert len(set(by_pid.values())) == len(by_pid)  # different workers, different domains
+    # the recorded outputs were kept, one output bag per input bag (a replay of many bags)
+    from perception.bag.evaluate import load_outputs
+
+    for bag in bags:
+        assert len(load_outputs(tmp_path / "replays" / bag.name).detections) == 3
