@@ -73,3 +73,32 @@ def bag_hash(path: Path) -> str:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()
+
+
+SYNTHETIC = "synthetic:"
+
+
+def synthetic_bags(spec: str, root: Path, frames: int, width: int, height: int, progress: bool = False) -> list[Path]:
+    """``synthetic:FIRST:LAST``: the built-in synthetic drives of seeds FIRST..LAST-1 as bags under ``root``
+    (``drive_<seed>_<frames>f_<W>x<H>``), rendered once (``perception sim --bag`` would write the same bag)."""
+    from perception.bag.drive import write_drive_bag
+    from perception.sim.config import SimConfig
+
+    try:
+        first, last = (int(x) for x in spec.removeprefix(SYNTHETIC).split(":"))
+    except ValueError as e:
+        raise FleetError(f"{spec!r}: write synthetic:FIRST:LAST (seeds, LAST exclusive), e.g. synthetic:1000:1008") \
+            from e
+    if last <= first:
+        raise FleetError(f"{spec!r}: no seeds (LAST must be greater than FIRST)")
+    out = []
+    for seed in range(first, last):
+        bag = root / f"drive_{seed}_{frames}f_{width}x{height}"
+        if not (bag / "metadata.yaml").is_file():  # written last: without it, an interrupted render
+            if bag.exists():
+                import shutil
+
+                shutil.rmtree(bag)
+            write_drive_bag(bag, seed, frames, SimConfig(width=width, height=height), progress=progress)
+        out.append(bag)
+    return out

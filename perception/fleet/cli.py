@@ -6,14 +6,17 @@ import argparse
 import sys
 from pathlib import Path
 
+from perception.core.config import ConfigError, frame_count
 from perception.fleet import FleetError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("fleet (--bags)")
     g.add_argument("--bags", nargs="+", default=None, metavar="DIR|GLOB|LIST",
-                   help="evaluate many drive bags, one task per bag: bag folders, folders of bags, globs (quoted) "
-                        "or list files (one bag per line); --checkpoint NAME or --untrained REGISTRY_NAME")
+                   help="evaluate many drive bags, one task per bag: bag folders, folders of bags, globs (quoted), "
+                        "list files (one bag per line) or synthetic:FIRST:LAST (the built-in synthetic drives of "
+                        "those seeds, --frames/--width/--height, rendered once into --cache-dir/bags); "
+                        "--checkpoint NAME or --untrained REGISTRY_NAME")
     g.add_argument("--workers", type=int, default=2, help="worker processes (single-threaded each; default 2)")
     g.add_argument("--engine", choices=("local", "dask"), default="local",
                    help="local: a process pool, no engine needed (default); dask: Dask distributed "
@@ -36,7 +39,7 @@ def fleet_main(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from perception.fleet.aggregate import load_baseline
-    from perception.fleet.bags import discover_bags
+    from perception.fleet.bags import SYNTHETIC, discover_bags, synthetic_bags
     from perception.fleet.config import FleetConfig
     from perception.fleet.executors import Outcome
     from perception.fleet.report import fleet_table, regression_lines, write_fleet_report
@@ -52,7 +55,15 @@ def fleet_main(args: argparse.Namespace) -> int:
                           keep_replays=str(Path(args.keep_replays).resolve()) if args.keep_replays else "")
         if args.workers < 1:
             raise FleetError("--workers must be at least 1")
-        bags = discover_bags(args.bags)
+        specs = []
+        for spec in args.bags:
+            if spec.startswith(SYNTHETIC):
+                root = Path(args.cache_dir or "cache/sim") / "bags"
+                specs += [str(b) for b in synthetic_bags(spec, root, frame_count(args.frames, 20), args.width,
+                                                         args.height, progress=not args.no_progress)]
+            else:
+                specs.append(spec)
+        bags = discover_bags(specs)
         baseline = load_baseline(args.baseline) if args.baseline else None
         bar = tqdm(total=len(bags), desc="bags", unit="bag", disable=args.no_progress)
         failed = 0
@@ -69,7 +80,7 @@ def fleet_main(args: argparse.Namespace) -> int:
         if baseline is not None:
             result["baseline"] = str(args.baseline)
         paths = write_fleet_report(result, args.out)
-    except (FleetError, FileNotFoundError) as e:
+    except (FleetError, FileNotFoundError, ConfigError) as e:
         print(f"perception eval: error: {e}", file=sys.stderr)
         return 2
     fleet, run = result["fleet"], result["run"]

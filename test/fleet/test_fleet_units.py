@@ -10,7 +10,7 @@ import pytest
 
 from perception.fleet import FleetError
 from perception.fleet.aggregate import bag_row, fleet_summary, regressions, worst_first
-from perception.fleet.bags import bag_hash, discover_bags
+from perception.fleet.bags import bag_hash, discover_bags, synthetic_bags
 from perception.fleet.config import FleetConfig, cache_key
 
 
@@ -62,3 +62,16 @@ def test_regressions_name_the_bags_that_got_worse_or_failed() -> None:
     assert ("a", "mAP50") not in named  # inside the tolerance
     assert {("b", "mAP50"), ("b", "flicker"), ("c", "status"), ("*fleet*", "mAP50")} <= named
     assert not regressions(base_rows, fleet_summary(base_rows), baseline, tolerance=0.02)
+
+
+def test_synthetic_spec_renders_the_built_in_drives_once(tmp_path: Path) -> None:
+    bags = synthetic_bags("synthetic:3:5", tmp_path, 2, 160, 96)
+    assert [b.name for b in bags] == ["drive_3_2f_160x96", "drive_4_2f_160x96"]
+    assert discover_bags([str(tmp_path)]) == [b.resolve() for b in bags]
+    stamp = (bags[0] / "metadata.yaml").stat().st_mtime_ns
+    (bags[1] / "metadata.yaml").unlink()  # an interrupted render: done again
+    again = synthetic_bags("synthetic:3:5", tmp_path, 2, 160, 96)
+    assert again == bags and (bags[0] / "metadata.yaml").stat().st_mtime_ns == stamp
+    assert (bags[1] / "metadata.yaml").is_file()
+    with pytest.raises(FleetError, match="FIRST:LAST"):
+        synthetic_bags("synthetic:3", tmp_path, 2, 160, 96)
