@@ -55,16 +55,9 @@ class Timing:
 
 
 def make_bags(out: Path, count: int, frames: int, width: int, height: int) -> list[Path]:
-    from perception.bag.drive import write_drive_bag
-    from perception.sim.config import SimConfig
+    from perception.fleet.bags import synthetic_bags
 
-    bags = []
-    for i in range(count):
-        bag = out / f"drive_{5000 + i}"
-        if not (bag / "metadata.yaml").exists():
-            write_drive_bag(bag, 5000 + i, frames, SimConfig(width=width, height=height))
-        bags.append(bag)
-    return bags
+    return synthetic_bags(f"synthetic:5000:{5000 + count}", out, frames, width, height)
 
 
 def plain_loop(bags: list[Path], cfg: FleetConfig) -> tuple[Timing, float]:
