@@ -90,7 +90,7 @@ def run_local(tasks: Sequence[BagTask], cfg: FleetConfig, workers: int, on_done:
                         task = suspects.popleft()
                         alone.add(task.key)
                         submit(pool, task)
-                else:
+                elif not alone:  # no company for a suspect still running alone
                     while queue and len(inflight) < workers:
                         submit(pool, queue.popleft())
             done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)

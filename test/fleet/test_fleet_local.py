@@ -65,12 +65,14 @@ def test_pool_matches_a_plain_loop_caches_and_survives_a_crash_and_a_corrupt_bag
 def test_a_bag_that_always_kills_its_worker_is_retried_then_reported_failed(
         fleet_bags: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(CRASH_ENV, "drive_21")
-    result = run_fleet(fleet_bags[:2], CFG, RunOptions("local", 2, "", ""))
+    result = run_fleet(fleet_bags, CFG, RunOptions("local", 2, "", ""))
     rows = _rows(result)
     assert rows["drive_21"]["status"] == "failed" and rows["drive_21"]["error"] == WORKER_DIED
     # its first run shared the pool with drive_22 (not blamed: either could have died), then 1 + retries runs alone
     assert rows["drive_21"]["attempts"] == 3
-    assert rows["drive_22"]["status"] == "ok"  # its worker went down with the pool; it was re-run, not blamed
+    assert rows["drive_22"]["status"] == "ok" and rows["drive_22"]["attempts"] == 2  # went down with the pool
+    # drive_23 waited in the queue until no suspect was running: never in the pool when a worker died
+    assert rows["drive_23"]["status"] == "ok" and rows["drive_23"]["attempts"] == 1
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
