@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from perception.fleet import FleetError
 
@@ -62,6 +65,42 @@ def bag_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     return sorted(p for p in path.iterdir() if p.is_file() and p.suffix in STORAGE_SUFFIXES)
+
+
+def file_stamp(path: Path) -> list[list[Any]]:
+    """(name, size, mtime ns) of each storage file: what a memoised hash is valid for."""
+    return [[f.name, (st := f.stat()).st_size, st.st_mtime_ns] for f in bag_files(path)]
+
+
+class HashMemo:
+    """Bag hashes remembered by path and file stamps in one JSON file, so a re-run of a large fleet does not
+    read every bag again just to find it in the result cache; a changed file (size or mtime) is hashed again."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.known: dict[str, Any] = {}
+        if path is not None:
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                self.known = data if isinstance(data, dict) else {}
+            except (OSError, ValueError):
+                self.known = {}
+
+    def bag_hash(self, bag: Path) -> str:
+        key, stamp = str(bag.resolve()), file_stamp(bag)
+        entry = self.known.get(key)
+        if isinstance(entry, dict) and entry.get("files") == stamp:
+            return str(entry["sha256"])
+        sha = bag_hash(bag)
+        self.known[key] = {"files": stamp, "sha256": sha}
+        return sha
+
+    def save(self) -> None:
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self.known) + "\n", encoding="utf-8")
+            tmp.replace(self.path)
 
 
 def bag_hash(path: Path) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from perception.fleet.aggregate import bag_row, fleet_summary, regressions, worst_first
-from perception.fleet.bags import bag_hash
+from perception.fleet.bags import HashMemo
 from perception.fleet.config import RESULT_FORMAT, BagTask, FleetConfig, cache_key
 from perception.fleet.executors import DaskEngine, Outcome, run_local
 
@@ -48,13 +48,15 @@ class RunOptions:
     cache_dir: str = "runs/fleet/cache"  # empty: no cache
 
 
-def make_tasks(bags: Sequence[Path], model_sha: str, cfg: FleetConfig) -> list[BagTask]:
+def make_tasks(bags: Sequence[Path], model_sha: str, cfg: FleetConfig, memo: HashMemo | None = None) -> list[BagTask]:
     """One task per bag; names are the paths relative to the bags' common folder (unique, readable)."""
     root = Path(os.path.commonpath([str(b.parent) for b in bags]))
+    memo = memo or HashMemo(None)
     tasks = []
     for b in bags:
-        sha = bag_hash(b)
+        sha = memo.bag_hash(b)
         tasks.append(BagTask(str(b), str(b.relative_to(root)), sha, cache_key(sha, model_sha, cfg)))
+    memo.save()
     return tasks
 
 
@@ -64,8 +66,8 @@ def run_fleet(bags: Sequence[Path], cfg: FleetConfig, opts: RunOptions,
     """Evaluate every bag (cached ones are not re-run) and return the fleet result (JSON-able)."""
     t0 = time.perf_counter()
     model_sha = cfg.model_sha()
-    tasks = make_tasks(bags, model_sha, cfg)
     cache = ResultCache(Path(opts.cache_dir) if opts.cache_dir else None)
+    tasks = make_tasks(bags, model_sha, cfg, HashMemo(cache.root / "bag_hashes.json" if cache.root else None))
     rows: dict[str, dict[str, Any]] = {}
     todo = []
     for t in tasks:

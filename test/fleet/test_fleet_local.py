@@ -59,7 +59,8 @@ def test_pool_matches_a_plain_loop_caches_and_survives_a_crash_and_a_corrupt_bag
     again = run_fleet(bags, CFG, RunOptions("local", 2, "", str(cache)))
     assert again["run"]["evaluated"] == 1 and again["fleet"]["cached"] == 3
     assert [(r["bag"], r.get("mAP50")) for r in again["bags"]] == [(r["bag"], r.get("mAP50")) for r in result["bags"]]
-    assert len(list(cache.glob("*.json"))) == 3
+    assert (cache / "bag_hashes.json").is_file()
+    assert len(list(cache.glob("*.json"))) == 4  # 3 finished bags (the failed one is not cached) + the hash memo
 
 
 def test_a_bag_that_always_kills_its_worker_is_retried_then_reported_failed(

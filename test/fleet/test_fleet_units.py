@@ -75,3 +75,22 @@ def test_synthetic_spec_renders_the_built_in_drives_once(tmp_path: Path) -> None
     assert (bags[1] / "metadata.yaml").is_file()
     with pytest.raises(FleetError, match="FIRST:LAST"):
         synthetic_bags("synthetic:3", tmp_path, 2, 160, 96)
+
+
+def test_hash_memo_skips_unchanged_bags_and_rehashes_changed_ones(fleet_bags: list[Path], tmp_path: Path) -> None:
+    import shutil
+
+    from perception.fleet.bags import HashMemo
+
+    bag = tmp_path / "bag"
+    shutil.copytree(fleet_bags[0], bag)
+    memo = HashMemo(tmp_path / "hashes.json")
+    first = memo.bag_hash(bag)
+    memo.save()
+    again = HashMemo(tmp_path / "hashes.json")
+    assert again.known[str(bag.resolve())]["sha256"] == first == again.bag_hash(bag)
+    mcap = next(bag.glob("*.mcap"))
+    data = bytearray(mcap.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, new content (and mtime)
+    mcap.write_bytes(bytes(data))
+    assert again.bag_hash(bag) == bag_hash(bag) != first
