@@ -62,11 +62,12 @@ def make_bags(out: Path, count: int, frames: int, width: int, height: int) -> li
 
 def plain_loop(bags: list[Path], cfg: FleetConfig) -> tuple[Timing, float]:
     """The reference: one process, model loaded once (not timed), bags one after another."""
+    import cv2
     import torch
 
     from perception.fleet.worker import build_perceptor, evaluate_bag_offline
 
-    threads = torch.get_num_threads()
+    threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
     try:
         t0 = time.perf_counter()
         perceptor = build_perceptor(cfg)
@@ -81,6 +82,7 @@ def plain_loop(bags: list[Path], cfg: FleetConfig) -> tuple[Timing, float]:
         timing.wall_s = time.perf_counter() - t0
     finally:
         torch.set_num_threads(threads)
+        cv2.setNumThreads(cv_threads)
     return timing, load_s
 
 

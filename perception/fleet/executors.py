@@ -140,8 +140,11 @@ class DaskEngine:
         if self.address:
             self.client = Client(self.address, timeout="30s")
         else:
-            # read when the scheduler starts: a bag whose worker died this many extra times raises KilledWorker
-            with dask.config.set({"distributed.scheduler.allowed-failures": self.retries}):
+            # read when the scheduler starts: a bag whose worker died this many extra times raises KilledWorker;
+            # the workers' statistical profiler (a stack sample every 10 ms, holding the GIL) is off: it slowed
+            # the evaluation inside a worker 2-3x on 2 cores
+            with dask.config.set({"distributed.scheduler.allowed-failures": self.retries,
+                                  "distributed.worker.profile.enabled": False}):
                 self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
                                             host=self.host, dashboard_address=None, scheduler_port=0,
                                             protocol="tcp://", silence_logs=40)

@@ -50,8 +50,14 @@ def perceptor_for(cfg: FleetConfig) -> Perceptor:
 
 
 def build_perceptor(cfg: FleetConfig) -> Perceptor:
+    """The Perceptor of ``cfg``; sets this process's torch and OpenCV threads to ``cfg.threads`` (a Dask
+    worker runs no pool initializer)."""
+    import cv2
+
     from perception.pipeline.perceptor import Perceptor, PerceptorConfig
     from perception.runtime.torch_backend import TorchBackend, TorchBackendConfig
+
+    cv2.setNumThreads(cfg.threads)
 
     bcfg = TorchBackendConfig(precision="fp32", threads=cfg.threads)
     path = cfg.checkpoint_path()

@@ -43,14 +43,16 @@ def test_pool_matches_a_plain_loop_caches_and_survives_a_crash_and_a_corrupt_bag
     assert result["fleet"]["failed"] == 1 and result["fleet"]["frames"] == 9
 
     # the pool's numbers are the plain in-process loop's (same model recipe, single-threaded)
+    import cv2
     import torch
 
-    threads = torch.get_num_threads()
+    threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
     try:
         perceptor = build_perceptor(CFG)
         local = evaluate_bag_offline(fleet_bags[0], perceptor, CFG.score_thresh)
     finally:
         torch.set_num_threads(threads)
+        cv2.setNumThreads(cv_threads)
     for key in ("mAP50", "mIoU", "flicker"):
         assert rows["drive_21"][key] == pytest.approx(local["summary"][key], abs=1e-9)
 
