@@ -21,6 +21,9 @@ setup(
         ("share/" + package_name + "/config", glob("config/*.yaml") + glob("config/*.xml")),
     ],
     install_requires=["setuptools"],
+    # `pip install .[fleet]`: the distributed engine of `perception eval --bags --engine dask` (the default
+    # local process pool needs nothing); the pin is the version the loopback test ran with (requirements-dev.txt)
+    extras_require={"fleet": ["dask[distributed]==2026.8.0"]},
     zip_safe=False,
     maintainer="Perception maintainers",
     maintainer_email="perception@example.org",

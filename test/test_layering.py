@@ -36,6 +36,7 @@ ALLOWED: dict[str, set[str]] = {
     "fusion": {"core"},
     "tracking": {"core", "fusion"},
     "deploy": {"core", "weights", "models", "runtime", "pipeline", "sim", "footage", "train", "bag"},
+    "fleet": {"core", "weights", "models", "runtime", "pipeline", "sim", "train", "bag"},  # many bags, an engine
     "bench": {"core", "weights", "models", "runtime", "pipeline", "sim", "footage", "train", "bag", "deploy",
               "fusion"},
     "ros": {"core", "weights", "models", "runtime", "pipeline", "sim", "footage", "train", "bag", "deploy", "bench",

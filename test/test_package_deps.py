@@ -67,6 +67,8 @@ IMPORTS: dict[str, tuple[str, str]] = {
     "lz4": ("optional", "a dependency of rosbags and mcap"),
     "tensorrt": ("optional", "TensorRT backend: NVIDIA's install, imported only when a CUDA device is there"),
     "tensorrt_rtx": ("optional", "engine build check without a GPU (requirements-dev.txt)"),
+    "dask": ("optional", "fleet engine, `pip install .[fleet]`, imported only with --engine dask"),
+    "distributed": ("optional", "fleet engine, `pip install .[fleet]`, imported only with --engine dask"),
 }
 
 

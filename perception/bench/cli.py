@@ -23,6 +23,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
              "valid frames answered, malformed ones counted"),
     "soak": ("perception.ros.tools.bench_soak", "N cameras for M minutes: RSS growth, crashes, answered share, drops, "
              "diagnostics levels"),
+    "fleet": ("perception.fleet.bench", "many bags: bags/s with 1 and 2 workers (process pool, Dask), start-up, "
+              "per-bag overhead vs a plain loop, result size per bag"),
 }
 
 

@@ -90,6 +90,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--refine-max-pixels", type=int, default=0,
                    help="with --refine: network-input pixels per frame at most, pass 1 included (0: no cap)")
     p.add_argument("--no-progress", action="store_true")
+    from perception.fleet.cli import add_arguments as add_fleet_arguments
+
+    add_fleet_arguments(p)  # --bags: many bags, one task each (perception.fleet)
 
 
 def bag_main(args: argparse.Namespace) -> int:
@@ -198,6 +201,10 @@ def _object_drives(args: argparse.Namespace, frames: int) -> tuple[Any, Any]:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.bags:
+        from perception.fleet.cli import fleet_main
+
+        return fleet_main(args)
     if args.bag is not None:
         return bag_main(args)
     if args.video is not None or args.images is not None:

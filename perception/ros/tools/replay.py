@@ -379,8 +379,12 @@ def replay(bag: Path, out: Path | None, opts: ReplayOptions, *, topics: Sequence
            remap: Mapping[str, str] | None = None, record_inputs: bool = False, start_node: bool = True,
            node_args: Mapping[str, Any] | None = None, outputs: Sequence[str] = tuple(OUTPUT_TYPES),
            frame_timeout: float = 20.0, order_check: bool = True, restamp_now: bool = False,
-           storage: str = "mcap", compress: bool = False, log_dir: Path | None = None) -> ReplayResult:
-    """Replay ``bag`` (see the module doc); rclpy is initialised and shut down here."""
+           storage: str = "mcap", compress: bool = False, log_dir: Path | None = None,
+           domain_id: int = 0) -> ReplayResult:
+    """Replay ``bag`` (see the module doc); rclpy is initialised and shut down here. ``domain_id``: the private
+    ROS domain of this replay and its node (0: one derived from this process id, or the environment's when
+    the localhost profile is set already); several replays at once (`perception eval --bags --ros`) each
+    pass their own."""
     from perception.ros.env import apply_localhost_env, localhost_env
 
     messages = load_messages(bag, topics, remap or {}, order_check)
@@ -392,8 +396,8 @@ def replay(bag: Path, out: Path | None, opts: ReplayOptions, *, topics: Sequence
         print(f"[replay] not publishing {', '.join(skipped)}: the perception graph produces them", flush=True)
         messages = [m for m in messages if m.topic not in produced]
     events = schedule([m.log_ns for m in messages], opts)
-    if not os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE"):
-        apply_localhost_env()  # this process joins the private, loopback-only graph of its node
+    if domain_id or not os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE"):
+        apply_localhost_env(domain_id or None)  # this process joins the private, loopback-only graph of its node
     import rclpy
 
     # the open chunk reaches the disk every RECORD_FLUSH_S (20 Hz): a killed player loses at most that much
@@ -482,6 +486,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "ground truth or a golden bag)")
     p.add_argument("--golden", type=Path, default=None,
                    help="compare the recorded outputs with this expected bag; exit 1 on regression (needs --out)")
+    p.add_argument("--domain-id", type=int, default=0,
+                   help="private ROS_DOMAIN_ID of the replay and its node (default: derived from the process id)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -502,7 +508,7 @@ def main(args: argparse.Namespace) -> int:
         result = replay(args.bag, args.out, opts, topics=args.topics, remap=_remaps(args.remap),
                         record_inputs=args.record_inputs, start_node=not args.no_node, node_args=node_args,
                         outputs=outputs, frame_timeout=args.frame_timeout, order_check=not args.no_order_check,
-                        compress=args.compress, restamp_now=args.restamp)
+                        compress=args.compress, restamp_now=args.restamp, domain_id=args.domain_id)
     except BagError as e:
         print(f"perception replay: error: {e}", file=sys.stderr)
         return 2
