@@ -32,7 +32,7 @@ ALLOWED: dict[str, set[str]] = {
     "sim": {"core"},
     "footage": {"core"},  # real footage (video / image folders) and the evaluation-only reference detector
     "train": {"core", "weights", "models", "runtime", "pipeline", "sim", "footage", "fusion", "tracking"},
-    "bag": {"core", "sim", "train"},
+    "bag": {"core", "sim", "train", "tracking"},  # tracking: 3D objects scored from bags
     "fusion": {"core"},
     "tracking": {"core", "fusion"},
     "deploy": {"core", "weights", "models", "runtime", "pipeline", "sim", "footage", "train", "bag"},

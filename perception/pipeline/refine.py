@@ -181,8 +181,8 @@ def plan_regions(
     """Crop windows (frame pixels) to re-run at ``cfg.crop_scale``, best first.
 
     ``attention`` is pass 1's map covering the whole frame, at any resolution (the Perceptor's low-resolution
-    ``attention_lowres`` or the frame-resolution map; it is resampled to the planning grid); ``small_boxes`` / ``small_scores``
-    are candidates that pass 1 (or the last frame) saw too small; ``large_boxes`` are objects pass 1
+    ``attention_lowres`` or the frame-resolution map; it is resampled to the planning grid); ``small_boxes`` /
+    ``small_scores`` are candidates that pass 1 (or the last frame) saw too small; ``large_boxes`` are objects pass 1
     already resolves (their attention is not a reason to look again). Greedy: the window covering the
     most remaining need is taken, its need cleared, until the region / pixel budget is spent or no
     window gains ``cfg.min_gain``.

@@ -71,11 +71,14 @@ def test_a_bag_that_always_kills_its_worker_is_retried_then_reported_failed(
     result = run_fleet(fleet_bags, CFG, RunOptions("local", 2, "", ""))
     rows = _rows(result)
     assert rows["drive_21"]["status"] == "failed" and rows["drive_21"]["error"] == WORKER_DIED
-    # its first run shared the pool with drive_22 (not blamed: either could have died), then 1 + retries runs alone
+    # its first run may have shared the pool with another bag (not blamed: either could have died), then it ran
+    # 1 + retries times alone
     assert rows["drive_21"]["attempts"] == 3
-    assert rows["drive_22"]["status"] == "ok" and rows["drive_22"]["attempts"] == 2  # went down with the pool
-    # drive_23 waited in the queue until no suspect was running: never in the pool when a worker died
-    assert rows["drive_23"]["status"] == "ok" and rows["drive_23"]["attempts"] == 1
+    # the others all finish: a bag in flight when the pool went down is run again (2 attempts), one that finished
+    # before or waited in the queue runs once; which of them was in flight depends on the workers' start-up timing
+    others = [r for name, r in rows.items() if name != "drive_21"]
+    assert others and all(r["status"] == "ok" and r["attempts"] in (1, 2) for r in others)
+    assert sum(r["attempts"] == 2 for r in others) <= 1  # at most one neighbour shared the pool with drive_21
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
