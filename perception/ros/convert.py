@@ -162,9 +162,9 @@ def message_to_rgb(msg: Image | CompressedImage, max_pixels: int = MAX_PIXELS,
 def array_bytes(a: np.ndarray) -> pyarray.array[int]:
     """A C-contiguous array's bytes as the ``array.array('B')`` a ``uint8[]`` message field holds.
 
-    ONE copy: rclpy's generated setters store an ``array.array('B')`` as it is, while ``bytes`` (what
-    ``ndarray.tobytes()`` gives) is copied again into a new array.array -- and, with
-    ``ROS_PYTHON_CHECK_FIELDS=1``, checked element by element in Python (seconds for an image).
+    Measured for a 1280x720 32FC1 image going into ``Image.data`` (rclpy's generated setter copies what it
+    is given into a new array.array): ``array_bytes`` 0.26 ms, ``ndarray.tobytes()`` 0.36 ms, a memoryview
+    or a list 190 ms (the setter iterates it element by element) -- never assign those.
     """
     data = pyarray.array("B")
     data.frombytes(np.ascontiguousarray(a).reshape(-1).view(np.uint8).data)
@@ -172,7 +172,7 @@ def array_bytes(a: np.ndarray) -> pyarray.array[int]:
 
 
 def array_to_image(array: np.ndarray, header: Header, encoding: str) -> Image:
-    """A (H, W[, C]) array -> sensor_msgs/Image with ``header`` (one copy into the message: :func:`array_bytes`).
+    """A (H, W[, C]) array -> sensor_msgs/Image with ``header`` (the data through :func:`array_bytes`).
 
     ``encoding``: rgb8 / bgr8 (H, W, 3) uint8, mono8 (H, W) uint8, 32FC1 (H, W) float32.
     """

@@ -30,7 +30,7 @@ PRECISIONS = RUNTIME_PRECISIONS
 TRANSPORTS = ("raw", "compressed")
 RELIABILITIES = ("best_effort", "reliable")
 MASK_RESOLUTIONS = ("full", "network")  # output.mask_resolution
-PIPELINING = ("auto", "on", "off")  # runtime.pipelining
+PIPELINING = ("auto", "enabled", "disabled")  # runtime.pipelining (not on/off: YAML reads those as booleans)
 # a relative ROS name: tokens of [A-Za-z_][A-Za-z0-9_]* separated by '/'
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
 
@@ -153,9 +153,9 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
        "frame) when /tf_static has none; empty: /tf_static only"),
     # runtime behaviour
     _p("max_batch", 8, "at most this many cameras' frames in one inference", min_value=1, max_value=64),
-    _p("runtime.pipelining", "auto", "on: conversion, inference and publishing run as three overlapping stages "
-       "(threads, depth-1 hand-offs); off: one worker does all three in turn; auto: on when this process may use "
-       ">= 2 CPUs", choices=PIPELINING),
+    _p("runtime.pipelining", "auto", "enabled: conversion, inference and publishing run as three overlapping "
+       "stages (threads, depth-1 hand-offs); disabled: one worker does all three in turn; auto: enabled when this "
+       "process may use >= 2 CPUs", choices=PIPELINING),
     _p("diagnostics_period", 1.0, "seconds between /diagnostics messages", min_value=0.05, max_value=60.0),
     _p("autostart", False, "configure and activate by itself after start-up"),
 )

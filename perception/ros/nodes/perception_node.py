@@ -22,7 +22,7 @@ Per camera namespace ``<cam>`` (relative names, remappable), every output with t
   the whole image) plus <cam>/mask/camera_info (sensor_msgs/CameraInfo, same header): their width/height,
   and the camera's K and P (from <cam>/camera_info, when subscribed) scaled to that size the way
   image_proc's resize does; zero K/P when no calibration is known (input width / mask width is the scale).
-  ``runtime.pipelining`` (auto | on | off) overlaps conversion, inference and publishing
+  ``runtime.pipelining`` (auto | enabled | disabled) overlaps conversion, inference and publishing
   (:mod:`perception.ros.nodes.runner`).
 With ``objects.enabled`` (:mod:`perception.ros.nodes.objects_stage`), also
   in:  <cam>/camera_info, <cam>/<objects.lidar_topic> (sensor_msgs/PointCloud2; absolute: shared),

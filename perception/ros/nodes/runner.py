@@ -14,8 +14,8 @@
   Perceptor is asked for segmentation / attention only while some output needs them. With
   ``output.mask_resolution: network`` masks and attention go out at the network's output size with a
   matching ``<cam>/mask/camera_info`` (:func:`network_masks`, :func:`perception.ros.convert.scaled_camera_info`).
-- Pipelining (``runtime.pipelining``, :func:`pipelining_enabled`): off, one worker thread runs convert ->
-  infer -> publish for each batch in turn. On, three threads overlap them: convert (input slots ->
+- Pipelining (``runtime.pipelining``, :func:`pipelining_enabled`): disabled, one worker thread runs convert ->
+  infer -> publish for each batch in turn. Enabled, three threads overlap them: convert (input slots ->
   :class:`ConvertedFrames`, depth 1 per camera, newest wins: a converted frame replaced before inference took
   it is counted ``stale`` like an input-slot drop), infer (-> :class:`Handoff`, depth 1 with backpressure:
   an inferred result is never thrown away) and publish. The Python stages hold the GIL only briefly, so
@@ -90,11 +90,12 @@ IMAGE_OUTPUTS = (SEGMENTATION, SEGMENTATION_COLOR, ATTENTION)  # built only when
 
 
 def pipelining_enabled(mode: str, cpus: int | None = None) -> bool:
-    """``runtime.pipelining``: on / off, or auto = on when this process may use >= 2 CPUs (affinity, cgroup)."""
-    if mode not in ("auto", "on", "off"):
-        raise RosError(f"runtime.pipelining must be auto, on or off, not {mode!r}")
+    """``runtime.pipelining``: enabled / disabled, or auto = enabled when this process may use >= 2 CPUs
+    (affinity, cgroup quota)."""
+    if mode not in ("auto", "enabled", "disabled"):
+        raise RosError(f"runtime.pipelining must be auto, enabled or disabled, not {mode!r}")
     if mode != "auto":
-        return mode == "on"
+        return mode == "enabled"
     return (available_cpus() if cpus is None else cpus) >= 2
 
 
