@@ -261,3 +261,20 @@ def test_pipelining_auto_follows_the_cpus() -> None:
     assert runner.pipelining_enabled("enabled", cpus=1) and not runner.pipelining_enabled("disabled", cpus=8)
     with pytest.raises(runner.RosError):
         runner.pipelining_enabled("on")
+
+
+def test_take_gathers_the_other_cameras_frames_for_a_batch() -> None:
+    slots = runner.LatestFrameSlots(("a", "b", "c"))
+    slots.put(runner.Pending("a", 1, 1.0))
+    threading.Timer(0.02, lambda: slots.put(runner.Pending("b", 2, 1.1))).start()
+    threading.Timer(0.04, lambda: slots.put(runner.Pending("c", 3, 1.2))).start()
+    t0 = time.monotonic()
+    assert [p.camera for p in slots.take(1.0, limit=2, gather_s=0.5)] == ["a", "b"]  # full at max_batch 2
+    assert time.monotonic() - t0 < 0.4
+    assert [p.camera for p in slots.take(1.0, gather_s=0.5)] == ["c"]  # b was taken: only c waits
+    slots.put(runner.Pending("a", 4, 2.0))
+    t0 = time.monotonic()
+    assert [p.camera for p in slots.take(1.0, gather_s=0.05)] == ["a"]  # nobody else sends: bounded wait
+    assert 0.04 <= time.monotonic() - t0 < 0.5
+    r, _fake, _published, _stats = _runner(max_batch=2)
+    assert r.gather_s(1) == 0.0 and 0.0 <= r.gather_s(2) <= runner.GATHER_MAX_S

@@ -6,7 +6,9 @@
   keep the steps between the RECEIVED stamps, so the temporal memory is not reset for a "time jump"
   that is only the node's own stale drops (:mod:`perception.core.temporal`).
 - :class:`InferenceWorker`: a thread that takes every filled slot at once (one frame per camera)
-  and hands them to the runner as one batch.
+  and hands them to the runner as one batch. With several cameras and ``max_batch`` > 1 it waits, once a
+  frame is there, up to a tenth of the last inference time (at most 5 ms) for the other cameras' frames, so
+  frames sent together are inferred together (:meth:`PerceptionRunner.gather_s`).
 - :class:`PerceptionRunner`: converts the messages (:meth:`~PerceptionRunner.convert`), runs
   ``Perceptor.process_batch`` (:meth:`~PerceptionRunner.infer`) and publishes the outputs with the input's
   header, detections first (the latency-critical output; :meth:`~PerceptionRunner.publish`). Outputs are
@@ -80,6 +82,7 @@ OBJECTS_MARKERS = "objects/markers"
 
 INVALID_FAILOVER_AFTER = 2  # batches in a row with non-finite outputs before moving down the fallback chain
 RELOAD_INTERVAL_S = 1.0  # at most one backend reload attempt per this many seconds
+GATHER_MAX_S = 0.005  # at most this long waiting for more cameras' frames to fill a batch
 DEATH_REPORT_S = 10.0  # a worker death is reported ERROR for this long after its restart
 
 Publish = Callable[[str, str, Any], None]  # (camera, output key, message)
@@ -164,11 +167,19 @@ class LatestFrameSlots:
             self._cond.notify()
             return replaced
 
-    def take(self, timeout: float, limit: int = 64) -> list[Pending]:
-        """Every filled slot (at most ``limit``, oldest first), emptied; [] after ``timeout`` or on close."""
+    def take(self, timeout: float, limit: int = 64, gather_s: float = 0.0) -> list[Pending]:
+        """Every filled slot (at most ``limit``, oldest first), emptied; [] after ``timeout`` or on close.
+
+        ``gather_s`` > 0: once a frame is there, wait up to that long for the other cameras' frames (until
+        ``limit`` or every camera has one), so frames sent together are batched together."""
         with self._cond:
             if not self._closed and not any(self._slots.values()):
                 self._cond.wait(timeout)
+            want = min(limit, len(self._slots))
+            end = time.monotonic() + gather_s
+            while (gather_s > 0 and not self._closed and any(self._slots.values())
+                   and sum(p is not None for p in self._slots.values()) < want and time.monotonic() < end):
+                self._cond.wait(max(0.0, end - time.monotonic()))
             items = sorted((p for p in self._slots.values() if p is not None), key=lambda p: p.received)[:limit]
             for p in items:
                 self._slots[p.camera] = None
@@ -316,6 +327,7 @@ class PerceptionRunner:
         self._busy_since: float | None = None
         self._invalid_streak = 0
         self._last_reload = -1e9
+        self._last_infer_s = 0.0  # the last batch's Perceptor time (sizes the batch gathering window)
         self.camera_sizes: dict[str, tuple[int, int]] = {}  # from camera_info: (H, W)
         self.camera_infos: dict[str, Any] = {}  # the last good sensor_msgs/CameraInfo per camera
         self._wants: Wants = wants or (lambda cam, key: True)
@@ -460,9 +472,10 @@ class PerceptionRunner:
         """``process_batch``, with non-finite outputs dropped and counted (None in their place)."""
         from perception.pipeline.perceptor import InvalidOutputError
 
-        self._busy_since = time.monotonic()
+        self._busy_since = t0 = time.monotonic()
         try:
             results: list[PerceptionResult | None] = list(self.perceptor.process_batch(frames))
+            self._last_infer_s = time.monotonic() - t0
             self._invalid_streak = 0
             return results
         except InvalidOutputError as e:
@@ -546,6 +559,13 @@ class PerceptionRunner:
             self._warn(f"objects:{cam}", f"camera {cam!r}: 3D object messages failed: {_why(e)}")
             return None
         return res
+
+    def gather_s(self, max_batch: int) -> float:
+        """How long to wait for the other cameras' frames once one arrived: a tenth of the last inference,
+        at most ``GATHER_MAX_S``; 0 with one camera or ``max_batch`` 1 (nothing to batch)."""
+        if max_batch < 2 or len(self.config.input.cameras) < 2:
+            return 0.0
+        return min(GATHER_MAX_S, 0.1 * self._last_infer_s)
 
     def stale(self, camera: str) -> None:
         """Count a converted frame replaced by a newer one before inference took it."""
@@ -664,7 +684,7 @@ class InferenceWorker:
         items: list[Pending] = []
         try:
             while not self._stop.is_set():
-                items = self._slots.take(timeout=0.1, limit=self._max_batch)
+                items = self._slots.take(0.1, self._max_batch, self._runner.gather_s(self._max_batch))
                 if items and not self._stop.is_set():
                     try:
                         self._runner.process(items)
@@ -677,7 +697,7 @@ class InferenceWorker:
 
     def _convert_loop(self) -> None:
         while not self._stop.is_set():
-            items = self._slots.take(timeout=0.1, limit=self._max_batch)
+            items = self._slots.take(0.1, self._max_batch, self._runner.gather_s(self._max_batch))
             if not items or self._stop.is_set():
                 continue
             try:

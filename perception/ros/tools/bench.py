@@ -7,6 +7,9 @@
    one, so latencies never include queueing. Goal: end-to-end median <= 1.15 x model only.
 3. Conversion throughput: message -> numpy for each input encoding, and the output builders.
 Model-only and end-to-end runs alternate frame by frame, so both see the same machine load.
+The node's own split of its frame path (receive -> convert -> Perceptor -> build + publish, p50 from
+/diagnostics) is listed too. ``--subscribe`` chooses what this process subscribes to (the node builds
+image outputs only for subscribers): ``attention`` (detections + attention) or ``all`` (every output).
 """
 
 from __future__ import annotations
@@ -39,6 +42,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="checkpoint path stem or shipped name (overrides --model's weights)")
     add_model_arguments(p, "384x640", "network input HxW")  # also used by the model-only timing
     p.add_argument("--skip-e2e", action="store_true", help="only conversion throughput and model time")
+    p.add_argument("--pipelining", default="auto", choices=("auto", "enabled", "disabled"),
+                   help="runtime.pipelining of the node")
+    p.add_argument("--mask-resolution", default="full", choices=("full", "network"),
+                   help="output.mask_resolution of the node")
+    p.add_argument("--subscribe", default="attention", choices=("attention", "all"),
+                   help="outputs this process subscribes to: detections + attention, or every output")
 
 
 def _frames(n: int, h: int, w: int) -> list[np.ndarray]:
@@ -95,6 +104,8 @@ def conversion_rows(h: int, w: int, iters: int = 30) -> list[dict[str, Any]]:
         "detections_to_msg (100 objects)": lambda: convert.detections_to_msg(det, header),
         "segmentation mono8 msg": lambda: convert.array_to_image(seg, header, "mono8"),
         "attention 32FC1 msg": lambda: convert.array_to_image(att, header, "32FC1"),
+        "segmentation/color (palette + rgb8 msg)": lambda: convert.array_to_image(convert.colorize(seg), header,
+                                                                                  "rgb8"),
     }
     for name, build in builders.items():
         build()
@@ -110,7 +121,8 @@ def _node_params(args: argparse.Namespace) -> dict[str, Any]:
     ih, iw = parse_size(args.input_size)
     return {"model.name": args.model, "model.checkpoint": args.checkpoint or "", "model.input_height": ih,
             "model.input_width": iw, "model.precision": args.precision, "model.threads": args.threads,
-            "model.backend": args.backend,
+            "model.backend": args.backend, "runtime.pipelining": args.pipelining,
+            "output.mask_resolution": args.mask_resolution,
             "cameras": ["bench"], "autostart": True, "diagnostics_period": 1.0}
 
 
@@ -164,6 +176,12 @@ def end_to_end(args: argparse.Namespace, frames: list[np.ndarray]) -> tuple[list
     node.create_subscription(Image, "/bench/attention", lambda m: last_att.append(convert.stamp_to_seconds(
         m.header.stamp)), 10)
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
+    if args.subscribe == "all":
+        from foxglove_msgs.msg import ImageAnnotations
+
+        for topic, typ in (("segmentation", Image), ("segmentation/color", Image), ("detections/attention", Image),
+                           ("detections/annotations", ImageAnnotations)):
+            node.create_subscription(typ, f"/bench/{topic}", lambda m: None, 10)
     pub = node.create_publisher(Image, "/bench/image_raw", qos_profile_sensor_data)
 
     def spin_until(pred: Any, timeout: float) -> bool:
@@ -222,11 +240,18 @@ def run(args: argparse.Namespace) -> int:
         ratio = statistics.median(e2e) / statistics.median(model_times)
         report.add_ratios("model only (Perceptor.process, same process)", column="x_model_only")
         report.add_goal("end-to-end / model-only latency (median)", ratio, f"<= {GOAL_RATIO}", ratio <= GOAL_RATIO)
+        for key, what in (("convert_p50_ms", "node: message -> image (p50)"),
+                          ("perceptor_p50_ms", "node: Perceptor pre + infer + post (p50)"),
+                          ("infer_p50_ms", "node: of which backend infer (p50)"),
+                          ("publish_p50_ms", "node: build + publish outputs (p50)"),
+                          ("latency_p50_ms", "node: receive -> every output published (p50)")):
+            if key in diag:
+                report.add(name=what, median_ms=float(diag[key]))
         report.notes.append(
             f"model {args.model} {args.checkpoint or ''} input {args.input_size} {args.precision}, "
-            f"torch threads {args.threads or 'default'}, {os.cpu_count()} cores; node diagnostics: "
-            f"latency p50 {diag.get('latency_p50_ms')} ms (receive -> published), "
-            f"infer p50 {diag.get('infer_p50_ms')} ms, dropped_stale {diag.get('dropped_stale')}"
+            f"threads {args.threads or 'default'}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; "
+            f"node: pipelining {diag.get('pipelining', '?')}, mask resolution {args.mask_resolution}, "
+            f"subscribed: {args.subscribe}, dropped_stale {diag.get('dropped_stale')}"
         )
     for r in rows:
         report.add(**r)
