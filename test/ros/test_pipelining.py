@@ -1,4 +1,4 @@
-"""perception_node with ``runtime.pipelining: on`` and ``output.mask_resolution: network`` on a real ROS 2 graph.
+"""perception_node with ``runtime.pipelining: enabled`` and ``output.mask_resolution: network`` on a real ROS 2 graph.
 
 Frames keep flowing through the three stages under a burst (the newest frames win, the rest are counted
 stale), the masks come at the network's size with a matching ``mask/camera_info``, image outputs nobody
@@ -58,7 +58,7 @@ def test_pipelined_node_serves_a_burst_counts_drops_publishes_network_masks_and_
     diags = client.collect(DiagnosticArray, "/diagnostics")
     active = _wait_diag(client, diags, lambda v: v.get("state") == "active" or not proc.alive(), 60.0)
     assert proc.alive(), proc.output()[-3000:]
-    assert active["pipelining"] == "on"
+    assert active["pipelining"] == "enabled"
 
     pub = client.node.create_publisher(Image, "/pp/image_raw", qos_profile_sensor_data)
     info_pub = client.node.create_publisher(CameraInfo, "/pp/camera_info", qos_profile_sensor_data)

@@ -329,7 +329,7 @@ class PerceptionNode(LifecycleNode):
         self._state_label = "active"
         self.get_logger().info(
             f"active: model loaded in {time.perf_counter() - t0:.1f} s, pipelining "
-            f"{'on' if self._worker.pipelined else 'off'}, subscribed to "
+            f"{'enabled' if self._worker.pipelined else 'disabled'}, subscribed to "
             + ", ".join(self.resolve_topic_name(cfg.input.image_topic(c)) for c in cfg.input.cameras)
         )
         return super().on_activate(state)
@@ -550,7 +550,7 @@ class PerceptionNode(LifecycleNode):
                       "model": self._model_label, "precision": cfg.model.precision,
                       "input_topic": self.resolve_topic_name(cfg.input.image_topic(cam)),
                       "worker_restarts": len(self._worker.deaths) if self._worker is not None else 0,
-                      "pipelining": ("on" if self._worker.pipelined else "off") if self._worker is not None else "",
+                      "pipelining": "" if self._worker is None else "enabled" if self._worker.pipelined else "disabled",
                       "inference_busy_s": busy, **runtime, **values}
             msg.status.append(convert.diagnostic_status(
                 f"{self.get_name()}: {cam}", level, "; ".join(texts) or state, f"{active}/{cfg.model.device}", values))
