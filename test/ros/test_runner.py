@@ -126,10 +126,15 @@ def test_image_outputs_nobody_subscribes_to_are_not_built() -> None:
     fake = FakePerceptor()
     published: list[tuple[str, str, Any]] = []
     subscribed = {runner.DETECTIONS, runner.ATTENTION}
-    r = runner.PerceptionRunner(fake, cfg, lambda c, k, m: published.append((c, k, m)), NodeStats(("a",)),  # type: ignore[arg-type]
+    stats = NodeStats(("a",))
+    r = runner.PerceptionRunner(fake, cfg, lambda c, k, m: published.append((c, k, m)), stats,  # type: ignore[arg-type]
                                 warn=lambda s: None, wants=lambda cam, key: key in subscribed)
     r.process([runner.Pending("a", image_msg(rgb_image(40, 60), 1.0), time.monotonic())])
     assert [k for _, k, _ in published] == [runner.DETECTIONS, runner.ATTENTION]
+    subscribed = {runner.DETECTIONS}
+    r.process([runner.Pending("a", image_msg(rgb_image(40, 60), 2.0), time.monotonic())])
+    assert [k for _, k, _ in published][2:] == [runner.DETECTIONS]
+    assert stats.snapshot()["a"]["image_size"] == "60x40"  # the input's size, with no map published
 
 
 def test_network_masks_come_at_the_network_size_with_a_scaled_camera_info() -> None:

@@ -146,6 +146,7 @@ class Pending:
     stamp: float | None = None  # the header stamp (s), when the callback read it
     steps: StreamSteps | None = None  # steps between received stamps since the last take (set by take)
     convert_ms: float = 0.0  # message -> image (set by PerceptionRunner.convert)
+    size: tuple[int, int] = (0, 0)  # (H, W) of the converted image
     converted: float = 0.0  # time.monotonic() when it was converted
 
 
@@ -396,6 +397,7 @@ class PerceptionRunner:
             f = self._to_frame(item)
             item.convert_ms, item.converted = 1e3 * (time.perf_counter() - t0), time.monotonic()
             if f is not None:
+                item.size = (int(f.rgb.shape[0]), int(f.rgb.shape[1]))
                 out.append((item, f))
         return out
 
@@ -586,7 +588,7 @@ class PerceptionRunner:
             self._publish(cam, DETECTIONS, convert.detections_to_msg(det, header))
         if out.object_attention and want(cam, OBJECT_ATTENTION):
             self._publish(cam, OBJECT_ATTENTION, convert.object_attention_msg(det, header))
-        size = self._publish_maps(cam, header, r)
+        self._publish_maps(cam, header, r, item.size)
         # latency / age of the 2D outputs (the 3D objects stage reports its own objects.* timings)
         now, age_ms = time.monotonic(), 1e3 * (time.time() - r.stamp)
         track_ids = None
@@ -599,25 +601,27 @@ class PerceptionRunner:
         reason = r.reset.value
         if reason and reason != "first_frame":
             self._info(f"reset:{cam}:{reason}", f"camera {cam!r}: temporal memory reset ({reason}) at {r.stamp:.3f} s")
+        stages = {"convert": item.convert_ms, "perceptor": sum(r.timings_ms.values()),
+                  "publish": 1e3 * (time.perf_counter() - t0)}
         self._stats.processed(cam, 1e3 * (now - item.received), age_ms, r.timings_ms.get("infer", float("nan")),
-                              reason, size, stages={"convert": item.convert_ms, "perceptor": sum(r.timings_ms.values()),
-                                                    "publish": 1e3 * (time.perf_counter() - t0)})
+                              reason, item.size, stages=stages)
 
-    def _publish_maps(self, cam: str, header: Any, r: PerceptionResult) -> tuple[int, int]:
+    def _publish_maps(self, cam: str, header: Any, r: PerceptionResult, size: tuple[int, int]) -> None:
         """segmentation, segmentation/color, attention (+ mask/camera_info at network resolution), each only
-        when enabled and subscribed; returns the input image size (H, W) when known, else (0, 0)."""
+        when enabled and subscribed. The result's maps are read only when one is published (a Perceptor
+        that computes them lazily never makes the full-resolution ones for network-resolution outputs)."""
         out, want = self.config.output, self._wants
         seg_on = out.segmentation and want(cam, SEGMENTATION)
         color_on = out.segmentation_color and want(cam, SEGMENTATION_COLOR)
         att_on = out.attention and want(cam, ATTENTION)
-        full = r.segmentation if r.segmentation is not None else r.attention
-        size = (int(full.shape[0]), int(full.shape[1])) if full is not None else (0, 0)
         if not (seg_on or color_on or att_on):
-            return size
+            return
         if self._network_masks:
             seg, att, scale = network_masks(r, (self.perceptor.input_h, self.perceptor.input_w))
         else:
-            seg, att, scale = r.segmentation, r.attention, (1.0, 1.0)
+            seg = r.segmentation if (seg_on or color_on) else None
+            att = r.attention if att_on else None
+            scale = (1.0, 1.0)
         if seg is not None:
             if seg_on:
                 self._publish(cam, SEGMENTATION, convert.array_to_image(seg, header, "mono8"))
@@ -631,7 +635,6 @@ class PerceptionRunner:
             src = self.camera_sizes.get(cam, size)
             self._publish(cam, MASK_CAMERA_INFO, convert.scaled_camera_info(
                 self.camera_infos.get(cam), header, mask.shape[1], mask.shape[0], scale, src))
-        return size
 
 
 class InferenceWorker:
