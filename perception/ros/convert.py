@@ -11,6 +11,7 @@ Outputs carry the INPUT image's header, boxes are in the input image's pixels, a
 
 from __future__ import annotations
 
+import array as pyarray
 import math
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -158,8 +159,20 @@ def message_to_rgb(msg: Image | CompressedImage, max_pixels: int = MAX_PIXELS,
 
 
 # -- output images -----------------------------------------------------------------------------------
+def array_bytes(a: np.ndarray) -> pyarray.array[int]:
+    """A C-contiguous array's bytes as the ``array.array('B')`` a ``uint8[]`` message field holds.
+
+    Measured for a 1280x720 32FC1 image going into ``Image.data`` (rclpy's generated setter copies what it
+    is given into a new array.array): ``array_bytes`` 0.26 ms, ``ndarray.tobytes()`` 0.36 ms, a memoryview
+    or a list 190 ms (the setter iterates it element by element) -- never assign those.
+    """
+    data = pyarray.array("B")
+    data.frombytes(np.ascontiguousarray(a).reshape(-1).view(np.uint8).data)
+    return data
+
+
 def array_to_image(array: np.ndarray, header: Header, encoding: str) -> Image:
-    """A C-contiguous (H, W[, C]) array -> sensor_msgs/Image with ``header`` (one copy into the message).
+    """A (H, W[, C]) array -> sensor_msgs/Image with ``header`` (the data through :func:`array_bytes`).
 
     ``encoding``: rgb8 / bgr8 (H, W, 3) uint8, mono8 (H, W) uint8, 32FC1 (H, W) float32.
     """
@@ -176,7 +189,7 @@ def array_to_image(array: np.ndarray, header: Header, encoding: str) -> Image:
     msg.encoding = encoding
     msg.is_bigendian = int(sys.byteorder == "big" and a.itemsize > 1)
     msg.step = int(a.shape[1] * channels * a.itemsize)
-    msg.data = a.tobytes()
+    msg.data = array_bytes(a)
     return msg
 
 
@@ -218,9 +231,46 @@ def image_to_array(msg: Image) -> np.ndarray:
 
 
 def colorize(mask: np.ndarray, palette: np.ndarray | None = None) -> np.ndarray:
-    """(H, W) uint8 semantic ids -> (H, W, 3) uint8 RGB with the class palette."""
+    """(H, W) uint8 semantic ids -> (H, W, 3) uint8 RGB with the class palette (256 x 3).
+
+    One OpenCV table lookup (cv2.LUT on the id replicated to three channels): ~5x faster than numpy
+    fancy indexing ``palette[mask]`` (3 ms vs 17 ms at 1280x720 here)."""
     lut = semantic_palette() if palette is None else palette
-    return np.asarray(lut[mask])
+    table = np.zeros((256, 1, 3), np.uint8)
+    table[: len(lut), 0] = np.asarray(lut, np.uint8).reshape(-1, 3)[:256]
+    ids = np.ascontiguousarray(mask, dtype=np.uint8)
+    return np.asarray(cv2.LUT(cv2.merge((ids, ids, ids)), table))
+
+
+def scaled_camera_info(info: CameraInfo | None, header: Header, width: int, height: int,
+                       scale: tuple[float, float], src_size: tuple[int, int]) -> CameraInfo:
+    """CameraInfo of an image resized from the camera's ``src_size`` (H, W) to ``width x height``.
+
+    ``scale`` = (sx, sy): source pixels per pixel of the resized image. The convention is
+    image_proc's resize node: width/height are the resized image's, K and P are the camera's
+    with their first row divided by sx and their second by sy, D and R unchanged, binning and ROI
+    left at 0 (so image_geometry's PinholeCameraModel treats it as a plain camera of that size).
+    Without a calibration (``info`` None, or one of another size) K, R and P are zero -- uncalibrated,
+    per sensor_msgs/CameraInfo -- and the scale is still ``src width / width`` (the image covers the
+    whole source image).
+    """
+    sx, sy = float(scale[0]), float(scale[1])
+    if sx <= 0 or sy <= 0 or not (math.isfinite(sx) and math.isfinite(sy)):
+        raise RosError(f"scaled camera_info: the scale must be positive and finite, got {scale}")
+    msg = CameraInfo()
+    msg.header = header
+    msg.width, msg.height = int(width), int(height)
+    if info is None or (int(info.height), int(info.width)) != tuple(src_size):
+        msg.distortion_model = "plumb_bob"
+        msg.d = [0.0] * 5
+        return msg
+    msg.distortion_model = info.distortion_model
+    msg.d = list(info.d)
+    msg.r = list(info.r)
+    rows = np.array([1.0 / sx, 1.0 / sy, 1.0])
+    msg.k = (np.asarray(info.k, np.float64).reshape(3, 3) * rows[:, None]).ravel().tolist()
+    msg.p = (np.asarray(info.p, np.float64).reshape(3, 4) * rows[:, None]).ravel().tolist()
+    return msg
 
 
 # -- detections ------------------------------------------------------------------------------------
@@ -355,7 +405,7 @@ def points_to_pointcloud2(points: np.ndarray, header: Header) -> PointCloud2:
     msg.point_step = 16
     msg.row_step = 16 * len(pts)
     msg.is_dense = True
-    msg.data = pts.tobytes()
+    msg.data = array_bytes(pts)
     return msg
 
 

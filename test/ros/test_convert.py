@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import json
 from pathlib import Path
 
@@ -282,3 +283,36 @@ def test_camera_info_checks() -> None:
         convert.camera_info_to_intrinsics(bad)
     with pytest.raises(RosError, match="zero size"):
         convert.camera_info_size(CameraInfo())
+
+
+def test_output_image_data_is_a_byte_array() -> None:
+    att = np.random.default_rng(2).random((7, 9), dtype=np.float32)
+    msg = convert.array_to_image(att, HDR, "32FC1")
+    assert msg.data.typecode == "B" and bytes(msg.data) == att.tobytes()
+    data = convert.array_bytes(att)
+    assert isinstance(data, array.array) and data.typecode == "B" and data.tobytes() == att.tobytes()
+    assert len(convert.array_bytes(np.zeros((1, 0), np.float32))) == 0  # no detections: an empty 1 x 0 image
+    assert np.array_equal(convert.image_to_array(convert.array_to_image(att[:, ::2], HDR, "32FC1")), att[:, ::2])
+
+
+def test_colorize_matches_the_palette_lookup() -> None:
+    from perception.core.classes import semantic_palette
+
+    mask = np.random.default_rng(3).integers(0, 256, (33, 47), dtype=np.uint8)
+    assert np.array_equal(convert.colorize(mask), semantic_palette()[mask])
+    assert np.array_equal(convert.colorize(mask[:, ::3]), semantic_palette()[mask[:, ::3]])
+
+
+def test_scaled_camera_info_follows_image_proc_resize() -> None:
+    info = convert.intrinsics_to_camera_info(CameraIntrinsics(1280, 720, 1000.0, 990.0, 640.0, 360.0), HDR)
+    out = convert.scaled_camera_info(info, HDR, 160, 90, (8.0, 8.0), (720, 1280))
+    assert (out.width, out.height, out.header) == (160, 90, HDR)
+    assert list(out.k) == [125.0, 0.0, 80.0, 0.0, 123.75, 45.0, 0.0, 0.0, 1.0]
+    assert list(out.p)[:4] == [125.0, 0.0, 80.0, 0.0] and list(out.r) == list(info.r)
+    assert (out.binning_x, out.binning_y) == (0, 0)
+    bare = convert.scaled_camera_info(None, HDR, 160, 90, (8.0, 8.0), (720, 1280))
+    assert not any(bare.k) and (bare.width, bare.height) == (160, 90)  # uncalibrated
+    other = convert.scaled_camera_info(info, HDR, 160, 90, (8.0, 8.0), (1080, 1920))  # calibration of another size
+    assert not any(other.k)
+    with pytest.raises(RosError):
+        convert.scaled_camera_info(info, HDR, 160, 90, (0.0, 8.0), (720, 1280))

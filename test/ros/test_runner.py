@@ -119,3 +119,167 @@ def test_worker_batches_cameras_and_temporal_off_resets_each_frame() -> None:
     worker.stop()
     assert fake.batches[0] == ["a", "b"]  # ready together -> one inference
     assert fake.resets == ["a", "b"]
+
+
+def test_image_outputs_nobody_subscribes_to_are_not_built() -> None:
+    cfg = node_config({"cameras": ["a"]})
+    fake = FakePerceptor()
+    published: list[tuple[str, str, Any]] = []
+    subscribed = {runner.DETECTIONS, runner.ATTENTION}
+    stats = NodeStats(("a",))
+    r = runner.PerceptionRunner(fake, cfg, lambda c, k, m: published.append((c, k, m)), stats,  # type: ignore[arg-type]
+                                warn=lambda s: None, wants=lambda cam, key: key in subscribed)
+    r.process([runner.Pending("a", image_msg(rgb_image(40, 60), 1.0), time.monotonic())])
+    assert [k for _, k, _ in published] == [runner.DETECTIONS, runner.ATTENTION]
+    subscribed = {runner.DETECTIONS}
+    r.process([runner.Pending("a", image_msg(rgb_image(40, 60), 2.0), time.monotonic())])
+    assert [k for _, k, _ in published][2:] == [runner.DETECTIONS]
+    assert stats.snapshot()["a"]["image_size"] == "60x40"  # the input's size, with no map published
+
+
+def test_network_masks_come_at_the_network_size_with_a_scaled_camera_info() -> None:
+    cfg = node_config({"cameras": ["a"], "output.mask_resolution": "network"})
+    fake = FakePerceptor()
+    fake.input_h, fake.input_w = 32, 64  # type: ignore[attr-defined]
+    published: dict[str, Any] = {}
+    r = runner.PerceptionRunner(fake, cfg, lambda c, k, m: published.__setitem__(k, m), NodeStats(("a",)),  # type: ignore[arg-type]
+                                warn=lambda s: None)
+    from perception.core.types import CameraIntrinsics
+
+    r.camera_infos["a"] = convert.intrinsics_to_camera_info(CameraIntrinsics(128, 96, 100.0, 90.0, 64.0, 48.0),
+                                                             convert.make_header(0.0, "cam"))
+    r.camera_sizes["a"] = (96, 128)
+    r.process([runner.Pending("a", image_msg(rgb_image(96, 128), 1.0), time.monotonic())])
+    seg, color, att, info = (published[k] for k in (runner.SEGMENTATION, runner.SEGMENTATION_COLOR, runner.ATTENTION,
+                                                    runner.MASK_CAMERA_INFO))
+    # 96x128 letterboxed into 32x64: scale 1/3, content 43x32 (the shim's size until the Perceptor gives its own)
+    assert {(m.height, m.width) for m in (seg, color, att, info)} == {(32, 43)}
+    k = np.asarray(info.k).reshape(3, 3)
+    np.testing.assert_allclose([k[0, 0], k[0, 2], k[1, 1], k[1, 2]],
+                               [100 * 43 / 128, 64 * 43 / 128, 90 / 3, 48 / 3])
+    assert info.header == seg.header and convert.image_to_array(seg).min() == 1
+
+
+def test_network_masks_prefer_the_perceptors_low_resolution_fields() -> None:
+    class LowRes:
+        segmentation = np.zeros((90, 160), np.uint8)
+        attention = None
+        segmentation_lowres = np.full((9, 16), 3, np.uint8)
+        attention_lowres = np.full((9, 16), 0.5, np.float32)
+        lowres_scale = (10.0, 10.0)
+
+    seg, att, scale = runner.network_masks(LowRes(), (64, 128))  # type: ignore[arg-type]
+    assert seg is LowRes.segmentation_lowres and att is LowRes.attention_lowres and scale == (10.0, 10.0)
+
+
+def test_the_perceptor_computes_only_the_maps_a_subscribed_output_needs() -> None:
+    torch = pytest.importorskip("torch")
+    from perception.models.registry import build_model
+    from perception.pipeline.perceptor import Perceptor, PerceptorConfig
+    from perception.runtime.select import ModelSource, RuntimeConfig, build_backend
+
+    torch.manual_seed(0)
+    backend = build_backend(ModelSource(module_factory=lambda: build_model("stan_tiny_temporal"), input_size=(64, 128)),
+                            RuntimeConfig(backend="torch", threads=1))
+    cfg = node_config({"cameras": ["a"]})
+    subscribed: set[str] = {runner.DETECTIONS}
+    results: list[Any] = []
+    perceptor = Perceptor(backend, PerceptorConfig())
+    r = runner.PerceptionRunner(perceptor, cfg, lambda c, k, m: None, NodeStats(("a",)), warn=lambda s: None,
+                                wants=lambda cam, key: key in subscribed)
+    for i, wanted in enumerate(({runner.DETECTIONS}, {runner.SEGMENTATION_COLOR}, {runner.OBJECT_ATTENTION})):
+        subscribed = wanted
+        results += r.infer(r.convert([runner.Pending("a", image_msg(rgb_image(48, 64), 1.0 + 0.1 * i), 0.0)]))
+    maps = [(res.segmentation is not None, res.attention is not None) for _, res in results]
+    assert maps == [(False, False), (True, False), (False, True)]
+    backend.close()
+
+
+def test_converted_frames_newest_wins_per_camera_and_keeps_the_dropped_steps() -> None:
+    from perception.core.temporal import StreamSteps
+    from perception.pipeline.perceptor import FrameInput
+
+    frames = runner.ConvertedFrames()
+    rgb = rgb_image(8, 8)
+
+    def item(cam: str, t: float, steps: StreamSteps | None) -> tuple[runner.Pending, FrameInput]:
+        return runner.Pending(cam, None, t), FrameInput(cam, rgb, t, received=steps)
+
+    assert frames.put([item("a", 1.0, StreamSteps(0.1, 0.1)), item("b", 1.1, None)]) == []
+    replaced = frames.put([item("a", 2.0, StreamSteps(0.1, 0.9))])  # only a's frame is replaced, b's stays
+    assert [p.received for p in replaced] == [1.0]
+    got = frames.take(0.0)
+    assert [(p.camera, f.stamp) for p, f in got] == [("b", 1.1), ("a", 2.0)]
+    assert got[1][1].received == StreamSteps(0.1, 0.9)
+    frames.put([item("a", 3.0, StreamSteps(0.7, 0.7))])
+    frames.put([item("a", 4.0, StreamSteps(0.1, 0.1))])
+    assert frames.take(0.0)[0][1].received == StreamSteps(0.1, 0.7)  # the replaced frame's jump is not lost
+
+
+def test_handoff_applies_backpressure_and_close_releases_a_waiting_put() -> None:
+    h = runner.Handoff()
+    assert h.put(1)
+    done: list[bool] = []
+    t = threading.Thread(target=lambda: done.append(h.put(2)))
+    t.start()
+    time.sleep(0.15)
+    assert done == []  # waits: the first item was not taken yet
+    assert h.take(0.1) == 1
+    t.join(2.0)
+    assert done == [True] and h.take(0.1) == 2
+    h.put(3)
+    t = threading.Thread(target=lambda: done.append(h.put(4)))
+    t.start()
+    h.close()
+    t.join(2.0)
+    assert not t.is_alive() and done[-1] is False
+
+
+def test_pipelined_worker_flows_counts_replaced_frames_and_stops_every_stage() -> None:
+    r, _fake, _published, stats = _runner(max_batch=2)
+    slots = runner.LatestFrameSlots(("a", "b"))
+    worker = runner.InferenceWorker(slots, r, max_batch=2, pipelined=True)
+    worker.start()
+    assert worker.alive() and len({t.name for t in threading.enumerate()} & {
+        "perception-convert", "perception-inference", "perception-publish"}) == 3
+    for i in range(40):
+        for cam in ("a", "b"):
+            stats.received(cam)
+            if slots.put(runner.Pending(cam, image_msg(rgb_image(20, 20), 1.0 + 0.01 * i), time.monotonic())):
+                stats.dropped(cam, "stale")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        snap = stats.snapshot()
+        if all(snap[c]["processed"] + snap[c]["dropped_stale"] == 40 for c in ("a", "b")):
+            break
+        time.sleep(0.02)
+    snap = stats.snapshot()
+    assert all(snap[c]["processed"] + snap[c]["dropped_stale"] == 40 for c in ("a", "b")), snap
+    assert all(snap[c]["processed"] >= 1 for c in ("a", "b"))
+    assert worker.health() == ("ok", "")
+    worker.stop()
+    assert not worker.alive() and not any(t.name.startswith("perception-") for t in threading.enumerate())
+
+
+def test_pipelining_auto_follows_the_cpus() -> None:
+    assert runner.pipelining_enabled("auto", cpus=2) and not runner.pipelining_enabled("auto", cpus=1)
+    assert runner.pipelining_enabled("enabled", cpus=1) and not runner.pipelining_enabled("disabled", cpus=8)
+    with pytest.raises(runner.RosError):
+        runner.pipelining_enabled("on")
+
+
+def test_take_gathers_the_other_cameras_frames_for_a_batch() -> None:
+    slots = runner.LatestFrameSlots(("a", "b", "c"))
+    slots.put(runner.Pending("a", 1, 1.0))
+    threading.Timer(0.02, lambda: slots.put(runner.Pending("b", 2, 1.1))).start()
+    threading.Timer(0.04, lambda: slots.put(runner.Pending("c", 3, 1.2))).start()
+    t0 = time.monotonic()
+    assert [p.camera for p in slots.take(1.0, limit=2, gather_s=0.5)] == ["a", "b"]  # full at max_batch 2
+    assert time.monotonic() - t0 < 0.4
+    assert [p.camera for p in slots.take(1.0, gather_s=0.5)] == ["c"]  # b was taken: only c waits
+    slots.put(runner.Pending("a", 4, 2.0))
+    t0 = time.monotonic()
+    assert [p.camera for p in slots.take(1.0, gather_s=0.05)] == ["a"]  # nobody else sends: bounded wait
+    assert 0.04 <= time.monotonic() - t0 < 0.5
+    r, _fake, _published, _stats = _runner(max_batch=2)
+    assert r.gather_s(1) == 0.0 and 0.0 <= r.gather_s(2) <= runner.GATHER_MAX_S

@@ -30,6 +30,8 @@ DEVICES_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 PRECISIONS = RUNTIME_PRECISIONS
 TRANSPORTS = ("raw", "compressed")
 RELIABILITIES = ("best_effort", "reliable")
+MASK_RESOLUTIONS = ("full", "network")  # output.mask_resolution
+PIPELINING = ("auto", "enabled", "disabled")  # runtime.pipelining (not on/off: YAML reads those as booleans)
 # a relative ROS name: tokens of [A-Za-z_][A-Za-z0-9_]* separated by '/'
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
 
@@ -119,6 +121,10 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
        "boxes, labels and, with objects.enabled, track ids; Foxglove's Image panel draws them)"),
     _p("output.qos_reliability", "reliable", "reliability of the output publishers", choices=RELIABILITIES),
     _p("output.qos_depth", 2, "history depth of the output publishers", min_value=1, max_value=100),
+    _p("output.mask_resolution", "full", "segmentation, segmentation/color and attention images at the input "
+       "image's size (full) or at the network's output size, letterbox padding cropped (network: far cheaper; "
+       "<camera>/mask/camera_info then gives their size and the camera's K/P scaled to them)",
+       choices=MASK_RESOLUTIONS),
     # temporal state
     _p("temporal.enabled", True, "feed the temporal memory (false: every frame starts from an empty memory)"),
     _p("temporal.max_gap_s", 0.5, "a forward jump of the image stamps larger than this resets the memory",
@@ -157,6 +163,9 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
        max_value=4.0),
     # runtime behaviour
     _p("max_batch", 8, "at most this many cameras' frames in one inference", min_value=1, max_value=64),
+    _p("runtime.pipelining", "auto", "enabled: conversion, inference and publishing run as three overlapping "
+       "stages (threads, depth-1 hand-offs); disabled: one worker does all three in turn; auto: enabled when this "
+       "process may use >= 2 CPUs", choices=PIPELINING),
     _p("diagnostics_period", 1.0, "seconds between /diagnostics messages", min_value=0.05, max_value=60.0),
     _p("autostart", False, "configure and activate by itself after start-up"),
 )
@@ -226,6 +235,7 @@ class OutputConfig:
     annotations: bool = True
     qos_reliability: str = "reliable"
     qos_depth: int = 2
+    mask_resolution: str = "full"
 
 
 @dataclass(frozen=True)
@@ -268,6 +278,7 @@ class PerceptionNodeConfig:
     objects: ObjectsConfig = field(default_factory=ObjectsConfig)
     refine: RefineConfig = field(default_factory=lambda: RefineConfig(enabled=False))
     max_batch: int = 8
+    pipelining: str = "auto"
     diagnostics_period: float = 1.0
     autostart: bool = False
 
@@ -387,6 +398,7 @@ def node_config(values: Mapping[str, Any]) -> PerceptionNodeConfig:
         segmentation=v["output.segmentation"], segmentation_color=v["output.segmentation_color"],
         attention=v["output.attention"], label_info=v["output.label_info"], annotations=v["output.annotations"],
         qos_reliability=v["output.qos_reliability"], qos_depth=v["output.qos_depth"],
+        mask_resolution=v["output.mask_resolution"],
     )
     if not (outputs.detections or outputs.segmentation or outputs.segmentation_color or outputs.attention):
         raise RosError("every output is disabled (output.detections/segmentation/segmentation_color/attention): "
@@ -418,6 +430,7 @@ def node_config(values: Mapping[str, Any]) -> PerceptionNodeConfig:
         refine=RefineConfig(enabled=v["refine.enabled"], max_regions=v["refine.max_regions"],
                             max_pixels=v["refine.max_pixels"], crop_scale=v["refine.crop_scale"]),
         max_batch=v["max_batch"],
+        pipelining=v["runtime.pipelining"],
         diagnostics_period=v["diagnostics_period"],
         autostart=v["autostart"],
     )

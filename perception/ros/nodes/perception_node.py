@@ -16,6 +16,14 @@ Per camera namespace ``<cam>`` (relative names, remappable), every output with t
        <cam>/segmentation (mono8), <cam>/segmentation/color (rgb8), <cam>/attention (32FC1),
        <cam>/label_info (vision_msgs/LabelInfo, transient local), <cam>/detections/annotations
        (foxglove_msgs/ImageAnnotations: boxes, labels, track ids); /diagnostics at 1 Hz.
+  Image outputs (segmentation, segmentation/color, attention, annotations, detections/attention) are
+  built only while someone subscribes. ``output.mask_resolution: network`` publishes segmentation,
+  segmentation/color and attention at the network's output size (letterbox padding cropped, covering
+  the whole image) plus <cam>/mask/camera_info (sensor_msgs/CameraInfo, same header): their width/height,
+  and the camera's K and P (from <cam>/camera_info, when subscribed) scaled to that size the way
+  image_proc's resize does; zero K/P when no calibration is known (input width / mask width is the scale).
+  ``runtime.pipelining`` (auto | enabled | disabled) overlaps conversion, inference and publishing
+  (:mod:`perception.ros.nodes.runner`).
 With ``objects.enabled`` (:mod:`perception.ros.nodes.objects_stage`), also
   in:  <cam>/camera_info, <cam>/<objects.lidar_topic> (sensor_msgs/PointCloud2; absolute: shared),
        <objects.odom_topic> (nav_msgs/Odometry), /tf_static (tf2_msgs/TFMessage, transient local)
@@ -256,6 +264,10 @@ class PerceptionNode(LifecycleNode):
             for key, on in wanted.items():
                 if on:
                     self._pubs[(cam, key)] = self.create_publisher(_OUTPUT_TYPES[key], f"{cam}/{key}", out_qos)
+            if cfg.output.mask_resolution == "network" and (cfg.output.segmentation or cfg.output.segmentation_color
+                                                            or cfg.output.attention):
+                self._pubs[(cam, runner.MASK_CAMERA_INFO)] = self.create_publisher(
+                    CameraInfo, f"{cam}/{runner.MASK_CAMERA_INFO}", out_qos)
             if cfg.output.annotations:
                 from foxglove_msgs.msg import ImageAnnotations
 
@@ -298,9 +310,11 @@ class PerceptionNode(LifecycleNode):
 
             self._objects = ObjectsStage(cfg.input.cameras, cfg.objects)
         self._runner = runner.PerceptionRunner(
-            perceptor, cfg, self._publish, stats, warn=self._log_warning, info=self._log_info, objects=self._objects
+            perceptor, cfg, self._publish, stats, warn=self._log_warning, info=self._log_info, objects=self._objects,
+            wants=self._wants,
         )
-        self._worker = runner.InferenceWorker(self._slots, self._runner, cfg.max_batch)
+        self._worker = runner.InferenceWorker(self._slots, self._runner, cfg.max_batch,
+                                              pipelined=runner.pipelining_enabled(cfg.pipelining))
         self._worker.start()
         in_qos = qos_profile(cfg.input.qos_reliability, cfg.input.qos_depth)
         msg_type = CompressedImage if cfg.input.transport == "compressed" else Image
@@ -314,7 +328,8 @@ class PerceptionNode(LifecycleNode):
             self._subscribe_objects(self._objects, in_qos)
         self._state_label = "active"
         self.get_logger().info(
-            f"active: model loaded in {time.perf_counter() - t0:.1f} s, subscribed to "
+            f"active: model loaded in {time.perf_counter() - t0:.1f} s, pipelining "
+            f"{'enabled' if self._worker.pipelined else 'disabled'}, subscribed to "
             + ", ".join(self.resolve_topic_name(cfg.input.image_topic(c)) for c in cfg.input.cameras)
         )
         return super().on_activate(state)
@@ -418,12 +433,18 @@ class PerceptionNode(LifecycleNode):
             return
         try:
             runner_.camera_sizes[cam] = convert.camera_info_size(msg, cfg.input.max_pixels)
+            runner_.camera_infos[cam] = msg
         except RosError as e:  # malformed calibration: ignored (the last good one stays), counted, logged throttled
             stats.bad_camera_info(cam, f"RosError: {e}")
             self.get_logger().warning(f"camera {cam!r}: camera_info ignored: {e}", throttle_duration_sec=5.0)
             return
         if self._objects is not None:
             self._guarded(self._objects.on_camera_info, cam, msg)
+
+    def _wants(self, cam: str, key: str) -> bool:
+        """Someone subscribes to this output now (rcl's matched-subscription count: cheap, thread-safe)."""
+        pub = self._pubs.get((cam, key))
+        return pub is not None and pub.get_subscription_count() > 0
 
     def _publish(self, cam: str, key: str, msg: Any) -> None:
         pub = self._pubs.get((cam, key))
@@ -534,6 +555,7 @@ class PerceptionNode(LifecycleNode):
                       "model": self._model_label, "precision": cfg.model.precision,
                       "input_topic": self.resolve_topic_name(cfg.input.image_topic(cam)),
                       "worker_restarts": len(self._worker.deaths) if self._worker is not None else 0,
+                      "pipelining": "" if self._worker is None else "enabled" if self._worker.pipelined else "disabled",
                       "inference_busy_s": busy, **runtime, **values}
             msg.status.append(convert.diagnostic_status(
                 f"{self.get_name()}: {cam}", level, "; ".join(texts) or state, f"{active}/{cfg.model.device}", values))

@@ -63,6 +63,7 @@ class CameraStats:
     latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=300))  # receive -> published
     age_ms: deque[float] = field(default_factory=lambda: deque(maxlen=300))  # header stamp -> published
     infer_ms: deque[float] = field(default_factory=lambda: deque(maxlen=300))
+    stage_ms: dict[str, deque[float]] = field(default_factory=dict)  # convert / perceptor / publish per frame
     size: tuple[int, int] = (0, 0)
     events: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=20000))  # (monotonic, kind)
     awaiting_since: float | None = None  # first frame received after the last answer (None: nothing waits)
@@ -121,7 +122,8 @@ class NodeStats:
             s.last_error = error
 
     def processed(self, cam: str, latency_ms: float, age_ms: float, infer_ms: float, reset: str,
-                  size: tuple[int, int]) -> None:
+                  size: tuple[int, int], stages: dict[str, float] | None = None) -> None:
+        """Count an answered frame; ``stages``: ms spent per stage of the frame path (``<stage>_p50_ms``)."""
         now = time.monotonic()
         with self._lock:
             s = self.cameras[cam]
@@ -132,6 +134,8 @@ class NodeStats:
             s.latency_ms.append(latency_ms)
             s.age_ms.append(age_ms)
             s.infer_ms.append(infer_ms)
+            for name, ms in (stages or {}).items():
+                s.stage_ms.setdefault(name, deque(maxlen=300)).append(ms)
             s.size = size
             if reset:
                 s.resets[reset] += 1
@@ -171,6 +175,7 @@ class NodeStats:
                     "latency_p95_ms": _pct(s.latency_ms, 95),
                     "age_p50_ms": _pct(s.age_ms, 50),
                     "infer_p50_ms": _pct(s.infer_ms, 50),
+                    **{f"{name}_p50_ms": _pct(values, 50) for name, values in s.stage_ms.items()},
                     "resets": ", ".join(f"{k}={v}" for k, v in sorted(s.resets.items())) or "none",
                     "image_size": f"{s.size[1]}x{s.size[0]}",
                     "last_error": s.last_error or "none",

@@ -7,6 +7,13 @@
    one, so latencies never include queueing. Goal: end-to-end median <= 1.15 x model only.
 3. Conversion throughput: message -> numpy for each input encoding, and the output builders.
 Model-only and end-to-end runs alternate frame by frame, so both see the same machine load.
+4. The node's frame path in this process: ``PerceptionRunner.process`` on real rclpy publishers with
+   subscribers, minus ``Perceptor.process_batch`` = what the ROS side costs per frame (conversion,
+   message building, publishing), for: detections + attention subscribed, every output subscribed,
+   every output at network resolution.
+The node's own split of its frame path (receive -> convert -> Perceptor -> build + publish, p50 from
+/diagnostics) is listed too. ``--subscribe`` chooses what this process subscribes to (the node builds
+image outputs only for subscribers): ``attention`` (detections + attention) or ``all`` (every output).
 """
 
 from __future__ import annotations
@@ -39,6 +46,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="checkpoint path stem or shipped name (overrides --model's weights)")
     add_model_arguments(p, "384x640", "network input HxW")  # also used by the model-only timing
     p.add_argument("--skip-e2e", action="store_true", help="only conversion throughput and model time")
+    p.add_argument("--pipelining", default="auto", choices=("auto", "enabled", "disabled"),
+                   help="runtime.pipelining of the node")
+    p.add_argument("--mask-resolution", default="full", choices=("full", "network"),
+                   help="output.mask_resolution of the node")
+    p.add_argument("--subscribe", default="attention", choices=("attention", "all"),
+                   help="outputs this process subscribes to: detections + attention, or every output")
+    p.add_argument("--frame-path-frames", type=int, default=12,
+                   help="frames per scenario of the in-process frame-path split (0: skip it)")
 
 
 def _frames(n: int, h: int, w: int) -> list[np.ndarray]:
@@ -95,6 +110,8 @@ def conversion_rows(h: int, w: int, iters: int = 30) -> list[dict[str, Any]]:
         "detections_to_msg (100 objects)": lambda: convert.detections_to_msg(det, header),
         "segmentation mono8 msg": lambda: convert.array_to_image(seg, header, "mono8"),
         "attention 32FC1 msg": lambda: convert.array_to_image(att, header, "32FC1"),
+        "segmentation/color (palette + rgb8 msg)": lambda: convert.array_to_image(convert.colorize(seg), header,
+                                                                                  "rgb8"),
     }
     for name, build in builders.items():
         build()
@@ -106,11 +123,82 @@ def conversion_rows(h: int, w: int, iters: int = 30) -> list[dict[str, Any]]:
     return rows
 
 
+def frame_path_rows(args: argparse.Namespace, frames: list[np.ndarray]) -> list[dict[str, Any]]:
+    """Per frame, the node's runner with real publishers (subscribed in this process): total, Perceptor and
+    the rest (the ROS side), medians in ms, for three subscription / mask-resolution scenarios."""
+    from perception.ros.env import apply_localhost_env
+
+    apply_localhost_env()
+    import rclpy
+    from foxglove_msgs.msg import ImageAnnotations
+    from sensor_msgs.msg import CameraInfo, Image
+    from vision_msgs.msg import Detection2DArray
+
+    from perception.ros import convert
+    from perception.ros.nodes import runner
+    from perception.ros.nodes.engine import build_perceptor, release_perceptor
+    from perception.ros.nodes.params import default_values, node_config
+    from perception.ros.nodes.stats import NodeStats
+
+    types: dict[str, Any] = {
+        runner.DETECTIONS: Detection2DArray, runner.OBJECT_ATTENTION: Image, runner.SEGMENTATION: Image,
+        runner.SEGMENTATION_COLOR: Image, runner.ATTENTION: Image, runner.ANNOTATIONS: ImageAnnotations,
+        runner.MASK_CAMERA_INFO: CameraInfo}
+    scenarios = (("detections + attention subscribed", "full", (runner.DETECTIONS, runner.ATTENTION)),
+                 ("every output subscribed, full resolution", "full", tuple(types)),
+                 ("every output subscribed, network resolution", "network", tuple(types)))
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    node = rclpy.create_node("bench_frame_path", context=ctx)
+    rows = []
+    try:
+        pubs = {k: node.create_publisher(t, f"/frame_path/{k}", 2) for k, t in types.items()}
+        subs: list[Any] = []
+        for name, resolution, subscribed in scenarios:
+            for sub in subs:
+                node.destroy_subscription(sub)
+            subs = [node.create_subscription(types[k], f"/frame_path/{k}", lambda m: None, 2) for k in subscribed]
+            values = {**default_values(), **_node_params(args), "cameras": ["fp"], "output.mask_resolution": resolution}
+            cfg = node_config(values)
+            perceptor = build_perceptor(cfg)
+            spent: list[float] = []
+            process_batch = perceptor.process_batch
+
+            def timed(batch: list[Any], inner: Any = process_batch, log: list[float] = spent) -> Any:
+                t0 = time.perf_counter()
+                try:
+                    return inner(batch)
+                finally:
+                    log.append(time.perf_counter() - t0)
+
+            perceptor.process_batch = timed  # type: ignore[method-assign,assignment]
+            r = runner.PerceptionRunner(perceptor, cfg, lambda c, k, m: pubs[k].publish(m), NodeStats(("fp",)),
+                                        warn=lambda s: None, wants=lambda c, k: pubs[k].get_subscription_count() > 0)
+            totals = []
+            try:
+                for i, rgb in enumerate(frames[: 2 + args.frame_path_frames]):
+                    msg = convert.array_to_image(rgb, convert.make_header(100.0 + 0.1 * i, "fp"), "rgb8")
+                    t0 = time.perf_counter()
+                    r.process([runner.Pending("fp", msg, time.monotonic(), 100.0 + 0.1 * i)])
+                    totals.append(time.perf_counter() - t0)
+            finally:
+                release_perceptor(perceptor)
+            tot, per = statistics.median(totals[2:]), statistics.median(spent[2:])
+            ros = statistics.median([t - s for t, s in zip(totals[2:], spent[2:])])
+            rows.append({"name": f"frame path: {name}", "median_ms": 1e3 * tot, "perceptor_ms": 1e3 * per,
+                         "ros_side_ms": 1e3 * ros})
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+    return rows
+
+
 def _node_params(args: argparse.Namespace) -> dict[str, Any]:
     ih, iw = parse_size(args.input_size)
     return {"model.name": args.model, "model.checkpoint": args.checkpoint or "", "model.input_height": ih,
             "model.input_width": iw, "model.precision": args.precision, "model.threads": args.threads,
-            "model.backend": args.backend,
+            "model.backend": args.backend, "runtime.pipelining": args.pipelining,
+            "output.mask_resolution": args.mask_resolution,
             "cameras": ["bench"], "autostart": True, "diagnostics_period": 1.0}
 
 
@@ -164,6 +252,12 @@ def end_to_end(args: argparse.Namespace, frames: list[np.ndarray]) -> tuple[list
     node.create_subscription(Image, "/bench/attention", lambda m: last_att.append(convert.stamp_to_seconds(
         m.header.stamp)), 10)
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
+    if args.subscribe == "all":
+        from foxglove_msgs.msg import ImageAnnotations
+
+        for topic, typ in (("segmentation", Image), ("segmentation/color", Image), ("detections/attention", Image),
+                           ("detections/annotations", ImageAnnotations)):
+            node.create_subscription(typ, f"/bench/{topic}", lambda m: None, 10)
     pub = node.create_publisher(Image, "/bench/image_raw", qos_profile_sensor_data)
 
     def spin_until(pred: Any, timeout: float) -> bool:
@@ -222,12 +316,24 @@ def run(args: argparse.Namespace) -> int:
         ratio = statistics.median(e2e) / statistics.median(model_times)
         report.add_ratios("model only (Perceptor.process, same process)", column="x_model_only")
         report.add_goal("end-to-end / model-only latency (median)", ratio, f"<= {GOAL_RATIO}", ratio <= GOAL_RATIO)
+        for key, what in (("convert_p50_ms", "node: message -> image (p50)"),
+                          ("perceptor_p50_ms", "node: Perceptor pre + infer + post (p50)"),
+                          ("infer_p50_ms", "node: of which backend infer (p50)"),
+                          ("publish_p50_ms", "node: build + publish outputs (p50)"),
+                          ("latency_p50_ms", "node: receive -> every output published (p50)")):
+            if key in diag:
+                report.add(name=what, median_ms=float(diag[key]))
         report.notes.append(
             f"model {args.model} {args.checkpoint or ''} input {args.input_size} {args.precision}, "
-            f"torch threads {args.threads or 'default'}, {os.cpu_count()} cores; node diagnostics: "
-            f"latency p50 {diag.get('latency_p50_ms')} ms (receive -> published), "
-            f"infer p50 {diag.get('infer_p50_ms')} ms, dropped_stale {diag.get('dropped_stale')}"
+            f"threads {args.threads or 'default'}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; "
+            f"node: pipelining {diag.get('pipelining', '?')}, mask resolution {args.mask_resolution}, "
+            f"subscribed: {args.subscribe}, dropped_stale {diag.get('dropped_stale')}"
         )
+    if args.frame_path_frames > 0:
+        for r in frame_path_rows(args, frames):
+            report.add(**r)
+        report.notes.append("frame path rows: PerceptionRunner.process in this process on real publishers; ros_side_ms "
+                            "= process - Perceptor.process_batch (conversion, message building, publishing)")
     for r in rows:
         report.add(**r)
     report.notes.append("conversion rows: one call on a 1280x720 message; rgb8 input is a zero-copy view")

@@ -57,6 +57,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=int, default=3, help="alternating batched/unbatched windows")
     p.add_argument("--read-frames", type=int, default=150, help="1280x720 rgb8 frames in the read benchmark bag")
     p.add_argument("--skip-ros", action="store_true", help="only the bag read benchmark")
+    p.add_argument("--pipelining", default="auto", choices=("auto", "enabled", "disabled"),
+                   help="runtime.pipelining of the nodes")
 
 
 # -- bag read + deserialise -------------------------------------------------------------------------
@@ -130,7 +132,7 @@ class Bench:
         params = node_params(cameras, "raw", "image_raw", {
             "checkpoint": args.checkpoint, "input_size": args.input_size, "precision": args.precision,
             "threads": args.threads, "backend": args.backend, "max_batch": max_batch,
-            "outputs": ("detections", "segmentation")})
+            "outputs": ("detections", "segmentation"), "extra": {"runtime.pipelining": args.pipelining}})
         log = Path(tempfile.mkdtemp(prefix="bench_throughput_")) / f"node_{tag}.log"
         self.run = start_perception_node(f"perception_replay_bench_{tag}", params,
                                          localhost_env(int(os.environ["ROS_DOMAIN_ID"])), log)
@@ -303,8 +305,8 @@ def run(args: argparse.Namespace) -> int:
                         ratio >= BATCH_GOAL)
         report.notes.append(
             f"node: perception_node in another process, {args.checkpoint} input {args.input_size} {args.precision}, "
-            f"backend {args.backend}, threads {args.threads or 'default'}, outputs detections + segmentation, "
-            "best-effort depth-1 "
+            f"backend {args.backend}, threads {args.threads or 'default'}, pipelining {args.pipelining}, outputs "
+            "detections + segmentation (only detections subscribed), best-effort depth-1 "
             f"input; {os.cpu_count()} cores shared by player and node; rates stepped {args.rates} Hz for "
             f"{args.seconds:g} s each (stopping after two failing rates), then {args.refine} bisection step(s); "
             f"{args.cameras} cameras: both nodes loaded, {args.rounds} alternating windows of "
