@@ -27,9 +27,10 @@ from perception.ros.nodes.stats import NodeStats
 class FakePerceptor:
     """Boxes around the image centre; records batch sizes; refuses images with a red top-left pixel."""
 
-    def __init__(self) -> None:
+    def __init__(self, lowres: tuple[int, int] | None = None) -> None:
         self.batches: list[list[str]] = []
         self.resets: list[str | None] = []
+        self.lowres = lowres  # (h, w) of network-resolution maps to return instead of input-resolution ones
 
     def reset(self, camera_id: str | None = None) -> None:
         self.resets.append(camera_id)
@@ -46,8 +47,15 @@ class FakePerceptor:
             h, w = f.rgb.shape[:2]
             det = Detections(np.array([[w / 4, h / 4, w / 2, h / 2], [0, 0, 4, 4]], np.float32),
                              np.array([0.9, 0.8], np.float32), np.array([0, 2]), np.array([2.0, 0.5], np.float32))
-            out.append(PerceptionResult(f.camera_id, f.stamp, det, np.ones((h, w), np.uint8),
-                                        np.full((h, w), 0.5, np.float32), ResetReason.NONE, {"infer": 1.0}))
+            if self.lowres is None:
+                out.append(PerceptionResult(f.camera_id, f.stamp, det, np.ones((h, w), np.uint8),
+                                            np.full((h, w), 0.5, np.float32), ResetReason.NONE, {"infer": 1.0}))
+                continue
+            lh, lw = self.lowres
+            out.append(PerceptionResult(f.camera_id, f.stamp, det, reset=ResetReason.NONE, timings_ms={"infer": 1.0},
+                                        segmentation_lowres=np.ones((lh, lw), np.uint8),
+                                        attention_lowres=np.full((lh, lw), 0.5, np.float32),
+                                        lowres_scale=(w / lw, h / lh)))
         return out
 
 
@@ -139,8 +147,7 @@ def test_image_outputs_nobody_subscribes_to_are_not_built() -> None:
 
 def test_network_masks_come_at_the_network_size_with_a_scaled_camera_info() -> None:
     cfg = node_config({"cameras": ["a"], "output.mask_resolution": "network"})
-    fake = FakePerceptor()
-    fake.input_h, fake.input_w = 32, 64  # type: ignore[attr-defined]
+    fake = FakePerceptor(lowres=(32, 43))  # 96x128 letterboxed into 32x64: scale 1/3, content 43x32
     published: dict[str, Any] = {}
     r = runner.PerceptionRunner(fake, cfg, lambda c, k, m: published.__setitem__(k, m), NodeStats(("a",)),  # type: ignore[arg-type]
                                 warn=lambda s: None)
@@ -152,24 +159,11 @@ def test_network_masks_come_at_the_network_size_with_a_scaled_camera_info() -> N
     r.process([runner.Pending("a", image_msg(rgb_image(96, 128), 1.0), time.monotonic())])
     seg, color, att, info = (published[k] for k in (runner.SEGMENTATION, runner.SEGMENTATION_COLOR, runner.ATTENTION,
                                                     runner.MASK_CAMERA_INFO))
-    # 96x128 letterboxed into 32x64: scale 1/3, content 43x32 (the shim's size until the Perceptor gives its own)
     assert {(m.height, m.width) for m in (seg, color, att, info)} == {(32, 43)}
     k = np.asarray(info.k).reshape(3, 3)
     np.testing.assert_allclose([k[0, 0], k[0, 2], k[1, 1], k[1, 2]],
                                [100 * 43 / 128, 64 * 43 / 128, 90 / 3, 48 / 3])
     assert info.header == seg.header and convert.image_to_array(seg).min() == 1
-
-
-def test_network_masks_prefer_the_perceptors_low_resolution_fields() -> None:
-    class LowRes:
-        segmentation = np.zeros((90, 160), np.uint8)
-        attention = None
-        segmentation_lowres = np.full((9, 16), 3, np.uint8)
-        attention_lowres = np.full((9, 16), 0.5, np.float32)
-        lowres_scale = (10.0, 10.0)
-
-    seg, att, scale = runner.network_masks(LowRes(), (64, 128))  # type: ignore[arg-type]
-    assert seg is LowRes.segmentation_lowres and att is LowRes.attention_lowres and scale == (10.0, 10.0)
 
 
 def test_the_perceptor_computes_only_the_maps_a_subscribed_output_needs() -> None:

@@ -51,7 +51,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
 
 from perception.core.classes import semantic_palette
@@ -109,29 +108,12 @@ def merge_steps(a: StreamSteps | None, b: StreamSteps | None) -> StreamSteps | N
     return StreamSteps(min(a.min_step, b.min_step), max(a.max_step, b.max_step))
 
 
-def network_masks(r: PerceptionResult, net_hw: tuple[int, int]) -> tuple[np.ndarray | None, np.ndarray | None,
-                                                                            tuple[float, float]]:
+def network_masks(r: PerceptionResult) -> tuple[np.ndarray | None, np.ndarray | None, tuple[float, float]]:
     """(segmentation, attention, (sx, sy)) at the network's resolution, letterbox padding cropped, covering
-    the whole input image; (sx, sy) = input pixels per mask pixel.
-
-    COMPATIBILITY SHIM: the Perceptor's ``PerceptionResult.segmentation_lowres / attention_lowres /
-    lowres_scale`` are used when the result has them (the zero-waste Perceptor computes them without
-    the full-resolution maps). Older results only carry the input-resolution maps: they are resized
-    here to the network input's content size (``net_hw`` letterboxed: nearest for class ids, area for
-    attention), which gives the same coverage and scale convention.
-    """
-    if hasattr(r, "lowres_scale"):
-        sx, sy = r.lowres_scale
-        return getattr(r, "segmentation_lowres", None), getattr(r, "attention_lowres", None), (float(sx), float(sy))
-    full = r.segmentation if r.segmentation is not None else r.attention
-    if full is None:
-        return None, None, (1.0, 1.0)
-    h, w = full.shape[:2]
-    k = min(net_hw[0] / h, net_hw[1] / w)
-    lh, lw = max(1, min(h, round(h * k))), max(1, min(w, round(w * k)))
-    seg = None if r.segmentation is None else cv2.resize(r.segmentation, (lw, lh), interpolation=cv2.INTER_NEAREST)
-    att = None if r.attention is None else cv2.resize(r.attention, (lw, lh), interpolation=cv2.INTER_AREA)
-    return seg, att, (w / lw, h / lh)
+    the whole input image; (sx, sy) = input pixels per mask pixel (the Perceptor's low-resolution maps,
+    computed without the input-resolution ones)."""
+    sx, sy = r.lowres_scale
+    return r.segmentation_lowres, r.attention_lowres, (float(sx), float(sy))
 
 
 def _why(e: BaseException) -> str:
@@ -617,7 +599,7 @@ class PerceptionRunner:
         if not (seg_on or color_on or att_on):
             return
         if self._network_masks:
-            seg, att, scale = network_masks(r, (self.perceptor.input_h, self.perceptor.input_w))
+            seg, att, scale = network_masks(r)
         else:
             seg = r.segmentation if (seg_on or color_on) else None
             att = r.attention if att_on else None
