@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from perception.bench.report import Report
+from perception.weights import checkpoint_arg
 
 VARIANTS = ("a full-res", "b low-res", "c low-res + attention", "d low-res + uniform tiles", "e low-res + band tiles")
 
@@ -61,7 +62,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from perception.train.eval_cli import _seed_range
 
     d = AttentionBenchConfig()
-    p.add_argument("--checkpoint", default=d.checkpoint, help="shipped name or checkpoint stem (default %(default)s)")
+    p.add_argument("--checkpoint", type=checkpoint_arg, default=d.checkpoint,
+                   help="shipped name or checkpoint stem (default %(default)s)")
     p.add_argument("--seeds", type=_seed_range, default=d.seeds, help="drive seeds FIRST:LAST (default 1000:1003)")
     p.add_argument("--frames", type=int, default=d.frames, help="frames per drive (default %(default)s)")
     p.add_argument("--width", type=int, default=d.width)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from perception.fleet.config import FleetConfig
+from perception.weights import checkpoint_arg
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,7 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=int, default=8, help="frames per bag (default 8)")
     p.add_argument("--width", type=int, default=320)
     p.add_argument("--height", type=int, default=192)
-    p.add_argument("--checkpoint", default="stan_s_temporal", help="shipped name or path (default stan_s_temporal)")
+    p.add_argument("--checkpoint", type=checkpoint_arg, default="stan_s_temporal",
+                   help="shipped name or path (default stan_s_temporal)")
     p.add_argument("--untrained", default="", help="a registry network with random weights instead (plumbing)")
     p.add_argument("--workers", default="1,2", help="worker counts to compare (default 1,2)")
     p.add_argument("--engines", default="local,dask", help="local and/or dask (dask: skipped when not installed)")
