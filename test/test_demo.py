@@ -82,3 +82,21 @@ def test_eval_objects3d_adds_the_3d_section(tmp_path: Path, tiny_checkpoint: Pat
     assert "## 3D objects and tracking" in report and "Camera-only fallback" in report
     assert "with ground-truth 2D" in report
     assert "car AP@2m" in r.stdout
+
+
+def test_eval_objects3d_with_refinement_runs_the_two_pass_2d_stage(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """`perception eval --objects3d --refine`: the 3D chain's 2D stage is the RefiningPerceptor (frames larger
+    than the network input, so it may take crops), and the config and the pixels it processed are recorded."""
+    out = tmp_path / "eval3d_refine"
+    r = subprocess.run(
+        [str(EXE), "eval", "--checkpoint", str(tiny_checkpoint), "--objects3d", "--refine", "--refine-max-regions",
+         "2", "--lidar-beams", "8", "--seeds", "1000:1001", "--frames", "3", "--width", "384", "--height", "192",
+         "--cache-dir", "", "--no-progress", "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.loads((out / "tiny" / "metrics.json").read_text())["objects3d"]
+    assert m["config"]["refine"]["max_regions"] == 2 and m["frames"] == 3
+    ref = m["refine"]
+    assert ref["frames"] == 3 and ref["full_pixels"] == 3 * 384 * 192
+    assert 0 < ref["pixel_ratio"] == ref["pixels_processed"] / ref["full_pixels"]

@@ -189,14 +189,14 @@ def footage_main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _object_drives(args: argparse.Namespace, frames: int) -> tuple[Any, Any]:
+def _object_drives(args: argparse.Namespace, frames: int, refine: Any = None) -> tuple[Any, Any]:
     """``--objects3d``: the drives rendered with the LiDAR (and their config); (None, None) without it."""
     if not args.objects3d:
         return None, None
     from perception.train.objects_eval import ObjectsEvalConfig, load_drives
 
     ocfg = ObjectsEvalConfig(seeds=args.seeds, frames=frames, width=args.width, height=args.height,
-                             lidar_beams=args.lidar_beams)
+                             lidar_beams=args.lidar_beams, refine=refine)
     return load_drives(ocfg), ocfg
 
 
@@ -237,7 +237,7 @@ def main(args: argparse.Namespace) -> int:
     cfg = EvalConfig(seeds=args.seeds, frames_per_sequence=frames, width=args.width, height=args.height,
                      score_thresh=args.score_thresh, cache_dir=args.cache_dir or None, refine=refine)
     sequences = load_eval_sequences(cfg)
-    drives, ocfg = _object_drives(args, frames)
+    drives, ocfg = _object_drives(args, frames, refine)
     results: dict[str, dict[str, object]] = {}
     usage: dict[str, dict[str, float]] = {}
     for ckpt in args.checkpoint:

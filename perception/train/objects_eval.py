@@ -44,6 +44,7 @@ from perception.core.types import Detections, Frame
 from perception.fusion import Extrinsics, Objects3D, fuse
 from perception.pipeline.objects import ObjectPipeline, ObjectPipelineConfig
 from perception.pipeline.perceptor import FrameInput, PerceptionResult, Perceptor, PerceptorConfig
+from perception.pipeline.refine import RefineConfig, RefiningPerceptor
 from perception.runtime.base import Backend
 from perception.tracking import TrackedObject
 from perception.tracking.groundtruth import GroundTruthFrame, predicted_frame, with_velocities
@@ -70,10 +71,12 @@ class ObjectsEvalConfig:
     score_thresh: float = 0.1
     track_threshold: float = 2.0
     pipeline: ObjectPipelineConfig = dataclasses.field(default_factory=ObjectPipelineConfig)
+    refine: RefineConfig | None = None  # the 2D stage with attention-guided refinement (None: one pass)
 
     def as_dict(self) -> dict[str, Any]:
         return {"seeds": list(self.seeds), "frames": self.frames, "size": [self.height, self.width],
                 "lidar_beams": self.lidar_beams, "score_thresh": self.score_thresh,
+                "refine": None if self.refine is None else dataclasses.asdict(self.refine),
                 "class_range_m": {DETECTION_NAMES[k]: v for k, v in CLASS_RANGE.items()}}  # fmt: skip
 
 
@@ -349,8 +352,13 @@ def evaluate_objects_backend(backend: Backend, drives: Sequence[ObjectDrive], cf
     """:func:`evaluate_objects` with a Perceptor on ``backend`` (loaded here, closed afterwards)."""
     t0 = time.perf_counter()
     with backend:
-        perceptor = Perceptor(backend, PerceptorConfig(score_thresh=cfg.score_thresh, attention=False))
+        if cfg.refine is None:
+            perceptor = Perceptor(backend, PerceptorConfig(score_thresh=cfg.score_thresh, attention=False))
+        else:  # the policy reads pass 1's attention map
+            perceptor = RefiningPerceptor(backend, PerceptorConfig(score_thresh=cfg.score_thresh), cfg.refine)
         metrics = evaluate_objects(perceptor, drives, cfg, progress)
+        if isinstance(perceptor, RefiningPerceptor):
+            metrics["refine"] = {**perceptor.totals, "pixel_ratio": perceptor.pixel_ratio}
     metrics["eval_seconds"] = time.perf_counter() - t0
     upper = evaluate_objects(None, drives, cfg, progress=False)
     metrics["gt_2d"] = {"goals": upper["goals"], "loss_causes": upper["loss_causes"],
