@@ -19,12 +19,13 @@ An exception inside a task (a corrupt bag) is exact, so it is charged directly a
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from perception.fleet import FleetError
@@ -75,9 +76,16 @@ def run_local(tasks: Sequence[BagTask], cfg: FleetConfig, workers: int, on_done:
         else:
             retry.append(task)
 
-    def submit(pool: ProcessPoolExecutor, task: BagTask) -> None:
+    def submit(pool: ProcessPoolExecutor, task: BagTask) -> bool:
+        """False: the pool broke before it took the task (a worker died since the last look): not run, not
+        charged."""
+        try:
+            fut = pool.submit(run_task, task, cfg)
+        except BrokenProcessPool:
+            return False
         started[task.key] = started.get(task.key, 0) + 1
-        inflight[pool.submit(run_task, task, cfg)] = task
+        inflight[fut] = task
+        return True
 
     try:
         while queue or suspects or inflight:
@@ -89,10 +97,17 @@ def run_local(tasks: Sequence[BagTask], cfg: FleetConfig, workers: int, on_done:
                     if not inflight:  # a suspect runs alone, so a crash is its own
                         task = suspects.popleft()
                         alone.add(task.key)
-                        submit(pool, task)
+                        if not submit(pool, task):
+                            alone.discard(task.key)
+                            suspects.appendleft(task)
+                            broken = True
                 elif not alone:  # no company for a suspect still running alone
                     while queue and len(inflight) < workers:
-                        submit(pool, queue.popleft())
+                        task = queue.popleft()
+                        if not submit(pool, task):
+                            queue.appendleft(task)
+                            broken = True
+                            break
             done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
             for fut in done:
                 task = inflight.pop(fut)
@@ -128,6 +143,7 @@ class DaskEngine:
     client: Any = None
     cluster: Any = None
     start_s: float = 0.0
+    saved_environ: dict[str, str | None] = field(default_factory=dict)
 
     def __enter__(self) -> DaskEngine:
         try:
@@ -137,6 +153,10 @@ class DaskEngine:
             raise FleetError("--engine dask needs Dask distributed: pip install '.[fleet]' "
                              f"(dask[distributed]); {e}") from e
         t0 = time.perf_counter()
+        # Dask's Nanny sets its pre-spawn environment (OMP/MKL/OPENBLAS_NUM_THREADS=1) in THIS process's
+        # os.environ to pass it to the workers and leaves it there: put it back on exit, so every process this
+        # one starts afterwards gets the caller's environment
+        self.saved_environ = {k: os.environ.get(k) for k in dask.config.get("distributed.nanny.pre-spawn-environ", {})}
         if self.address:
             self.client = Client(self.address, timeout="30s")
         else:
@@ -157,6 +177,11 @@ class DaskEngine:
             self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+        for k, v in self.saved_environ.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
     def run(self, tasks: Sequence[BagTask], cfg: FleetConfig, on_done: OnDone) -> list[Outcome]:
         from distributed import as_completed

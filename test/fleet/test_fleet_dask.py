@@ -36,6 +36,7 @@ def test_dask_engine_is_loopback_only_and_runs_fleet_tasks(fleet_bags: list[Path
     before_sockets = _inet(me)
     cfg = FleetConfig(untrained="stan_tiny", input_size=(96, 160), retries=1)
     done: list[Outcome] = []
+    environ = dict(os.environ)
     with DaskEngine(workers=2, retries=cfg.retries) as engine:
         info = engine.client.scheduler_info()
         addresses = [info["address"], *list(info["workers"])]
@@ -62,6 +63,12 @@ def test_dask_engine_is_loopback_only_and_runs_fleet_tasks(fleet_bags: list[Path
             assert not raddr or raddr.ip == LOOPBACK, (kind, laddr, raddr, status)
         engine_pids = {p.pid for p in me.children(recursive=True)} - before_children
 
+    # Dask's Nanny writes its pre-spawn environment (OMP_NUM_THREADS=1, ...) into this process's os.environ;
+    # the engine puts the caller's back, so processes started later are not silently single-threaded (what Dask
+    # keeps for itself: its parent pid, and the hash seed it shares with every worker it starts)
+    dask_own = {"PYTHONHASHSEED", "__DASK_PARENT_PID"}
+    assert {k: v for k, v in os.environ.items() if k not in dask_own} == {
+        k: v for k, v in environ.items() if k not in dask_own}
     rows = {Path(o.task.name).name: o for o in outcomes}
     assert [o.task.name for o in done] and len(done) == 2
     assert rows["drive_22"].result is not None and rows["drive_22"].result["metrics"]["coverage"]["scored"] == 3
