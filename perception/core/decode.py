@@ -189,18 +189,8 @@ def attention_scores(att_full: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """
     if att_full.ndim != 2:
         raise CoreError(f"attention map must be (H, W) at image resolution, got {att_full.shape}")
-    b = as_boxes(boxes)
-    if len(b) == 0:
-        return np.zeros((0,), dtype=np.float32)
-    h, w = att_full.shape
-    integral = cv2.integral(np.asarray(att_full, dtype=np.float64))  # (H+1, W+1)
-    total_mean = integral[h, w] / (h * w)
-    x0, y0, x1, y1 = box_pixel_bounds(b, h, w).T
-    sums = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
-    means = sums / ((x1 - x0) * (y1 - y0))
-    if total_mean <= 0:
-        return np.ones(len(b), dtype=np.float32)
-    return (means / total_mean).astype(np.float32)
+    # the low-resolution form with one cell per pixel: whole-pixel boxes hit the integral image's grid exactly
+    return attention_scores_lowres(att_full, boxes, (1.0, 1.0), att_full.shape)
 
 
 def detections_to_src(det: Detections, lb_map: LetterboxMap) -> Detections:
