@@ -150,7 +150,7 @@ def footage_demo(args: argparse.Namespace, ckpt: Path) -> int:
         try:
             for frame in footage:
                 r = perceptor.process(FrameInput("footage", frame.rgb, frame.stamp, scene_cut=frame.scene_cut))
-                latency.append(sum(r.timings_ms.values()))
+                latency.append(r.total_ms)
                 counts += np.bincount(r.detections.class_ids, minlength=len(counts))[: len(counts)]
                 writer.add(frame.index, panel(frame.rgb, r))
         except FootageError as e:

@@ -188,6 +188,13 @@ class PerceptionResult:
             object.__setattr__(self, k, v)
 
     @property
+    def total_ms(self) -> float:
+        """The frame's time in the Perceptor: the sum of its top-level stages ('preprocess', 'infer',
+        'postprocess', a refinement's passes); dotted keys ('preprocess.letterbox', ...) break a stage down
+        and are not added again."""
+        return sum(v for k, v in self.timings_ms.items() if "." not in k)
+
+    @property
     def segmentation(self) -> np.ndarray | None:
         """(H, W) uint8 semantic ids at input resolution (made on first access)."""
         return self.maps.segmentation()

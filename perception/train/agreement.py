@@ -120,7 +120,7 @@ def evaluate_agreement(
                 assert run.perceptor is not None
                 r = run.perceptor.process(FrameInput("footage", frame.rgb, frame.stamp, scene_cut=frame.scene_cut))
                 run.dets.append(r.detections)
-                run.latency_ms.append(sum(r.timings_ms.values()))
+                run.latency_ms.append(r.total_ms)
                 if frame.index in still_at:
                     run.stills.append(_still(frame.rgb, r.detections, r.attention, ref, gt,
                                              str(run.backend.meta.get("name", run.name)), reference.title,

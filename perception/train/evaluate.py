@@ -75,7 +75,7 @@ def evaluate_perceptor(
     latencies: list[float] = []
     for seq in tqdm(sequences, desc="evaluating drives", disable=not progress, unit="drive"):
         def add(t: int, r: PerceptionResult, seq: Sequence = seq) -> None:
-            latencies.append(sum(r.timings_ms.values()))
+            latencies.append(r.total_ms)
             acc.add(
                 sequence=seq.seed, gt=seq.gt[t], detections=r.detections, seg_pred=r.segmentation,
                 seg_gt=seq.semantic[t], attention=r.attention, instance=seq.instance[t],

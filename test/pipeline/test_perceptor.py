@@ -139,6 +139,11 @@ def test_lowres_maps_cover_the_input(backend: TorchBackend) -> None:
     assert (r.segmentation_lowres == seg[np.ix_(ys, xs)]).mean() > 0.9
     # finer timings next to the three stages
     assert {"preprocess", "infer", "postprocess", "preprocess.letterbox", "postprocess.decode"} <= set(r.timings_ms)
+    # the frame's total counts each stage once (the finer keys break a stage down; eval, demo, fleet and the
+    # node's diagnostics report this total)
+    t = r.timings_ms
+    assert r.total_ms == pytest.approx(t["preprocess"] + t["infer"] + t["postprocess"])
+    assert r.total_ms < sum(t.values())
 
 
 def test_results_built_from_input_resolution_maps_keep_working() -> None:

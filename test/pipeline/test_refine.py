@@ -188,6 +188,8 @@ def _check_two_pass(backend: Backend) -> list[RefinedResult]:
         boxes = b.detections.boxes
         assert (boxes[:, [0, 2]] <= 320 + 1e-3).all() and (boxes[:, [1, 3]] <= 180 + 1e-3).all()
         assert {"refine_plan", "refine_infer", "refine_merge"} <= set(b.timings_ms)
+        stages = ("preprocess", "infer", "postprocess", "refine_plan", "refine_infer", "refine_merge")
+        assert b.total_ms == pytest.approx(sum(b.timings_ms[k] for k in stages))
         out.append(b)
     assert two.totals["frames"] == 3 and 0 < two.pixel_ratio < 1
     assert float(two.diagnostics()["refine.pixel_ratio"]) == pytest.approx(two.pixel_ratio, abs=1e-3)

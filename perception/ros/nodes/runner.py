@@ -583,7 +583,7 @@ class PerceptionRunner:
         reason = r.reset.value
         if reason and reason != "first_frame":
             self._info(f"reset:{cam}:{reason}", f"camera {cam!r}: temporal memory reset ({reason}) at {r.stamp:.3f} s")
-        stages = {"convert": item.convert_ms, "perceptor": sum(r.timings_ms.values()),
+        stages = {"convert": item.convert_ms, "perceptor": r.total_ms,
                   "publish": 1e3 * (time.perf_counter() - t0)}
         self._stats.processed(cam, 1e3 * (now - item.received), age_ms, r.timings_ms.get("infer", float("nan")),
                               reason, item.size, stages=stages)
