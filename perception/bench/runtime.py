@@ -327,7 +327,10 @@ def _agreement(out: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> dict[s
     """How close a variant's outputs are to the baseline's: detection scores and segmentation labels."""
     from perception.core.decode import sigmoid
 
-    score = float(np.abs(sigmoid(out["heatmap"]) - sigmoid(ref["heatmap"])).max())
+    if "scores" in out:  # anchor head: scores are probabilities already
+        score = float(np.abs(out["scores"] - ref["scores"]).max())
+    else:
+        score = float(np.abs(sigmoid(out["heatmap"]) - sigmoid(ref["heatmap"])).max())
     seg = float((out["seg"].argmax(1) == ref["seg"].argmax(1)).mean())
     return {"max_score_diff": score, "seg_label_agreement": seg}
 

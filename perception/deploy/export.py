@@ -23,7 +23,7 @@ from torch import nn
 
 from perception.core.classes import DETECTION_NAMES, SEMANTIC_NAMES
 from perception.deploy.errors import ExportError
-from perception.models.contract import HEAD_OUTPUTS, state_output_name
+from perception.models.contract import head_outputs, state_output_name
 from perception.models.stan import STAN, check_input_size
 from perception.runtime.model_info import METADATA_KEY, ModelInfo
 
@@ -74,6 +74,7 @@ def model_info_for(model: STAN, cfg: ExportConfig, weights_sha256: str = "") -> 
         std=tuple(model.cfg.std),  # type: ignore[arg-type]
         opset=cfg.opset,
         exporter=f"torch {torch.__version__} (dynamo)",
+        det_head=model.cfg.det_head,
     )
 
 
@@ -95,7 +96,7 @@ def export_onnx(model: STAN, out: str | Path, cfg: ExportConfig, weights_sha256:
     if cfg.max_batch > 1:
         batch = torch.export.Dim("batch", min=1, max=cfg.max_batch)
         dynamic = {"inputs": tuple({0: batch} for _ in example)}
-    output_names = [*HEAD_OUTPUTS] + [state_output_name(n) for n in model.input_names[1:]]
+    output_names = [*head_outputs(model.cfg.det_head)] + [state_output_name(n) for n in model.input_names[1:]]
     info = model_info_for(model, cfg, weights_sha256)
     t0 = time.perf_counter()
     try:

@@ -11,8 +11,9 @@ from perception.models.errors import ModelError
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # trunks a network can be built on: "stan" (the family's own, trained from scratch) and "lite0"
-# (EfficientNet-Lite0, ImageNet-pretrained weights shipped in perception/weights/pretrained)
-BACKBONES = ("stan", "lite0")
+# (EfficientNet-Lite0, ImageNet-pretrained weights shipped in perception/weights/pretrained) and "mbv2ssd"
+# (SSD-MobileNetV2 trained on COCO: trunk AND anchor detection head, real-image weights in the same folder)
+BACKBONES = ("stan", "lite0", "mbv2ssd")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,12 @@ class NetConfig:
     to it). ``pretrained`` loads the shipped ImageNet trunk weights when the network is built
     (lite0 only; a checkpoint's own weights replace them on load), ``freeze_blocks`` N > 0 freezes
     the lite0 stem and its first N blocks (no gradients, BatchNorm kept in eval mode).
+
+    ``"mbv2ssd"`` is the COCO-trained SSD-MobileNetV2 with its own anchor detection head (outputs
+    ``boxes``/``scores`` instead of ``heatmap``/``box``, see :mod:`perception.models.mbv2_ssd`); its
+    attention (residual CBAM, identity at init) sits on the stride-16 and stride-32 taps, and
+    ``anchor_base`` is the pixel size the anchor scales are relative to (300: as trained; 0: the
+    input's shorter side, TF's rule).
     """
 
     widths: tuple[int, int, int, int] = (24, 48, 96, 160)
@@ -58,6 +65,7 @@ class NetConfig:
     backbone: str = "stan"
     pretrained: bool = False
     freeze_blocks: int = 0
+    anchor_base: float = 300.0
 
     def __post_init__(self) -> None:
         if len(self.widths) != 4 or len(self.depths) != 4:
@@ -70,6 +78,11 @@ class NetConfig:
             raise ModelError(f"act must be 'relu' or 'silu', got {self.act!r}")
         if self.backbone not in BACKBONES:
             raise ModelError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        if self.backbone == "mbv2ssd" and self.attention is not None and self.attention.lower() not in (
+                "cbam", "spatial", "channel", "none"):
+            raise ModelError(f"attention {self.attention!r} cannot be grafted on mbv2ssd; use cbam, spatial, channel")
+        if self.anchor_base < 0:
+            raise ModelError(f"anchor_base must be >= 0 (0: the input's shorter side), got {self.anchor_base}")
         if self.backbone == "stan" and (self.pretrained or self.freeze_blocks):
             raise ModelError(
                 "the stan backbone has no pretrained weights (pretrained/freeze_blocks); use backbone='lite0'"
@@ -81,6 +94,11 @@ class NetConfig:
             raise ModelError(f"freeze_blocks must be >= 0 (0: train every block), got {self.freeze_blocks}")
         if self.attention is not None and self.attention.lower() == "none":
             object.__setattr__(self, "attention", None)
+
+    @property
+    def det_head(self) -> str:
+        """``"ssd"`` (anchor head, outputs boxes/scores) for mbv2ssd, else ``"centernet"`` (heatmap/box)."""
+        return "ssd" if self.backbone == "mbv2ssd" else "centernet"
 
     @property
     def has_attention(self) -> bool:

@@ -4,7 +4,9 @@ Family ``stan`` (spatio-temporal attention network), sizes ``s`` (~1.5 M params)
 (~5 M), each as spatial-only (CBAM), spatio-temporal (CBAM + temporal attention at stride 32)
 and no-attention ablation; ``lite0`` is the ``s`` neck and heads on an ImageNet-pretrained
 EfficientNet-Lite0 trunk (~3.1 M params, 3.4 M temporal; ``pretrained=False`` for a random init,
-``freeze_blocks=N`` to freeze its stem and first N blocks).
+``freeze_blocks=N`` to freeze its stem and first N blocks); ``mbv2`` is the COCO-trained
+SSD-MobileNetV2 (trunk and anchor detection head, real images) with residual CBAM grafted on, and the
+``s`` neck for segmentation (~4.9 M params).
 """
 
 from __future__ import annotations
@@ -58,6 +60,20 @@ _LITE0 = replace(
     std=(0.5, 0.5, 0.5),
 )
 
+# SSD-MobileNetV2 trained on COCO (real images): trunk + anchor head kept, residual CBAM grafted on the
+# stride-16/32 taps (identity at init), segmentation neck and head new (input scaled by x * 2 - 1 in the stem)
+_MBV2 = replace(
+    _S,
+    backbone="mbv2ssd",
+    pretrained=True,
+    widths=(24, 32, 576, 1280),  # informative: the trunk is fixed
+    depths=(3, 3, 7, 4),
+    stem_width=32,
+    mean=(0.5, 0.5, 0.5),
+    std=(0.5, 0.5, 0.5),
+    attention_stages=(2, 3),
+)
+
 _MODELS: dict[str, NetConfig] = {
     "stan_s": _S,
     "stan_s_temporal": replace(_S, temporal=True),
@@ -70,6 +86,9 @@ _MODELS: dict[str, NetConfig] = {
     "stan_lite0_temporal": replace(_LITE0, temporal=True),
     "stan_lite0_noattn": replace(_LITE0, attention=None),
     "stan_lite0_noattn_temporal": replace(_LITE0, attention=None, temporal=True),
+    "stan_mbv2": _MBV2,
+    "stan_mbv2_temporal": replace(_MBV2, temporal=True),
+    "stan_mbv2_noattn": replace(_MBV2, attention=None),
     # for tests and smoke runs only (~30 k params)
     "stan_tiny": _TINY,
     "stan_tiny_temporal": replace(_TINY, temporal=True),

@@ -28,11 +28,12 @@ from torch import nn
 
 from perception.models.backbone import Backbone, act_layer_of
 from perception.models.config import NetConfig
-from perception.models.contract import HEAD_OUTPUTS, IMAGE_INPUT, STATE_INPUTS
+from perception.models.contract import IMAGE_INPUT, STATE_INPUTS, head_outputs
 from perception.models.errors import ModelError
 from perception.models.heads import DetectionHead, SegmentationHead
 from perception.models.layers import TemporalAttention
 from perception.models.lite0 import Lite0Backbone
+from perception.models.mbv2_ssd import MobileNetV2SSDTrunk, SSDHead, SSDHeadOutput, build_mbv2ssd
 from perception.models.neck import FPNNeck, upsample_to
 
 _EPS = 1e-6
@@ -62,9 +63,14 @@ class STAN(nn.Module):
         self.cfg = cfg
         self.name = name
         act = act_layer_of(cfg.act)
-        self.backbone: Backbone | Lite0Backbone = (
-            Lite0Backbone(cfg, pretrained) if cfg.backbone == "lite0" else Backbone(cfg)
-        )
+        self.det_head: DetectionHead | SSDHead
+        self.backbone: Backbone | Lite0Backbone | MobileNetV2SSDTrunk
+        if cfg.backbone == "mbv2ssd":
+            self.backbone, self.det_head = build_mbv2ssd(cfg, cfg.pretrained if pretrained is None else pretrained)
+        elif cfg.backbone == "lite0":
+            self.backbone = Lite0Backbone(cfg, pretrained)
+        else:
+            self.backbone = Backbone(cfg)
         self.stride_memory = cfg.memory_stride
         self._memory_stage = 3 if cfg.memory_stride == 32 else 2
         self.temporal: TemporalAttention | None = (
@@ -75,14 +81,15 @@ class STAN(nn.Module):
             else None
         )
         self.neck = FPNNeck(self.backbone.out_channels, cfg.neck_channels, cfg.seg_channels, act)
-        self.det_head = DetectionHead(
-            cfg.neck_channels, cfg.head_channels, cfg.num_det_classes, act, cfg.heatmap_prior, cfg.box_init
-        )
+        if cfg.det_head == "centernet":
+            self.det_head = DetectionHead(
+                cfg.neck_channels, cfg.head_channels, cfg.num_det_classes, act, cfg.heatmap_prior, cfg.box_init
+            )
         self.seg_head = SegmentationHead(cfg.seg_channels, cfg.num_seg_classes)
         self._spatial_map = (
             cfg.attention is not None
             and cfg.attention.lower() in ("cbam", "spatial")
-            and bool(set(cfg.attention_stages) & {0, 1, 2, 3})
+            and (cfg.backbone == "mbv2ssd" or bool(set(cfg.attention_stages) & {0, 1, 2, 3}))
         )
 
     # ----------------------------------------------------------------------------- state
@@ -102,7 +109,8 @@ class STAN(nn.Module):
 
     @property
     def output_names(self) -> list[str]:
-        return [*HEAD_OUTPUTS, *STATE_INPUTS] if self.is_temporal else list(HEAD_OUTPUTS)
+        heads = list(head_outputs(self.cfg.det_head))
+        return [*heads, *STATE_INPUTS] if self.is_temporal else heads
 
     def _temporal(self) -> TemporalAttention:
         if self.temporal is None:
@@ -153,6 +161,8 @@ class STAN(nn.Module):
         else:
             attn = activation_attention(feats[1:], p8)
         out["p8"], out["p4"], out["attention"] = p8, p4, attn.clamp(0.0, 1.0)
+        if self.cfg.det_head == "ssd":
+            out["s16"], out["s32"] = feats[2], feats[3]
         if self.temporal is not None:
             out["memory"], out["memory_valid"] = next_memory, next_valid
         return out
@@ -170,12 +180,27 @@ class STAN(nn.Module):
 
     def forward_head(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Heads on :meth:`forward_features` output; returns the output contract dict."""
-        heatmap, box = self.det_head(features["p8"])
-        out = {"heatmap": heatmap, "box": box, "seg": self.seg_head(features["p4"]), "attention": features["attention"]}
+        out: dict[str, torch.Tensor]
+        if isinstance(self.det_head, SSDHead):
+            det = self.forward_ssd(features)
+            out = {"boxes": det.boxes, "scores": det.scores}
+        else:
+            heatmap, box = self.det_head(features["p8"])
+            out = {"heatmap": heatmap, "box": box}
+        out.update({"seg": self.seg_head(features["p4"]), "attention": features["attention"]})
         if "memory" in features:
             out["memory"] = features["memory"]
             out["memory_valid"] = features["memory_valid"]
         return out
+
+    def forward_ssd(self, features: dict[str, torch.Tensor]) -> SSDHeadOutput:
+        """The anchor head (mbv2ssd) on :meth:`forward_features` output: boxes, our class scores and the raw
+        COCO logits (what distillation from the original detector compares)."""
+        assert isinstance(self.det_head, SSDHead) and isinstance(self.backbone, MobileNetV2SSDTrunk)
+        s16, s32 = features["s16"], features["s32"]
+        maps = [s16, s32, *self.backbone.extras(s32)]
+        h, w = int(features["p4"].shape[-2]) * 4, int(features["p4"].shape[-1]) * 4
+        return self.det_head(maps, h, w)
 
     def forward(
         self,

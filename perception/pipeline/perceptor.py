@@ -25,6 +25,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from perception.core.anchors import decode_box_list
 from perception.core.decode import (
     attention_lowres,
     attention_scores_lowres,
@@ -267,7 +268,9 @@ class Perceptor:
         self._buffers = _Buffers()
         self._device: Any = None  # models.prepost.DevicePrePost when pre/post-processing runs on the device
         mode = self.config.device_prepost
-        make = getattr(backend, "device_prepost", None)
+        # anchor-head networks (boxes/scores) decode on the host: the device path decodes heatmaps
+        self.anchor_head = any(s.name == "boxes" for s in backend.output_specs)
+        make = None if self.anchor_head else getattr(backend, "device_prepost", None)
         if mode == "on" and make is None:
             raise PipelineError(f"device_prepost 'on', but the {backend.name} backend cannot run pre/post-processing "
                                 "on its device (the torch backend can); use 'auto' or 'off'")
@@ -375,10 +378,14 @@ class Perceptor:
     ) -> PerceptionResult:
         cfg = self.config
         t0 = time.perf_counter()
-        det = decode_detections(
-            out["heatmap"][i], out["box"][i], stride=8, score_thresh=cfg.score_thresh, max_det=cfg.max_det,
-            nms_iou=cfg.nms_iou,
-        )
+        if self.anchor_head:
+            det = decode_box_list(out["boxes"][i], out["scores"][i], score_thresh=cfg.score_thresh,
+                                  max_det=cfg.max_det, nms_iou=cfg.nms_iou, image_size=(self.input_h, self.input_w))
+        else:
+            det = decode_detections(
+                out["heatmap"][i], out["box"][i], stride=8, score_thresh=cfg.score_thresh, max_det=cfg.max_det,
+                nms_iou=cfg.nms_iou,
+            )
         t_dec = t_seg = t_att = time.perf_counter()
         # the low-resolution grid has the stride of the finest map (segmentation: 4 network pixels)
         finest = out["seg"] if "seg" in out else out["attention"]

@@ -19,11 +19,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from perception.core.anchors import num_anchors
 from perception.models.contract import IMAGE_INPUT, state_output_name
 from perception.runtime.base import Backend, BackendError, TensorSpec
 
 METADATA_KEY = "perception.model_info"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: det_head (anchor-head networks)
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class ModelInfo:
     opset: int = 18
     exporter: str = ""
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. quantisation settings
+    det_head: str = "centernet"  # "centernet" (heatmap, box) | "ssd" (boxes, scores over anchors)
     format_version: int = FORMAT_VERSION
 
     # -- derived I/O contract (computed once: the pipeline asks for it on every frame) ---------------
@@ -64,12 +66,7 @@ class ModelInfo:
     @cached_property
     def output_specs(self) -> tuple[TensorSpec, ...]:
         h, w = self.input_size
-        specs = [  # in HEAD_OUTPUTS order
-            TensorSpec("heatmap", ("batch", len(self.det_classes), h // 8, w // 8)),
-            TensorSpec("box", ("batch", 4, h // 8, w // 8)),
-            TensorSpec("seg", ("batch", len(self.seg_classes), h // 4, w // 4)),
-            TensorSpec("attention", ("batch", 1, h // 8, w // 8)),
-        ]
+        specs = head_output_specs(self.det_head, h, w, len(self.det_classes), len(self.seg_classes))
         specs += [TensorSpec(state_output_name(n), ("batch", *s)) for n, s in self.state_shapes.items()]
         return tuple(specs)
 
@@ -97,6 +94,18 @@ class ModelInfo:
                 f"{source}: its embedded '{METADATA_KEY}' record is unreadable ({e!r}); re-export the model with "
                 "`perception export`"
             ) from e
+
+
+def head_output_specs(det_head: str, h: int, w: int, det_classes: int, seg_classes: int) -> list[TensorSpec]:
+    """The head outputs of a network (``det_head`` "centernet" or "ssd") at input ``h x w``, in contract order."""
+    if det_head == "ssd":
+        n = num_anchors(h, w)
+        det = [TensorSpec("boxes", ("batch", n, 4)), TensorSpec("scores", ("batch", n, det_classes))]
+    else:
+        det = [TensorSpec("heatmap", ("batch", det_classes, h // 8, w // 8)),
+               TensorSpec("box", ("batch", 4, h // 8, w // 8))]
+    return [*det, TensorSpec("seg", ("batch", seg_classes, h // 4, w // 4)),
+            TensorSpec("attention", ("batch", 1, h // 8, w // 8))]
 
 
 def read_model_info(onnx_path: str | Path) -> ModelInfo:

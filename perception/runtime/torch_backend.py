@@ -19,6 +19,7 @@ import numpy as np
 
 from perception.models.contract import IMAGE_INPUT, STATE_INPUTS, state_output_name
 from perception.runtime.base import Backend, BackendError, TensorSpec
+from perception.runtime.model_info import head_output_specs
 
 if TYPE_CHECKING:
     import torch
@@ -131,14 +132,8 @@ class TorchBackend(Backend):
     @property
     def output_specs(self) -> tuple[TensorSpec, ...]:
         model = self._require()
-        h8, w8, h4, w4 = self.height // 8, self.width // 8, self.height // 4, self.width // 4
         cfg = model.cfg
-        specs = [
-            TensorSpec("heatmap", ("batch", cfg.num_det_classes, h8, w8)),
-            TensorSpec("box", ("batch", 4, h8, w8)),
-            TensorSpec("seg", ("batch", cfg.num_seg_classes, h4, w4)),
-            TensorSpec("attention", ("batch", 1, h8, w8)),
-        ]
+        specs = head_output_specs(cfg.det_head, self.height, self.width, cfg.num_det_classes, cfg.num_seg_classes)
         if model.is_temporal:
             specs += [TensorSpec(state_output_name(s.name), s.shape) for s in self.input_specs if s.name != IMAGE_INPUT]
         return tuple(specs)

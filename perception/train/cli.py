@@ -1,4 +1,5 @@
-"""`perception train`: train a network on the synthetic world (config/train.yaml + overrides)."""
+"""`perception train`: train a network on the synthetic world (config/train.yaml + overrides); with ``--graft``
+train what is new on the real-eyed network (config/graft.yaml, :mod:`perception.train.graft`)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,14 @@ import sys
 from pathlib import Path
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "train.yaml"
+GRAFT_CONFIG = DEFAULT_CONFIG.with_name("graft.yaml")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--graft", action="store_true",
+                   help="the real-eyed network (stan_mbv2): frozen COCO trunk, train attention, segmentation and "
+                        "the box predictors on synthetic drives while distilling the original detector on real "
+                        f"frames (GraftConfig fields, default {GRAFT_CONFIG.name})")
     p.add_argument("--config", type=Path, default=None,
                    help=f"YAML file of TrainConfig fields (default {DEFAULT_CONFIG.name})")
     p.add_argument("--model", help="registered model name, e.g. stan_s_temporal, stan_s, stan_s_noattn")
@@ -26,10 +32,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def resolve_config(args: argparse.Namespace) -> dict[str, object]:
     from perception.core.config import apply_overrides, load_yaml_mapping
 
-    path = args.config or DEFAULT_CONFIG
+    path = args.config or (GRAFT_CONFIG if getattr(args, "graft", False) else DEFAULT_CONFIG)
     base = load_yaml_mapping(path) if path.exists() else {}
     flags = [f"{k}={v}" for k, v in (("model", args.model), ("steps", args.steps), ("out", args.out),
                                      ("device", args.device)) if v is not None]
+    if getattr(args, "graft", False) and args.device not in (None, "cpu", "auto"):
+        flags = [f for f in flags if not f.startswith("device=")]  # the graft trains on the CPU
     return apply_overrides(base, [*flags, *args.overrides])
 
 
@@ -38,10 +46,15 @@ def main(args: argparse.Namespace) -> int:
     from perception.train.datasets import DatasetError
     from perception.train.trainer import TrainConfig, TrainError, train
 
+    command = "perception " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     try:
-        cfg = TrainConfig.from_dict(resolve_config(args))
-        stem = train(cfg, resume=args.resume, progress=not args.no_progress,
-                     command="perception " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+        if args.graft:
+            from perception.train import graft
+
+            stem = graft.train(graft.GraftConfig.from_dict(resolve_config(args)), resume=args.resume, command=command)
+        else:
+            cfg = TrainConfig.from_dict(resolve_config(args))
+            stem = train(cfg, resume=args.resume, progress=not args.no_progress, command=command)
     except (ConfigError, DatasetError, TrainError) as e:
         print(f"perception train: error: {e}", file=sys.stderr)
         return 2

@@ -58,6 +58,28 @@ def test_spatial_and_noattn_exports_match_torch(shipped_onnx: Callable[[str], Pa
         assert max(errors.values()) <= 1e-4, (name, errors)
 
 
+def test_anchor_head_export_matches_torch(model_onnx: Callable[[str], Path],
+                                          model_checkpoint: Callable[[str], Path]) -> None:
+    """The real-eyed network (COCO SSD trunk + anchor head): boxes decoded in the graph, same outputs as torch,
+    and the embedded record describes the anchor head so ONNX Runtime reports the right output shapes."""
+    from perception.core.anchors import num_anchors
+
+    path = model_onnx("stan_mbv2")
+    model, _ = load_checkpoint(model_checkpoint("stan_mbv2"))
+    errors = streamed_parity(model, path, _sim_images(2))  # type: ignore[arg-type]
+    assert set(errors) == {"boxes", "scores", "seg", "attention"}
+    assert errors["boxes"] <= 5e-3, errors  # pixels
+    assert max(v for k, v in errors.items() if k != "boxes") <= 1e-4, errors
+    info = read_model_info(path)
+    assert info.det_head == "ssd"
+    with OnnxRuntimeBackend(path) as b:
+        out = b.infer({"image": _sim_images(1)[0].numpy()})
+        specs = {s.name: s.shape[1:] for s in b.output_specs}
+    assert specs["boxes"] == (num_anchors(H, W), 4) and specs["scores"] == (num_anchors(H, W), len(DETECTION_NAMES))
+    for name, shape in specs.items():
+        assert out[name].shape[1:] == shape, name
+
+
 def test_batch_axis_is_dynamic_and_samples_are_independent(shipped_onnx: Callable[[str], Path]) -> None:
     path = shipped_onnx("stan_s_temporal")
     images = _sim_images(1, batch=3)[0].numpy()

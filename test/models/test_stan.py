@@ -9,6 +9,7 @@ import torch
 from perception.core import classes
 from perception.models.config import NetConfig
 from perception.models.errors import ModelError
+from perception.core.anchors import num_anchors
 from perception.models.registry import build_model, list_models, model_config
 
 SIZES = [(64, 96), (96, 160)]
@@ -21,13 +22,19 @@ def test_output_contract(name: str, H: int, W: int) -> None:
     x = torch.rand(2, 3, H, W)
     with torch.no_grad():
         out = model(x)
-    expected = ["heatmap", "box", "seg", "attention"] + (["memory", "memory_valid"] if model.is_temporal else [])
+    det = ["boxes", "scores"] if model.cfg.det_head == "ssd" else ["heatmap", "box"]
+    expected = [*det, "seg", "attention"] + (["memory", "memory_valid"] if model.is_temporal else [])
     assert list(out) == expected == model.output_names
-    assert out["heatmap"].shape == (2, classes.NUM_DETECTION, H // 8, W // 8)
-    assert out["box"].shape == (2, 4, H // 8, W // 8)
+    if model.cfg.det_head == "ssd":  # anchor head: see test_mbv2_ssd.py
+        n = num_anchors(H, W)
+        assert out["boxes"].shape == (2, n, 4) and out["scores"].shape == (2, n, classes.NUM_DETECTION)
+        assert float(out["scores"].min()) >= 0.0 and float(out["scores"].max()) <= 1.0
+    else:
+        assert out["heatmap"].shape == (2, classes.NUM_DETECTION, H // 8, W // 8)
+        assert out["box"].shape == (2, 4, H // 8, W // 8)
+        assert float(out["box"].min()) >= 0.0
     assert out["seg"].shape == (2, classes.NUM_SEMANTIC, H // 4, W // 4)
     assert out["attention"].shape == (2, 1, H // 8, W // 8)
-    assert float(out["box"].min()) >= 0.0
     a = out["attention"]
     assert float(a.min()) >= 0.0 and float(a.max()) <= 1.0
     for v in out.values():
