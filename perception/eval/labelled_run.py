@@ -124,7 +124,7 @@ def overlay(rgb: np.ndarray, im: LabelledImage, runs: Sequence[DetectorRun], k: 
     panels, titles = [], []
     for run in runs:
         panels.append(draw_detections(base, run.detections[k]))
-        titles.append(f"{run.name}: {len(run.detections[k])} det. (labels green)")
+        titles.append(f"{run.name}: {len(run.detections[k])} det.")
     for run in runs:
         att = run.attention[k]
         if att is not None:
