@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -21,6 +21,9 @@ import numpy as np
 from perception.core.types import Detections, GroundTruth
 from perception.eval import EvalError
 from perception.eval.labelled import LabelledImage
+
+if TYPE_CHECKING:
+    from perception.pipeline.refine import RefineConfig
 
 
 @dataclass(frozen=True)
@@ -58,21 +61,25 @@ def read_image(directory: Path, im: LabelledImage) -> np.ndarray:
 
 
 def run_checkpoint(checkpoint: str | Path, directory: Path, images: Sequence[LabelledImage],
-                   node: NodeDefaults | None = None) -> DetectorRun:
-    """Our network through the node's Perceptor on every image (see the module doc)."""
+                   node: NodeDefaults | None = None, refine: RefineConfig | None = None) -> DetectorRun:
+    """Our network through the node's Perceptor on every image (see the module doc); with ``refine``
+    the node's ``refine.enabled: true`` path (RefiningPerceptor: native-resolution crops where attention
+    points), named ``<checkpoint>+refine``."""
     from perception.models.checkpoint import checkpoint_input_size
     from perception.pipeline.perceptor import FrameInput, Perceptor, PerceptorConfig
+    from perception.pipeline.refine import RefiningPerceptor
     from perception.runtime.torch_backend import TorchBackend, TorchBackendConfig
 
     node = node or NodeDefaults()
     size = checkpoint_input_size(checkpoint)
-    name = Path(str(checkpoint)).name.removesuffix(".safetensors")
+    name = Path(str(checkpoint)).name.removesuffix(".safetensors") + ("+refine" if refine is not None else "")
     run = DetectorRun(name, f"{name} (Perceptor at the node's defaults, {size[1]}x{size[0]} input, torch "
-                            f"{node.precision})")
+                            f"{node.precision}{', attention-guided refinement' if refine is not None else ''})")
     backend = TorchBackend(checkpoint, size, TorchBackendConfig(precision=node.precision))
     with backend:
-        perceptor = Perceptor(backend, PerceptorConfig(score_thresh=node.score_thresh, nms_iou=node.nms_iou,
-                                                       max_det=node.max_det, segmentation=False))
+        pcfg = PerceptorConfig(score_thresh=node.score_thresh, nms_iou=node.nms_iou, max_det=node.max_det,
+                               segmentation=False)
+        perceptor = Perceptor(backend, pcfg) if refine is None else RefiningPerceptor(backend, pcfg, refine)
         for k, im in enumerate(images):
             rgb = read_image(directory, im)
             r = perceptor.process(FrameInput("labelled", rgb, float(k), scene_cut=True))
@@ -83,6 +90,10 @@ def run_checkpoint(checkpoint: str | Path, directory: Path, images: Sequence[Lab
         run.info = {"model": backend.meta.get("name", "?"), "checkpoint": str(checkpoint), "input_size": list(size),
                     "backend": backend.name, "precision": node.precision, "score_thresh": node.score_thresh,
                     "nms_iou": node.nms_iou, "max_det": node.max_det}
+        if isinstance(perceptor, RefiningPerceptor):
+            ref = perceptor.refine
+            run.info["refine"] = {"max_regions": ref.max_regions, "max_pixels": ref.max_pixels, **perceptor.totals,
+                                  "pixel_ratio": perceptor.pixel_ratio}
     return run
 
 

@@ -207,6 +207,7 @@ def labelled_main(args: argparse.Namespace) -> int:
     from perception.eval.labelled_run import NodeDefaults, latency, overlay, read_image, run_checkpoint, run_reference
     from perception.footage import FootageError
     from perception.models.checkpoint import CheckpointError
+    from perception.pipeline.refine import RefineError
     from perception.train.metrics import to_jsonable
 
     if args.images is None or args.labels is None:
@@ -224,9 +225,14 @@ def labelled_main(args: argparse.Namespace) -> int:
         images = load_labels(args.labels)
         node = NodeDefaults(score_thresh=args.score_thresh)
         runs = [] if args.reference_only else [run_checkpoint(c, args.images, images, node) for c in args.checkpoint]
+        if args.refine and not args.reference_only:  # the same checkpoints again with refine.enabled: true
+            from perception.pipeline.refine import RefineConfig
+
+            rcfg = RefineConfig(max_regions=args.refine_max_regions, max_pixels=args.refine_max_pixels)
+            runs += [run_checkpoint(c, args.images, images, node, rcfg) for c in args.checkpoint]
         if not args.no_reference:
             runs.append(run_reference(args.images, images, args.reference_model, args.score_thresh))
-    except (EvalError, FootageError, CheckpointError, FileNotFoundError) as e:
+    except (EvalError, FootageError, CheckpointError, FileNotFoundError, RefineError) as e:
         print(f"perception eval: error: {e}", file=sys.stderr)
         return 2
     results = {run.name: {**evaluate(images, run.detections, run.attention, args.score_thresh, args.iou),
@@ -242,6 +248,11 @@ def labelled_main(args: argparse.Namespace) -> int:
     text = (f"Labelled evaluation on {len(images)} images ({args.labels}), IoU {args.iou}, score >= "
             f"{args.score_thresh}; R/P over objects >= 32 px tall (don't care: ignore, < 32 px); "
             f"per class R/P (scored objects)\n\n" + table(results) + "\n")
+    for name, r in results.items():
+        if "refine" in r["info"]:
+            ref = r["info"]["refine"]
+            text += (f"{name}: {ref['regions'] / max(1, ref['frames']):.2f} crops/image, pixels processed "
+                     f"{ref['pixel_ratio']:.3f} of full resolution\n")
     report = {"labels": str(args.labels), "images_dir": str(args.images), "object_counts": counts,
               "command": "perception " + " ".join(shlex.quote(a) for a in sys.argv[1:]), "results": results}
     (args.out / "report.json").write_text(json.dumps(to_jsonable(report), indent=2) + "\n", encoding="utf-8")

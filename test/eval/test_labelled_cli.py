@@ -48,6 +48,19 @@ def test_eval_labels_report_and_stills(tmp_path: Path, tiny_checkpoint: Path,
     assert still is not None and still.shape[1] == 2 * 96  # detections | attention
 
 
+def test_eval_labels_refine_adds_a_row(tmp_path: Path, tiny_checkpoint: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    images, labels = _labelled_folder(tmp_path / "imgs")
+    rc = cli(["eval", "--images", str(images), "--labels", str(labels), "--checkpoint", str(tiny_checkpoint),
+              "--no-reference", "--refine", "--out", str(tmp_path / "out")])
+    assert rc == 0, capsys.readouterr().err
+    results = json.loads((tmp_path / "out" / "report.json").read_text())["results"]
+    assert list(results) == ["tiny", "tiny+refine"]
+    ref = results["tiny+refine"]["info"]["refine"]
+    assert ref["frames"] == 2 and ref["max_regions"] == 3 and ref["pixel_ratio"] > 0.0
+    assert "refine" not in results["tiny"]["info"]
+
+
 def test_eval_labels_with_the_reference(tmp_path: Path, tiny_checkpoint: Path, reference_model: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     images, labels = _labelled_folder(tmp_path / "imgs")
