@@ -52,7 +52,7 @@ if [ ! -s "$VIDEO" ]; then
   echo "vtest.avi from $(basename "$deb") (Debian), usr/share/doc/opencv-doc/examples/data/vtest.avi;" \
        "licence: see vtest.avi.copyright (OpenCV: Apache-2.0 AND BSD-3-Clause)" > "$DATA/footage/vtest.avi.source"
   mv "$tmp/usr/share/doc/opencv-doc/examples/data/vtest.avi" "$VIDEO"
-  rm -f "$deb"
+  mkdir -p "$tmp/val" && mv "$deb" "$tmp/val/"  # the labelled images below come from the same package
 fi
 
 if [ ! -s "$REF/frozen_inference_graph.pb" ] || [ ! -s "$REF/ssd_mobilenet_v2_coco_2018_03_29.pbtxt" ]; then
@@ -112,11 +112,12 @@ val_ok() {  # every pinned file present with its sha256
   done
 }
 if ! val_ok; then
-  echo "[data] fetching the labelled validation images from Debian's opencv-doc and darknet packages (99 MB download, 3 MB kept)"
+  echo "[data] fetching the labelled validation images from Debian's opencv-doc (96 MB, reused when just fetched) and darknet (3 MB) packages, 3 MB kept"
   mkdir -p "$VAL" "$tmp/val"
   apt_opts=()
   [ "$(id -u)" -eq 0 ] && apt_opts=(-o APT::Sandbox::User=root)
   for pkg in opencv-doc darknet; do
+    compgen -G "$tmp/val/${pkg}_*.deb" >/dev/null && continue  # already downloaded for vtest.avi
     if ! (cd "$tmp/val" && apt-get download -qq "${apt_opts[@]}" "$pkg" >/dev/null 2>&1); then
       SUDO=""
       [ "$(id -u)" -ne 0 ] && SUDO="sudo"
