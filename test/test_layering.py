@@ -3,10 +3,10 @@
 Layers, lowest first (ARCHITECTURE.md): a package may import only the packages named in
 :data:`ALLOWED`. Those, roughly: ``core`` (pure numpy/cv2) and ``weights`` (data) -> ``models`` (torch
 networks, their tensor contract) -> ``runtime`` (backends that run models and deployed files) ->
-``pipeline`` -> ``sim`` / ``footage`` (real video, reference detector) -> ``train`` -> ``bag`` ->
-``deploy`` (export, quantisation, engines: above models AND runtime, so models never know how they
-are run and the runtime never how its files are made) -> ``bench`` -> ``ros`` (the only package that
-imports rclpy) -> the top-level ``cli`` / ``demo``.
+``pipeline`` -> ``sim`` / ``footage`` (real video, reference detector) -> ``eval`` (labelled real
+images) -> ``train`` -> ``bag`` -> ``deploy`` (export, quantisation, engines: above models AND
+runtime, so models never know how they are run and the runtime never how its files are made) ->
+``bench`` -> ``ros`` (the only package that imports rclpy) -> the top-level ``cli`` / ``demo``.
 
 A package's own CLI module (``cli.py``, ``*_cli.py``) is an entry point like ``perception/cli.py`` and
 may import any package but ``ros``. A new package must be added to :data:`ALLOWED` (the test says so).
@@ -31,6 +31,8 @@ ALLOWED: dict[str, set[str]] = {
     "pipeline": {"core", "runtime", "fusion", "tracking"},  # fusion, tracking: the 3D object pipeline
     "sim": {"core"},
     "footage": {"core"},  # real footage (video / image folders) and the evaluation-only reference detector
+    # labelled real-image metrics (pure numpy) and the runs that feed them (Perceptor, reference detector)
+    "eval": {"core", "weights", "models", "runtime", "pipeline", "footage"},
     "train": {"core", "weights", "models", "runtime", "pipeline", "sim", "footage", "fusion", "tracking"},
     "bag": {"core", "sim", "train", "tracking"},  # tracking: 3D objects scored from bags
     "fusion": {"core"},

@@ -1,7 +1,8 @@
 """`perception eval`: metrics of one or more checkpoints on unseen synthetic drives, with a report;
 or (``--bag``) of a replay's recorded outputs against the ground truth in the input bag, and
 (``--golden``) a golden regression check of those outputs against an expected bag; or
-(``--video`` / ``--images``) agreement with a reference detector on unlabelled real footage."""
+(``--video`` / ``--images``) agreement with a reference detector on unlabelled real footage, or
+(``--images DIR --labels FILE``) recall / precision on hand-labelled real images (perception.eval)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     footage.add_argument("--video", type=Path, default=None,
                          help="real footage: measure agreement with --reference on this video file")
     footage.add_argument("--images", type=Path, default=None, help="real footage: a folder of images (sorted)")
+    p.add_argument("--labels", type=Path, default=None,
+                   help="with --images: a label file (test/data/real_val/labels.json): score recall / precision "
+                        "per class at IoU 0.5 against these labels instead of agreement with the reference")
+    p.add_argument("--reference-only", action="store_true",
+                   help="with --labels: evaluate only the reference detector (no --checkpoint needed)")
+    p.add_argument("--no-reference", action="store_true",
+                   help="with --labels: do not evaluate the reference detector beside the checkpoints")
     p.add_argument("--reference", choices=REFERENCES, default="ssd",
                    help="with --video/--images: the reference detector whose detections are the pseudo-labels "
                         "(ssd: SSD-MobileNetV2 COCO via cv2.dnn, evaluation only; `bash scripts/get_real_data.sh`)")
@@ -189,6 +197,73 @@ def footage_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def labelled_main(args: argparse.Namespace) -> int:
+    """``--images DIR --labels FILE``: our checkpoints (at the node's defaults) and the reference against
+    hand-drawn labels: a table, report.json and one overlay still per image in --out."""
+    import cv2
+
+    from perception.eval import EvalError
+    from perception.eval.labelled import evaluate, load_labels, object_counts, table
+    from perception.eval.labelled_run import NodeDefaults, latency, overlay, read_image, run_checkpoint, run_reference
+    from perception.footage import FootageError
+    from perception.models.checkpoint import CheckpointError
+    from perception.pipeline.refine import RefineError
+    from perception.train.metrics import to_jsonable
+
+    if args.images is None or args.labels is None:
+        print("perception eval: error: labelled evaluation needs both --images DIR and --labels FILE",
+              file=sys.stderr)
+        return 2
+    if not args.checkpoint and not args.reference_only:
+        print("perception eval: error: --labels needs --checkpoint (e.g. stan_s_temporal) or --reference-only",
+              file=sys.stderr)
+        return 2
+    if args.reference_only and args.no_reference:
+        print("perception eval: error: --reference-only and --no-reference exclude each other", file=sys.stderr)
+        return 2
+    try:
+        images = load_labels(args.labels)
+        node = NodeDefaults(score_thresh=args.score_thresh)
+        runs = [] if args.reference_only else [run_checkpoint(c, args.images, images, node) for c in args.checkpoint]
+        if args.refine and not args.reference_only:  # the same checkpoints again with refine.enabled: true
+            from perception.pipeline.refine import RefineConfig
+
+            rcfg = RefineConfig(max_regions=args.refine_max_regions, max_pixels=args.refine_max_pixels)
+            runs += [run_checkpoint(c, args.images, images, node, rcfg) for c in args.checkpoint]
+        if not args.no_reference:
+            runs.append(run_reference(args.images, images, args.reference_model, args.score_thresh))
+    except (EvalError, FootageError, CheckpointError, FileNotFoundError, RefineError) as e:
+        print(f"perception eval: error: {e}", file=sys.stderr)
+        return 2
+    results = {run.name: {**evaluate(images, run.detections, run.attention, args.score_thresh, args.iou),
+                          "detector": run.description, "info": run.info, "latency_ms": latency(run.latency_ms)}
+               for run in runs}
+    counts = object_counts(images)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stills = args.out / "stills"
+    stills.mkdir(exist_ok=True)
+    for k, im in enumerate(images):
+        still = overlay(read_image(args.images, im), im, runs, k)
+        cv2.imwrite(str(stills / (Path(im.file).stem + ".png")), cv2.cvtColor(still, cv2.COLOR_RGB2BGR))
+    text = (f"Labelled evaluation on {len(images)} images ({args.labels}), IoU {args.iou}, score >= "
+            f"{args.score_thresh}; R/P over objects >= 32 px tall (don't care: ignore, < 32 px); "
+            f"per class R/P (scored objects)\n\n" + table(results) + "\n")
+    for name, r in results.items():
+        if "refine" in r["info"]:
+            ref = r["info"]["refine"]
+            text += (f"{name}: {ref['regions'] / max(1, ref['frames']):.2f} crops/image, pixels processed "
+                     f"{ref['pixel_ratio']:.3f} of full resolution\n")
+    report = {"labels": str(args.labels), "images_dir": str(args.images), "object_counts": counts,
+              "command": "perception " + " ".join(shlex.quote(a) for a in sys.argv[1:]), "results": results}
+    (args.out / "report.json").write_text(json.dumps(to_jsonable(report), indent=2) + "\n", encoding="utf-8")
+    (args.out / "table.md").write_text(text, encoding="utf-8")
+    print(text, end="")
+    print("objects (main >= 32 px / small 16-32 px / tiny / ignore): "
+          + ", ".join(f"{n} {c['main']}/{c['small']}/{c['tiny']}/{c['ignore']}" for n, c in counts.items()))
+    print(f"wrote {args.out / 'report.json'}, {args.out / 'table.md'} and {len(images)} stills in {stills}")
+    return 0
+
+
 def _object_drives(args: argparse.Namespace, frames: int, refine: Any = None) -> tuple[Any, Any]:
     """``--objects3d``: the drives rendered with the LiDAR (and their config); (None, None) without it."""
     if not args.objects3d:
@@ -207,6 +282,8 @@ def main(args: argparse.Namespace) -> int:
         return fleet_main(args)
     if args.bag is not None:
         return bag_main(args)
+    if args.labels is not None or args.reference_only:
+        return labelled_main(args)
     if args.video is not None or args.images is not None:
         if not args.checkpoint:
             print("perception eval: error: --video/--images need --checkpoint (e.g. stan_s_temporal)", file=sys.stderr)

@@ -1,0 +1,281 @@
+"""Metrics on hand-labelled real images (numpy only: no torch, no ROS).
+
+Label file (JSON, boxes in source-image pixels, ``x0 y0 x1 y1``)::
+
+    {"images": [{"file": "a.jpg", "width": 640, "height": 480, "source": "...",
+                 "objects": [{"class": "car", "box": [x0, y0, x1, y1], "ignore": false}]}]}
+
+What is scored (IoU >= 0.5, detections matched greedily in descending score order, a detection only
+to a box of its own class unless class-agnostic):
+
+* **main** band: labelled objects at least :data:`MAIN_MIN_HEIGHT` (32) px tall, not ``ignore``. Every
+  other labelled object (``ignore``, under 16 px, 16-32 px) is *don't care*: a detection matching it
+  is neither a true nor a false positive. Recall, precision per class and overall; false positives
+  per image; class-agnostic recall (any class counts).
+* **small** band: objects 16-32 px tall (not ``ignore``): their own recall (everything else don't care).
+* **attention concentration** of an image: the attention mass inside the union of its labelled boxes
+  (``ignore`` ones included: they are objects too) over the total mass, divided by the union's share
+  of the image area. 1 = no better than uniform; the mean over images with boxes is reported.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from perception.core import classes
+from perception.core.boxes import iou_matrix
+from perception.core.types import Detections
+from perception.eval import EvalError
+
+MAIN_MIN_HEIGHT = 32.0  # px: objects at least this tall are scored
+SMALL_MIN_HEIGHT = 16.0  # px: [16, 32) is the small band (own recall); below 16: don't care everywhere
+IOU_THRESH = 0.5
+
+
+@dataclass(frozen=True)
+class LabelledImage:
+    """One labelled image: boxes (N, 4) xyxy float32 in its pixels, detection class ids, ignore flags."""
+
+    file: str
+    width: int
+    height: int
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    class_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    ignore: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    @property
+    def heights(self) -> np.ndarray:
+        return (self.boxes[:, 3] - self.boxes[:, 1]).astype(np.float64)
+
+
+def _image(entry: Any, where: str) -> LabelledImage:
+    if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+        raise EvalError(f"{where}: each image needs a 'file' name")
+    try:
+        width, height = int(entry["width"]), int(entry["height"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise EvalError(f"{where} ({entry['file']}): 'width' and 'height' (pixels) are required") from e
+    boxes, cids, ign = [], [], []
+    for k, obj in enumerate(entry.get("objects", [])):
+        what = f"{where} ({entry['file']}) object {k}"
+        name = obj.get("class") if isinstance(obj, dict) else None
+        if name not in classes.DETECTION_NAMES:
+            raise EvalError(f"{what}: class {name!r} is not one of {', '.join(classes.DETECTION_NAMES)}")
+        box = obj.get("box")
+        if not isinstance(box, list) or len(box) != 4:
+            raise EvalError(f"{what}: 'box' must be [x0, y0, x1, y1] in pixels, got {box!r}")
+        x0, y0, x1, y1 = (float(v) for v in box)
+        if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+            raise EvalError(f"{what}: box {box} is empty or outside the {width}x{height} image")
+        boxes.append((x0, y0, x1, y1))
+        cids.append(classes.detection_id(name))
+        ign.append(bool(obj.get("ignore", False)))
+    return LabelledImage(entry["file"], width, height, np.asarray(boxes, np.float32).reshape(-1, 4),
+                         np.asarray(cids, np.int64), np.asarray(ign, bool), str(entry.get("source", "")))
+
+
+def parse_labels(doc: Any, where: str = "labels") -> list[LabelledImage]:
+    """The images of a label document (see the module doc); EvalError names what is wrong."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
+        raise EvalError(f"{where}: expected a JSON object {{\"images\": [...]}}")
+    images = [_image(e, f"{where} images[{i}]") for i, e in enumerate(doc["images"])]
+    names = [im.file for im in images]
+    if len(set(names)) != len(names):
+        raise EvalError(f"{where}: an image file is listed twice")
+    return images
+
+
+def load_labels(path: str | Path) -> list[LabelledImage]:
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise EvalError(f"label file {p} does not exist") from e
+    except json.JSONDecodeError as e:
+        raise EvalError(f"label file {p} is not valid JSON ({e})") from e
+    return parse_labels(doc, str(p))
+
+
+def size_band(heights: np.ndarray) -> np.ndarray:
+    """'main' (>= 32 px), 'small' ([16, 32) px) or 'tiny' (< 16 px) for each box height."""
+    h = np.asarray(heights, np.float64)
+    return np.where(h >= MAIN_MIN_HEIGHT, "main", np.where(h >= SMALL_MIN_HEIGHT, "small", "tiny"))
+
+
+@dataclass(frozen=True)
+class MatchCounts:
+    tp: int  # detections matched to a scored object (= objects found)
+    fp: int  # detections matching neither a scored nor a don't-care object
+    dont_care: int  # detections matched to a don't-care object (not counted either way)
+    num_gt: int  # scored objects
+
+    @property
+    def recall(self) -> float | None:
+        return self.tp / self.num_gt if self.num_gt else None
+
+    @property
+    def precision(self) -> float | None:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else None
+
+
+def match(gt_boxes: np.ndarray, scored: np.ndarray, det_boxes: np.ndarray, det_scores: np.ndarray,
+          iou_thresh: float = IOU_THRESH) -> MatchCounts:
+    """Greedy matching of one image's detections (one class, or all classes for class-agnostic) to its
+    labelled boxes. ``scored`` marks the objects that count; the others are don't care.
+
+    Detections are taken best score first. Each takes the unmatched scored object it overlaps most
+    (IoU >= ``iou_thresh``): a true positive. Failing that, a don't-care object it overlaps enough
+    absorbs it (a don't-care object may absorb several). Otherwise it is a false positive (a second
+    detection of an already-found object included)."""
+    gt_boxes = np.asarray(gt_boxes, np.float32).reshape(-1, 4)
+    scored = np.asarray(scored, bool).reshape(-1)
+    det_boxes = np.asarray(det_boxes, np.float32).reshape(-1, 4)
+    order = np.argsort(-np.asarray(det_scores, np.float64), kind="stable")
+    iou = iou_matrix(det_boxes, gt_boxes) if len(gt_boxes) and len(det_boxes) else np.zeros((len(det_boxes), 0))
+    taken = np.zeros(len(gt_boxes), bool)
+    tp = fp = dc = 0
+    for d in order:
+        ok = iou[d] >= iou_thresh
+        free = ok & scored & ~taken
+        if free.any():
+            g = int(np.argmax(np.where(free, iou[d], -1.0)))
+            taken[g] = True
+            tp += 1
+        elif (ok & ~scored).any():
+            dc += 1
+        else:
+            fp += 1
+    return MatchCounts(tp, fp, dc, int(scored.sum()))
+
+
+def _add(a: MatchCounts, b: MatchCounts) -> MatchCounts:
+    return MatchCounts(a.tp + b.tp, a.fp + b.fp, a.dont_care + b.dont_care, a.num_gt + b.num_gt)
+
+
+def _row(c: MatchCounts) -> dict[str, Any]:
+    return {"recall": c.recall, "precision": c.precision, "tp": c.tp, "fp": c.fp, "dont_care": c.dont_care,
+            "num_gt": c.num_gt}
+
+
+def attention_concentration(attention: np.ndarray, boxes: np.ndarray) -> float | None:
+    """(attention mass inside the union of ``boxes`` / total mass) / (union area / image area).
+
+    ``attention`` is (H, W) at the image's resolution, non-negative; ``boxes`` xyxy in its pixels
+    (rounded outward to whole pixels). None when there is no box or no attention mass."""
+    att = np.asarray(attention, np.float64)
+    if att.ndim != 2:
+        raise EvalError(f"attention must be an (H, W) map, got shape {att.shape}")
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    total = float(np.clip(att, 0.0, None).sum())
+    if not len(boxes) or total <= 0.0:
+        return None
+    h, w = att.shape
+    mask = np.zeros((h, w), bool)
+    for x0, y0, x1, y1 in boxes:
+        c0, r0 = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
+        c1, r1 = min(w, int(np.ceil(x1))), min(h, int(np.ceil(y1)))
+        mask[r0:r1, c0:c1] = True
+    share = mask.mean()
+    if share <= 0.0:
+        return None
+    inside = float(np.clip(att, 0.0, None)[mask].sum()) / total
+    return inside / float(share)
+
+
+def evaluate(images: Sequence[LabelledImage], detections: Sequence[Detections],
+             attention: Sequence[np.ndarray | None] | None = None, score_thresh: float = 0.3,
+             iou_thresh: float = IOU_THRESH) -> dict[str, Any]:
+    """Every figure of the module doc for one detector over ``images`` (``detections[i]`` in image i's
+    pixels; detections scoring below ``score_thresh`` are dropped first). ``attention[i]``: image i's
+    map at its resolution, or None (concentration not reported)."""
+    if len(detections) != len(images):
+        raise EvalError(f"{len(detections)} detection sets for {len(images)} images")
+    if attention is not None and len(attention) != len(images):
+        raise EvalError(f"{len(attention)} attention maps for {len(images)} images")
+    names = classes.DETECTION_NAMES
+    zero = MatchCounts(0, 0, 0, 0)
+    main = {n: zero for n in names}
+    small = {n: zero for n in names}
+    agnostic = zero
+    per_image: list[dict[str, Any]] = []
+    for k, (im, det) in enumerate(zip(images, detections)):
+        keep = np.asarray(det.scores) >= score_thresh
+        db, ds, dcls = det.boxes[keep], det.scores[keep], np.asarray(det.class_ids)[keep]
+        band = size_band(im.heights)
+        is_main = (band == "main") & ~im.ignore
+        is_small = (band == "small") & ~im.ignore
+        img_main = zero
+        for cid, n in enumerate(names):
+            g, d = im.class_ids == cid, dcls == cid
+            c = match(im.boxes[g], is_main[g], db[d], ds[d], iou_thresh)
+            main[n] = _add(main[n], c)
+            img_main = _add(img_main, c)
+            small[n] = _add(small[n], match(im.boxes[g], is_small[g], db[d], ds[d], iou_thresh))
+        agnostic = _add(agnostic, match(im.boxes, is_main, db, ds, iou_thresh))
+        conc = None
+        if attention is not None and attention[k] is not None:
+            conc = attention_concentration(np.asarray(attention[k]), im.boxes)
+        per_image.append({"file": im.file, "detections": int(keep.sum()), "tp": img_main.tp, "fp": img_main.fp,
+                          "dont_care": img_main.dont_care, "num_gt": img_main.num_gt,
+                          "attention_concentration": conc})
+    total = zero
+    for c in main.values():
+        total = _add(total, c)
+    small_total = zero
+    for c in small.values():
+        small_total = _add(small_total, c)
+    concs = [p["attention_concentration"] for p in per_image if p["attention_concentration"] is not None]
+    return {
+        "score_thresh": score_thresh, "iou_thresh": iou_thresh, "images": len(images),
+        "per_class": {n: _row(c) for n, c in main.items()},
+        "all": _row(total),
+        "class_agnostic": _row(agnostic),
+        "fp_per_image": total.fp / len(images) if len(images) else None,
+        "small": {"per_class": {n: _row(c) for n, c in small.items()}, "all": _row(small_total)},
+        "attention_concentration": {"mean": float(np.mean(concs)) if concs else None, "images": len(concs)},
+        "per_image": per_image,
+    }
+
+
+def object_counts(images: Sequence[LabelledImage]) -> dict[str, dict[str, int]]:
+    """Labelled objects per class and band: main (>= 32 px), small (16-32 px), tiny (< 16 px), ignore."""
+    out = {n: {"main": 0, "small": 0, "tiny": 0, "ignore": 0} for n in classes.DETECTION_NAMES}
+    for im in images:
+        for cid, b, ign in zip(im.class_ids, size_band(im.heights), im.ignore):
+            out[classes.DETECTION_NAMES[int(cid)]]["ignore" if ign else str(b)] += 1
+    return out
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def table(results: dict[str, dict[str, Any]]) -> str:
+    """Markdown: one row per detector (recall / precision overall and per class for >= 32 px objects,
+    class-agnostic recall, 16-32 px recall, false positives per image, attention concentration)."""
+    names = [n for n in classes.DETECTION_NAMES]
+    head = ["detector", "R", "P", "TP/GT", "FP", "FP/img", "R agn."] + [f"R/P {n}" for n in names] + \
+        ["R 16-32px", "att. conc."]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, r in results.items():
+        a = r["all"]
+        cells = [name, _fmt(a["recall"]), _fmt(a["precision"]), f"{a['tp']}/{a['num_gt']}", str(a["fp"]),
+                 _fmt(r["fp_per_image"]), _fmt(r["class_agnostic"]["recall"])]
+        for n in names:
+            c = r["per_class"][n]
+            cells.append(f"{_fmt(c['recall'])}/{_fmt(c['precision'])} ({c['num_gt']})")
+        s = r["small"]["all"]
+        cells.append(f"{_fmt(s['recall'])} ({s['tp']}/{s['num_gt']})")
+        cells.append(_fmt(r["attention_concentration"]["mean"]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

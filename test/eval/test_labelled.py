@@ -1,0 +1,148 @@
+"""Labelled real-image metrics (perception.eval.labelled), worked by hand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from perception.core import classes
+from perception.core.types import Detections
+from perception.eval import EvalError
+from perception.eval.labelled import (
+    LabelledImage,
+    attention_concentration,
+    evaluate,
+    load_labels,
+    match,
+    object_counts,
+    parse_labels,
+    table,
+)
+
+CAR, PED, SIGN = (classes.detection_id(n) for n in ("car", "pedestrian", "traffic_sign"))
+REPO_LABELS = Path(__file__).resolve().parents[1] / "data" / "real_val" / "labels.json"
+
+
+def _dets(*rows: tuple[float, float, float, float, float, int]) -> Detections:
+    a = np.asarray(rows, np.float64).reshape(-1, 6)
+    return Detections(a[:, :4].astype(np.float32), a[:, 4].astype(np.float32), a[:, 5].astype(np.int64))
+
+
+def _image(*objs: tuple[float, float, float, float, int, bool]) -> LabelledImage:
+    a = np.asarray([o[:4] for o in objs], np.float32).reshape(-1, 4)
+    return LabelledImage("x.png", 200, 100, a, np.asarray([o[4] for o in objs], np.int64),
+                         np.asarray([o[5] for o in objs], bool))
+
+
+def test_match_tp_fp_duplicate_and_dont_care() -> None:
+    gt = np.array([[0, 0, 10, 40], [50, 0, 60, 40]], np.float32)  # scored, don't care
+    dets = np.array([[0, 0, 10, 40],     # 0.9: TP on the scored box
+                     [1, 0, 10, 40],     # 0.8: the scored box is taken -> a duplicate: FP
+                     [50, 0, 60, 39],    # 0.7: on the don't-care box: neither
+                     [100, 0, 110, 40]],  # 0.6: on nothing: FP
+                    np.float32)
+    c = match(gt, np.array([True, False]), dets, np.array([0.9, 0.8, 0.7, 0.6]))
+    assert (c.tp, c.fp, c.dont_care, c.num_gt) == (1, 2, 1, 1)
+    assert c.recall == 1.0 and c.precision == pytest.approx(1 / 3)
+
+
+def test_match_takes_detections_best_score_first() -> None:
+    gt = np.array([[0, 0, 10, 40]], np.float32)
+    # the lower-scoring detection overlaps more, but the better score claims the object
+    c = match(gt, np.array([True]), np.array([[0, 0, 10, 40], [0, 0, 10, 30]], np.float32), np.array([0.4, 0.9]))
+    assert (c.tp, c.fp) == (1, 1)
+    # IoU 0.5 exactly is a match; just below is not
+    half = np.array([[0, 0, 10, 20]], np.float32)  # IoU with [0, 0, 10, 40] = 0.5
+    assert match(gt, np.array([True]), half, np.array([0.9])).tp == 1
+    assert match(gt, np.array([True]), half - [0, 0, 0, 0.5], np.array([0.9])).tp == 0
+
+
+def test_evaluate_bands_classes_and_fp_per_image() -> None:
+    im = _image((0, 0, 20, 50, PED, False),    # scored pedestrian (50 px)
+                (30, 0, 50, 20, PED, False),   # 20 px: small band
+                (60, 0, 70, 10, CAR, False),   # 10 px: tiny, don't care everywhere
+                (80, 0, 120, 40, CAR, True),   # ignore
+                (130, 0, 190, 40, CAR, False))  # scored car
+    dets = _dets((0, 0, 20, 50, 0.9, PED),      # TP pedestrian
+                 (30, 0, 50, 20, 0.8, PED),     # matches the small pedestrian: don't care in the main band
+                 (60, 0, 70, 10, 0.7, CAR),     # tiny: don't care
+                 (80, 0, 120, 40, 0.6, CAR),    # ignore: don't care
+                 (130, 0, 190, 40, 0.5, PED),   # right box, wrong class: FP (but class-agnostic hit)
+                 (0, 60, 20, 100, 0.4, SIGN),   # nothing there: FP
+                 (0, 0, 20, 50, 0.1, CAR))      # below the score threshold: dropped
+    r = evaluate([im, _image()], [dets, _dets()], score_thresh=0.3)
+    assert r["per_class"]["pedestrian"] == {"recall": 1.0, "precision": 0.5, "tp": 1, "fp": 1, "dont_care": 1,
+                                            "num_gt": 1}
+    assert r["per_class"]["car"]["recall"] == 0.0 and r["per_class"]["car"]["num_gt"] == 1
+    assert r["per_class"]["car"]["dont_care"] == 2 and r["per_class"]["car"]["fp"] == 0
+    assert r["per_class"]["traffic_sign"]["fp"] == 1 and r["per_class"]["traffic_sign"]["recall"] is None
+    assert (r["all"]["tp"], r["all"]["fp"], r["all"]["num_gt"]) == (1, 2, 2)
+    assert r["all"]["recall"] == 0.5 and r["all"]["precision"] == pytest.approx(1 / 3)
+    assert r["class_agnostic"]["recall"] == 1.0  # the car was found, as a pedestrian
+    assert r["fp_per_image"] == 1.0  # 2 FPs over 2 images
+    assert r["small"]["all"]["num_gt"] == 1 and r["small"]["all"]["recall"] == 1.0
+    assert r["small"]["per_class"]["pedestrian"]["tp"] == 1
+    assert r["per_image"][0]["detections"] == 6 and r["per_image"][1]["num_gt"] == 0
+    assert r["attention_concentration"]["mean"] is None
+    md = table({"ours": r})
+    assert "| ours | 0.50 | 0.33 | 1/2 | 2 | 1.00 | 1.00 |" in md and "1.00 (1/1)" in md
+
+
+def test_attention_concentration_formula() -> None:
+    att = np.zeros((10, 10), np.float32)
+    att[:5, :5] = 1.0  # a quarter of the image holds half the mass
+    att[5:, 5:] = 1.0 / 3.0
+    att[:5, 5:] = 1.0 / 3.0
+    att[5:, :5] = 1.0 / 3.0
+    box = np.array([[0, 0, 5, 5]], np.float32)
+    assert attention_concentration(att, box) == pytest.approx(0.5 / 0.25)
+    assert attention_concentration(np.ones((10, 10)), box) == pytest.approx(1.0)  # uniform: 1
+    # the union counts overlapping boxes once; fractional edges round outward to whole pixels
+    two = np.array([[0, 0, 5, 5], [2, 2, 4.2, 4.2]], np.float32)
+    assert attention_concentration(att, two) == pytest.approx(2.0)
+    assert attention_concentration(att, np.zeros((0, 4))) is None
+    assert attention_concentration(np.zeros((10, 10)), box) is None
+    im = _image((0, 0, 100, 50, CAR, False))  # the left quarter of a 200x100 image
+    a = np.zeros((100, 200), np.float32)
+    a[:50, :100] = 1.0
+    r = evaluate([im], [_dets()], [a])
+    assert r["attention_concentration"] == {"mean": pytest.approx(4.0), "images": 1}
+
+
+def test_parse_labels_rejects_bad_input() -> None:
+    ok = {"file": "a.png", "width": 100, "height": 50,
+          "objects": [{"class": "car", "box": [0, 0, 10, 40]}, {"class": "cyclist", "box": [1, 1, 9, 9],
+                                                                 "ignore": True}]}
+    (im,) = parse_labels({"images": [ok]})
+    assert im.class_ids.tolist() == [CAR, classes.detection_id("cyclist")] and im.ignore.tolist() == [False, True]
+    bad_class = {**ok, "objects": [{"class": "bus", "box": [0, 0, 10, 10]}]}
+    outside = {**ok, "objects": [{"class": "car", "box": [0, 0, 110, 10]}]}
+    for doc, message in [({"images": [bad_class]}, "not one of"), ({"images": [outside]}, "outside the 100x50"),
+                         ({"images": [ok, ok]}, "listed twice"), ({"pictures": []}, "expected a JSON object"),
+                         ({"images": [{"file": "a.png"}]}, "'width' and 'height'")]:
+        with pytest.raises(EvalError, match=message):
+            parse_labels(doc)
+
+
+def test_load_labels_errors(tmp_path: Path) -> None:
+    with pytest.raises(EvalError, match="does not exist"):
+        load_labels(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{", encoding="utf-8")
+    with pytest.raises(EvalError, match="not valid JSON"):
+        load_labels(tmp_path / "bad.json")
+
+
+def test_the_shipped_validation_labels() -> None:
+    """test/data/real_val/labels.json: loads, every image has a source, at most 3 vtest frames, none of the frames
+    0:600 the shipped checkpoints trained on."""
+    images = load_labels(REPO_LABELS)
+    doc = json.loads(REPO_LABELS.read_text(encoding="utf-8"))
+    assert all(e["source"] for e in doc["images"])
+    frames = [int(im.file[6:10]) for im in images if im.file.startswith("vtest_")]
+    assert len(frames) <= 3 and min(frames) >= 600
+    counts = object_counts(images)
+    assert sum(c["main"] for c in counts.values()) >= 30
+    assert counts["pedestrian"]["main"] >= 15 and counts["car"]["main"] >= 5

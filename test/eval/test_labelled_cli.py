@@ -1,0 +1,88 @@
+"""`perception eval --images DIR --labels FILE`: the labelled evaluation end to end through the CLI, on two
+tiny images with a tiny untrained checkpoint (and the real reference detector where it is installed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from perception.cli import main as cli
+
+
+def _labelled_folder(path: Path) -> tuple[Path, Path]:
+    path.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        cv2.imwrite(str(path / f"{i}.png"), rng.integers(0, 255, (72, 96, 3), dtype=np.uint8))
+    labels = {"images": [
+        {"file": "0.png", "width": 96, "height": 72, "source": "noise",
+         "objects": [{"class": "pedestrian", "box": [10, 10, 30, 60], "ignore": False},
+                     {"class": "car", "box": [40, 40, 80, 60], "ignore": False}]},
+        {"file": "1.png", "width": 96, "height": 72, "source": "noise", "objects": []}]}
+    (path / "labels.json").write_text(json.dumps(labels), encoding="utf-8")
+    return path, path / "labels.json"
+
+
+def test_eval_labels_report_and_stills(tmp_path: Path, tiny_checkpoint: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    images, labels = _labelled_folder(tmp_path / "imgs")
+    out = tmp_path / "out"
+    rc = cli(["eval", "--images", str(images), "--labels", str(labels), "--checkpoint", str(tiny_checkpoint),
+              "--no-reference", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "| tiny |" in captured.out and "pedestrian 1/0/0/0" in captured.out
+    report = json.loads((out / "report.json").read_text())
+    r = report["results"]["tiny"]
+    assert r["images"] == 2 and r["all"]["num_gt"] == 1 and r["small"]["all"]["num_gt"] == 1  # the 20 px car: small
+    assert set(r["per_class"]) == {"car", "truck", "pedestrian", "cyclist", "traffic_sign"}
+    assert r["info"]["score_thresh"] == 0.3 and r["info"]["input_size"] == [64, 128]
+    assert r["latency_ms"]["frames"] == 2 and len(r["per_image"]) == 2
+    assert report["object_counts"]["car"]["small"] == 1
+    assert "| tiny |" in (out / "table.md").read_text()
+    still = cv2.imread(str(out / "stills" / "0.png"))
+    assert still is not None and still.shape[1] == 2 * 96  # detections | attention
+
+
+def test_eval_labels_refine_adds_a_row(tmp_path: Path, tiny_checkpoint: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    images, labels = _labelled_folder(tmp_path / "imgs")
+    rc = cli(["eval", "--images", str(images), "--labels", str(labels), "--checkpoint", str(tiny_checkpoint),
+              "--no-reference", "--refine", "--out", str(tmp_path / "out")])
+    assert rc == 0, capsys.readouterr().err
+    results = json.loads((tmp_path / "out" / "report.json").read_text())["results"]
+    assert list(results) == ["tiny", "tiny+refine"]
+    ref = results["tiny+refine"]["info"]["refine"]
+    assert ref["frames"] == 2 and ref["max_regions"] == 3 and ref["pixel_ratio"] > 0.0
+    assert "refine" not in results["tiny"]["info"]
+
+
+def test_eval_labels_with_the_reference(tmp_path: Path, tiny_checkpoint: Path, reference_model: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    images, labels = _labelled_folder(tmp_path / "imgs")
+    rc = cli(["eval", "--images", str(images), "--labels", str(labels), "--reference-only",
+              "--out", str(tmp_path / "out")])
+    assert rc == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert list(report["results"]) == ["reference"]
+    assert report["results"]["reference"]["info"]["input_size"] == [300, 300]
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ([], "needs --checkpoint"),
+    (["--reference-only", "--no-reference"], "exclude each other"),
+    (["--reference-only", "--labels", "MISSING"], "does not exist"),
+    (["--checkpoint", "TINY", "--no-reference", "--images", "EMPTY"], "cannot read labelled image"),
+])
+def test_eval_labels_errors(tmp_path: Path, tiny_checkpoint: Path, extra: list[str], message: str,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    images, labels = _labelled_folder(tmp_path / "imgs")
+    (tmp_path / "empty").mkdir()
+    subst = {"MISSING": str(tmp_path / "missing.json"), "TINY": str(tiny_checkpoint), "EMPTY": str(tmp_path / "empty")}
+    args = ["eval", "--images", str(images), "--labels", str(labels), "--out", str(tmp_path / "out")]
+    rc = cli(args + [subst.get(a, a) for a in extra])
+    assert rc == 2 and message in capsys.readouterr().err
