@@ -165,4 +165,49 @@ while left:
     index += 1
 EOF
 fi
-echo "[data] ready: $VIDEO, $REF, $VAL"
+# --- unlabelled real photos for distillation (perception train --graft): every photo of opencv-doc's
+# examples/data and darknet's data/ at least 300 px on each side, minus the validation images ---
+UNL="$DATA/real_unlabelled"
+if [ ! -s "$UNL/SOURCE.txt" ]; then
+  echo "[data] extracting unlabelled real photos (for distillation) from Debian's opencv-doc and darknet"
+  mkdir -p "$UNL" "$tmp/unl/x"
+  apt_opts=()
+  [ "$(id -u)" -eq 0 ] && apt_opts=(-o APT::Sandbox::User=root)
+  for pkg in opencv-doc darknet; do
+    (cd "$tmp/unl" && apt-get download -qq "${apt_opts[@]}" "$pkg" >/dev/null 2>&1) \
+      || (cd "$tmp/unl" && apt-get download -qq "${apt_opts[@]}" "$pkg")
+    deb=$(ls "$tmp/unl/${pkg}"_*.deb)
+    dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp/unl/x" --wildcards \
+      './usr/share/doc/opencv-doc/examples/data/*.jpg' './usr/share/doc/opencv-doc/examples/data/*.png' \
+      './usr/share/darknet/data/*.jpg' 2>/dev/null || true
+    basename "$deb" >> "$tmp/unl/debs.txt"
+    rm -f "$deb"
+  done
+  "$PYTHON" - "$tmp/unl/x" "$UNL" "$VAL" "$tmp/unl/debs.txt" <<'PYEOF'
+import hashlib, shutil, sys
+from pathlib import Path
+import cv2
+src, dst, val, debs = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])
+held_out = {hashlib.sha256(p.read_bytes()).hexdigest() for p in val.glob("*") if p.is_file()}
+held_out_names = {"dog.jpg", "kite.jpg", "licenseplate_motion.jpg", "pexels_double_decker_bus.jpg"}
+kept = []
+for p in sorted(src.rglob("*")):
+    if p.suffix.lower() not in (".jpg", ".png") or p.name in held_out_names:
+        continue
+    if hashlib.sha256(p.read_bytes()).hexdigest() in held_out:
+        continue
+    img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+    if img is None or min(img.shape[:2]) < 300:
+        continue
+    name = ("darknet_" if "darknet" in p.parts else "ocvdoc_") + p.name
+    shutil.copy(p, dst / name)
+    kept.append(name)
+(dst / "SOURCE.txt").write_text(
+    "Unlabelled real photos for distillation (never evaluated on): every .jpg/.png at least 300 px a side in\n"
+    "usr/share/doc/opencv-doc/examples/data and usr/share/darknet/data of the Debian packages\n"
+    + debs.read_text() + "minus the labelled validation images (data/real_val). Licences: opencv-doc Apache-2.0 AND\n"
+    "BSD-3-Clause; darknet GPL-3.0+ or MIT or WTFPL (used as MIT).\n" + "\n".join(kept) + "\n")
+print(f"[data] {len(kept)} unlabelled photos in {dst}")
+PYEOF
+fi
+echo "[data] ready: $VIDEO, $REF, $VAL, $UNL"

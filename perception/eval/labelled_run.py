@@ -61,21 +61,33 @@ def read_image(directory: Path, im: LabelledImage) -> np.ndarray:
 
 
 def run_checkpoint(checkpoint: str | Path, directory: Path, images: Sequence[LabelledImage],
-                   node: NodeDefaults | None = None, refine: RefineConfig | None = None) -> DetectorRun:
+                   node: NodeDefaults | None = None, refine: RefineConfig | None = None,
+                   onnx: str | Path = "") -> DetectorRun:
     """Our network through the node's Perceptor on every image (see the module doc); with ``refine``
     the node's ``refine.enabled: true`` path (RefiningPerceptor: native-resolution crops where attention
-    points), named ``<checkpoint>+refine``."""
+    points), named ``<checkpoint>+refine``. ``onnx``: run that exported model (fp32 or INT8 QDQ, ``perception
+    export``) on ONNX Runtime instead of ``checkpoint`` on torch."""
     from perception.models.checkpoint import checkpoint_input_size
     from perception.pipeline.perceptor import FrameInput, Perceptor, PerceptorConfig
     from perception.pipeline.refine import RefiningPerceptor
+    from perception.runtime.base import Backend
+    from perception.runtime.select import ModelSource, RuntimeConfig, build_backend
     from perception.runtime.torch_backend import TorchBackend, TorchBackendConfig
 
     node = node or NodeDefaults()
-    size = checkpoint_input_size(checkpoint)
-    name = Path(str(checkpoint)).name.removesuffix(".safetensors") + ("+refine" if refine is not None else "")
-    run = DetectorRun(name, f"{name} (Perceptor at the node's defaults, {size[1]}x{size[0]} input, torch "
-                            f"{node.precision}{', attention-guided refinement' if refine is not None else ''})")
-    backend = TorchBackend(checkpoint, size, TorchBackendConfig(precision=node.precision))
+    backend: Backend
+    if onnx:
+        backend = build_backend(ModelSource(), RuntimeConfig(backend="onnxruntime", onnx=str(onnx), fallback=False))
+        image = next(s for s in backend.input_specs if s.name == "image")
+        size = (int(image.shape[2]), int(image.shape[3]))
+        name, runtime = Path(str(onnx)).name.removesuffix(".onnx"), "onnxruntime"
+    else:
+        size = checkpoint_input_size(checkpoint)
+        name, runtime = Path(str(checkpoint)).name.removesuffix(".safetensors"), f"torch {node.precision}"
+        backend = TorchBackend(checkpoint, size, TorchBackendConfig(precision=node.precision))
+    name += "+refine" if refine is not None else ""
+    run = DetectorRun(name, f"{name} (Perceptor at the node's defaults, {size[1]}x{size[0]} input, {runtime}"
+                            f"{', attention-guided refinement' if refine is not None else ''})")
     with backend:
         pcfg = PerceptorConfig(score_thresh=node.score_thresh, nms_iou=node.nms_iou, max_det=node.max_det,
                                segmentation=False)
@@ -87,7 +99,8 @@ def run_checkpoint(checkpoint: str | Path, directory: Path, images: Sequence[Lab
             att = r.attention
             run.attention.append(None if att is None else np.asarray(att, np.float32))
             run.latency_ms.append(r.total_ms)
-        run.info = {"model": backend.meta.get("name", "?"), "checkpoint": str(checkpoint), "input_size": list(size),
+        meta = getattr(backend, "meta", {}) or {}
+        run.info = {"model": meta.get("name", "?"), "checkpoint": str(onnx or checkpoint), "input_size": list(size),
                     "backend": backend.name, "precision": node.precision, "score_thresh": node.score_thresh,
                     "nms_iou": node.nms_iou, "max_det": node.max_det}
         if isinstance(perceptor, RefiningPerceptor):

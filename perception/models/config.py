@@ -66,6 +66,7 @@ class NetConfig:
     pretrained: bool = False
     freeze_blocks: int = 0
     anchor_base: float = 300.0
+    spatial_projection: int = 0  # learned channel poolings in the spatial attention (besides mean and max)
 
     def __post_init__(self) -> None:
         if len(self.widths) != 4 or len(self.depths) != 4:

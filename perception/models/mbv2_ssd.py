@@ -287,7 +287,8 @@ def build_mbv2ssd(cfg: NetConfig, pretrained: bool) -> tuple[MobileNetV2SSDTrunk
     if cfg.attention is not None:
         mods = []
         for ch in OUT_CHANNELS[2:]:
-            attn = create_attention(cfg.attention, ch, reduction=cfg.reduction, kernel_size=cfg.kernel_size)
+            attn = create_attention(cfg.attention, ch, reduction=cfg.reduction, kernel_size=cfg.kernel_size,
+                                    projection=cfg.spatial_projection)
             assert attn is not None
             mods.append(ResidualAttention(attn))
         attention = (mods[0], mods[1])

@@ -72,6 +72,7 @@ _MBV2 = replace(
     mean=(0.5, 0.5, 0.5),
     std=(0.5, 0.5, 0.5),
     attention_stages=(2, 3),
+    spatial_projection=16,
 )
 
 _MODELS: dict[str, NetConfig] = {

@@ -54,6 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     footage.add_argument("--video", type=Path, default=None,
                          help="real footage: measure agreement with --reference on this video file")
     footage.add_argument("--images", type=Path, default=None, help="real footage: a folder of images (sorted)")
+    p.add_argument("--onnx", type=Path, action="append", default=[],
+                   help="with --labels: also evaluate this exported model (fp32 or INT8, `perception export`) on ONNX "
+                        "Runtime; repeatable")
     p.add_argument("--labels", type=Path, default=None,
                    help="with --images: a label file (test/data/real_val/labels.json): score recall / precision "
                         "per class at IoU 0.5 against these labels instead of agreement with the reference")
@@ -208,14 +211,15 @@ def labelled_main(args: argparse.Namespace) -> int:
     from perception.footage import FootageError
     from perception.models.checkpoint import CheckpointError
     from perception.pipeline.refine import RefineError
+    from perception.runtime.base import BackendError
     from perception.train.metrics import to_jsonable
 
     if args.images is None or args.labels is None:
         print("perception eval: error: labelled evaluation needs both --images DIR and --labels FILE",
               file=sys.stderr)
         return 2
-    if not args.checkpoint and not args.reference_only:
-        print("perception eval: error: --labels needs --checkpoint (e.g. stan_s_temporal) or --reference-only",
+    if not args.checkpoint and not args.onnx and not args.reference_only:
+        print("perception eval: error: --labels needs --checkpoint (e.g. stan_mbv2), --onnx or --reference-only",
               file=sys.stderr)
         return 2
     if args.reference_only and args.no_reference:
@@ -225,6 +229,7 @@ def labelled_main(args: argparse.Namespace) -> int:
         images = load_labels(args.labels)
         node = NodeDefaults(score_thresh=args.score_thresh)
         runs = [] if args.reference_only else [run_checkpoint(c, args.images, images, node) for c in args.checkpoint]
+        runs += [run_checkpoint("", args.images, images, node, onnx=o) for o in args.onnx]
         if args.refine and not args.reference_only:  # the same checkpoints again with refine.enabled: true
             from perception.pipeline.refine import RefineConfig
 
@@ -232,7 +237,7 @@ def labelled_main(args: argparse.Namespace) -> int:
             runs += [run_checkpoint(c, args.images, images, node, rcfg) for c in args.checkpoint]
         if not args.no_reference:
             runs.append(run_reference(args.images, images, args.reference_model, args.score_thresh))
-    except (EvalError, FootageError, CheckpointError, FileNotFoundError, RefineError) as e:
+    except (EvalError, FootageError, CheckpointError, FileNotFoundError, RefineError, BackendError) as e:
         print(f"perception eval: error: {e}", file=sys.stderr)
         return 2
     results = {run.name: {**evaluate(images, run.detections, run.attention, args.score_thresh, args.iou),

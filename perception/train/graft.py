@@ -1,6 +1,7 @@
 """Train what is new on the real-eyed network (``stan_mbv2``) without forgetting what it learned on real images.
 
-The trunk (MobileNetV2, COCO) is frozen, BatchNorm included. Each step takes two batches:
+The trunk (MobileNetV2, COCO) is frozen up to block 12 and its BatchNorm statistics stay COCO's; its last
+blocks, conv_1 and the extra layers move slowly (``trunk_lr``). Each step takes two batches:
 
 * synthetic drives (``perception sim`` world, domain randomised, ground truth): the segmentation neck and
   head learn the semantic classes; the grafted attention learns object saliency (BCE against the objects'
@@ -8,7 +9,9 @@ The trunk (MobileNetV2, COCO) is frozen, BatchNorm included. Each step takes two
   (anchor matching IoU >= 0.5, sigmoid focal loss on the COCO column of each class, smooth-L1 on codes);
 * real frames (unlabelled): learning without forgetting (Li & Hoiem 2017) -- the predictors' COCO class
   probabilities and box codes are distilled from the ORIGINAL detector (this network as converted, before
-  any step) on real images, so fitting the synthetic world does not teach it pedestrians in trees.
+  any step) on real images, so fitting the synthetic world does not teach it pedestrians in trees; and the
+  attention learns where the original detector is confident (its boxes >= 0.5 are the saliency target, its
+  unsure ones are "unknown"), so the published map points at real objects, not only synthetic ones.
 
 Resumable (``trainer_state.pt`` every ``checkpoint_every`` steps), logged to ``train_log.jsonl``; the
 result is a checkpoint like any other (``perception eval / export / run`` take it).
@@ -43,6 +46,7 @@ from perception.models.mbv2_ssd import COCO_KEEP, DETECTION_FROM_COCO
 # the COCO column each of our classes is trained into on synthetic data (its first COCO id)
 TRAIN_COLUMN = {name: COCO_KEEP.index(DETECTION_FROM_COCO[name][0]) for name in DETECTION_NAMES}
 POS_IOU, NEG_IOU = 0.5, 0.4
+LATE_TRUNK = (*(f"backbone.blocks.{i}." for i in range(13, 17)), "backbone.conv_1.", "backbone.extra_layers.")
 Targets = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # class targets, weights, positives, codes
 
 
@@ -54,19 +58,22 @@ class GraftConfig:
     train_seeds: tuple[int, int] = (0, 32)  # synthetic drives; evaluation uses 1000+
     frames_per_sequence: int = 40
     batch_size: int = 4  # synthetic images per step
-    real_batch: int = 2  # real images per step (distillation)
+    real_batch: int = 3  # real images per step (distillation)
     steps: int = 1200
     lr: float = 2e-3  # new parts: attention, segmentation neck and head
     head_lr: float = 2e-4  # the COCO box predictors (slow: they carry the real-image knowledge)
+    trunk_lr: float = 5e-5  # the trunk's last blocks (13-16), conv_1 and extra layers; 0 keeps them frozen
     warmup_steps: int = 50
     weight_decay: float = 0.01
     det: float = 1.0
     seg: float = 1.0
     attention: float = 1.0
-    distill: float = 1.0
+    distill: float = 2.0
+    real_attention: float = 1.0  # attention on real frames, target: the original detector's confident objects
     real_video: str = "data/footage/vtest.avi"  # unlabelled real frames for distillation
     real_frames: tuple[int, int] = (0, 500)  # never the frames evaluation uses (>= 500)
     real_every: int = 4
+    real_dirs: tuple[str, ...] = ("data/real_unlabelled",)  # unlabelled real photos (`make data`)
     precision: str = "auto"
     cache_dir: str = "cache/sim"
     out: str = "runs/graft"
@@ -85,7 +92,7 @@ class GraftConfig:
         unknown = sorted(set(d) - known - {"device"})
         if unknown:
             raise TrainError(f"unknown graft option(s) {unknown}; known: {sorted(known)}")
-        kw = {k: tuple(v) if isinstance(v, list) and k in ("train_seeds", "real_frames") else v
+        kw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) and k in ("train_seeds", "real_frames", "real_dirs") else v
               for k, v in d.items() if k != "device"}
         cfg = cls(**kw)
         if cfg.input_height % 32 or cfg.input_width % 32:
@@ -196,7 +203,22 @@ def distill_loss(student_logits: torch.Tensor, student_codes: torch.Tensor, teac
 
 # ----------------------------------------------------------------------------- data
 def real_frames(cfg: GraftConfig) -> list[np.ndarray]:
-    """Unlabelled real frames (RGB uint8) for distillation: every ``real_every``-th of ``real_frames``."""
+    """Unlabelled real images (RGB uint8) for distillation: every ``real_every``-th of ``real_frames`` of the
+    video and every image in ``real_dirs``."""
+    from perception.footage.source import list_images
+
+    out: list[np.ndarray] = []
+    for d in cfg.real_dirs:
+        if not Path(d).is_dir():
+            raise SystemExit(f"no folder {d} of unlabelled real photos; fetch it with `make data`")
+        for p in list_images(Path(d)):
+            bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
+            if bgr is not None:
+                out.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    return out + _video_frames(cfg)
+
+
+def _video_frames(cfg: GraftConfig) -> list[np.ndarray]:
     cap = cv2.VideoCapture(cfg.real_video)
     if not cap.isOpened():
         raise SystemExit(f"cannot open {cfg.real_video}; fetch it with `make data`")
@@ -232,6 +254,29 @@ def real_batch(frames: list[np.ndarray], n: int, h: int, w: int, rng: np.random.
     return torch.stack(out)
 
 
+def teacher_saliency(boxes: torch.Tensor, scores: torch.Tensor, height: int, width: int, stride: int = 8,
+                     sure: float = 0.5, unsure: float = 0.25) -> torch.Tensor:
+    """The attention target on real frames: (B, 1, H/stride, W/stride) coverage of the original detector's
+    confident objects (score >= ``sure``); cells of its unsure ones (``unsure`` .. ``sure``) are unknown (-1)."""
+    from perception.core.anchors import decode_box_list
+
+    out = np.zeros((len(boxes), 1, height // stride, width // stride), np.float32)
+    fine = np.zeros((height, width), np.float32)
+    for i in range(len(boxes)):
+        det = decode_box_list(boxes[i].float().numpy(), scores[i].float().numpy(), unsure, image_size=(height, width))
+        fine[:] = 0.0
+        unknown = np.zeros((height, width), bool)
+        for b, s in zip(det.boxes.astype(int), det.scores):
+            if s >= sure:
+                fine[b[1]:b[3], b[0]:b[2]] = 1.0
+            else:
+                unknown[b[1]:b[3], b[0]:b[2]] = True
+        cells = fine.reshape(height // stride, stride, width // stride, stride).mean(axis=(1, 3))
+        unk = unknown.reshape(height // stride, stride, width // stride, stride).any(axis=(1, 3))
+        out[i, 0] = np.where(unk & (cells == 0), -1.0, cells)
+    return torch.from_numpy(out)
+
+
 def synthetic_batch(clips: Any, n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
                                                                             list[Any]]:
     from perception.train.targets import object_mask_target
@@ -255,16 +300,23 @@ def lr_scale(step: int, cfg: GraftConfig) -> float:
 
 
 def trainable_groups(model: Any, cfg: GraftConfig) -> list[dict[str, Any]]:
-    """Freeze the trunk (and the extra layers); train attention, neck, segmentation head, box predictors."""
+    """Freeze the trunk up to block 12; train attention, neck, segmentation head and box predictors, and (at
+    ``trunk_lr``, protected by the distillation) the trunk's last blocks, conv_1 and the extra layers."""
     for p in model.parameters():
         p.requires_grad_(False)
     new = [p for n, p in model.named_parameters() if n.startswith(("backbone.attn.", "neck.", "seg_head.",
                                                                    "temporal."))]
     head = [p for n, p in model.named_parameters() if n.startswith("det_head.")]
-    for p in new + head:
-        p.requires_grad_(True)
-    return [{"params": new, "lr": cfg.lr, "base_lr": cfg.lr},
-            {"params": head, "lr": cfg.head_lr, "base_lr": cfg.head_lr}]
+    late = LATE_TRUNK if cfg.trunk_lr > 0 else ()
+    trunk = [p for n, p in model.named_parameters() if n.startswith(late)] if late else []
+    groups: list[dict[str, Any]] = [{"params": new, "lr": cfg.lr, "base_lr": cfg.lr},
+              {"params": head, "lr": cfg.head_lr, "base_lr": cfg.head_lr}]
+    if trunk:
+        groups.append({"params": trunk, "lr": cfg.trunk_lr, "base_lr": cfg.trunk_lr})
+    for g in groups:
+        for p in g["params"]:
+            p.requires_grad_(True)
+    return groups
 
 
 def set_train_mode(model: Any) -> None:
@@ -330,15 +382,17 @@ def train(cfg: GraftConfig, resume: bool = False, command: str = "") -> Path:
                 d = model.forward_ssd(f)
                 seg_logits = model.seg_head(f["p4"][: len(img)])
             b = len(img)
+            saliency = teacher_saliency(t_out.boxes, t_out.scores, cfg.input_height, cfg.input_width)
             parts = {
                 "det": detection_loss(d.logits[:b], d.codes[:b], targets),
                 "distill": distill_loss(d.logits[b:], d.codes[b:], t_out.logits, t_out.codes),
                 "attention": attention_loss(f["attention"][:b], objmask),
+                "real_attention": attention_loss(f["attention"][b:], saliency),
             }
             ce, dice = seg_losses(seg_logits, seg, IGNORE_INDEX, stride=2)
             parts["seg"] = ce + dice
             loss = (cfg.det * parts["det"] + cfg.distill * parts["distill"] + cfg.attention * parts["attention"]
-                    + cfg.seg * parts["seg"])
+                    + cfg.real_attention * parts["real_attention"] + cfg.seg * parts["seg"])
             if not torch.isfinite(loss):
                 raise SystemExit(f"loss became {float(loss)} at step {step}")
             opt.zero_grad(set_to_none=True)

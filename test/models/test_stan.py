@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from perception.core import classes
+from perception.core.anchors import num_anchors
 from perception.models.config import NetConfig
 from perception.models.errors import ModelError
-from perception.core.anchors import num_anchors
 from perception.models.registry import build_model, list_models, model_config
 
 SIZES = [(64, 96), (96, 160)]

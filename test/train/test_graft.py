@@ -14,6 +14,7 @@ from perception.core.anchors import ssd_anchors
 from perception.core.classes import detection_id
 from perception.models.mbv2_ssd import COCO_KEEP, decode_codes
 from perception.train.graft import (
+    LATE_TRUNK,
     TRAIN_COLUMN,
     GraftConfig,
     anchors_xyxy,
@@ -66,8 +67,9 @@ def test_graft_config_is_checked() -> None:
 
 
 def test_a_short_graft_run_trains_only_the_new_parts(tmp_path: Path, vtest: Path) -> None:
-    """Two real steps through the CLI: the frozen trunk is bit-identical afterwards, the grafted attention and
-    the heads moved, and the checkpoint loads and records how it was made."""
+    """Two real steps through the CLI: the frozen trunk (stem, blocks 0-12, every BatchNorm statistic) is
+    bit-identical afterwards, the grafted attention and the heads moved, and the checkpoint loads and records
+    how it was made."""
     from perception.cli import main
     from perception.models.checkpoint import load_checkpoint, read_checkpoint_info
     from perception.models.registry import build_model
@@ -77,13 +79,15 @@ def test_a_short_graft_run_trains_only_the_new_parts(tmp_path: Path, vtest: Path
                "--set", "train_seeds=[0,1]", "--set", "frames_per_sequence=3", "--set", "input_height=128",
                "--set", "input_width=224", "--set", "batch_size=1", "--set", "real_batch=1",
                "--set", f"real_video={vtest}", "--set", "real_frames=[0,20]", "--set", f"cache_dir={tmp_path}/sim",
-               "--set", "checkpoint_every=2", "--set", "log_every=1", "--set", "precision=fp32"])
+               "--set", "checkpoint_every=2", "--set", "log_every=1", "--set", "precision=fp32", "--set", "real_dirs=[]"])
     assert rc == 0
-    model, meta = load_checkpoint(out / "model")
+    model, _ = load_checkpoint(out / "model")
     fresh = build_model("stan_mbv2")
     trained, original = model.state_dict(), fresh.state_dict()
-    trunk = [k for k in original if k.startswith("backbone.") and ".attn." not in k]
-    assert trunk and all(torch.equal(trained[k], original[k]) for k in trunk)
+    frozen = [k for k in original if k.startswith("backbone.") and ".attn." not in k and not k.startswith(LATE_TRUNK)]
+    assert frozen and all(torch.equal(trained[k], original[k]) for k in frozen)  # stem + blocks 0-12
+    stats = [k for k in original if k.startswith("backbone.") and k.endswith(("running_mean", "running_var"))]
+    assert all(torch.equal(trained[k], original[k]) for k in stats)  # the trunk keeps COCO's BatchNorm statistics
     moved = [k for k in original if (k.startswith(("seg_head.", "det_head.")) or ".attn." in k)
              and original[k].is_floating_point() and not torch.equal(trained[k], original[k])]
     assert any(k.startswith("seg_head.") for k in moved) and any(".attn." in k for k in moved)

@@ -19,10 +19,11 @@ class CBAM(nn.Module):
         kernel_size: int = 7,
         act_layer: type[nn.Module] = nn.ReLU,
         gate_layer: type[nn.Module] = nn.Sigmoid,
+        projection: int = 0,
     ) -> None:
         super().__init__()
         self.channel = ChannelAttention(channels, reduction, act_layer=act_layer, gate_layer=gate_layer)
-        self.spatial = SpatialAttention(kernel_size, gate_layer=gate_layer)
+        self.spatial = SpatialAttention(kernel_size, gate_layer=gate_layer, channels=channels, projection=projection)
 
     def forward_with_map(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.channel(x)

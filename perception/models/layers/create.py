@@ -16,11 +16,12 @@ from perception.models.layers.spatial import SpatialAttention
 def _spatial(channels: int, **kw: Any) -> nn.Module:
     kw.pop("reduction", None)
     kw.pop("act_layer", None)
-    return SpatialAttention(**kw)
+    return SpatialAttention(channels=channels, **kw)
 
 
 def _channel(channels: int, **kw: Any) -> nn.Module:
     kw.pop("kernel_size", None)
+    kw.pop("projection", None)
     return ChannelAttention(channels, **kw)
 
 
@@ -34,7 +35,7 @@ ATTENTION_KINDS: dict[str, Callable[..., nn.Module]] = {
 def create_attention(kind: str | None, channels: int, **kw: Any) -> nn.Module | None:
     """Build the attention module named ``kind`` for ``channels``; ``None``/``"none"`` gives None.
 
-    Keyword arguments (``reduction``, ``kernel_size``, ``act_layer``, ``gate_layer``) are passed on;
+    Keyword arguments (``reduction``, ``kernel_size``, ``act_layer``, ``gate_layer``, ``projection``) are passed on;
     those a kind does not use are dropped so one config serves every kind.
     """
     if kind is None or kind.lower() in ("", "none"):
