@@ -79,7 +79,8 @@ def test_a_short_graft_run_trains_only_the_new_parts(tmp_path: Path, vtest: Path
                "--set", "train_seeds=[0,1]", "--set", "frames_per_sequence=3", "--set", "input_height=128",
                "--set", "input_width=224", "--set", "batch_size=1", "--set", "real_batch=1",
                "--set", f"real_video={vtest}", "--set", "real_frames=[0,20]", "--set", f"cache_dir={tmp_path}/sim",
-               "--set", "checkpoint_every=2", "--set", "log_every=1", "--set", "precision=fp32", "--set", "real_dirs=[]"])
+               "--set", "checkpoint_every=2", "--set", "log_every=1", "--set", "precision=fp32",
+               "--set", "real_dirs=[]"])
     assert rc == 0
     model, _ = load_checkpoint(out / "model")
     fresh = build_model("stan_mbv2")
