@@ -92,8 +92,9 @@ class GraftConfig:
         unknown = sorted(set(d) - known - {"device"})
         if unknown:
             raise TrainError(f"unknown graft option(s) {unknown}; known: {sorted(known)}")
-        kw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) and k in ("train_seeds", "real_frames", "real_dirs") else v
-              for k, v in d.items() if k != "device"}
+        tuples = ("train_seeds", "real_frames", "real_dirs")
+        kw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) and k in tuples else v
+                              for k, v in d.items() if k != "device"}
         cfg = cls(**kw)
         if cfg.input_height % 32 or cfg.input_width % 32:
             raise TrainError(f"input size {cfg.input_height}x{cfg.input_width} must be multiples of 32")
