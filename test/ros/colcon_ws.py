@@ -25,9 +25,18 @@ IGNORE = shutil.ignore_patterns(".venv", "data", ".git", "build", "install", "lo
                                 ".ruff_cache", ".pytest_cache", "demo_out", "out", "runs", "cache", "*.egg-info")
 
 
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # the parent package is missing
+        return False
+
+
 def missing_tools() -> str:
     """Why colcon workspaces with launch cannot run here ('' when they can)."""
-    missing = [name for name in ("colcon_core", "launch", "launch_ros") if importlib.util.find_spec(name) is None]
+    # launch.launch_service, not launch: this tree's launch/ folder is a namespace package from the current directory
+    modules = {"colcon_core": "colcon_core", "launch": "launch.launch_service", "launch_ros": "launch_ros.actions"}
+    missing = [name for name, module in modules.items() if not _importable(module)]
     if missing:
         return (f"{', '.join(missing)} not importable: colcon-common-extensions is in requirements-dev.txt; "
                 "launch / launch_ros come with a ROS 2 install (no registry ships them)")
