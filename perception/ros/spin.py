@@ -1,4 +1,4 @@
-"""Spin a node until Ctrl-C or an external shutdown, then release it (shared by every node's main)."""
+"""Spin a node until SIGINT / SIGTERM, then release it before rclpy shuts down (shared by every node's main)."""
 
 from __future__ import annotations
 
@@ -9,21 +9,6 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
-
-
-def spin_until_shutdown(node: Node) -> None:
-    """Spin ``node`` on its own executor; destroy it and shut rclpy down however spinning ends."""
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_IGN)
 
 
 def init_without_signal_handlers(args: list[str] | None = None) -> None:

@@ -67,7 +67,10 @@ def test_objects_across_processes(client: Client, node_factory: Callable[..., No
     })  # fmt: skip
     camera = node_factory("perception.ros.nodes.synthetic_camera", "synthetic_camera_objects_test", {
         "camera": "cam", "width": 320, "height": 192, "fps": 4.0, "lidar": True, "seed": 2024, "num_frames": 120,
-        "loop": False, "wait_for_subscribers": 1,
+        "loop": False,
+        # this process's image collector AND the perception node: with 1, the collector (subscribed first)
+        # let the camera start before the node was up, and the node's subscriptions were matched mid-stream
+        "wait_for_subscribers": 2,
     })  # fmt: skip
 
     def complete_frames() -> list[TrackedObjects]:

@@ -318,14 +318,20 @@ class PerceptionNode(LifecycleNode):
         self._worker.start()
         in_qos = qos_profile(cfg.input.qos_reliability, cfg.input.qos_depth)
         msg_type = CompressedImage if cfg.input.transport == "compressed" else Image
-        for cam in cfg.input.cameras:
-            self._subs.append(self.create_subscription(
-                msg_type, cfg.input.image_topic(cam), functools.partial(self._on_image, cam), in_qos))
-            if cfg.input.camera_info or self._objects is not None:
+        # The images last: a frame is processed with what its side inputs (camera_info, LiDAR, odometry,
+        # /tf_static) delivered before it. DDS announces a participant's subscriptions in creation order,
+        # so a publisher that has matched this node's image subscription (a camera waiting for its
+        # subscribers) has matched every side-input subscription already; images first left a window
+        # in which a frame arrived with no odometry and was counted objects_no_odom.
+        if cfg.input.camera_info or self._objects is not None:
+            for cam in cfg.input.cameras:
                 self._subs.append(self.create_subscription(
                     CameraInfo, f"{cam}/camera_info", functools.partial(self._on_camera_info, cam), in_qos))
         if self._objects is not None:
             self._subscribe_objects(self._objects, in_qos)
+        for cam in cfg.input.cameras:
+            self._subs.append(self.create_subscription(
+                msg_type, cfg.input.image_topic(cam), functools.partial(self._on_image, cam), in_qos))
         self._state_label = "active"
         self.get_logger().info(
             f"active: model loaded in {time.perf_counter() - t0:.1f} s, pipelining "

@@ -9,6 +9,8 @@ Publishes in real time (``fps``), every message stamped with the node clock at p
   transient local, published again when a new drive changes the rig).
 Frames are rendered ahead on a thread (open3d raycasting), so a slow frame delays publication
 instead of piling up; after ``num_frames`` the next drive (seed + 1) starts: a scene cut.
+Shutdown (SIGINT / SIGTERM, :func:`perception.ros.spin.spin_until_signal`): the node is destroyed --
+its threads stopped and joined -- before rclpy shuts down, so nothing publishes on an invalid context.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from vision_msgs.msg import Detection2DArray
 from perception.ros import convert, frames
 from perception.ros.nodes.params import SYNTHETIC_CAMERA_PARAMS
 from perception.ros.qos import latched, qos_profile
-from perception.ros.spin import spin_until_shutdown
+from perception.ros.spin import init_without_signal_handlers, spin_until_signal
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,12 @@ class SyntheticCameraNode(Node):
                     return
         except Exception as e:  # the renderer failing must be visible, not a silent dead thread
             self.get_logger().error(f"synthetic world failed: {type(e).__name__}: {e}")
-        self._queue.put(None)
+        while not self._stop.is_set():  # the end of the drive; never blocks a stop on a full queue
+            try:
+                self._queue.put(None, timeout=0.1)
+                return
+            except queue.Full:
+                continue
 
     def _wait_for_subscribers(self) -> None:
         wanted = int(self.p["wait_for_subscribers"])
@@ -199,22 +206,31 @@ class SyntheticCameraNode(Node):
         self.published += 1
 
     def destroy_node(self) -> None:
+        """Stop and join the threads first: only then may rclpy shut down (the publisher thread must not
+        publish on an invalid context). The publisher thread never blocks for long (every wait is on
+        ``_stop`` or 0.1 s), so it is joined without a limit; the renderer publishes nothing and may be
+        inside one raycast: it gets 2 s, then is left to die with the process (a daemon)."""
         self._stop.set()
-        for t in (self._publish, self._render):
-            if t.is_alive():
-                t.join(2.0)
+        self._publish.join()
+        self._render.join(2.0)
         super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
+    # no rclpy signal handlers: its SIGINT handler shuts the context down at once, while the sim-publish
+    # thread may be inside publish_frame ("publisher's context is invalid"); spin_until_signal stops the
+    # node (and its threads) first, then shuts rclpy down
+    init_without_signal_handlers(args)
     try:
         node = SyntheticCameraNode()
+    except KeyboardInterrupt:  # Ctrl-C while starting (imports, the world): nothing published yet
+        rclpy.try_shutdown()
+        return
     except ImportError as e:
         print(f"synthetic_camera: the synthetic world is not available ({e}); install the package with its sim")
         rclpy.try_shutdown()
         raise SystemExit(1) from e
-    spin_until_shutdown(node)
+    spin_until_signal(node)
 
 
 if __name__ == "__main__":
