@@ -22,7 +22,7 @@ from launch_ros.parameter_descriptions import ParameterValue
 def generate_launch_description():
     config = os.path.join(get_package_share_directory("perception"), "config")
     return LaunchDescription([
-        DeclareLaunchArgument("model", default_value="stan_s_temporal", description="network name (registry)"),
+        DeclareLaunchArgument("model", default_value="stan_mbv2", description="network name (registry)"),
         DeclareLaunchArgument("checkpoint", default_value="", description="checkpoint path stem or shipped name"),
         DeclareLaunchArgument("fps", default_value="10.0", description="synthetic camera frame rate"),
         Node(

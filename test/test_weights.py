@@ -10,12 +10,13 @@ from perception.weights import shipped_checkpoints, weights_path
 
 def test_shipped_checkpoints_record_how_they_were_made() -> None:
     names = shipped_checkpoints()
-    assert {"stan_s_temporal", "stan_s"} <= set(names)
+    assert {"stan_s_temporal", "stan_s", "stan_mbv2"} <= set(names)
     for name in names:
         info = read_checkpoint_info(weights_path(name))
         assert info["name"] == name
         assert info["extra"]["command"].startswith("perception train")
-        assert info["extra"]["input_size"] == [256, 448]
+        # the real-eyed network is trained at the node's input size; the synthetic-only family at 256x448
+        assert info["extra"]["input_size"] == ([384, 640] if name == "stan_mbv2" else [256, 448])
 
 
 @pytest.mark.parametrize("name", ["stan_s_temporal", "stan_s"])

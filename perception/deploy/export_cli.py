@@ -45,6 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calib-bag", type=Path, default=None,
                    help="calibrate on this rosbag2 bag's camera frames instead of synthetic drives")
     p.add_argument("--calib-topic", default="", help="camera topic of --calib-bag (default: its only image topic)")
+    p.add_argument("--calib-images", type=Path, default=None,
+                   help="calibrate on this folder of real photos instead (e.g. data/real_unlabelled; at most "
+                        "4 x --calib-frames images)")
     p.add_argument("--check", action="store_true", help="torch vs ONNX Runtime parity over a streamed drive")
     p.add_argument("--evaluate", action="store_true",
                    help="mAP / mIoU of torch fp32, ONNX fp32 (and INT8) on the evaluation drives")
@@ -78,6 +81,7 @@ def main(args: argparse.Namespace) -> int:
         QuantizeConfig,
         bag_calibration_drives,
         calibration_inputs,
+        image_calibration_drives,
         quantize_int8,
         synthetic_calibration_drives,
     )
@@ -105,8 +109,12 @@ def main(args: argparse.Namespace) -> int:
                                   method=args.calib_method, activations=args.int8_activations,
                                   sim_cache=args.sim_cache or None)
             t0 = time.perf_counter()
-            drives = (bag_calibration_drives(args.calib_bag, args.calib_topic, args.calib_frames * 4)
-                      if args.calib_bag else synthetic_calibration_drives(qcfg, size))
+            if args.calib_images:
+                drives = image_calibration_drives(args.calib_images, args.calib_frames * 4)
+            elif args.calib_bag:
+                drives = bag_calibration_drives(args.calib_bag, args.calib_topic, args.calib_frames * 4)
+            else:
+                drives = synthetic_calibration_drives(qcfg, size)
             samples = calibration_inputs(out, drives)
             qpath = out.with_name(out.stem + ("-int8.onnx" if args.int8_activations == "s8" else "-int8u8.onnx"))
             qinfo = quantize_int8(out, qpath, samples, qcfg)

@@ -93,6 +93,16 @@ def bag_calibration_drives(bag: str | Path, topic: str = "", max_frames: int = 9
         yield frames
 
 
+def image_calibration_drives(folder: str | Path, max_frames: int = 96) -> Iterator[list[np.ndarray]]:
+    """Real photos of a folder (sorted, at most ``max_frames``) as one "drive": calibration on the kind of image
+    a real-eyed network will see (e.g. ``data/real_unlabelled`` from ``make data``)."""
+    from perception.footage.source import Footage
+
+    frames = [f.rgb for f in Footage(folder)][:max_frames]
+    if frames:
+        yield frames
+
+
 def calibration_inputs(fp32_onnx: str | Path, drives: Iterable[list[np.ndarray]]) -> list[dict[str, np.ndarray]]:
     """Network inputs (image + temporal state) the pipeline produces when streaming ``drives``."""
     from perception.pipeline.perceptor import FrameInput, Perceptor

@@ -66,7 +66,7 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
     # model and runtime
     _p("model.checkpoint", "", "checkpoint path stem (.safetensors + .json) or shipped name; empty: the shipped "
        "weights named model.name"),
-    _p("model.name", "stan_s_temporal", "registry name of the network built when model.checkpoint is empty"),
+    _p("model.name", "stan_mbv2", "registry name of the network built when model.checkpoint is empty"),
     _p("model.backend", "auto", "inference runtime; auto: the fastest available (tensorrt > onnxruntime > torch)",
        choices=BACKENDS),
     _p("model.fallback", True, "if the backend fails to load or faults while running, continue on the next one "
@@ -177,7 +177,7 @@ PARAMS_BY_NAME: dict[str, ParamSpec] = {p.name: p for p in PERCEPTION_PARAMS}
 @dataclass(frozen=True)
 class ModelConfig:
     checkpoint: str = ""
-    name: str = "stan_s_temporal"
+    name: str = "stan_mbv2"
     backend: str = "auto"
     device: str = "cpu"
     precision: str = "auto"
