@@ -60,6 +60,12 @@ def test_install_prebuilds_and_warms_the_engine(installed: tuple[Path, Any]) -> 
     assert params["cameras"] == ["front", "rear"] and params["model"]["onnx"] == report.onnx
     assert params["model"]["cache_dir"] == str(prefix / "var" / "cache" / "perception")
     assert params["runtime"]["warmup"] == "enabled" and params["autostart"] is True
+    from perception.ros.nodes.params import PARAMS_BY_NAME, default_values, flatten_yaml_params, node_config
+
+    flat = flatten_yaml_params(params)
+    assert set(flat) <= set(PARAMS_BY_NAME), set(flat) - set(PARAMS_BY_NAME)
+    cfg = node_config({**default_values(), **flat})  # the node accepts what the install wrote
+    assert cfg.input.cameras == ("front", "rear") and cfg.model.backend == "onnxruntime" and cfg.warmup == "enabled"
 
 
 def test_the_unit_says_what_the_issue_asks(installed: tuple[Path, Any]) -> None:
