@@ -2,6 +2,8 @@
 
     perception vehicle install --config vehicle.yaml --prefix DIR   validate, prebuild + warm engines, write units
     perception vehicle validate --config vehicle.yaml                only validate the rig file
+    perception vehicle check --config vehicle.yaml [--prefix DIR]   pre-flight on the live graph
+                                                                    (perception.ros.tools.vehicle)
 
 The unit then runs under systemd (``systemctl link DIR/lib/systemd/system/<name>.service``, ``enable --now``).
 """
@@ -16,7 +18,8 @@ import sys
 from perception.vehicle.errors import VehicleError
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> argparse._SubParsersAction:
+    """install + validate; returns the sub-parsers (``perception.ros.tools.vehicle`` adds ``check``)."""
     sub = p.add_subparsers(dest="action", metavar="ACTION")
     sub.required = True
     inst = sub.add_parser("install", help="validate the rig, prebuild and warm the engines, write systemd units")
@@ -29,6 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     inst.add_argument("--json", action="store_true", help="print the install report as JSON")
     val = sub.add_parser("validate", help="validate the rig file only (every problem, each with its fix)")
     val.add_argument("--config", required=True)
+    return sub
 
 
 def main(args: argparse.Namespace) -> int:

@@ -134,6 +134,23 @@ def test_a_foreign_or_stale_engine_is_refused_at_load(installed: tuple[Path, Any
         OnnxRuntimeBackend(report.onnx, OnnxRuntimeConfig(engine_cache=str(cache), require_engine=True)).load()
 
 
+def test_the_pre_flight_engine_check_follows_the_install(installed: tuple[Path, Any]) -> None:
+    from perception.vehicle.check import check_engine
+
+    prefix, report = installed
+    manifest = prefix / "etc" / "perception" / "install.json"
+    assert all(r.ok for r in check_engine(manifest)), check_engine(manifest)
+    sidecar = Path(report.engine).with_suffix(".json")
+    record = sidecar.read_text()
+    try:
+        sidecar.write_text(record.replace('"ort_version": "', '"ort_version": "0.0.1-'))
+        bad = [r for r in check_engine(manifest) if not r.ok]
+        assert bad and "refusing to load it: ort_version" in bad[0].detail
+    finally:
+        sidecar.write_text(record)
+    assert "run `perception vehicle install`" in check_engine(prefix / "nowhere.json")[0].detail
+
+
 def test_the_cli_validates_and_installs(tmp_path: Path, tiny_checkpoint: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"name": "car", "cameras": [{"name": "f", "rate_hz": 0}]}))
