@@ -26,6 +26,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "replay": ("perception.ros.tools.replay",
                "play a rosbag2 bag into the perception graph, record outputs, golden check"),
     "bag": ("perception.bag.repair", "rosbag2 bags: verify every CRC, repair a crash-truncated or damaged MCAP bag"),
+    "vehicle": ("perception.ros.tools.vehicle", "in-vehicle: install (engines, systemd units), pre-flight check"),
 }
 
 

@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 
-APT_PACKAGES=(libusb-1.0-0 libgomp1 python3-venv)
+# systemd: `systemd-analyze verify` checks the units `perception vehicle install` writes (test/vehicle)
+APT_PACKAGES=(libusb-1.0-0 libgomp1 python3-venv systemd)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

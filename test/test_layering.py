@@ -6,7 +6,8 @@ networks, their tensor contract) -> ``runtime`` (backends that run models and de
 ``pipeline`` -> ``sim`` / ``footage`` (real video, reference detector) -> ``eval`` (labelled real
 images) -> ``train`` -> ``bag`` -> ``deploy`` (export, quantisation, engines: above models AND
 runtime, so models never know how they are run and the runtime never how its files are made) ->
-``bench`` -> ``ros`` (the only package that imports rclpy) -> the top-level ``cli`` / ``demo``.
+``bench`` / ``vehicle`` (rig, install, systemd) -> ``ros`` (the only package that imports rclpy) ->
+the top-level ``cli`` / ``demo``.
 
 A package's own CLI module (``cli.py``, ``*_cli.py``) is an entry point like ``perception/cli.py`` and
 may import any package but ``ros``. A new package must be added to :data:`ALLOWED` (the test says so).
@@ -41,8 +42,10 @@ ALLOWED: dict[str, set[str]] = {
     "fleet": {"core", "weights", "models", "runtime", "pipeline", "sim", "train", "bag"},  # many bags, an engine
     "bench": {"core", "weights", "models", "runtime", "pipeline", "sim", "footage", "train", "bag", "deploy",
               "fusion"},
+    # in-vehicle deployment (rig config, install: engines + systemd units, sd_notify, watchdog policy): above deploy
+    "vehicle": {"core", "weights", "models", "runtime", "pipeline", "deploy"},
     "ros": {"core", "weights", "models", "runtime", "pipeline", "sim", "footage", "train", "bag", "deploy", "bench",
-            "fusion", "tracking"},
+            "fusion", "tracking", "vehicle"},
 }
 TOP_LEVEL = {"cli", "demo", "__init__"}  # perception/<module>.py: entry points, may import anything
 ROS_ONLY = ("rclpy", "rosidl_runtime_py", "launch", "launch_ros")  # + every *_msgs / *_srvs package

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -17,14 +18,18 @@ def init_without_signal_handlers(args: list[str] | None = None) -> None:
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
 
 
-def spin_until_signal(node: Node, stop: threading.Event | None = None) -> None:
+def spin_until_signal(node: Node, stop: threading.Event | None = None,
+                      on_stop: Callable[[], None] | None = None) -> None:
     """Spin ``node`` until SIGINT or SIGTERM (or ``stop`` is set), then destroy it -- which must stop its
     threads -- and only then shut rclpy down: nothing publishes on an invalid context.
 
     Call after :func:`init_without_signal_handlers`, in the main thread, as a node's main loop: a second
     signal during the shutdown (a launcher's SIGINT-then-SIGTERM) only sets ``stop`` again, and once
     rclpy is down SIGINT / SIGTERM are ignored -- Python's finalisation would otherwise restore their
-    default action and a late SIGTERM would kill the process half-way through its clean exit."""
+    default action and a late SIGTERM would kill the process half-way through its clean exit.
+
+    ``on_stop`` runs first thing once spinning ends (before the node is destroyed): e.g. telling systemd
+    STOPPING=1."""
     stop = stop or threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
@@ -40,6 +45,8 @@ def spin_until_signal(node: Node, stop: threading.Event | None = None) -> None:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        if on_stop is not None:
+            on_stop()
         executor.remove_node(node)
         node.destroy_node()
         rclpy.try_shutdown()

@@ -32,6 +32,12 @@ class OnnxRuntimeConfig:
     # busy-wait of idle worker threads between runs: off, so a node sharing the CPU with other processes (and
     # torch) does not burn cores while waiting for the next frame; on shaves a little latency when alone
     spin: bool = False
+    # a directory of ONNX Runtime engines (graphs optimised once for this CPU, :mod:`perception.runtime.ort_engine`,
+    # made by `perception vehicle install`): one found there is checked and loaded instead of re-optimising the
+    # model; one made for another machine / onnxruntime is refused (logged, the model itself is loaded instead,
+    # or BackendError with ``require_engine``). Empty: no engine cache.
+    engine_cache: str = ""
+    require_engine: bool = False
 
 
 def resolve_providers(requested: tuple[str, ...], available: list[str]) -> list[str]:
@@ -62,6 +68,33 @@ class OnnxRuntimeBackend(ModelInfoBackend):
         self.session: Any = None
         self.providers: list[str] = []
         self._output_names: list[str] = []
+        self.engine_state = "none"  # "loaded <file>" | "refused: why" | "missing" | "none" (no engine cache)
+
+    def _engine(self, providers: list[str], precision: str) -> Path | None:
+        """The saved engine to load (checked against this machine), or None: optimise the model at load."""
+        from perception.runtime.ort_engine import check_ort_engine, ort_engine_key, ort_engine_paths
+        from perception.runtime.tensorrt_engine import EngineError
+
+        cfg = self.config
+        if not cfg.engine_cache:
+            self.engine_state = "none"
+            return None
+        key = ort_engine_key(self.path, precision, tuple(providers))
+        paths = ort_engine_paths(Path(cfg.engine_cache).expanduser(), self.path, key)
+        try:
+            check_ort_engine(paths, key)
+        except EngineError as e:
+            self.engine_state = "missing" if not paths.engine.is_file() else f"refused: {e}"
+            if cfg.require_engine:
+                raise
+            if paths.engine.is_file():
+                log.error("%s; loading %s itself (slower start)", e, self.path.name)
+            return None
+        self.engine_state = f"loaded {paths.engine.name}"
+        return paths.engine
+
+    def status(self) -> dict[str, str]:
+        return {"backend.active": self.name, "backend.engine": self.engine_state}
 
     def load(self) -> None:
         try:
@@ -83,8 +116,11 @@ class OnnxRuntimeBackend(ModelInfoBackend):
                 options.append({"device_id": cfg.device_id})
             else:
                 options.append({})
+        engine = self._engine(providers, info.precision)
         so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # a saved engine is optimised already (for this CPU: checked): loading it skips the optimiser
+        so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_DISABLE_ALL if engine is not None
+                                       else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
         if cfg.threads > 0:
             so.intra_op_num_threads = cfg.threads
             so.inter_op_num_threads = 1
@@ -93,7 +129,7 @@ class OnnxRuntimeBackend(ModelInfoBackend):
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
             so.add_session_config_entry("session.inter_op.allow_spinning", "0")
         try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=so, providers=providers,
+            self.session = ort.InferenceSession(str(engine or self.path), sess_options=so, providers=providers,
                                                 provider_options=options)
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
             raise BackendError(f"onnxruntime backend: cannot load {self.path}: {e}") from e

@@ -200,8 +200,10 @@ def _make_onnxruntime(source: ModelSource, cfg: RuntimeConfig) -> Backend:
     providers = ("cuda", "cpu") if cfg.cuda else ("cpu",)
     # on a CPU, an on-demand INT8 model uses u8 activations: ONNX Runtime's x86 fast path
     onnx = onnx_model(source, cfg, int8=cfg.precision == "int8", activations="s8" if cfg.cuda else "u8")
+    # engines optimised for this machine by `perception vehicle install` (checked before use: ort_engine)
     return OnnxRuntimeBackend(onnx, OnnxRuntimeConfig(providers=providers, threads=cfg.threads,
-                                                      device_id=cfg.device_id))
+                                                      device_id=cfg.device_id,
+                                                      engine_cache=str(cfg.cache_path() / "ort")))
 
 
 def _torch_unavailable(source: ModelSource, cfg: RuntimeConfig) -> str | None:
@@ -363,6 +365,8 @@ class FallbackBackend(WrappingBackend):
         if self.events:
             last = self.events[-1]
             out["backend.last_error"] = f"{last.backend} {last.phase}: {last.error}"[:300]
+        if self.active is not None:  # what the running backend adds (e.g. backend.engine)
+            out.update({k: v for k, v in self.active.status().items() if k not in out})
         return out
 
 

@@ -141,16 +141,18 @@ class NodeProc:
         return stop_processes([NodeProcess(self.name, [], self.proc)], timeout=8.0)[self.name]
 
 
-def start_node(module: str, name: str, params: dict[str, Any], tmp: Path, remaps: tuple[str, ...] = ()) -> NodeProc:
-    """``python -m <module>`` as node ``name`` with ``params``, DDS on loopback, this session's domain."""
+def start_node(module: str, name: str, params: dict[str, Any], tmp: Path, remaps: tuple[str, ...] = (),
+               extra_env: dict[str, str] | None = None) -> NodeProc:
+    """``python -m <module>`` as node ``name`` with ``params``, DDS on loopback, this session's domain
+    (``extra_env``: more variables, e.g. NOTIFY_SOCKET; the DDS ones cannot be overridden)."""
     pfile = tmp / f"{name}_params.yaml"
     pfile.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}), encoding="utf-8")
     argv = [sys.executable, "-m", module, "--ros-args", "-r", f"__node:={name}", "--params-file", str(pfile)]
     for r in remaps:
         argv += ["-r", r]
     log = tmp / f"{name}.log"
-    env = localhost_env(DOMAIN_ID)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(ROOT), os.environ.get("PYTHONPATH", "")] if p)
+    env = localhost_env(DOMAIN_ID, {**os.environ, **(extra_env or {})})
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(ROOT), env.get("PYTHONPATH", "")] if p)
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
     return NodeProc(proc, log, name)

@@ -166,6 +166,9 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
     _p("runtime.pipelining", "auto", "enabled: conversion, inference and publishing run as three overlapping "
        "stages (threads, depth-1 hand-offs); disabled: one worker does all three in turn; auto: enabled when this "
        "process may use >= 2 CPUs", choices=PIPELINING),
+    _p("runtime.warmup", "auto", "enabled: on activate, one inference on a black frame per camera before subscribing "
+       "(first-run costs paid before the first real frame; under systemd READY=1 follows it); auto: enabled when "
+       "run by systemd ($NOTIFY_SOCKET set)", choices=PIPELINING),
     _p("diagnostics_period", 1.0, "seconds between /diagnostics messages", min_value=0.05, max_value=60.0),
     _p("autostart", False, "configure and activate by itself after start-up"),
 )
@@ -279,6 +282,7 @@ class PerceptionNodeConfig:
     refine: RefineConfig = field(default_factory=lambda: RefineConfig(enabled=False))
     max_batch: int = 8
     pipelining: str = "auto"
+    warmup: str = "auto"
     diagnostics_period: float = 1.0
     autostart: bool = False
 
@@ -431,6 +435,7 @@ def node_config(values: Mapping[str, Any]) -> PerceptionNodeConfig:
                             max_pixels=v["refine.max_pixels"], crop_scale=v["refine.crop_scale"]),
         max_batch=v["max_batch"],
         pipelining=v["runtime.pipelining"],
+        warmup=v["runtime.warmup"],
         diagnostics_period=v["diagnostics_period"],
         autostart=v["autostart"],
     )

@@ -42,6 +42,13 @@ Services: ~/reset (std_srvs/Trigger: forget the temporal memory), ~/enable (std_
          non-finite output in the window; running on a fallback backend; the model file replaced on
          disk since it was loaded (the loaded model keeps running: re-activate to load the new file).
 
+systemd (``Type=notify`` units from ``perception vehicle install``; inert without ``$NOTIFY_SOCKET``):
+READY=1 once active (model loaded and, with ``runtime.warmup``, a warm-up inference answered); WATCHDOG=1
+every WatchdogSec/4 only while every inference-worker thread has come round its loop within WatchdogSec/2
+(:mod:`perception.vehicle.watchdog`): a stalled backend stops the pings and systemd restarts the service;
+STATUS= with each camera's input/output rate; STOPPING=1 when shutting down. Under systemd a failed
+autostart (configure rejected, model not loaded) exits 1 at once for ``Restart=on-failure``.
+
 Shutdown: SIGINT and SIGTERM are handled alike (:func:`perception.ros.spin.spin_until_signal`): the
 executor stops, the inference worker is stopped and joined (so nothing publishes after the context
 is gone), then rclpy shuts down. The exit code is 0, or 1 when the node never got to work or gave up:
@@ -93,6 +100,7 @@ from perception.ros.nodes.params import (
 from perception.ros.nodes.stats import NodeStats, worse
 from perception.ros.qos import latched, qos_profile
 from perception.ros.spin import init_without_signal_handlers, spin_until_signal
+from perception.vehicle.watchdog import ServiceWatchdog, status_line
 
 if TYPE_CHECKING:
     from perception.ros.nodes.objects_stage import ObjectsStage
@@ -182,6 +190,13 @@ class PerceptionNode(LifecycleNode):
         self._start_diagnostics(self._values().get("diagnostics_period", 1.0))
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_service(SetBool, "~/enable", self._on_enable)
+        # systemd (Type=notify): READY=1 once active (model loaded, warm-up answered), WATCHDOG=1 only while the
+        # inference worker beats (perception.vehicle.watchdog), STATUS= per-camera rates, STOPPING=1 on exit
+        self._systemd = ServiceWatchdog.from_env()
+        self._ready = False
+        self._watchdog_why = ""
+        if self._systemd.enabled and self._systemd.ping_interval_s > 0:
+            self.create_timer(self._systemd.ping_interval_s, self._watchdog_tick)
         self._autostart_timer: Any = None
         if self.get_parameter("autostart").value:
             self._autostart_timer = self.create_timer(0.0, self._autostart)
@@ -313,6 +328,16 @@ class PerceptionNode(LifecycleNode):
             perceptor, cfg, self._publish, stats, warn=self._log_warning, info=self._log_info, objects=self._objects,
             wants=self._wants,
         )
+        if cfg.warmup == "enabled" or (cfg.warmup == "auto" and self._systemd.enabled):
+            try:
+                seconds = self._runner.warm_up()
+            except Exception as e:  # the model cannot answer: as good as not loaded
+                self._load_error = f"warm-up inference failed: {type(e).__name__}: {e}"
+                self.get_logger().error(f"activate failed: {self._load_error}")
+                release_perceptor(perceptor)
+                self._runner = self._slots = None
+                return TransitionCallbackReturn.FAILURE
+            self.get_logger().info(f"warm-up inference answered in {1e3 * seconds:.0f} ms")
         self._worker = runner.InferenceWorker(self._slots, self._runner, cfg.max_batch,
                                               pipelined=runner.pipelining_enabled(cfg.pipelining))
         self._worker.start()
@@ -333,6 +358,8 @@ class PerceptionNode(LifecycleNode):
             self._subs.append(self.create_subscription(
                 msg_type, cfg.input.image_topic(cam), functools.partial(self._on_image, cam), in_qos))
         self._state_label = "active"
+        self._ready = True
+        self._systemd.notifier.ready(f"active: {self._model_label}, {len(cfg.input.cameras)} camera(s)")
         self.get_logger().info(
             f"active: model loaded in {time.perf_counter() - t0:.1f} s, pipelining "
             f"{'enabled' if self._worker.pipelined else 'disabled'}, subscribed to "
@@ -414,8 +441,14 @@ class PerceptionNode(LifecycleNode):
         if self._autostart_timer is not None:
             self.destroy_timer(self._autostart_timer)
             self._autostart_timer = None
-        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-            self.trigger_activate()
+        ok = self.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        if ok:
+            ok = self.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        if not ok and self._systemd.enabled:  # under systemd: exit 1 now (Restart=on-failure), not time out
+            reason = self._config_error or self._load_error or "activation failed"
+            self._systemd.notifier.status(f"failed to start: {reason}")
+            self.get_logger().fatal(f"could not start ({reason}): exiting for systemd to restart the service")
+            self.stop_requested.set()
 
     # -- callbacks (executor thread: cheap, never inference) ------------------------------------
     def _on_image(self, cam: str, msg: Image | CompressedImage) -> None:
@@ -487,6 +520,27 @@ class PerceptionNode(LifecycleNode):
             return self._worker.health()
         return "ok", ""
 
+    def _watchdog_tick(self) -> None:
+        """WATCHDOG=1 only while every inference-worker thread beats (never before READY, never while inactive)."""
+        worker = self._worker
+        if not self._ready:
+            why = "not ready"
+        elif worker is None:
+            why = f"inference worker not running ({self._state_label})"
+        else:
+            why = self._systemd.tick(worker.beats, worker.alive(), worker.failure)
+        if why and why != self._watchdog_why and self._ready:
+            self.get_logger().error(f"systemd watchdog NOT pinged: {why}")
+            self._systemd.notifier.status(f"watchdog withheld: {why}")
+        elif not why and self._watchdog_why and self._ready:
+            self.get_logger().info("systemd watchdog pinged again: the inference worker answers")
+        self._watchdog_why = why
+
+    def systemd_stopping(self) -> None:
+        """STOPPING=1 (main(), once spinning ends: SIGTERM / SIGINT or the node gave up)."""
+        self._ready = False
+        self._systemd.notifier.stopping(f"stopping ({self._fatal or 'signal'})")
+
     def _check_worker(self) -> None:
         worker = self._worker
         if worker is None:
@@ -519,6 +573,7 @@ class PerceptionNode(LifecycleNode):
             msg.status.append(convert.diagnostic_status(
                 f"{self.get_name()}: node", level, text, "", {"state": self._state_label}))
             pub.publish(msg)
+            self._systemd.notifier.status(text)
             return
         state = self._state_label if self._enabled else f"{self._state_label} (paused)"
         run = self._runner
@@ -527,7 +582,9 @@ class PerceptionNode(LifecycleNode):
         changed = self._model_changes()
         busy = run.busy_for() if run is not None else 0.0
         serving = self._state_label == "active" and self._enabled
+        rates: dict[str, tuple[float, float]] = {}
         for cam, values in stats.snapshot().items():
+            rates[cam] = (float(values.get("input_hz", 0.0)), float(values.get("output_hz", 0.0)))
             level, texts = "ok", []
             if node_level != "ok":
                 level, texts = node_level, [node_text]
@@ -566,6 +623,8 @@ class PerceptionNode(LifecycleNode):
             msg.status.append(convert.diagnostic_status(
                 f"{self.get_name()}: {cam}", level, "; ".join(texts) or state, f"{active}/{cfg.model.device}", values))
         pub.publish(msg)
+        if self._systemd.enabled and not self._watchdog_why:
+            self._systemd.notifier.status(status_line(state, rates, str(active)))
 
     def destroy_node(self) -> None:
         self._stop_inference()
@@ -576,7 +635,7 @@ def main(args: list[str] | None = None) -> int:
     """Run the node until SIGINT / SIGTERM (or until it gives up); the exit code as documented above."""
     init_without_signal_handlers(args)
     node = PerceptionNode(argv=args)
-    spin_until_signal(node, node.stop_requested)
+    spin_until_signal(node, node.stop_requested, on_stop=node.systemd_stopping)
     return node.exit_code
 
 

@@ -334,6 +334,23 @@ class PerceptionRunner:
         """Publish nothing more (a batch in flight is finished but not published): the node is going away."""
         self._closed = True
 
+    def warm_up(self, size: tuple[int, int] | None = None) -> float:
+        """One inference on a black frame for every camera (nothing published), then the temporal memory is
+        forgotten: the runtime's first-run costs (allocations, kernel selection) are paid before the first real
+        frame. Returns its seconds; raises what the pipeline raises (the model cannot answer)."""
+        from perception.pipeline.perceptor import FrameInput
+
+        if size is None:
+            shape = self.perceptor.backend.input_specs[0].shape  # ("batch", 3, H, W)
+            size = (int(shape[2]), int(shape[3]))
+        h, w = size
+        frames = [FrameInput(cam, np.zeros((int(h), int(w), 3), np.uint8), 0.0) for cam in self.config.input.cameras]
+        t0 = time.monotonic()
+        with self._lock:
+            self.perceptor.process_batch(frames[: max(1, self.config.max_batch)])
+            self.perceptor.reset()
+        return time.monotonic() - t0
+
     def busy_for(self) -> float:
         """Seconds the current inference has been running (0 when idle): a stuck backend shows here."""
         since = self._busy_since
@@ -643,6 +660,9 @@ class InferenceWorker:
         self.failure = ""  # set when it died too often to be restarted again
         self.converted = ConvertedFrames()
         self.inferred = Handoff()
+        # thread name -> time.monotonic() of its last loop iteration (at least every 0.1 s when idle, after every
+        # batch when busy): a thread stuck in a batch stops beating (the systemd watchdog reads these)
+        self.beats: dict[str, float] = {}
         loops: dict[str, Callable[[], None]] = (
             {"perception-convert": self._convert_loop, "perception-inference": self._infer_loop,
              "perception-publish": self._publish_loop} if pipelined else {"perception-inference": self._loop})
@@ -660,6 +680,7 @@ class InferenceWorker:
         return all(t.is_alive() for t in self._threads.values())
 
     def _guard(self, name: str) -> None:
+        self.beats[name] = time.monotonic()
         try:
             self._loops[name]()
         except BaseException as e:  # recorded and reported: check() restarts the thread
@@ -669,6 +690,7 @@ class InferenceWorker:
         items: list[Pending] = []
         try:
             while not self._stop.is_set():
+                self.beats["perception-inference"] = time.monotonic()
                 items = self._slots.take(0.1, self._max_batch, self._runner.gather_s(self._max_batch))
                 if items and not self._stop.is_set():
                     try:
@@ -682,6 +704,7 @@ class InferenceWorker:
 
     def _convert_loop(self) -> None:
         while not self._stop.is_set():
+            self.beats["perception-convert"] = time.monotonic()
             items = self._slots.take(0.1, self._max_batch, self._runner.gather_s(self._max_batch))
             if not items or self._stop.is_set():
                 continue
@@ -695,6 +718,7 @@ class InferenceWorker:
 
     def _infer_loop(self) -> None:
         while not self._stop.is_set():
+            self.beats["perception-inference"] = time.monotonic()
             batch = self.converted.take(timeout=0.1, limit=self._max_batch)
             if not batch or self._stop.is_set():
                 continue
@@ -708,6 +732,7 @@ class InferenceWorker:
 
     def _publish_loop(self) -> None:
         while not self._stop.is_set():
+            self.beats["perception-publish"] = time.monotonic()
             inferred = self.inferred.take(timeout=0.1)
             if not inferred:
                 continue
