@@ -20,7 +20,7 @@ from vision_msgs.msg import Detection2DArray
 from perception.core.boxes import iou_matrix
 from perception.core.classes import detection_id
 from perception.ros import convert
-from perception.ros.nodes.params import ModelParams
+from perception.ros.nodes.params import ModelConfig
 
 LABELS = Path(__file__).resolve().parents[1] / "data" / "real_val" / "labels.json"
 IMAGES = ("vtest_0700.png", "ocvdoc_scenetext01.jpg", "darknet_dog.jpg")
@@ -78,4 +78,4 @@ def test_default_node_finds_real_road_users(client: Client, tmp_path: Path) -> N
         assert found / total >= 0.5, f"the default network found {found} of {total} labelled cars and people"
     finally:
         node.stop()
-    assert ModelParams().name == "stan_mbv2"  # what ran is the default
+    assert ModelConfig().name == "stan_mbv2"  # what ran is the default
