@@ -29,9 +29,15 @@ import torch
 
 from perception.core.files import sha256_file
 from perception.models.errors import ModelError
-from perception.models.mbv2_ssd import BLOCKS, COCO_KEEP, MobileNetV2SSDTrunk, SSDHead, pretrained_weights_path
+from perception.models.mbv2_ssd import (
+    BLOCKS,
+    COCO_KEEP,
+    MobileNetV2SSDTrunk,
+    SSDHead,
+    decode_codes,
+    pretrained_weights_path,
+)
 
-OUT_NAME = "ssd_mobilenet_v2_coco"
 GRAPH = "frozen_inference_graph.pb"
 CONFIG = "ssd_mobilenet_v2_coco_2018_03_29.pbtxt"
 FE = "FeatureExtractor/MobilenetV2"
@@ -52,10 +58,6 @@ def data_root() -> Path:
 def default_model_dir() -> Path:
     env = os.environ.get("PERCEPTION_REFERENCE_MODEL")
     return Path(env).expanduser() if env else data_root() / "reference" / "ssd_mobilenet_v2_coco"
-
-
-def pretrained_path() -> Path:
-    return pretrained_weights_path()
 
 
 def _blobs(net: Any, name: str) -> list[np.ndarray]:
@@ -139,8 +141,6 @@ def parity(net: Any, model: ConvertedSSD, frames: list[np.ndarray]) -> dict[str,
             out = model(x)
         ours_s = torch.sigmoid(out.logits[0]).numpy()
         worst_s = max(worst_s, float(np.abs(ours_s - ref_s).max()))
-        from perception.models.mbv2_ssd import decode_codes
-
         anchors = torch.as_tensor(model.head.anchors(300, 300))
         ref_boxes = decode_codes(torch.from_numpy(ref_codes)[None].float(), anchors)[0].numpy()
         worst_b = max(worst_b, float(np.abs(out.boxes[0].numpy() - ref_boxes).max()))
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ModelError(f"conversion does not fit the network: missing {missing}, unexpected {unexpected}")
     frames = parity_frames(args.video or data_root() / "footage" / "vtest.avi")
     check = parity(net, model, frames)
-    out = args.out or pretrained_path()
+    out = args.out or pretrained_weights_path()
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in state.items()}, str(out))
     prov = json.loads((d / "PROVENANCE.json").read_text()) if (d / "PROVENANCE.json").is_file() else {}
