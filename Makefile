@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= demo_out
 
-.PHONY: setup data demo demo-ros test lint bench clean weights-lite0 weights-mbv2ssd gpu-check
+.PHONY: setup data demo demo-ros test lint bench clean weights-lite0 weights-mbv2ssd gpu-check params-yaml
 
 setup:
 	@VENV=$(VENV) bash scripts/setup_env.sh
@@ -56,6 +56,11 @@ weights-lite0: setup
 # the TF model-zoo graph that `make data` fetches (read with cv2.dnn; byte-identical on every run; parity in its JSON)
 weights-mbv2ssd: data
 	$(BIN)/python -m perception.models.mbv2_ssd_convert
+
+# config/perception.yaml, generated from the node's parameter table (perception/ros/nodes/params.py): each default
+# written once; test/ros/test_params_yaml.py fails when the committed file differs
+params-yaml: setup
+	$(BIN)/python -m perception.ros.nodes.params_yaml
 
 bench-throughput: setup
 	$(BIN)/perception bench throughput --out $(OUT)/bench

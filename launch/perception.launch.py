@@ -3,7 +3,7 @@
     ros2 launch perception perception.launch.py camera_topic:=/my_cam/image_raw model:=stan_mbv2
     perception run perception camera_topic:=/my_cam/image_raw          # the same, without ros2 launch
 
-Outputs: /camera/detections, /camera/segmentation, /camera/attention, ... (see README).
+Outputs: /camera/detections, /camera/segmentation, /camera/attention, ... (see docs/ros.md).
 """
 
 import os

@@ -1,6 +1,6 @@
 """The architecture's layering, enforced on the source (AST: every import, lazy ones inside functions too).
 
-Layers, lowest first (ARCHITECTURE.md): a package may import only the packages named in
+Layers, lowest first (docs/architecture.md): a package may import only the packages named in
 :data:`ALLOWED`. Those, roughly: ``core`` (pure numpy/cv2) and ``weights`` (data) -> ``models`` (torch
 networks, their tensor contract) -> ``runtime`` (backends that run models and deployed files) ->
 ``pipeline`` -> ``sim`` / ``footage`` (real video, reference detector) -> ``eval`` (labelled real

@@ -4,7 +4,7 @@ On N synthetic drive bags (rendered once into ``--out/bags``): a plain in-proces
 the reference), then ``perception eval --bags`` with 1 and 2 single-threaded workers on the local process
 pool and, when installed, on Dask. Per run: wall bags/s, steady bags/s (after every worker finished its
 first bag, so start-up is left out), start-up (first result minus that bag's own time), per-bag overhead
-against the plain loop, and the JSON result size per bag: the inputs of the scaling model in the README.
+against the plain loop, and the JSON result size per bag: the inputs of the scaling model in docs/fleet.md.
 """
 
 from __future__ import annotations

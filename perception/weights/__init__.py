@@ -1,7 +1,7 @@
 """Checkpoints shipped with the package, trained with the project's own commands.
 
 Each ``<name>.safetensors`` has a ``<name>.json`` beside it holding the network config, the exact
-training command and the evaluation metrics measured on unseen drives (see README).
+training command and the evaluation metrics measured on unseen drives (see docs/networks.md and docs/real_eyes.md).
 """
 
 from __future__ import annotations
