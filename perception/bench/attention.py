@@ -59,12 +59,12 @@ class AttentionBenchConfig:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from perception.train.eval_cli import _seed_range
+    from perception.core.config import seed_range
 
     d = AttentionBenchConfig()
     p.add_argument("--checkpoint", type=checkpoint_arg, default=d.checkpoint,
                    help="shipped name or checkpoint stem (default %(default)s)")
-    p.add_argument("--seeds", type=_seed_range, default=d.seeds, help="drive seeds FIRST:LAST (default 1000:1003)")
+    p.add_argument("--seeds", type=seed_range, default=d.seeds, help="drive seeds FIRST:LAST (default 1000:1003)")
     p.add_argument("--frames", type=int, default=d.frames, help="frames per drive (default %(default)s)")
     p.add_argument("--width", type=int, default=d.width)
     p.add_argument("--height", type=int, default=d.height)

@@ -19,14 +19,8 @@ from pathlib import Path
 from typing import Any
 
 
-def _seeds(text: str) -> tuple[int, int]:
-    from perception.train.eval_cli import _seed_range
-
-    return _seed_range(text)
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from perception.core.config import size_arg
+    from perception.core.config import seed_range, size_arg
     from perception.weights import checkpoint_arg
 
     p.add_argument("--checkpoint", required=True, type=checkpoint_arg,
@@ -39,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--int8", action="store_true", help="also write an INT8 QDQ model calibrated on synthetic drives")
     p.add_argument("--int8-activations", choices=("s8", "u8"), default="s8",
                    help="s8: symmetric, runs in TensorRT and ONNX Runtime (default); u8: ONNX Runtime CPU only")
-    p.add_argument("--calib-seeds", type=_seeds, default=(900, 904), help="calibration drives FIRST:LAST")
+    p.add_argument("--calib-seeds", type=seed_range, default=(900, 904), help="calibration drives FIRST:LAST")
     p.add_argument("--calib-frames", type=int, default=24, help="frames per calibration drive")
     p.add_argument("--calib-method", choices=("minmax", "percentile", "entropy"), default="percentile")
     p.add_argument("--calib-bag", type=Path, default=None,
@@ -51,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--check", action="store_true", help="torch vs ONNX Runtime parity over a streamed drive")
     p.add_argument("--evaluate", action="store_true",
                    help="mAP / mIoU of torch fp32, ONNX fp32 (and INT8) on the evaluation drives")
-    p.add_argument("--eval-seeds", type=_seeds, default=(1000, 1008))
+    p.add_argument("--eval-seeds", type=seed_range, default=(1000, 1008))
     p.add_argument("--eval-frames", type=int, default=40)
     p.add_argument("--trt-build", action="store_true",
                    help="build each model with TensorRT (or TensorRT-RTX without a GPU) to prove it compiles")

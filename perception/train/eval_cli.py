@@ -14,20 +14,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from perception.core.config import ConfigError, frame_count
+from perception.core.config import ConfigError, frame_count, seed_range
 from perception.footage import REFERENCES
 from perception.weights import checkpoint_arg
-
-
-def _seed_range(text: str) -> tuple[int, int]:
-    first, sep, last = text.partition(":")
-    try:
-        lo, hi = int(first), int(last) if sep else int(first) + 1
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"seeds must look like FIRST:LAST (exclusive), not {text!r}") from e
-    if hi <= lo:
-        raise argparse.ArgumentTypeError(f"seed range {text!r} is empty")
-    return lo, hi
 
 
 def _is_temporal(checkpoint: Path) -> bool:
@@ -75,7 +64,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iou", type=float, default=0.5, help="with --video/--images: IoU of a match (default 0.5)")
     p.add_argument("--stills", type=int, default=4, help="with --video/--images: overlay stills per checkpoint")
     p.add_argument("--fps", type=float, default=None, help="with --images: frame rate (default 10)")
-    p.add_argument("--seeds", type=_seed_range, default=(1000, 1008), help="drive seeds FIRST:LAST (default 1000:1008)")
+    p.add_argument("--seeds", type=seed_range, default=(1000, 1008), help="drive seeds FIRST:LAST (default 1000:1008)")
     p.add_argument("--frames", default=None,
                    help="synthetic: frames per drive (default 40); --video/--images: which frames, FIRST:LAST "
                         "(LAST exclusive, e.g. 600:795), FIRST: or a count N (default: all)")

@@ -20,9 +20,7 @@ from typing import Any
 
 import numpy as np
 
-
-class TrainError(RuntimeError):
-    """Training cannot start or continue; the message says why and what to do."""
+from perception.train import TrainError
 
 
 @dataclass(frozen=True)
