@@ -120,10 +120,10 @@ def _backend(cfg: AttentionBenchConfig, checkpoint: Path, size: tuple[int, int])
 def run_benchmark(cfg: AttentionBenchConfig) -> Report:
     from tqdm import tqdm
 
+    from perception.eval.metrics import EvalAccumulator
     from perception.models.checkpoint import checkpoint_input_size
     from perception.pipeline.perceptor import FrameInput, Perceptor, PerceptorConfig
     from perception.pipeline.refine import RefineConfig, RefiningPerceptor
-    from perception.train.metrics import EvalAccumulator
     from perception.train.synthetic import load_or_render
     from perception.weights import resolve_checkpoint
 

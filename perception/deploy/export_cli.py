@@ -153,9 +153,9 @@ def _trt_build(models: dict[str, Path]) -> dict[str, Any]:
 
 
 def _evaluate(ckpt: Path, models: dict[str, Path], args: argparse.Namespace) -> dict[str, Any]:
+    from perception.eval.synthetic import EvalConfig, evaluate_backend, load_eval_sequences
     from perception.runtime.onnx_backend import OnnxRuntimeBackend
     from perception.runtime.torch_backend import TorchBackend
-    from perception.train.evaluate import EvalConfig, evaluate_backend, load_eval_sequences
 
     cfg = EvalConfig(seeds=args.eval_seeds, frames_per_sequence=args.eval_frames,
                      cache_dir=args.sim_cache or None)

@@ -21,9 +21,9 @@ pytest.importorskip("vision_msgs.msg")
 from ros_testing import TINY_MODEL, needs_model
 
 from perception.bag import BagError
-from perception.bag.evaluate import golden_compare, load_outputs
 from perception.bag.io import deserialize, read_messages
 from perception.bag.schedule import ReplayOptions
+from perception.eval.bags import golden_compare, load_outputs
 from perception.ros.tools.replay import camera_of, is_camera_input, node_params, replay
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden"

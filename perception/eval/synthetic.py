@@ -66,10 +66,10 @@ def evaluate_perceptor(
     perceptor: Perceptor, sequences: list[Sequence], score_thresh: float = 0.3, progress: bool = True,
     memory: bool = True,
 ) -> dict[str, Any]:
-    """All metrics of ``perception.train.metrics`` over ``sequences`` plus latency figures."""
+    """All metrics of ``perception.eval.metrics`` over ``sequences`` plus latency figures."""
     from tqdm import tqdm
 
-    from perception.train.metrics import EvalAccumulator
+    from perception.eval.metrics import EvalAccumulator
 
     acc = EvalAccumulator(score_thresh=score_thresh)
     latencies: list[float] = []
