@@ -51,12 +51,10 @@ ALLOWED: dict[str, set[str]] = {
     "tracking": {"core", "fusion"},
     "sim": {"core", "bag"},  # bag: rendered drives written as bags (sim.drive.render_drive_bag, perception sim --bag)
     "pipeline": {"core", "runtime", "fusion", "tracking"},  # fusion, tracking: the 3D object pipeline
-    "train": {"core", "weights", "models", "runtime", "sim", "footage"},
-    # sim: the drives it scores on; bag: recorded outputs and drive bags; footage: real images and the reference;
-    # train: the rendered-drive cache (train.synthetic.load_or_render)
-    "eval": {"core", "weights", "models", "runtime", "pipeline", "sim", "footage", "fusion", "tracking", "bag",
-             "train"},
-    "deploy": {"core", "weights", "models", "runtime", "pipeline", "footage", "train", "bag", "eval"},
+    "train": {"core", "weights", "models", "runtime", "sim", "footage"},  # training only (bench alone uses it)
+    # sim: the drives it scores on; bag: recorded outputs and drive bags; footage: real images and the reference
+    "eval": {"core", "weights", "models", "runtime", "pipeline", "sim", "footage", "fusion", "tracking", "bag"},
+    "deploy": {"core", "weights", "models", "runtime", "pipeline", "sim", "footage", "bag", "eval"},
     "fleet": {"core", "weights", "models", "runtime", "pipeline", "sim", "eval"},  # many bags, one task each
     # train: the training step's cost (bench model)
     "bench": {"core", "weights", "models", "runtime", "pipeline", "sim", "train", "bag", "deploy", "fusion", "eval"},

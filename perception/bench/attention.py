@@ -124,7 +124,7 @@ def run_benchmark(cfg: AttentionBenchConfig) -> Report:
     from perception.models.checkpoint import checkpoint_input_size
     from perception.pipeline.perceptor import FrameInput, Perceptor, PerceptorConfig
     from perception.pipeline.refine import RefineConfig, RefiningPerceptor
-    from perception.train.synthetic import load_or_render
+    from perception.sim.sequences import load_or_render
     from perception.weights import resolve_checkpoint
 
     ckpt = resolve_checkpoint(cfg.checkpoint)

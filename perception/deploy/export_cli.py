@@ -58,7 +58,7 @@ def _parity(checkpoint: Path, onnx_path: Path, size: tuple[int, int], frames: in
     from perception.deploy.export import streamed_parity
     from perception.models.checkpoint import load_checkpoint
     from perception.pipeline.perceptor import network_input
-    from perception.train.synthetic import load_or_render
+    from perception.sim.sequences import load_or_render
 
     model, _ = load_checkpoint(checkpoint)
     seq = load_or_render(1000, frames, {"width": size[1], "height": size[0]}, None)

@@ -18,7 +18,7 @@ from perception.models.checkpoint import checkpoint_input_size
 from perception.pipeline.perceptor import FrameInput, PerceptionResult, Perceptor, PerceptorConfig, network_input
 from perception.pipeline.refine import RefineConfig, RefiningPerceptor
 from perception.runtime.base import Backend
-from perception.train.synthetic import Sequence, load_or_render
+from perception.sim.sequences import Sequence, load_or_render
 
 
 @dataclass(frozen=True)
