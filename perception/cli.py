@@ -16,8 +16,9 @@ from collections.abc import Sequence
 VERBS: dict[str, tuple[str, str]] = {
     "sim": ("perception.sim.cli", "render synthetic drives (frames, ground truth, benchmark)"),
     "train": ("perception.train.cli", "train a network on the synthetic world or your data"),
-    "eval": ("perception.train.eval_cli", "evaluate a checkpoint: mAP, mIoU, flicker, occlusion, attention"),
-    "track-eval": ("perception.tracking.cli", "3D tracker on synthetic drives: IDF1, MOTA, IDSW, velocity error"),
+    # perception.eval.cli's evaluations plus --bags (fleet), which sits above eval and so adds itself
+    "eval": ("perception.fleet.cli", "evaluate a checkpoint: mAP, mIoU, flicker, occlusion, attention"),
+    "track-eval": ("perception.eval.track_cli", "3D tracker on synthetic drives: IDF1, MOTA, IDSW, velocity error"),
     "export": ("perception.deploy.export_cli", "export a checkpoint to ONNX (fp32, INT8 QDQ) with parity checks"),
     "build-engine": ("perception.deploy.build_engine_cli", "prebuild a TensorRT engine of an exported model"),
     "bench": ("perception.bench.cli", "benchmarks (model, sim): reports with ratios from one run"),

@@ -190,10 +190,10 @@ def main(args: argparse.Namespace) -> int:
 
         return ros_main(args)
 
+    from perception.eval.report import write_eval_report
+    from perception.eval.synthetic import evaluate_perceptor, run_sequence
     from perception.runtime.torch_backend import TorchBackend, TorchBackendConfig
-    from perception.train.evaluate import evaluate_perceptor, run_sequence
-    from perception.train.report import write_eval_report
-    from perception.train.synthetic import render_sequence
+    from perception.sim.sequences import render_sequence
     from perception.weights import resolve_checkpoint
 
     out: Path = args.out

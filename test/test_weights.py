@@ -22,7 +22,7 @@ def test_shipped_checkpoints_record_how_they_were_made() -> None:
 @pytest.mark.parametrize("name", ["stan_s_temporal", "stan_s"])
 def test_shipped_model_beats_floor_on_an_unseen_drive(name: str) -> None:
     """Regression floor (well below the measured figures in the checkpoint JSON), not a benchmark."""
-    from perception.train.evaluate import EvalConfig, evaluate_checkpoint, load_eval_sequences
+    from perception.eval.synthetic import EvalConfig, evaluate_checkpoint, load_eval_sequences
 
     model, _ = load_checkpoint(weights_path(name))
     assert model.is_temporal == name.endswith("temporal")

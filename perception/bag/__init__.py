@@ -1,4 +1,5 @@
-"""rosbag2 without ROS: read/write (rosbags), replay scheduling, evaluation and golden comparison.
+"""rosbag2 without ROS, I/O only (it imports nothing of this project but core): read/write (rosbags),
+replay scheduling, repair. Scoring recorded bags is :mod:`perception.eval.bags`.
 
 MCAP files are written with CRCs and verified before use; ``perception bag repair`` rebuilds a
 crash-truncated or damaged one (:mod:`perception.bag.mcap_storage`, :mod:`perception.bag.repair`).

@@ -1,4 +1,6 @@
-"""Synthetic drives as rosbag2 bags: camera, LiDAR and ground truth on their own topics.
+"""Drives (core :class:`~perception.core.types.Frame` s) as rosbag2 bags: camera, LiDAR and ground truth on
+their own topics. The frames come from the caller: ``perception sim --bag`` renders synthetic drives
+(:func:`perception.sim.drive.render_drive_bag`).
 
 Topics (camera namespace ``/camera``), every message stamped ``start + frame time``:
   /camera/image_raw (sensor_msgs/Image rgb8), /camera/image_raw/compressed (JPEG, optional),
@@ -14,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from perception.bag import messages as m
 from perception.bag.io import BagWriter
+from perception.core.types import Frame
 
 DEFAULT_START_NS = 1_700_000_000 * 1_000_000_000  # a fixed start: the same seed gives the same bag
 
@@ -58,7 +60,7 @@ class DriveTopics:
 
 
 def write_frames(
-    writer: BagWriter, frames: Iterable[Any], topics: DriveTopics = DriveTopics(), start_ns: int = DEFAULT_START_NS,
+    writer: BagWriter, frames: Iterable[Frame], topics: DriveTopics = DriveTopics(), start_ns: int = DEFAULT_START_NS,
     raw: bool = True, compressed: bool = False,
 ) -> int:
     """Write core :class:`~perception.core.types.Frame` s to ``writer``; returns the number of frames."""
@@ -82,17 +84,11 @@ def write_frames(
 
 
 def write_drive_bag(
-    out: str | Path, seed: int, num_frames: int, sim_cfg: Any = None, start_frame: int = 0, storage: str = "mcap",
-    raw: bool = True, compressed: bool = False, compress: bool = False, start_ns: int = DEFAULT_START_NS,
-    progress: bool = False,
+    out: str | Path, frames: Iterable[Frame], storage: str = "mcap", raw: bool = True, compressed: bool = False,
+    compress: bool = False, start_ns: int = DEFAULT_START_NS,
 ) -> dict[str, int]:
-    """Render the drive of ``seed`` into a new bag at ``out``; returns messages per topic."""
-    from tqdm import tqdm
-
-    from perception.sim.drive import generate_sequence
-
-    frames = generate_sequence(seed, num_frames, sim_cfg, start_frame)
+    """Write a drive's frames into a new bag at ``out``; returns messages per topic. The frames come from the
+    caller (e.g. :func:`perception.sim.drive.render_drive_bag` renders them): this package only writes."""
     with BagWriter(out, storage, compress) as writer:
-        write_frames(writer, tqdm(frames, total=num_frames, disable=not progress, desc=f"bag seed {seed}",
-                                  unit="frame"), DriveTopics(), start_ns, raw, compressed)
+        write_frames(writer, frames, DriveTopics(), start_ns, raw, compressed)
     return dict(writer.counts)

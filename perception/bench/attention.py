@@ -59,12 +59,12 @@ class AttentionBenchConfig:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from perception.train.eval_cli import _seed_range
+    from perception.core.config import seed_range
 
     d = AttentionBenchConfig()
     p.add_argument("--checkpoint", type=checkpoint_arg, default=d.checkpoint,
                    help="shipped name or checkpoint stem (default %(default)s)")
-    p.add_argument("--seeds", type=_seed_range, default=d.seeds, help="drive seeds FIRST:LAST (default 1000:1003)")
+    p.add_argument("--seeds", type=seed_range, default=d.seeds, help="drive seeds FIRST:LAST (default 1000:1003)")
     p.add_argument("--frames", type=int, default=d.frames, help="frames per drive (default %(default)s)")
     p.add_argument("--width", type=int, default=d.width)
     p.add_argument("--height", type=int, default=d.height)
@@ -120,11 +120,11 @@ def _backend(cfg: AttentionBenchConfig, checkpoint: Path, size: tuple[int, int])
 def run_benchmark(cfg: AttentionBenchConfig) -> Report:
     from tqdm import tqdm
 
+    from perception.eval.metrics import EvalAccumulator
     from perception.models.checkpoint import checkpoint_input_size
     from perception.pipeline.perceptor import FrameInput, Perceptor, PerceptorConfig
     from perception.pipeline.refine import RefineConfig, RefiningPerceptor
-    from perception.train.metrics import EvalAccumulator
-    from perception.train.synthetic import load_or_render
+    from perception.sim.sequences import load_or_render
     from perception.weights import resolve_checkpoint
 
     ckpt = resolve_checkpoint(cfg.checkpoint)

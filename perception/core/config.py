@@ -56,6 +56,21 @@ def size_arg(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(e)) from e
 
 
+def seed_range(text: str) -> tuple[int, int]:
+    """``FIRST:LAST`` (LAST exclusive) or one seed ``N`` as an argparse ``type=``: the drive seeds of the
+    evaluation, export-calibration and benchmark CLIs."""
+    import argparse
+
+    first, sep, last = text.partition(":")
+    try:
+        lo, hi = int(first), int(last) if sep else int(first) + 1
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"seeds must look like FIRST:LAST (exclusive), not {text!r}") from e
+    if hi <= lo:
+        raise argparse.ArgumentTypeError(f"seed range {text!r} is empty")
+    return lo, hi
+
+
 def load_yaml_mapping(path: str | Path, section: str | None = None) -> dict[str, Any]:
     """A YAML file's top-level mapping (or one ``section`` of it)."""
     p = Path(path)

@@ -19,14 +19,8 @@ from pathlib import Path
 from typing import Any
 
 
-def _seeds(text: str) -> tuple[int, int]:
-    from perception.train.eval_cli import _seed_range
-
-    return _seed_range(text)
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from perception.core.config import size_arg
+    from perception.core.config import seed_range, size_arg
     from perception.weights import checkpoint_arg
 
     p.add_argument("--checkpoint", required=True, type=checkpoint_arg,
@@ -39,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--int8", action="store_true", help="also write an INT8 QDQ model calibrated on synthetic drives")
     p.add_argument("--int8-activations", choices=("s8", "u8"), default="s8",
                    help="s8: symmetric, runs in TensorRT and ONNX Runtime (default); u8: ONNX Runtime CPU only")
-    p.add_argument("--calib-seeds", type=_seeds, default=(900, 904), help="calibration drives FIRST:LAST")
+    p.add_argument("--calib-seeds", type=seed_range, default=(900, 904), help="calibration drives FIRST:LAST")
     p.add_argument("--calib-frames", type=int, default=24, help="frames per calibration drive")
     p.add_argument("--calib-method", choices=("minmax", "percentile", "entropy"), default="percentile")
     p.add_argument("--calib-bag", type=Path, default=None,
@@ -51,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--check", action="store_true", help="torch vs ONNX Runtime parity over a streamed drive")
     p.add_argument("--evaluate", action="store_true",
                    help="mAP / mIoU of torch fp32, ONNX fp32 (and INT8) on the evaluation drives")
-    p.add_argument("--eval-seeds", type=_seeds, default=(1000, 1008))
+    p.add_argument("--eval-seeds", type=seed_range, default=(1000, 1008))
     p.add_argument("--eval-frames", type=int, default=40)
     p.add_argument("--trt-build", action="store_true",
                    help="build each model with TensorRT (or TensorRT-RTX without a GPU) to prove it compiles")
@@ -64,7 +58,7 @@ def _parity(checkpoint: Path, onnx_path: Path, size: tuple[int, int], frames: in
     from perception.deploy.export import streamed_parity
     from perception.models.checkpoint import load_checkpoint
     from perception.pipeline.perceptor import network_input
-    from perception.train.synthetic import load_or_render
+    from perception.sim.sequences import load_or_render
 
     model, _ = load_checkpoint(checkpoint)
     seq = load_or_render(1000, frames, {"width": size[1], "height": size[0]}, None)
@@ -159,9 +153,9 @@ def _trt_build(models: dict[str, Path]) -> dict[str, Any]:
 
 
 def _evaluate(ckpt: Path, models: dict[str, Path], args: argparse.Namespace) -> dict[str, Any]:
+    from perception.eval.synthetic import EvalConfig, evaluate_backend, load_eval_sequences
     from perception.runtime.onnx_backend import OnnxRuntimeBackend
     from perception.runtime.torch_backend import TorchBackend
-    from perception.train.evaluate import EvalConfig, evaluate_backend, load_eval_sequences
 
     cfg = EvalConfig(seeds=args.eval_seeds, frames_per_sequence=args.eval_frames,
                      cache_dir=args.sim_cache or None)

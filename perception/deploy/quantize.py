@@ -76,7 +76,7 @@ class _RecordingBackend(WrappingBackend):
 
 def synthetic_calibration_drives(cfg: QuantizeConfig, size: tuple[int, int]) -> Iterator[list[np.ndarray]]:
     """RGB frames of the synthetic drives named by ``cfg`` (one list per drive), rendered at ``size``."""
-    from perception.train.synthetic import load_or_render
+    from perception.sim.sequences import load_or_render
 
     h, w = size
     for seed in range(*cfg.calibration_seeds):

@@ -1,9 +1,21 @@
-"""Evaluation against labelled real images: pure metric functions (numpy only) in :mod:`.labelled`, and
-the runs that produce what they score (our Perceptor at the node's defaults, the evaluation-only
-reference detector) in :mod:`.labelled_run`. The CLI is ``perception eval --images DIR --labels FILE``."""
+"""Every metric and evaluation report, between the pipeline and the tools that use them.
+
+- 2D detection, segmentation, temporal and attention metrics and their accumulator: :mod:`.metrics`;
+  reports (Markdown, HTML, figures, comparison tables): :mod:`.report`
+- checkpoints and backends on synthetic drives: :mod:`.synthetic`; 3D objects (fusion + tracking) on
+  drives with LiDAR: :mod:`.objects` (box metrics in :mod:`.metrics3d`)
+- tracking (CLEAR MOT, IDF1, AMOTA): :mod:`.tracking`; the synthetic world's ground truth as tracks and
+  noisy detections: :mod:`.track_groundtruth`; the tracker on synthetic drives (``perception track-eval``):
+  :mod:`.track_cli`
+- real footage, agreement with a reference detector: :mod:`.agreement`; hand-labelled real images: pure
+  metric functions in :mod:`.labelled`, the runs that produce what they score in :mod:`.labelled_run`
+- recorded bags: outputs against a drive bag's ground truth, a Perceptor over a drive bag (the fleet's
+  offline mode): :mod:`.bags`; golden regression of outputs against expected ones: :mod:`.golden`
+- ``perception eval``: :mod:`.cli` (its ``--bags`` fleet mode is :mod:`perception.fleet`, above this package)
+"""
 
 from __future__ import annotations
 
 
 class EvalError(ValueError):
-    """A label file or an evaluation input cannot be used; the message says what to do."""
+    """Bad input to an evaluation: a label file, a metric's arguments; the message says what to do."""

@@ -120,8 +120,8 @@ SYNTHETIC = "synthetic:"
 def synthetic_bags(spec: str, root: Path, frames: int, width: int, height: int, progress: bool = False) -> list[Path]:
     """``synthetic:FIRST:LAST``: the built-in synthetic drives of seeds FIRST..LAST-1 as bags under ``root``
     (``drive_<seed>_<frames>f_<W>x<H>``), rendered once (``perception sim --bag`` would write the same bag)."""
-    from perception.bag.drive import write_drive_bag
     from perception.sim.config import SimConfig
+    from perception.sim.drive import render_drive_bag
 
     try:
         first, last = (int(x) for x in spec.removeprefix(SYNTHETIC).split(":"))
@@ -138,6 +138,6 @@ def synthetic_bags(spec: str, root: Path, frames: int, width: int, height: int, 
                 import shutil
 
                 shutil.rmtree(bag)
-            write_drive_bag(bag, seed, frames, SimConfig(width=width, height=height), progress=progress)
+            render_drive_bag(bag, seed, frames, SimConfig(width=width, height=height), progress=progress)
         out.append(bag)
     return out

@@ -67,7 +67,8 @@ def plain_loop(bags: list[Path], cfg: FleetConfig) -> tuple[Timing, float]:
     import cv2
     import torch
 
-    from perception.fleet.worker import build_perceptor, evaluate_bag_offline
+    from perception.eval.bags import evaluate_bag_offline
+    from perception.fleet.worker import build_perceptor
 
     threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
     try:

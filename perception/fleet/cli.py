@@ -1,4 +1,6 @@
-"""``perception eval --bags DIR|GLOB|LIST ...``: the fleet evaluation verb (options added to `perception eval`)."""
+"""`perception eval`: every evaluation of :mod:`perception.eval.cli`, plus ``--bags DIR|GLOB|LIST ...`` (the
+fleet evaluation: many bags, one task each). The verb is served from here because the fleet builds on
+:mod:`perception.eval`: the eval package cannot import the fleet without a circle."""
 
 from __future__ import annotations
 
@@ -11,6 +13,22 @@ from perception.fleet import FleetError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from perception.eval.cli import add_arguments as add_eval_arguments
+
+    add_eval_arguments(p)
+    add_fleet_arguments(p)
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.bags:
+        return fleet_main(args)
+    from perception.eval.cli import main as eval_main
+
+    return eval_main(args)
+
+
+def add_fleet_arguments(p: argparse.ArgumentParser) -> None:
+    """``--bags`` and the options that go with it."""
     g = p.add_argument_group("fleet (--bags)")
     g.add_argument("--bags", nargs="+", default=None, metavar="DIR|GLOB|LIST",
                    help="evaluate many drive bags, one task per bag: bag folders, folders of bags, globs (quoted), "

@@ -95,7 +95,7 @@ def plots(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
 
 def write_fleet_report(result: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
     """fleet.json (everything), fleet.md and fleet.html (tables, regressions, plots inline)."""
-    from perception.train.report import markdown_to_html
+    from perception.eval.report import markdown_to_html
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "fleet.json", "markdown": out_dir / "fleet.md", "html": out_dir / "fleet.html"}

@@ -2,7 +2,7 @@
 
 The worker runs ``perception replay BAG --deterministic --out TMP --domain-id D`` (a perception_node process
 and the player, loopback-only DDS: the project's localhost Fast DDS profile), then scores the recorded
-outputs against the bag's ground truth with :func:`perception.bag.evaluate.evaluate_bags`, the code of
+outputs against the bag's ground truth with :func:`perception.eval.bags.evaluate_bags`, the code of
 ``perception eval --bag OUT --gt IN``. Each worker holds one domain id for its life (an flock on a file
 per id, released by the OS when the worker dies), so concurrent workers never share a graph. The node is
 started per bag (its model is loaded per bag): the ROS mode measures the real graph, the offline mode is
@@ -50,7 +50,7 @@ def worker_domain() -> int:
 
 
 def evaluate_bag_ros(task: BagTask, cfg: FleetConfig) -> dict[str, Any]:
-    from perception.bag.evaluate import evaluate_bags
+    from perception.eval.bags import evaluate_bags
 
     path = cfg.checkpoint_path()
     if path is None:

@@ -135,12 +135,13 @@ def main(args: argparse.Namespace) -> int:
 
 def _write_bag(args: argparse.Namespace, cfg: SimConfig) -> int:
     from perception.bag import BagError
-    from perception.bag.drive import write_drive_bag
+
+    from .drive import render_drive_bag
 
     try:
-        counts = write_drive_bag(args.out, args.seed, args.frames, cfg, args.start, args.storage,
-                                 raw=args.image in ("raw", "both"), compressed=args.image in ("compressed", "both"),
-                                 compress=args.compress, progress=True)
+        counts = render_drive_bag(args.out, args.seed, args.frames, cfg, args.start, args.storage,
+                                  raw=args.image in ("raw", "both"), compressed=args.image in ("compressed", "both"),
+                                  compress=args.compress, progress=True)
     except BagError as e:
         print(f"perception sim: {e}")
         return 2

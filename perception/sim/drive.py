@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -83,6 +84,23 @@ def generate_sequence(seed: int, num_frames: int, cfg: SimConfig | None = None, 
         )
     for i in range(start_frame, start_frame + num_frames):
         yield frame_at(world, i)[0]
+
+
+def render_drive_bag(
+    out: str | Path, seed: int, num_frames: int, cfg: SimConfig | None = None, start_frame: int = 0,
+    storage: str = "mcap", raw: bool = True, compressed: bool = False, compress: bool = False,
+    start_ns: int | None = None, progress: bool = False,
+) -> dict[str, int]:
+    """Render the drive of ``seed`` into a new rosbag2 bag at ``out`` (written by
+    :func:`perception.bag.drive.write_drive_bag`); returns messages per topic."""
+    from tqdm import tqdm
+
+    from perception.bag.drive import DEFAULT_START_NS, write_drive_bag
+
+    frames = generate_sequence(seed, num_frames, cfg, start_frame)
+    return write_drive_bag(out, tqdm(frames, total=num_frames, disable=not progress, desc=f"bag seed {seed}",
+                                     unit="frame"), storage, raw, compressed, compress,
+                           DEFAULT_START_NS if start_ns is None else start_ns)
 
 
 def render_frame(seed: int, index: int, cfg: SimConfig | None = None) -> Frame:

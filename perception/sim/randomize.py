@@ -21,6 +21,7 @@ import numpy as np
 from perception.core.classes import IGNORE_INDEX
 
 from .config import DomainRandomization, SimConfig
+from .lighting import Lighting
 from .meshes import (
     MAT_CLOTH,
     MAT_METAL,
@@ -45,7 +46,6 @@ from .meshes import (
     rotate,
 )
 from .road import Road
-from .world import Lighting
 
 DISTRACTOR = IGNORE_INDEX  # semantic id of flying distractors: void, like Cityscapes' "static"/"dynamic"
 _LUMA = np.array([0.2126, 0.7152, 0.0722])

@@ -14,6 +14,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from .lighting import Lighting
 from .meshes import (
     MAT_ASPHALT,
     MAT_CLOTH,
@@ -37,7 +38,6 @@ from .meshes import (
     PAT_SIN,
     dot3,
 )
-from .world import Lighting
 
 TEX_BITS = 9
 TEX_SIZE = 1 << TEX_BITS

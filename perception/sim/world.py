@@ -19,6 +19,7 @@ from perception.core.types import CameraIntrinsics
 
 from . import things
 from .config import SimConfig, SimError
+from .lighting import Lighting
 from .meshes import (
     FACE_POS_Z,
     MAT_ASPHALT,
@@ -48,19 +49,6 @@ POLE = semantic_id("pole")
 # motion kinds
 STATIC, LANE, CROSS = 0, 1, 2
 EGO_MARGIN_END = 170.0  # the ego stops this far before the end of the world
-
-
-@dataclass(frozen=True)
-class Lighting:
-    kind: str
-    sun_dir: np.ndarray  # (3,) unit vector towards the sun, world frame
-    sun_color: np.ndarray  # (3,) linear RGB irradiance
-    ambient: np.ndarray  # (3,)
-    sky_zenith: np.ndarray  # (3,)
-    sky_horizon: np.ndarray  # (3,)
-    exposure: float
-    fog_dist: float  # metres; inf disables haze
-    sky_curve: float = 0.5  # exponent of the horizon-to-zenith blend (smaller: wider bright horizon band)
 
 
 @dataclass(frozen=True)
@@ -578,4 +566,4 @@ def build_world(seed: int, cfg: SimConfig) -> World:
                  crossings=crossings, camera=camera)  # fmt: skip
 
 
-__all__ = ["Agents", "CameraRig", "Ego", "Lighting", "World", "agent_states", "build_world", "camera_pose", "ego_pose"]
+__all__ = ["Agents", "CameraRig", "Ego", "World", "agent_states", "build_world", "camera_pose", "ego_pose"]

@@ -2,8 +2,9 @@
 
 :class:`MultiObjectTracker` takes per frame the ego pose ``odom_T_base`` and :class:`Detections3D`
 (base_link, as fusion produces them) and returns :class:`TrackedObject` s with stable ids,
-velocities and covariances. :mod:`.metrics` scores tracks (MOTA, IDF1, ID switches, velocity error);
-:mod:`.groundtruth` turns the synthetic world's ground truth into tracks and noisy detections.
+velocities and covariances. Scoring tracks (MOTA, IDF1, ID switches, velocity error) and the synthetic
+world's ground truth as tracks and noisy detections are evaluation: :mod:`perception.eval.tracking`,
+:mod:`perception.eval.track_groundtruth`.
 """
 
 from .config import ClassModel, TrackerConfig, default_class_models

@@ -23,12 +23,7 @@ import numpy as np
 
 from perception.core.config import dataclass_kwargs
 from perception.core.types import GroundTruth
-
-
-def _error(msg: str) -> Exception:
-    from perception.train.trainer import TrainError
-
-    return TrainError(msg)
+from perception.train import TrainError
 
 
 @dataclass(frozen=True)
@@ -69,30 +64,30 @@ class AugmentConfig:
     def __post_init__(self) -> None:
         for name in ("hflip", "blur", "jpeg", "cutout"):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise _error(f"augment.{name} = {getattr(self, name)} is a probability: use 0..1")
+                raise TrainError(f"augment.{name} = {getattr(self, name)} is a probability: use 0..1")
         if not 0.0 <= self.hue <= 180.0:
-            raise _error(f"augment.hue = {self.hue}: use a max rotation in degrees, 0..180")
+            raise TrainError(f"augment.hue = {self.hue}: use a max rotation in degrees, 0..180")
         if not 0.0 <= self.saturation < 1.0 or self.brightness < 0 or self.contrast < 0 or self.noise_std < 0:
-            raise _error("augment.saturation must be in [0, 1) and brightness, contrast, noise_std >= 0")
+            raise TrainError("augment.saturation must be in [0, 1) and brightness, contrast, noise_std >= 0")
         lo, hi = self.scale
         if not 0.25 <= lo <= hi <= 4.0:
-            raise _error(f"augment.scale = {self.scale}: use (min, max) zoom with 0.25 <= min <= max <= 4")
+            raise TrainError(f"augment.scale = {self.scale}: use (min, max) zoom with 0.25 <= min <= max <= 4")
         qlo, qhi = self.jpeg_quality
         if not 1 <= qlo <= qhi <= 100:
-            raise _error(f"augment.jpeg_quality = {self.jpeg_quality}: use (min, max) in 1..100")
+            raise TrainError(f"augment.jpeg_quality = {self.jpeg_quality}: use (min, max) in 1..100")
         alo, ahi = self.cutout_area
         if not 0.0 < alo <= ahi <= 1.0:
-            raise _error(f"augment.cutout_area = {self.cutout_area}: use (min, max) image fractions in (0, 1]")
+            raise TrainError(f"augment.cutout_area = {self.cutout_area}: use (min, max) image fractions in (0, 1]")
         slo, shi = self.blur_sigma
         if not 0.0 < slo <= shi:
-            raise _error(f"augment.blur_sigma = {self.blur_sigma}: use (min, max) pixels with 0 < min <= max")
+            raise TrainError(f"augment.blur_sigma = {self.blur_sigma}: use (min, max) pixels with 0 < min <= max")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> AugmentConfig:
         """Overrides of the defaults (``TrainConfig.augment``); unknown keys are refused."""
         kw, unknown = dataclass_kwargs(cls, d or {})
         if unknown:
-            raise _error(f"unknown augment option(s) {unknown}; known: {sorted(f.name for f in fields(cls))}")
+            raise TrainError(f"unknown augment option(s) {unknown}; known: {sorted(f.name for f in fields(cls))}")
         return cls(**kw)
 
     @property

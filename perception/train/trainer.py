@@ -20,9 +20,7 @@ from typing import Any
 
 import numpy as np
 
-
-class TrainError(RuntimeError):
-    """Training cannot start or continue; the message says why and what to do."""
+from perception.train import TrainError
 
 
 @dataclass(frozen=True)
@@ -214,7 +212,7 @@ def pick_device(name: str) -> str:
 def load_sequences(cfg: TrainConfig, seeds: range, progress: bool = True) -> list[Any]:
     from tqdm import tqdm
 
-    from perception.train.synthetic import load_or_render
+    from perception.sim.sequences import load_or_render
 
     it = tqdm(seeds, desc="rendering/loading drives", disable=not progress, unit="drive")
     return [load_or_render(s, cfg.frames_per_sequence, cfg.sim_config(), cfg.cache_dir) for s in it]

@@ -24,7 +24,7 @@ TOPICS = DriveTopics()
 def test_drive_bag_round_trip(tmp_path: Path, storage: str) -> None:
     frames = list(generate_sequence(7, 3, SMALL))
     bag = tmp_path / storage
-    counts = write_drive_bag(bag, 7, 3, SMALL, storage=storage, compressed=True)
+    counts = write_drive_bag(bag, frames, storage=storage, compressed=True)
     info = open_bag(bag)
     assert info.storage == storage
     assert set(counts) == {TOPICS.image, TOPICS.compressed, TOPICS.camera_info, TOPICS.points, TOPICS.ground_truth,

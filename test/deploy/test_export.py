@@ -31,7 +31,7 @@ H, W = 256, 448
 def _sim_images(n: int, batch: int = 1) -> list[torch.Tensor]:
     """Letterboxed frames of a synthetic drive the networks never trained on, as network inputs."""
     from perception.pipeline.perceptor import network_input
-    from perception.train.synthetic import load_or_render
+    from perception.sim.sequences import load_or_render
 
     seq = load_or_render(1003, n * batch, {"width": 448, "height": 256}, None)
     frames = [network_input(rgb, H, W)[0] for rgb in seq.rgb]

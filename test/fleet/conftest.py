@@ -12,13 +12,13 @@ TINY = {"untrained": "stan_tiny", "input_size": (96, 160)}
 @pytest.fixture(scope="session")
 def fleet_bags(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """Three drive bags (seeds 21..23) in one folder, ``drives/drive_<seed>``."""
-    from perception.bag.drive import write_drive_bag
     from perception.sim.config import SimConfig
+    from perception.sim.drive import render_drive_bag
 
     root = tmp_path_factory.mktemp("fleet") / "drives"
     out = []
     for seed in (21, 22, 23):
-        write_drive_bag(root / f"drive_{seed}", seed, 3, SimConfig(width=160, height=96))
+        render_drive_bag(root / f"drive_{seed}", seed, 3, SimConfig(width=160, height=96))
         out.append(root / f"drive_{seed}")
     return out
 

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from perception.eval.bags import evaluate_bag_offline
 from perception.fleet.config import FleetConfig
 from perception.fleet.executors import WORKER_DIED
 from perception.fleet.run import RunOptions, run_fleet
-from perception.fleet.worker import CRASH_ENV, build_perceptor, evaluate_bag_offline
+from perception.fleet.worker import CRASH_ENV, build_perceptor
 
 CFG = FleetConfig(untrained="stan_tiny", input_size=(96, 160), retries=1)
 ROOT = Path(__file__).resolve().parents[2]

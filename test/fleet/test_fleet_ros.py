@@ -39,7 +39,7 @@ def test_ros_mode_two_workers_private_domains_same_scores_as_offline(fleet_bags:
             assert m["summary"][key] == pytest.approx(off["metrics"]["summary"][key], abs=1e-6), key
     assert len(set(by_pid.values())) == len(by_pid)  # different workers, different domains
     # the recorded outputs were kept, one output bag per input bag (a replay of many bags)
-    from perception.bag.evaluate import load_outputs
+    from perception.eval.bags import load_outputs
 
     for bag in bags:
         assert len(load_outputs(tmp_path / "replays" / bag.name).detections) == 3

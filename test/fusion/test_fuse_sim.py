@@ -9,10 +9,10 @@ import pytest
 
 from perception.bench.fusion import SimCase, match_errors, sim_case
 from perception.core.types import Detections
+from perception.eval.track_cli import frame_ground_truth
 from perception.fusion import FusionConfig, FusionError, Objects3D, fuse
 from perception.sim.config import SimConfig
 from perception.sim.drive import get_world
-from perception.tracking.cli import frame_ground_truth
 
 CFG = SimConfig(width=320, height=192, lidar=True)  # 32 beams x 0.2 deg: ~55k points a scan
 FRAMES = ((0, 5), (0, 12), (0, 45), (1, 10))  # (0, 12): a car roof painted as the pedestrian behind it

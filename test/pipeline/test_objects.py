@@ -9,14 +9,8 @@ import numpy as np
 import pytest
 
 from perception.core.temporal import ResetReason
-from perception.fusion import Objects3D
-from perception.pipeline.objects import ObjectFrame, ObjectPipeline
-from perception.pipeline.perceptor import PerceptionResult, PipelineError
-from perception.tracking import SOURCE_CAMERA, SOURCE_LIDAR, Detections3D
-from perception.tracking.groundtruth import predicted_frame
-from perception.tracking.metrics import evaluate_tracking
-from perception.train.metrics3d import detection_metrics
-from perception.train.objects_eval import (
+from perception.eval.metrics3d import detection_metrics
+from perception.eval.objects import (
     ObjectDrive,
     ObjectsEvalConfig,
     evaluate_objects,
@@ -27,6 +21,12 @@ from perception.train.objects_eval import (
     predicted_boxes,
     render_drive,
 )
+from perception.eval.track_groundtruth import predicted_frame
+from perception.eval.tracking import evaluate_tracking
+from perception.fusion import Objects3D
+from perception.pipeline.objects import ObjectFrame, ObjectPipeline
+from perception.pipeline.perceptor import PerceptionResult, PipelineError
+from perception.tracking import SOURCE_CAMERA, SOURCE_LIDAR, Detections3D
 
 FRAMES = 14
 

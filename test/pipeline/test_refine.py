@@ -281,7 +281,7 @@ def test_eval_refine_flag(tiny_checkpoint: Path, tmp_path: Path) -> None:
     import argparse
     import json
 
-    from perception.train import eval_cli
+    from perception.eval import cli as eval_cli
 
     def run(*extra: str) -> dict[str, object]:
         parser = argparse.ArgumentParser()

@@ -21,9 +21,9 @@ pytest.importorskip("vision_msgs.msg")
 from ros_testing import TINY_MODEL, needs_model
 
 from perception.bag import BagError
-from perception.bag.evaluate import golden_compare, load_outputs
 from perception.bag.io import deserialize, read_messages
 from perception.bag.schedule import ReplayOptions
+from perception.eval.bags import golden_compare, load_outputs
 from perception.ros.tools.replay import camera_of, is_camera_input, node_params, replay
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden"
@@ -34,11 +34,11 @@ TINY = {"extra": {**TINY_MODEL, "model.checkpoint": ""}}
 def small_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """6 frames (10 Hz) of seed 11 at 160x96."""
     pytest.importorskip("perception.sim.drive")
-    from perception.bag.drive import write_drive_bag
     from perception.sim.config import SimConfig
+    from perception.sim.drive import render_drive_bag
 
     out = tmp_path_factory.mktemp("replay") / "drive"
-    write_drive_bag(out, 11, 6, SimConfig(width=160, height=96))
+    render_drive_bag(out, 11, 6, SimConfig(width=160, height=96))
     return out
 
 
@@ -147,11 +147,11 @@ def test_rate_window_and_remap(tmp_path: Path, small_bag: Path, capsys: pytest.C
 def test_compressed_images_from_a_sqlite3_bag(tmp_path: Path) -> None:
     """A sqlite3 bag holding only CompressedImage: the node is started on the compressed transport."""
     needs_model()
-    from perception.bag.drive import write_drive_bag
     from perception.sim.config import SimConfig
+    from perception.sim.drive import render_drive_bag
 
     bag = tmp_path / "jpeg_sqlite3"
-    write_drive_bag(bag, 12, 3, SimConfig(width=160, height=96), storage="sqlite3", raw=False, compressed=True)
+    render_drive_bag(bag, 12, 3, SimConfig(width=160, height=96), storage="sqlite3", raw=False, compressed=True)
     out = tmp_path / "out"
     result = replay(bag, out, ReplayOptions(deterministic=True), outputs=("detections", "segmentation"),
                     node_args=TINY)

@@ -28,11 +28,11 @@ from perception.ros.env import localhost_env
 
 @pytest.fixture(scope="module")
 def small_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from perception.bag.drive import write_drive_bag
     from perception.sim.config import SimConfig
+    from perception.sim.drive import render_drive_bag
 
     out = tmp_path_factory.mktemp("signals") / "drive"
-    write_drive_bag(out, 11, 6, SimConfig(width=160, height=96))
+    render_drive_bag(out, 11, 6, SimConfig(width=160, height=96))
     return out
 
 

@@ -195,11 +195,11 @@ def test_sim_cli_randomize_flag() -> None:
 def test_camera_info_in_a_bag_carries_the_randomised_intrinsics(tmp_path: object) -> None:
     from pathlib import Path
 
-    from perception.bag.drive import write_drive_bag
     from perception.bag.io import deserialize, read_messages
+    from perception.sim.drive import render_drive_bag
 
     out = Path(str(tmp_path)) / "bag"
-    write_drive_bag(out, 2, 2, FULL, progress=False)
+    render_drive_bag(out, 2, 2, FULL, progress=False)
     w = get_world(2, FULL)
     infos = [deserialize(raw, t) for _, t, _, raw in read_messages(out, ["/camera/camera_info"])]
     assert len(infos) == 2

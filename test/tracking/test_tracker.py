@@ -8,6 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from perception.eval.track_groundtruth import world_yaw_from_camera
 from perception.tracking import (
     Detections3D,
     MultiObjectTracker,
@@ -16,7 +17,6 @@ from perception.tracking import (
     TrackingError,
     track_uuid,
 )
-from perception.tracking.groundtruth import world_yaw_from_camera
 
 CAR, PED = 0, 2
 DT = 0.1

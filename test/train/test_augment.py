@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from perception.core.classes import DETECTION_TO_SEMANTIC, IGNORE_INDEX
+from perception.sim.sequences import Sequence, load_or_render
 from perception.train.augment import (
     AugmentConfig,
     ClipAugment,
@@ -19,7 +20,7 @@ from perception.train.augment import (
     photometric,
     sample_clip,
 )
-from perception.train.synthetic import Sequence, SyntheticClips, load_or_render
+from perception.train.synthetic import SyntheticClips
 from perception.train.trainer import TrainConfig, TrainError, same_config
 
 H, W = 96, 192

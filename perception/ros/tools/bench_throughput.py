@@ -208,11 +208,11 @@ class Bench:
 def _frames_bag(args: argparse.Namespace, tmp: Path) -> Path:
     if args.bag is not None:
         return Path(args.bag)
-    from perception.bag.drive import write_drive_bag
     from perception.sim.config import SimConfig
+    from perception.sim.drive import render_drive_bag
 
     out = tmp / "drive"
-    write_drive_bag(out, 4242, args.frames, SimConfig(width=args.width, height=args.height))
+    render_drive_bag(out, 4242, args.frames, SimConfig(width=args.width, height=args.height))
     return out
 
 

@@ -519,7 +519,7 @@ def main(args: argparse.Namespace) -> int:
         return int(getattr(e, "exit_code", 130))
     print(result.summary())
     if args.golden is not None:
-        from perception.bag.evaluate import golden_compare
+        from perception.eval.bags import golden_compare
 
         report = golden_compare(args.golden, args.out)
         print(report.summary())

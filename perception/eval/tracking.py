@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from .types import TrackingError
+from perception.tracking.types import TrackingError
 
 
 def _empty(dtype: type) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Evaluation reports: metrics.json, a markdown summary, per-class bar charts and sample overlays.
 
-Takes the dict of :meth:`perception.train.metrics.EvalAccumulator.compute` (or one loaded back
+Takes the dict of :meth:`perception.eval.metrics.EvalAccumulator.compute` (or one loaded back
 from ``metrics.json``, where NaN became ``null``).
 """
 
@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from perception.train.metrics import EvalError, to_jsonable
+from perception.eval import EvalError
+from perception.eval.metrics import to_jsonable
 
 # (key in metrics["summary"], label, higher is better)
 SUMMARY_ROWS: tuple[tuple[str, str, bool], ...] = (
@@ -24,7 +25,7 @@ SUMMARY_ROWS: tuple[tuple[str, str, bool], ...] = (
     ("flicker", "flicker (lower is better)", False),
     ("post_occlusion_recall", "post-occlusion recall", True),
     ("attention_concentration", "attention concentration (1 = uniform)", True),
-    # real footage, agreement with a reference detector's pseudo-labels (perception.train.agreement)
+    # real footage, agreement with a reference detector's pseudo-labels (perception.eval.agreement)
     ("pedestrian_recall", "**pedestrian recall** vs reference", True),
     ("pedestrian_precision", "pedestrian precision vs reference", True),
     ("recall", "recall vs reference, all classes", True),
@@ -262,7 +263,7 @@ def write_eval_report(
         _bar_chart(paths["iou_plot"], "per-class IoU", {"IoU": [seg["per_class_iou"][n] for n in names]}, names)
         md += [f"![per-class IoU]({paths['iou_plot'].name})", ""]
     if metrics.get("objects3d"):
-        from perception.train.objects_eval import markdown as objects3d_markdown
+        from perception.eval.objects import markdown as objects3d_markdown
 
         md += objects3d_markdown(metrics["objects3d"])
     latency = metrics.get("latency_ms")
@@ -338,7 +339,7 @@ def compare_table(named_metrics: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def memory_usage_table(usage: Mapping[str, Mapping[str, float]]) -> str:
-    """Markdown table of :func:`perception.train.evaluate.memory_usage` per temporal checkpoint."""
+    """Markdown table of :func:`perception.eval.synthetic.memory_usage` per temporal checkpoint."""
     lines = ["Memory use (probe; frames after each drive's first):", "",
              "| model | attention on past frames | entropy / uniform | residual / features | mean abs features |",
              "|---|---:|---:|---:|---:|"]

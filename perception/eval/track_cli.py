@@ -1,10 +1,10 @@
-"""`python -m perception.tracking.cli`: the tracker on synthetic drives -- IDF1, MOTA, ID switches,
-velocity error and milliseconds per frame against the world's ground truth.
+"""`perception track-eval` (``python -m perception.eval.track_cli``): the tracker on synthetic drives --
+IDF1, MOTA, ID switches, velocity error and milliseconds per frame against the world's ground truth.
 
 Ground truth comes from rendered frames (``GroundTruth.boxes3d`` + ``world_T_cam``: only objects with
 visible pixels, small/occluded ones marked ignore) or, with ``--analytic``, straight from the world's
 agent states in the camera's view (no rendering, no occlusion: fast). Detections are played from it
-with :class:`perception.tracking.groundtruth.DetectionNoise` and a fixed seed. The ego pose is the
+with :class:`perception.eval.track_groundtruth.DetectionNoise` and a fixed seed. The ego pose is the
 world's: odom = world, base_link = the ego's ground point (x forward, z up).
 """
 
@@ -20,9 +20,7 @@ import numpy as np
 
 from perception.core.classes import DETECTION_NAMES, SEMANTIC_TO_DETECTION
 from perception.core.types import Frame
-
-from .config import TrackerConfig
-from .groundtruth import (
+from perception.eval.track_groundtruth import (
     DetectionNoise,
     GroundTruthFrame,
     noisy_detections,
@@ -30,8 +28,9 @@ from .groundtruth import (
     predicted_frame,
     with_velocities,
 )
-from .metrics import TrackFrame, TrackingMetrics, evaluate_tracking
-from .tracker import MultiObjectTracker
+from perception.eval.tracking import TrackFrame, TrackingMetrics, evaluate_tracking
+from perception.tracking.config import TrackerConfig
+from perception.tracking.tracker import MultiObjectTracker
 
 TRACKED = (0, 1, 2, 3)  # car, truck, pedestrian, cyclist
 
@@ -58,7 +57,7 @@ def frame_ground_truth(world: Any, index: int, frame: Frame | None = None, eval_
     completely, also marked ignore (a track that coasts behind an occluder is neither a hit nor a
     false positive). None (analytic): every object of the camera's view from the world state, none
     hidden. Objects farther than ``eval_range`` from the ego are marked ignore. No velocities: pass
-    the drive's frames through :func:`~perception.tracking.groundtruth.with_velocities`."""
+    the drive's frames through :func:`~perception.eval.track_groundtruth.with_velocities`."""
     from perception.sim.render import select_things, to_cam
     from perception.sim.world import agent_states, camera_pose, ego_pose
 

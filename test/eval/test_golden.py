@@ -10,10 +10,10 @@ import pytest
 from bag_testing import GOLDEN
 
 from perception.bag import messages as m
-from perception.bag.evaluate import golden_compare, load_outputs
-from perception.bag.golden import Tolerances, compare, compare_detections
 from perception.bag.io import BagWriter, deserialize, read_messages
 from perception.core.types import Detections
+from perception.eval.bags import golden_compare, load_outputs
+from perception.eval.golden import Tolerances, compare, compare_detections
 
 EXPECTED = GOLDEN / "expected"
 TOL = Tolerances()

@@ -2,7 +2,11 @@
 or (``--bag``) of a replay's recorded outputs against the ground truth in the input bag, and
 (``--golden``) a golden regression check of those outputs against an expected bag; or
 (``--video`` / ``--images``) agreement with a reference detector on unlabelled real footage, or
-(``--images DIR --labels FILE``) recall / precision on hand-labelled real images (perception.eval)."""
+(``--images DIR --labels FILE``) recall / precision on hand-labelled real images.
+
+The verb's entry module is :mod:`perception.fleet.cli`: it adds ``--bags`` (many bags, one task each) to
+these options and hands everything else to :func:`main` here (fleet evaluation builds on this package,
+so it sits above it)."""
 
 from __future__ import annotations
 
@@ -14,20 +18,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from perception.core.config import ConfigError, frame_count
+from perception.core.config import ConfigError, frame_count, seed_range
 from perception.footage import REFERENCES
 from perception.weights import checkpoint_arg
-
-
-def _seed_range(text: str) -> tuple[int, int]:
-    first, sep, last = text.partition(":")
-    try:
-        lo, hi = int(first), int(last) if sep else int(first) + 1
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"seeds must look like FIRST:LAST (exclusive), not {text!r}") from e
-    if hi <= lo:
-        raise argparse.ArgumentTypeError(f"seed range {text!r} is empty")
-    return lo, hi
 
 
 def _is_temporal(checkpoint: Path) -> bool:
@@ -75,7 +68,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iou", type=float, default=0.5, help="with --video/--images: IoU of a match (default 0.5)")
     p.add_argument("--stills", type=int, default=4, help="with --video/--images: overlay stills per checkpoint")
     p.add_argument("--fps", type=float, default=None, help="with --images: frame rate (default 10)")
-    p.add_argument("--seeds", type=_seed_range, default=(1000, 1008), help="drive seeds FIRST:LAST (default 1000:1008)")
+    p.add_argument("--seeds", type=seed_range, default=(1000, 1008), help="drive seeds FIRST:LAST (default 1000:1008)")
     p.add_argument("--frames", default=None,
                    help="synthetic: frames per drive (default 40); --video/--images: which frames, FIRST:LAST "
                         "(LAST exclusive, e.g. 600:795), FIRST: or a count N (default: all)")
@@ -101,18 +94,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--refine-max-pixels", type=int, default=0,
                    help="with --refine: network-input pixels per frame at most, pass 1 included (0: no cap)")
     p.add_argument("--no-progress", action="store_true")
-    from perception.fleet.cli import add_arguments as add_fleet_arguments
-
-    add_fleet_arguments(p)  # --bags: many bags, one task each (perception.fleet)
 
 
 def bag_main(args: argparse.Namespace) -> int:
     """``--bag OUT [--gt IN] [--golden EXPECTED]``: metrics and/or golden regression from bags."""
     from perception.bag import BagError
-    from perception.bag.evaluate import evaluate_bags, golden_compare
-    from perception.bag.golden import Tolerances
     from perception.bag.io import verify_on_read
-    from perception.train.report import summary_table, write_eval_report
+    from perception.eval.bags import evaluate_bags, golden_compare
+    from perception.eval.golden import Tolerances
+    from perception.eval.report import summary_table, write_eval_report
 
     verify_on_read(not args.no_verify)
 
@@ -152,8 +142,8 @@ def bag_main(args: argparse.Namespace) -> int:
 
 
 def _annotate(ckpt: Path, key: str, metrics: dict[str, object], extra: dict[str, object]) -> None:
+    from perception.eval.metrics import to_jsonable
     from perception.models.checkpoint import annotate_checkpoint
-    from perception.train.metrics import to_jsonable
 
     command = "perception " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     annotate_checkpoint(ckpt, key, to_jsonable({"command": command, **extra, "summary": metrics["summary"]}))
@@ -161,13 +151,13 @@ def _annotate(ckpt: Path, key: str, metrics: dict[str, object], extra: dict[str,
 
 def footage_main(args: argparse.Namespace) -> int:
     """``--video FILE | --images DIR``: agreement of each checkpoint with the reference detector."""
+    from perception.eval.agreement import AgreementConfig, evaluate_agreement
+    from perception.eval.metrics import to_jsonable
+    from perception.eval.report import compare_table, write_eval_report
     from perception.footage import FootageError
     from perception.footage.reference import ReferenceConfig, ReferenceDetector
     from perception.footage.source import Footage
     from perception.models.checkpoint import CheckpointError
-    from perception.train.agreement import AgreementConfig, evaluate_agreement
-    from perception.train.metrics import to_jsonable
-    from perception.train.report import compare_table, write_eval_report
     from perception.weights import resolve_checkpoint
 
     try:
@@ -208,11 +198,11 @@ def labelled_main(args: argparse.Namespace) -> int:
     from perception.eval import EvalError
     from perception.eval.labelled import evaluate, load_labels, object_counts, table
     from perception.eval.labelled_run import NodeDefaults, latency, overlay, read_image, run_checkpoint, run_reference
+    from perception.eval.metrics import to_jsonable
     from perception.footage import FootageError
     from perception.models.checkpoint import CheckpointError
     from perception.pipeline.refine import RefineError
     from perception.runtime.base import BackendError
-    from perception.train.metrics import to_jsonable
 
     if args.images is None or args.labels is None:
         print("perception eval: error: labelled evaluation needs both --images DIR and --labels FILE",
@@ -273,7 +263,7 @@ def _object_drives(args: argparse.Namespace, frames: int, refine: Any = None) ->
     """``--objects3d``: the drives rendered with the LiDAR (and their config); (None, None) without it."""
     if not args.objects3d:
         return None, None
-    from perception.train.objects_eval import ObjectsEvalConfig, load_drives
+    from perception.eval.objects import ObjectsEvalConfig, load_drives
 
     ocfg = ObjectsEvalConfig(seeds=args.seeds, frames=frames, width=args.width, height=args.height,
                              lidar_beams=args.lidar_beams, refine=refine)
@@ -281,10 +271,6 @@ def _object_drives(args: argparse.Namespace, frames: int, refine: Any = None) ->
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.bags:
-        from perception.fleet.cli import fleet_main
-
-        return fleet_main(args)
     if args.bag is not None:
         return bag_main(args)
     if args.labels is not None or args.reference_only:
@@ -298,9 +284,9 @@ def main(args: argparse.Namespace) -> int:
         print("perception eval: error: give --checkpoint (evaluate on synthetic drives) or --bag (recorded outputs)",
               file=sys.stderr)
         return 2
+    from perception.eval.report import compare_table, memory_usage_table, write_eval_report
+    from perception.eval.synthetic import EvalConfig, evaluate_checkpoint, load_eval_sequences, memory_usage
     from perception.models.checkpoint import CheckpointError
-    from perception.train.evaluate import EvalConfig, evaluate_checkpoint, load_eval_sequences, memory_usage
-    from perception.train.report import compare_table, memory_usage_table, write_eval_report
 
     try:
         frames = frame_count(args.frames, 40)
@@ -329,7 +315,7 @@ def main(args: argparse.Namespace) -> int:
             print(f"perception eval: error: {e}", file=sys.stderr)
             return 2
         if drives is not None:
-            from perception.train.objects_eval import evaluate_objects_checkpoint
+            from perception.eval.objects import evaluate_objects_checkpoint
 
             metrics["objects3d"] = evaluate_objects_checkpoint(ckpt, drives, ocfg, progress=not args.no_progress)
         name = Path(str(ckpt)).name.removesuffix(".safetensors")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from perception.train.metrics3d import (
+from perception.eval.metrics3d import (
     Boxes3D,
     Metrics3DError,
     aligned_iou,

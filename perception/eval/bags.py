@@ -6,7 +6,8 @@ Ground truth (a drive's bag, :mod:`perception.bag.drive`): ``<cam>/ground_truth`
 ``<cam>/ground_truth/semantic``. 3D objects (``<cam>/objects3d``) are scored against
 ``<cam>/ground_truth/boxes3d`` when the output bag has them (:func:`evaluate_objects_bags`).
 Frames are matched by camera namespace and header stamp; with several passes (loops) the first
-output per stamp is evaluated and every pass counts for latency.
+output per stamp is evaluated and every pass counts for latency. :func:`evaluate_bag_offline` runs a
+Perceptor over a drive bag's camera frames and scores them as they stream (the fleet's offline mode).
 """
 
 from __future__ import annotations
@@ -15,16 +16,19 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from perception.bag import BagError
 from perception.bag import messages as m
 from perception.bag.cdr import header_stamp_ns
-from perception.bag.golden import FrameKey, GoldenReport, Tolerances, compare
 from perception.bag.io import deserialize, open_bag, read_messages
 from perception.core.types import Detections, GroundTruth
+from perception.eval.golden import FrameKey, GoldenReport, Tolerances, compare
+
+if TYPE_CHECKING:
+    from perception.pipeline.perceptor import Perceptor
 
 EVENTS_TOPIC = "/replay/events"
 
@@ -131,9 +135,9 @@ def _overlay(rgb: np.ndarray, det: Detections, gt: GroundTruth, mask: np.ndarray
 
 def evaluate_bags(output_bag: str | Path, gt_bag: str | Path, score_thresh: float = 0.3,
                   samples: int = 4) -> tuple[dict[str, Any], list[np.ndarray]]:
-    """Every metric of :class:`~perception.train.metrics.EvalAccumulator` for the frames of ``gt_bag`` that
+    """Every metric of :class:`~perception.eval.metrics.EvalAccumulator` for the frames of ``gt_bag`` that
     ``output_bag`` answered, plus latency percentiles and coverage; and up to ``samples`` overlays."""
-    from perception.train.metrics import EvalAccumulator
+    from perception.eval.metrics import EvalAccumulator
 
     outputs = load_outputs(output_bag)
     keys = sorted(outputs.detections, key=lambda k: (k[0], k[1]))
@@ -248,10 +252,10 @@ def evaluate_objects_bags(output_bag: str | Path, gt_bag: str | Path) -> dict[st
     base_link: per-frame matching needs no ego pose; velocities are not scored, the bags hold no
     odometry). The ground truth is moved into base_link with ``base_link -> camera`` from /tf_static
     in either bag. Returns ``{"scored": False, "reason": ...}`` when a piece is missing."""
-    from perception.tracking.groundtruth import objects_from_boxes3d
-    from perception.tracking.metrics import TrackFrame, evaluate_tracking
-    from perception.train.metrics3d import Boxes3D, detection_metrics
-    from perception.train.objects_eval import CLASS_RANGE
+    from perception.eval.metrics3d import Boxes3D, detection_metrics
+    from perception.eval.objects import CLASS_RANGE
+    from perception.eval.track_groundtruth import objects_from_boxes3d
+    from perception.eval.tracking import TrackFrame, evaluate_tracking
 
     out_info, gt_info = open_bag(output_bag), open_bag(gt_bag)
     obj_topics = [t for t, ty in out_info.topics.items() if t.endswith(OBJECTS_TOPIC_SUFFIX) and ty == DETECTION3D_TYPE]
@@ -315,3 +319,74 @@ def evaluate_objects_bags(output_bag: str | Path, gt_bag: str | Path) -> dict[st
             "detection": detection_metrics(gts, dets, classes, yaw_period=np.pi),
             "tracking": {"IDF1": tm.idf1, "MOTA": tm.mota, "IDSW": tm.id_switches, "FP": tm.fp, "FN": tm.fn,
                          "GT": tm.num_gt}}  # fmt: skip
+
+
+# -- a Perceptor over a drive bag (the fleet's offline mode) ----------------------------------------
+def _latency(values: list[float]) -> dict[str, Any]:
+    if not values:
+        return {"frames": 0}
+    lat = np.asarray(values)
+    return {"p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
+            "p99": float(np.percentile(lat, 99)), "max": float(lat.max()), "frames": int(lat.size)}
+
+
+def evaluate_bag_offline(path: str | Path, perceptor: Perceptor, score_thresh: float) -> dict[str, Any]:
+    """Metrics of the Perceptor on one drive bag's camera frames against its ground truth."""
+    from perception.eval.metrics import EvalAccumulator
+    from perception.pipeline.perceptor import FrameInput
+
+    info = open_bag(path)
+    raw = [t for t, ty in info.topics.items() if t.endswith("/image_raw") and ty == "sensor_msgs/msg/Image"]
+    comp = [t for t, ty in info.topics.items() if t.endswith("/image_raw/compressed")
+            and ty == "sensor_msgs/msg/CompressedImage"]
+    images = raw or comp
+    gts = [t for t, ty in info.topics.items()
+           if t.endswith("/ground_truth") and ty == "vision_msgs/msg/Detection2DArray"]
+    sems = [t for t in info.topics if t.endswith("/ground_truth/semantic")]
+    if not images or not gts:
+        raise BagError(f"bag {path} needs <camera>/image_raw[/compressed] and <camera>/ground_truth topics "
+                         f"(record drives with `perception sim --bag`); it has {', '.join(sorted(info.topics))}")
+    has_sem = {_camera(t, "ground_truth/semantic") for t in sems}
+    acc = EvalAccumulator(score_thresh=score_thresh)
+    perceptor.reset()
+    results: dict[tuple[str, int], Any] = {}
+    gt: dict[tuple[str, int], Any] = {}
+    sem: dict[tuple[str, int], np.ndarray] = {}
+    latencies: list[float] = []
+    counts = {"images": 0, "scored": 0, "segmentation": 0}
+
+    def score(key: tuple[str, int], final: bool = False) -> None:
+        if key not in results or key not in gt or (key[0] in has_sem and key not in sem and not final):
+            return
+        r, g, s = results.pop(key), gt.pop(key), sem.pop(key, None)
+        pred = r.segmentation
+        both = pred is not None and s is not None and pred.shape == s.shape
+        acc.add(sequence=key[0], gt=g, detections=r.detections, seg_pred=pred if both else None,
+                seg_gt=s if both else None)
+        counts["scored"] += 1
+        counts["segmentation"] += int(both)
+
+    for topic, msgtype, _, data in read_messages(path, images + gts + sems, check_order=False):
+        if topic in images:
+            cam = _camera(topic, "image_raw/compressed" if topic.endswith("/compressed") else "image_raw")
+            msg = deserialize(data, msgtype)
+            stamp = m.stamp_ns(msg.header)
+            res = perceptor.process(FrameInput(cam, m.rgb_of(msg, msgtype), stamp * 1e-9))
+            latencies.append(res.total_ms)
+            counts["images"] += 1
+            key = (cam, stamp)
+            results[key] = res
+        elif topic in gts:
+            key = (_camera(topic, "ground_truth"), header_stamp_ns(data))
+            gt[key] = m.ground_truth_from_msg(deserialize(data, msgtype))
+        else:
+            key = (_camera(topic, "ground_truth/semantic"), header_stamp_ns(data))
+            sem[key] = np.array(m.image_array(deserialize(data, msgtype)))
+        score(key)
+    for key in sorted(set(results) & set(gt)):
+        score(key, final=True)
+    metrics = acc.compute()
+    metrics["latency_ms"] = _latency(latencies)
+    metrics["coverage"] = {"images": counts["images"], "scored": counts["scored"],
+                           "with_segmentation": counts["segmentation"], "unscored_images": len(results)}
+    return metrics

@@ -8,9 +8,9 @@ import pytest
 
 from perception.core import classes
 from perception.core.types import Detections, GroundTruth
-from perception.train.metrics import (
+from perception.eval import EvalError
+from perception.eval.metrics import (
     EvalAccumulator,
-    EvalError,
     SegmentationMeter,
     attention_concentration,
     detection_map,

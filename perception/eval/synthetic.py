@@ -18,7 +18,7 @@ from perception.models.checkpoint import checkpoint_input_size
 from perception.pipeline.perceptor import FrameInput, PerceptionResult, Perceptor, PerceptorConfig, network_input
 from perception.pipeline.refine import RefineConfig, RefiningPerceptor
 from perception.runtime.base import Backend
-from perception.train.synthetic import Sequence, load_or_render
+from perception.sim.sequences import Sequence, load_or_render
 
 
 @dataclass(frozen=True)
@@ -66,10 +66,10 @@ def evaluate_perceptor(
     perceptor: Perceptor, sequences: list[Sequence], score_thresh: float = 0.3, progress: bool = True,
     memory: bool = True,
 ) -> dict[str, Any]:
-    """All metrics of ``perception.train.metrics`` over ``sequences`` plus latency figures."""
+    """All metrics of ``perception.eval.metrics`` over ``sequences`` plus latency figures."""
     from tqdm import tqdm
 
-    from perception.train.metrics import EvalAccumulator
+    from perception.eval.metrics import EvalAccumulator
 
     acc = EvalAccumulator(score_thresh=score_thresh)
     latencies: list[float] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from perception.tracking.metrics import TrackFrame, amota, evaluate_tracking
+from perception.eval.tracking import TrackFrame, amota, evaluate_tracking
 from perception.tracking.types import TrackingError
 
 

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from perception.core.types import Detections, GroundTruth
-from perception.train.metrics import EvalAccumulator, EvalError
-from perception.train.report import compare_table, write_eval_report
+from perception.eval import EvalError
+from perception.eval.metrics import EvalAccumulator
+from perception.eval.report import compare_table, write_eval_report
 
 
 def _metrics(miss: bool) -> dict:

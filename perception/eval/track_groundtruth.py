@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .metrics import TrackFrame
-from .types import SOURCE_LIDAR, Detections3D, TrackedObject, TrackingError
+from perception.eval.tracking import TrackFrame
+from perception.tracking.types import SOURCE_LIDAR, Detections3D, TrackedObject, TrackingError
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class GroundTruthFrame:
         return len(self.ids)
 
     def track_frame(self) -> TrackFrame:
-        """For :func:`perception.tracking.metrics.evaluate_tracking` (bird's-eye-view positions)."""
+        """For :func:`perception.eval.tracking.evaluate_tracking` (bird's-eye-view positions)."""
         vel = self.velocities if self.velocities is not None else np.full((len(self), 2), np.nan)
         return TrackFrame(self.ids, self.centers[:, :2], vel, self.classes, self.ignore)
 

@@ -21,11 +21,7 @@ import numpy as np
 from perception.core import classes
 from perception.core.boxes import box_mask, iou_matrix
 from perception.core.types import Detections, GroundTruth
-
-
-class EvalError(ValueError):
-    """Bad input to an evaluation metric; the message says what to pass instead."""
-
+from perception.eval import EvalError
 
 # COCO's small/medium/large split (32², 96²) is made for 640-px photos; our camera frames are
 # small and most road users are far away, so split at 16² and 48² pixels instead.

@@ -11,7 +11,7 @@ import pytest
 from bag_testing import GOLDEN
 
 from perception.bag import BagError
-from perception.bag.evaluate import evaluate_bags, load_ground_truth, load_outputs
+from perception.eval.bags import evaluate_bags, load_ground_truth, load_outputs
 
 
 def test_evaluate_golden_bags() -> None:
@@ -100,7 +100,7 @@ def _objects_bag(path: Path, shift: float = 0.0, tf: bool = True) -> None:
 
 
 def test_objects_scored_from_bags(tmp_path: Path) -> None:
-    from perception.bag.evaluate import evaluate_objects_bags
+    from perception.eval.bags import evaluate_objects_bags
 
     # the golden outputs are 2D only, and say so
     none = evaluate_objects_bags(GOLDEN / "expected", GOLDEN / "drive")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from perception.eval.track_cli import TRACKED, crowd_timing, drive_ground_truth, evaluate_drive, run_tracker
+from perception.eval.track_groundtruth import DetectionNoise, GroundTruthFrame
+from perception.eval.tracking import TrackFrame
 from perception.sim.config import SimConfig
 from perception.sim.drive import render_frame
-from perception.tracking.cli import TRACKED, crowd_timing, drive_ground_truth, evaluate_drive, run_tracker
-from perception.tracking.groundtruth import DetectionNoise, GroundTruthFrame
-from perception.tracking.metrics import TrackFrame
 
 SEED, FRAMES = 7, 100
 DROP = (40, 42)  # three frames without any detection of the chosen cars

@@ -84,12 +84,12 @@ def evaluate_agreement(
     """Stream ``footage`` once through every checkpoint (torch backend) and the reference.
 
     Returns ``(metrics by checkpoint name, overlay stills by name, the reference's detections per frame)``;
-    each metrics dict renders with :func:`perception.train.report.write_eval_report`."""
+    each metrics dict renders with :func:`perception.eval.report.write_eval_report`."""
     from tqdm import tqdm
 
+    from perception.eval.metrics import detection_map, recall_precision
     from perception.models.checkpoint import checkpoint_input_size
     from perception.runtime.torch_backend import TorchBackendConfig
-    from perception.train.metrics import detection_map, recall_precision
 
     cfg = cfg or AgreementConfig()
     rcfg = reference.config

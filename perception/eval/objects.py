@@ -6,12 +6,12 @@ Every frame of a drive rendered WITH the spinning LiDAR goes through the product
 the ego pose). Scored against the world's ground truth:
 
 - 3D detection: nuScenes-style centre-distance AP (0.5 / 1 / 2 / 4 m) per class and the true
-  positives' ATE / ASE / AOE (:mod:`perception.train.metrics3d`) of the fused objects in base_link.
+  positives' ATE / ASE / AOE (:mod:`perception.eval.metrics3d`) of the fused objects in base_link.
   As in nuScenes, ground truth and predictions farther than the class's range (50 m vehicles, 40 m
   people) are left out; small / occluded ground truth is a don't-care. AOE is modulo 180 deg: a
   box fitted to one scan has no front and back.
 - tracking: AMOTA (per class, nuScenes; "all" is their mean) / IDF1 / MOTA / ID switches and
-  velocity error (:mod:`perception.tracking.metrics`, 2 m)
+  velocity error (:mod:`perception.eval.tracking`, 2 m)
   of the confirmed tracks in odom against ground-truth tracks (hidden objects: don't-care; the
   same class ranges, as nuScenes tracking applies them).
 - the camera-only fallback: every 2D detection ranged from the camera alone (no scan); its range
@@ -41,15 +41,15 @@ from perception.core.boxes import iou_matrix
 from perception.core.classes import DETECTION_NAMES
 from perception.core.temporal import ResetReason
 from perception.core.types import Detections, Frame
+from perception.eval.metrics3d import Boxes3D, detection_metrics
+from perception.eval.track_groundtruth import GroundTruthFrame, predicted_frame, with_velocities
+from perception.eval.tracking import TrackFrame, TrackingMetrics, amota, evaluate_tracking
 from perception.fusion import Extrinsics, Objects3D, fuse
 from perception.pipeline.objects import ObjectPipeline, ObjectPipelineConfig
 from perception.pipeline.perceptor import FrameInput, PerceptionResult, Perceptor, PerceptorConfig
 from perception.pipeline.refine import RefineConfig, RefiningPerceptor
 from perception.runtime.base import Backend
 from perception.tracking import TrackedObject
-from perception.tracking.groundtruth import GroundTruthFrame, predicted_frame, with_velocities
-from perception.tracking.metrics import TrackFrame, TrackingMetrics, amota, evaluate_tracking
-from perception.train.metrics3d import Boxes3D, detection_metrics
 
 CLASS_RANGE: dict[int, float] = {0: 50.0, 1: 50.0, 2: 40.0, 3: 40.0}  # nuScenes class ranges: car, truck, ped, cyclist
 BANDS: tuple[tuple[float, float], ...] = ((0.0, 20.0), (20.0, 40.0), (40.0, 80.0))
@@ -97,10 +97,10 @@ class ObjectDrive:
 def render_drive(seed: int, cfg: ObjectsEvalConfig) -> ObjectDrive:
     """Frames 0 .. ``cfg.frames`` - 1 of drive ``seed`` with the LiDAR (depth, instance ids and point
     labels are dropped to keep memory low)."""
+    from perception.eval.track_cli import frame_ground_truth
     from perception.sim.config import SimConfig
     from perception.sim.drive import frame_at, get_world
     from perception.sim.world import ego_pose
-    from perception.tracking.cli import frame_ground_truth
 
     world = get_world(seed, SimConfig(width=cfg.width, height=cfg.height, lidar=True, lidar_beams=cfg.lidar_beams))
     frames, exts, gts = [], [], []
