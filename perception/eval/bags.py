@@ -12,7 +12,6 @@ Perceptor over a drive bag's camera frames and scores them as they stream (the f
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from perception.bag import BagError
 from perception.bag import messages as m
 from perception.bag.cdr import header_stamp_ns
 from perception.bag.io import deserialize, open_bag, read_messages
+from perception.core.transforms import TransformTree, pose_matrix, quaternion_to_rotation
 from perception.core.types import Detections, GroundTruth
 from perception.eval.golden import FrameKey, GoldenReport, Tolerances, compare
 
@@ -186,40 +186,21 @@ DETECTION3D_TYPE = "vision_msgs/msg/Detection3DArray"
 TF_STATIC_TOPICS = ("/tf_static",)
 
 
-def _static_transforms(paths: Iterable[str | Path]) -> dict[tuple[str, str], np.ndarray]:
-    """(parent, child) -> parent_T_child of every /tf_static message in the bags."""
-    out: dict[tuple[str, str], np.ndarray] = {}
+def _static_transforms(paths: Iterable[str | Path]) -> TransformTree:
+    """Every /tf_static message in the bags, as one tree."""
+    tree = TransformTree()
     for path in paths:
         info = open_bag(path)
         topics = [t for t in TF_STATIC_TOPICS if t in info.topics]
         for _, msgtype, _, raw in read_messages(path, topics, check_order=False) if topics else ():
             for t in deserialize(raw, msgtype).transforms:
                 q, p = t.transform.rotation, t.transform.translation
-                T = np.eye(4)
-                T[:3, :3] = _quat_matrix(q.x, q.y, q.z, q.w)
-                T[:3, 3] = (p.x, p.y, p.z)
-                out[(str(t.header.frame_id), str(t.child_frame_id))] = T
-    return out
-
-
-def _quat_matrix(x: float, y: float, z: float, w: float) -> np.ndarray:
-    n = math.sqrt(x * x + y * y + z * z + w * w) or 1.0
-    x, y, z, w = x / n, y / n, z / n, w / n
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])  # fmt: skip
-
-
-def _chain(transforms: dict[tuple[str, str], np.ndarray], parent: str, child: str) -> np.ndarray | None:
-    """parent_T_child through the static tree (depth-first; None when not connected)."""
-    if parent == child:
-        return np.eye(4)
-    for (a, b), T in transforms.items():
-        if a == parent:
-            rest = _chain({k: v for k, v in transforms.items() if k != (a, b)}, b, child)
-            if rest is not None:
-                return T @ rest
-    return None
+                try:
+                    tree.add(str(t.header.frame_id), str(t.child_frame_id),
+                             pose_matrix(quaternion_to_rotation((q.x, q.y, q.z, q.w)), (p.x, p.y, p.z)))
+                except ValueError as e:
+                    raise BagError(f"{path}: bad /tf_static transform: {e}") from e
+    return tree
 
 
 _Rows3D = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -286,7 +267,7 @@ def evaluate_objects_bags(output_bag: str | Path, gt_bag: str | Path) -> dict[st
     tfs = _static_transforms([output_bag, gt_bag])
     base = str(preds[keys[0]].header.frame_id) or "base_link"
     cam_frame = str(gt_msgs[keys[0]].header.frame_id)
-    base_T_cam = _chain(tfs, base, cam_frame)
+    base_T_cam = tfs.lookup(base, cam_frame)
     if base_T_cam is None:
         return {"scored": False, "reason": f"neither bag has /tf_static with {base} -> {cam_frame}, needed to move the "
                 "ground truth (camera frame) to the objects' frame; the drive bags of `perception sim --bag` record "

@@ -316,3 +316,24 @@ def test_scaled_camera_info_follows_image_proc_resize() -> None:
     assert not any(other.k)
     with pytest.raises(RosError):
         convert.scaled_camera_info(info, HDR, 160, 90, (0.0, 8.0), (720, 1280))
+
+
+def test_transform_messages_round_trip_and_bad_ones_are_ros_errors() -> None:
+    from geometry_msgs.msg import TransformStamped
+
+    from perception.core.transforms import pose_matrix, quaternion_to_rotation
+    from perception.ros import frames
+
+    base_T_cam = pose_matrix(quaternion_to_rotation((0.5, -0.5, 0.5, -0.5)), (1.5, 0.1, 1.4))
+    msg = frames.transform_msg(base_T_cam, convert.make_header(1.0, "base_link"), "camera_optical_frame")
+    np.testing.assert_allclose(frames.transform_to_matrix(msg), base_T_cam, atol=1e-12)
+    tree = frames.StaticTransforms()
+    tree.add_msg(msg)
+    np.testing.assert_allclose(tree.lookup("base_link", "camera_optical_frame"), base_T_cam, atol=1e-12)
+    zero = TransformStamped(header=convert.make_header(1.0, "base_link"), child_frame_id="lidar")
+    zero.transform.rotation.w = 0.0  # an all-zero quaternion: not a rotation
+    with pytest.raises(RosError, match="not a rotation"):
+        tree.add_msg(zero)
+    with pytest.raises(RosError, match="two different"):
+        tree.add_msg(frames.transform_msg(base_T_cam, convert.make_header(1.0, "lidar"), "lidar"))
+    assert len(tree) == 1

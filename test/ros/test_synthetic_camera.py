@@ -53,7 +53,7 @@ def test_synthetic_camera_publishes_a_consistent_frame(client: Client, node_fact
     rig = frames.StaticTransforms()
     for m in tf_static:
         for t in m.transforms:
-            rig.add(t)
+            rig.add_msg(t)
     base_T_cam = rig.lookup("base_link", img.header.frame_id)
     cam_T_lidar = rig.lookup(img.header.frame_id, "lidar")
     assert base_T_cam is not None and cam_T_lidar is not None

@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import numpy as np
-from geometry_msgs.msg import Quaternion
 
+from perception.core import transforms
 from perception.core.temporal import ResetReason
 from perception.core.types import CameraIntrinsics
 from perception.fusion import Extrinsics
@@ -115,29 +115,12 @@ class StampBuffer(Generic[T]):
                 self._cond.wait(left)
 
 
-def interpolate_pose(a: np.ndarray, b: np.ndarray, w: float) -> np.ndarray:
-    """The rigid pose ``w`` of the way from ``a`` to ``b`` (0: a, 1: b): linear translation, slerped rotation."""
-    qa, qb = (np.array([q.x, q.y, q.z, q.w]) for q in (frames.matrix_to_quaternion(a[:3, :3]),
-                                                         frames.matrix_to_quaternion(b[:3, :3])))  # fmt: skip
-    if float(qa @ qb) < 0.0:
-        qb = -qb  # the shorter way round
-    angle = float(np.arccos(np.clip(qa @ qb, -1.0, 1.0)))
-    if angle < 1e-9:
-        q = qa
-    else:
-        q = (np.sin((1.0 - w) * angle) * qa + np.sin(w * angle) * qb) / np.sin(angle)
-    out = np.eye(4)
-    out[:3, :3] = frames.quaternion_to_matrix(Quaternion(x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3])))
-    out[:3, 3] = (1.0 - w) * a[:3, 3] + w * b[:3, 3]
-    return out
-
-
 def pose_at(buffer: StampBuffer[np.ndarray], stamp: float, max_gap: float) -> np.ndarray | None:
     """The odometry pose at ``stamp``: interpolated between the poses either side of it when both lie
     within ``max_gap``, else the nearest within ``max_gap``, else None."""
     before, after = buffer.bracket(stamp)
     if before is not None and after is not None and stamp - before[0] <= max_gap and after[0] - stamp <= max_gap:
-        return interpolate_pose(before[1], after[1], (stamp - before[0]) / (after[0] - before[0]))
+        return transforms.interpolate_pose(before[1], after[1], (stamp - before[0]) / (after[0] - before[0]))
     match = buffer.nearest(stamp, max_gap)
     return None if match is None else match[1]
 
@@ -197,7 +180,7 @@ class ObjectsStage:
 
     def on_tf_static(self, msg: Any) -> None:
         for t in msg.transforms:
-            self.static.add(t)
+            self.static.add_msg(t)
 
     def on_camera_info(self, cam: str, msg: Any) -> None:
         self.intrinsics[cam] = convert.camera_info_to_intrinsics(msg)
