@@ -39,3 +39,22 @@ def test_a_split_group_is_refused() -> None:
     specs = (ParamSpec("a.x", 1, "x"), ParamSpec("b", 2, "b"), ParamSpec("a.y", 3, "y"))
     with pytest.raises(ValueError, match="not together"):
         render(specs, {})
+
+
+def test_config_dataclass_defaults_are_the_parameter_tables() -> None:
+    """The node's config dataclasses (what code builds without parameters, e.g. tests and tools) default to
+    exactly what the parameter table declares: a default changed in one place and not the other fails here."""
+    import dataclasses
+
+    from perception.ros.nodes.params import PerceptionNodeConfig, default_values, node_config
+
+    declared, built = node_config(default_values()), PerceptionNodeConfig()
+    diff = []
+    for f in dataclasses.fields(built):
+        a, b = getattr(built, f.name), getattr(declared, f.name)
+        if dataclasses.is_dataclass(a):
+            diff += [f"{f.name}.{g.name}: dataclass {getattr(a, g.name)!r} vs table {getattr(b, g.name)!r}"
+                     for g in dataclasses.fields(a) if getattr(a, g.name) != getattr(b, g.name)]
+        elif a != b:
+            diff.append(f"{f.name}: dataclass {a!r} vs table {b!r}")
+    assert not diff, "\n".join(diff)
