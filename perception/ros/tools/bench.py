@@ -135,16 +135,16 @@ def frame_path_rows(args: argparse.Namespace, frames: list[np.ndarray]) -> list[
     from vision_msgs.msg import Detection2DArray
 
     from perception.ros import convert
-    from perception.ros.nodes import runner
+    from perception.ros.nodes import outputs, queues, runner
     from perception.ros.nodes.engine import build_perceptor, release_perceptor
     from perception.ros.nodes.params import default_values, node_config
     from perception.ros.nodes.stats import NodeStats
 
     types: dict[str, Any] = {
-        runner.DETECTIONS: Detection2DArray, runner.OBJECT_ATTENTION: Image, runner.SEGMENTATION: Image,
-        runner.SEGMENTATION_COLOR: Image, runner.ATTENTION: Image, runner.ANNOTATIONS: ImageAnnotations,
-        runner.MASK_CAMERA_INFO: CameraInfo}
-    scenarios = (("detections + attention subscribed", "full", (runner.DETECTIONS, runner.ATTENTION)),
+        outputs.DETECTIONS: Detection2DArray, outputs.OBJECT_ATTENTION: Image, outputs.SEGMENTATION: Image,
+        outputs.SEGMENTATION_COLOR: Image, outputs.ATTENTION: Image, outputs.ANNOTATIONS: ImageAnnotations,
+        outputs.MASK_CAMERA_INFO: CameraInfo}
+    scenarios = (("detections + attention subscribed", "full", (outputs.DETECTIONS, outputs.ATTENTION)),
                  ("every output subscribed, full resolution", "full", tuple(types)),
                  ("every output subscribed, network resolution", "network", tuple(types)))
     ctx = rclpy.Context()
@@ -179,7 +179,7 @@ def frame_path_rows(args: argparse.Namespace, frames: list[np.ndarray]) -> list[
                 for i, rgb in enumerate(frames[: 2 + args.frame_path_frames]):
                     msg = convert.array_to_image(rgb, convert.make_header(100.0 + 0.1 * i, "fp"), "rgb8")
                     t0 = time.perf_counter()
-                    r.process([runner.Pending("fp", msg, time.monotonic(), 100.0 + 0.1 * i)])
+                    r.process([queues.Pending("fp", msg, time.monotonic(), 100.0 + 0.1 * i)])
                     totals.append(time.perf_counter() - t0)
             finally:
                 release_perceptor(perceptor)
