@@ -203,7 +203,7 @@ def test_converted_frames_newest_wins_per_camera_and_keeps_the_dropped_steps() -
 
     assert frames.put([item("a", 1.0, StreamSteps(0.1, 0.1)), item("b", 1.1, None)]) == []
     replaced = frames.put([item("a", 2.0, StreamSteps(0.1, 0.9))])  # only a's frame is replaced, b's stays
-    assert [p.received for p in replaced] == [1.0]
+    assert [(p.received, why) for p, why in replaced] == [(1.0, "stale")]
     got = frames.take(0.0)
     assert [(p.camera, f.stamp) for p, f in got] == [("b", 1.1), ("a", 2.0)]
     assert got[1][1].received == StreamSteps(0.1, 0.9)
@@ -279,3 +279,32 @@ def test_take_gathers_the_other_cameras_frames_for_a_batch() -> None:
     assert 0.04 <= time.monotonic() - t0 < 0.5
     r, _fake, _published, _stats = _runner(max_batch=2)
     assert r.gather_s(1) == 0.0 and 0.0 <= r.gather_s(2) <= runner.GATHER_MAX_S
+
+
+def test_slots_shed_by_the_declared_policy_and_say_why() -> None:
+    from perception.core.shedding import FrameScheduler, SheddingPolicy
+
+    policy = SheddingPolicy(priority={"a": 1}, max_rate_hz={"b": 2.0}, max_wait_s=60.0)
+    slots = queues.LatestFrameSlots(("a", "b"), FrameScheduler(("a", "b"), policy))
+    t = time.monotonic()
+    assert slots.put(queues.Pending("b", 1, t)) is None
+    assert slots.put(queues.Pending("b", 2, t + 0.01)) == "rate_cap"  # 100 Hz into a 2 Hz cap: not queued
+    assert slots.put(queues.Pending("a", 3, t)) is None
+    assert slots.put(queues.Pending("a", 4, t + 0.02)) == "stale"  # a (priority 1) lost a frame: b yields
+    assert [p.msg for p in slots.take(0.0, limit=8)] == [4]
+    assert slots.put(queues.Pending("b", 5, t + 1.0)) == "priority"  # b's frame, held back, replaced
+    assert [p.msg for p in slots.take(0.0, limit=8)] == [5]  # nothing of a waits: b is taken, never starved
+
+
+def test_shed_frames_are_counted_with_their_reason() -> None:
+    stats = NodeStats(("a",))
+    for _ in range(4):
+        stats.received("a")
+    stats.shed("a", "stale")
+    stats.shed("a", "priority")
+    stats.shed("a", "rate_cap")
+    v = stats.snapshot()["a"]
+    assert (v["dropped_stale"], v["shed"], v["window_shed"]) == (1, 3, 3)
+    assert v["shed_reasons"] == "priority=1, rate_cap=1, stale=1"
+    assert v["shedding"] == "shed by rule: priority 1 of 4 frames, rate_cap 1 of 4 frames"
+    assert v["level"] == "ok"  # declared shedding is said, not a fault

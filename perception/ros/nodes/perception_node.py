@@ -86,6 +86,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_srvs.srv import SetBool, Trigger
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
+from perception.core.shedding import FrameScheduler
 from perception.ros import convert
 from perception.ros.errors import RosError
 from perception.ros.nodes import engine, outputs, queues, runner
@@ -206,8 +207,9 @@ class PerceptionNode(LifecycleNode):
 
     # -- parameters ----------------------------------------------------------------------------
     def _declare(self, spec: ParamSpec) -> None:
-        # an empty double array has no type of its own: declared by type (unset reads as the default)
-        default = Parameter.Type.DOUBLE_ARRAY if spec.default == () else spec.default
+        # an empty array has no type of its own: declared by type (unset reads as the default)
+        default = (Parameter.Type.DOUBLE_ARRAY if spec.default == () else Parameter.Type.STRING_ARRAY
+                   if spec.default == [] else spec.default)
         try:
             self.declare_parameter(spec.name, default, descriptor(spec))
         except (InvalidParameterValueException, InvalidParameterTypeException) as e:
@@ -321,7 +323,7 @@ class PerceptionNode(LifecycleNode):
         self._load_error = ""
         self._model_watch = engine.ModelFileWatch(self._model_files)
         self._reported_changes = []
-        self._slots = queues.LatestFrameSlots(cfg.input.cameras)
+        self._slots = queues.LatestFrameSlots(cfg.input.cameras, FrameScheduler(cfg.input.cameras, cfg.shedding))
         self._objects = None
         if cfg.objects.enabled:
             from perception.ros.nodes.objects_stage import ObjectsStage
@@ -466,8 +468,9 @@ class PerceptionNode(LifecycleNode):
             stamp: float | None = convert.stamp_to_seconds(msg.header.stamp)
         except Exception:  # a broken header is the worker's to report (dropped as bad input there)
             stamp = None
-        if slots.put(queues.Pending(cam, msg, time.monotonic(), stamp)):
-            stats.dropped(cam, "stale")
+        shed = slots.put(queues.Pending(cam, msg, time.monotonic(), stamp))
+        if shed is not None:  # this frame over its rate cap, or the untaken one it replaced
+            stats.shed(cam, shed)
 
     def _on_camera_info(self, cam: str, msg: CameraInfo) -> None:
         runner_, stats, cfg = self._runner, self._stats, self._cfg
@@ -591,6 +594,8 @@ class PerceptionNode(LifecycleNode):
             level, texts = "ok", []
             if node_level != "ok":
                 level, texts = node_level, [node_text]
+            if serving and values.get("shedding"):  # declared shedding is said, not a fault: the level stays
+                texts.append(str(values["shedding"]))
             if serving:
                 if busy > stats.thresholds.stall_s:
                     level = worse(level, "error")
@@ -622,7 +627,8 @@ class PerceptionNode(LifecycleNode):
                       "input_topic": self.resolve_topic_name(cfg.input.image_topic(cam)),
                       "worker_restarts": len(self._worker.deaths) if self._worker is not None else 0,
                       "pipelining": "" if self._worker is None else "enabled" if self._worker.pipelined else "disabled",
-                      "inference_busy_s": busy, **runtime, **values}
+                      "inference_busy_s": busy, "priority": cfg.shedding.priority_of(cam),
+                      "max_rate_hz": cfg.shedding.max_rate_hz.get(cam, 0.0), **runtime, **values}
             msg.status.append(convert.diagnostic_status(
                 f"{self.get_name()}: {cam}", level, "; ".join(texts) or state, f"{active}/{cfg.model.device}", values))
         pub.publish(msg)

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from perception.core.shedding import FrameScheduler
 from perception.core.temporal import ReceivedStamps, StreamSteps
 
 if TYPE_CHECKING:
@@ -34,6 +35,14 @@ def merge_steps(a: StreamSteps | None, b: StreamSteps | None) -> StreamSteps | N
 
 
 
+def _choose(waiting: dict[str, Pending], limit: int, scheduler: FrameScheduler | None) -> list[Pending]:
+    """The scheduler's choice of the waiting frames (without one: the ``limit`` oldest), oldest first."""
+    if scheduler is None or not waiting:
+        return sorted(waiting.values(), key=lambda p: p.received)[:limit]
+    cams = scheduler.choose({c: p.received for c, p in waiting.items()}, limit, time.monotonic())
+    return [waiting[c] for c in cams]
+
+
 @dataclass
 class Pending:
     camera: str
@@ -47,25 +56,45 @@ class Pending:
 
 
 class LatestFrameSlots:
-    """One slot per camera; ``put`` replaces an untaken frame (returns True when it did)."""
+    """One slot per camera; ``put`` replaces an untaken frame and says why a frame was dropped.
 
-    def __init__(self, cameras: tuple[str, ...]) -> None:
+    With a :class:`~perception.core.shedding.FrameScheduler`, ``put`` sheds frames above a camera's rate cap and
+    -- while :attr:`choosing` (the worker's inference takes from here: pipelining off) -- ``take`` takes the
+    cameras the scheduler chooses; without one, every filled slot, oldest first."""
+
+    def __init__(self, cameras: tuple[str, ...], scheduler: FrameScheduler | None = None) -> None:
         self._slots: dict[str, Pending | None] = dict.fromkeys(cameras)
         self._stamps = ReceivedStamps()
         self._cond = threading.Condition()
         self._closed = False
+        self.scheduler = scheduler
+        self.choosing = scheduler is not None
 
-    def put(self, item: Pending) -> bool:
+    def put(self, item: Pending) -> str | None:
+        """Queue ``item``; the shed reason of a frame dropped on the way (None: nothing was): ``rate_cap`` (``item``
+        itself, over its camera's cap), or why the untaken frame it replaced was shed (``stale``, ...)."""
         with self._cond:
-            if item.stamp is not None:
+            if item.stamp is not None:  # the stream's steps count every received frame, shed or not
                 self._stamps.add(item.camera, item.stamp)
-            replaced = self._slots[item.camera] is not None
+            sched = self.scheduler
+            if sched is not None and not sched.admit(item.camera, item.received):
+                return "rate_cap"
+            reason = None
+            if self._slots[item.camera] is not None:
+                if sched is None:
+                    reason = "stale"
+                elif self.choosing:
+                    reason = sched.replaced(item.camera, item.received)
+                else:
+                    sched.lost(item.camera, item.received)
+                    reason = "stale"
             self._slots[item.camera] = item
             self._cond.notify()
-            return replaced
+            return reason
 
     def take(self, timeout: float, limit: int = 64, gather_s: float = 0.0) -> list[Pending]:
-        """Every filled slot (at most ``limit``, oldest first), emptied; [] after ``timeout`` or on close.
+        """The filled slots to infer next (at most ``limit``, oldest first), emptied; [] after ``timeout`` or on
+        close. Which: the scheduler's choice while :attr:`choosing`, else the oldest.
 
         ``gather_s`` > 0: once a frame is there, wait up to that long for the other cameras' frames (until
         ``limit`` or every camera has one), so frames sent together are batched together."""
@@ -77,7 +106,8 @@ class LatestFrameSlots:
             while (gather_s > 0 and not self._closed and any(self._slots.values())
                    and sum(p is not None for p in self._slots.values()) < want and time.monotonic() < end):
                 self._cond.wait(max(0.0, end - time.monotonic()))
-            items = sorted((p for p in self._slots.values() if p is not None), key=lambda p: p.received)[:limit]
+            items = _choose({c: p for c, p in self._slots.items() if p is not None}, limit,
+                            self.scheduler if self.choosing else None)
             for p in items:
                 self._slots[p.camera] = None
                 p.steps = self._stamps.take(p.camera)
@@ -97,35 +127,36 @@ class LatestFrameSlots:
 
 class ConvertedFrames:
     """Converted frames waiting for inference: depth 1 per camera, newest wins (the pipelined convert -> infer
-    hand-off). ``put`` returns the frames it replaced (to be counted stale); their stamp steps are merged into
-    the newer frame's, so a time jump among dropped frames still resets the temporal memory."""
+    hand-off). ``put`` returns the frames it replaced with why each was shed (``stale``, or with a scheduler what
+    its last choice left the frame out for); their stamp steps are merged into the newer frame's, so a time jump
+    among dropped frames still resets the temporal memory. ``take`` takes the scheduler's choice."""
 
-    def __init__(self) -> None:
+    def __init__(self, scheduler: FrameScheduler | None = None) -> None:
         self._frames: dict[str, tuple[Pending, FrameInput]] = {}
         self._cond = threading.Condition()
         self._closed = False
+        self.scheduler = scheduler
 
-    def put(self, batch: Converted) -> list[Pending]:
+    def put(self, batch: Converted) -> list[tuple[Pending, str]]:
         replaced = []
         with self._cond:
             for item, frame in batch:
                 old = self._frames.get(item.camera)
                 if old is not None:
-                    replaced.append(old[0])
+                    sched = self.scheduler
+                    replaced.append((old[0], sched.replaced(item.camera, time.monotonic()) if sched else "stale"))
                     frame = dataclasses.replace(frame, received=merge_steps(old[1].received, frame.received))
                 self._frames[item.camera] = (item, frame)
             self._cond.notify_all()
         return replaced
 
     def take(self, timeout: float, limit: int = 64) -> Converted:
-        """Every waiting frame (at most ``limit``, oldest first), removed; [] after ``timeout`` or on close."""
+        """The frames to infer next (at most ``limit``, oldest first), removed; [] after ``timeout`` or on close."""
         with self._cond:
             if not self._closed and not self._frames:
                 self._cond.wait(timeout)
-            batch = sorted(self._frames.values(), key=lambda pf: pf[0].received)[:limit]
-            for item, _ in batch:
-                del self._frames[item.camera]
-            return batch
+            items = _choose({c: item for c, (item, _) in self._frames.items()}, limit, self.scheduler)
+            return [self._frames.pop(item.camera) for item in items]
 
     def clear(self) -> list[Pending]:
         with self._cond:

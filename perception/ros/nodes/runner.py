@@ -306,9 +306,9 @@ class PerceptionRunner:
             return 0.0
         return min(GATHER_MAX_S, 0.1 * self._last_infer_s)
 
-    def stale(self, camera: str) -> None:
-        """Count a converted frame replaced by a newer one before inference took it."""
-        self._stats.dropped(camera, "stale")
+    def shed(self, camera: str, reason: str) -> None:
+        """Count a converted frame replaced by a newer one before inference took it (``reason``: why it was shed)."""
+        self._stats.shed(camera, reason)
 
     def fail(self, items: list[Pending], e: BaseException) -> None:
         """Count a batch lost to an error that escaped :meth:`process` (never expected)."""

@@ -3,7 +3,7 @@
 Pipelining (``runtime.pipelining``, :func:`pipelining_enabled`): disabled, one worker thread runs convert ->
 infer -> publish for each batch in turn. Enabled, three threads overlap them: convert (input slots ->
 :class:`~perception.ros.nodes.queues.ConvertedFrames`, depth 1 per camera, newest wins: a converted frame
-replaced before inference took it is counted ``stale`` like an input-slot drop), infer (->
+replaced before inference took it is shed like an input-slot drop), infer (->
 :class:`~perception.ros.nodes.queues.Handoff`, depth 1 with backpressure: an inferred result is never thrown
 away) and publish. The Python stages hold the GIL only briefly, so they add at most about one core of work next
 to the runtime's intra-op threads.
@@ -45,7 +45,7 @@ class InferenceWorker:
 
     ``pipelined`` False: one thread runs convert -> infer -> publish per batch. True: three stage threads
     (``perception-convert``, ``perception-inference``, ``perception-publish``) joined by
-    :class:`ConvertedFrames` (newest wins per camera, replaced frames counted ``stale``) and :class:`Handoff`
+    :class:`ConvertedFrames` (newest wins per camera, replaced frames shed) and :class:`Handoff`
     (backpressure), so the next batch is converted and inferred while the last one is published.
 
     Nothing a batch raises ends a thread (the runner's stages catch every ``Exception``, and the loops
@@ -62,7 +62,9 @@ class InferenceWorker:
         self.pipelined = pipelined
         self.deaths: list[tuple[float, str]] = []  # (monotonic time, why) of every death
         self.failure = ""  # set when it died too often to be restarted again
-        self.converted = ConvertedFrames()
+        # the load-shedding scheduler (if any) chooses where inference takes from: the converted frames when pipelined
+        self.converted = ConvertedFrames(slots.scheduler if pipelined else None)
+        slots.choosing = slots.scheduler is not None and not pipelined
         self.inferred = Handoff()
         # thread name -> time.monotonic() of its last loop iteration (at least every 0.1 s when idle, after every
         # batch when busy): a thread stuck in a batch stops beating (the systemd watchdog reads these)
@@ -117,8 +119,8 @@ class InferenceWorker:
             except Exception as e:  # convert() raises nothing; a bug there still must not end us
                 self._runner.fail(items, e)
                 continue
-            for old in self.converted.put(batch):  # newest wins: the replaced frame is a stale drop
-                self._runner.stale(old.camera)
+            for old, reason in self.converted.put(batch):  # newest wins: the replaced frame is shed
+                self._runner.shed(old.camera, reason)
 
     def _infer_loop(self) -> None:
         while not self._stop.is_set():
