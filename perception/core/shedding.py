@@ -1,8 +1,8 @@
 """Predictable load shedding: which camera's frame the next inference takes, and why the others were dropped.
 
-Pure logic (no threads, no clock: every call is given ``now``), owned by the node's frame queue and called under
-its lock. A node serving several cameras drops frames when inference is slower than the cameras; this decides
-*whose*, by the rules a deployment declares (:class:`SheddingPolicy`):
+Pure logic (no clock: every call is given ``now``; thread-safe: the input slots and, when pipelined, the converted
+frames call it from different threads). A node serving several cameras drops frames when inference is slower than
+the cameras; this decides *whose*, by the rules a deployment declares (:class:`SheddingPolicy`):
 
 - **rate cap** (``max_rate_hz[camera]``): frames arriving above the cap are shed on arrival (``rate_cap``);
   a token bucket (one token per 1/cap s, at most 1.5 banked), so a 30 Hz camera capped at 10 Hz is answered at
@@ -30,6 +30,7 @@ first instead of oldest-received first (which left one of two same-rate cameras 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -66,6 +67,7 @@ class FrameScheduler:
         self._waiting_since: dict[str, float] = {}  # camera never taken -> when a frame first waited
         self._lost: dict[int, float] = {}  # priority -> when a camera of it last lost a frame
         self._passed: dict[str, str] = {}  # camera -> why its waiting frame was left out of the last batch
+        self._lock = threading.RLock()
 
     # -- arrival -----------------------------------------------------------------------------------
     def admit(self, camera: str, now: float) -> bool:
@@ -73,25 +75,26 @@ class FrameScheduler:
         hz = self.policy.max_rate_hz.get(camera)
         if hz is None:
             return True
-        last = self._token_time.get(camera)
-        tokens = BUCKET_CAPACITY if last is None else min(BUCKET_CAPACITY,
-                                                          self._tokens[camera] + (now - last) * hz)
-        self._token_time[camera] = now
-        if tokens >= 1.0 - 1e-6:
-            self._tokens[camera] = tokens - 1.0
-            return True
-        self._tokens[camera] = tokens
-        return False
+        with self._lock:
+            last = self._token_time.get(camera)
+            tokens = BUCKET_CAPACITY if last is None else min(BUCKET_CAPACITY,
+                                                              self._tokens[camera] + (now - last) * hz)
+            self._token_time[camera] = now
+            admitted = tokens >= 1.0 - 1e-6
+            self._tokens[camera] = tokens - 1.0 if admitted else tokens
+            return admitted
 
     def lost(self, camera: str, now: float) -> None:
         """A frame of ``camera`` was replaced by a newer one before inference: its priority is losing frames."""
-        self._lost[self.policy.priority_of(camera)] = now
+        with self._lock:
+            self._lost[self.policy.priority_of(camera)] = now
 
     def replaced(self, camera: str, now: float) -> str:
         """A frame of ``camera`` waiting for :meth:`choose` was replaced by a newer one: :meth:`lost`, and why it was
         shed (a reason of :data:`SHED_REASONS`: what the last choice left it out for, else ``stale``)."""
-        self.lost(camera, now)
-        return self._passed.pop(camera, "stale")
+        with self._lock:
+            self.lost(camera, now)
+            return self._passed.pop(camera, "stale")
 
     # -- the next batch ----------------------------------------------------------------------------
     def starving(self, camera: str, now: float) -> bool:
@@ -101,13 +104,18 @@ class FrameScheduler:
     def held_below(self, now: float) -> int | None:
         """Cameras of a priority below this yield now (None: nobody does): the highest priority that lost a frame
         within ``max_wait_s``."""
-        recent = [p for p, t in self._lost.items() if now - t < self.policy.max_wait_s]
+        with self._lock:
+            recent = [p for p, t in self._lost.items() if now - t < self.policy.max_wait_s]
         return max(recent) if recent else None
 
     def choose(self, waiting: Mapping[str, float], limit: int, now: float) -> list[str]:
         """The cameras whose waiting frame the next inference takes (at most ``limit``, in order of arrival).
 
         ``waiting``: camera -> when its waiting frame was received."""
+        with self._lock:
+            return self._choose(waiting, limit, now)
+
+    def _choose(self, waiting: Mapping[str, float], limit: int, now: float) -> list[str]:
         for cam in waiting:
             if cam not in self._taken:
                 self._waiting_since.setdefault(cam, now)

@@ -25,7 +25,9 @@ Per camera namespace ``<cam>`` (relative names, remappable), every output with t
   and the camera's K and P (from <cam>/camera_info, when subscribed) scaled to that size the way
   image_proc's resize does; zero K/P when no calibration is known (input width / mask width is the scale).
   ``runtime.pipelining`` (auto | enabled | disabled) overlaps conversion, inference and publishing
-  (:mod:`perception.ros.nodes.worker`).
+  (:mod:`perception.ros.nodes.worker`). Under overload, ``shedding.*`` declares whose frames go (per-camera
+  priority and rate cap, no starvation past ``shedding.max_wait_s``; :mod:`perception.core.shedding`), and
+  /diagnostics counts every shed frame with its reason.
 With ``objects.enabled`` (:mod:`perception.ros.nodes.objects_stage`), also
   in:  <cam>/camera_info, <cam>/<objects.lidar_topic> (sensor_msgs/PointCloud2; absolute: shared),
        <objects.odom_topic> (nav_msgs/Odometry), /tf_static (tf2_msgs/TFMessage, transient local)

@@ -1,8 +1,9 @@
 """The hand-offs between the subscription callbacks and the worker's stages. No rclpy here.
 
 - :class:`LatestFrameSlots`: one slot per camera. A subscription callback only drops the message into its
-  camera's slot; a newer message replaces one not yet taken (latest frame wins, the replaced one is counted as
-  a stale drop). There is never a backlog of old frames. The slots also keep the steps between the RECEIVED
+  camera's slot; a newer message replaces one not yet taken (latest frame wins, the replaced one is shed:
+  ``stale``, or by a declared rule of :mod:`perception.core.shedding`, which also chooses what inference takes
+  next). There is never a backlog of old frames. The slots also keep the steps between the RECEIVED
   stamps, so the temporal memory is not reset for a "time jump" that is only the node's own stale drops
   (:mod:`perception.core.temporal`).
 - :class:`ConvertedFrames` (pipelined convert -> infer): depth 1 per camera, newest wins.
