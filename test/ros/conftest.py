@@ -8,7 +8,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from ros_testing import Client, NodeProc, init_rclpy, start_node
+from ros_testing import Client, init_rclpy, start_node
+
+from perception.ros.tools.node_process import NodeProcess
 
 
 @pytest.fixture(scope="session")
@@ -35,11 +37,11 @@ def module_client(rclpy_context: None, request: pytest.FixtureRequest) -> Iterat
 
 
 @pytest.fixture
-def node_factory(tmp_path: Path) -> Iterator[Callable[..., NodeProc]]:
+def node_factory(tmp_path: Path) -> Iterator[Callable[..., NodeProcess]]:
     """Start node processes (``python -m module``); each is stopped by pid at the end of the test."""
-    procs: list[NodeProc] = []
+    procs: list[NodeProcess] = []
 
-    def make(module: str, name: str, params: dict[str, object], remaps: tuple[str, ...] = ()) -> NodeProc:
+    def make(module: str, name: str, params: dict[str, object], remaps: tuple[str, ...] = ()) -> NodeProcess:
         p = start_node(module, name, params, tmp_path, remaps)
         procs.append(p)
         return p

@@ -9,8 +9,6 @@ same. Nothing leaves loopback.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,9 +16,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 
 from perception.ros.env import apply_localhost_env, localhost_env
+from perception.ros.tools.node_process import NodeProcess, NodeStartError
 
 DOMAIN_ID = apply_localhost_env()
 
@@ -125,53 +123,27 @@ def diag_values(msg: Any, name_part: str) -> dict[str, str] | None:
 
 
 # -- node processes ------------------------------------------------------------------------------
-class NodeProc:
-    def __init__(self, proc: subprocess.Popen[bytes], log: Path, name: str) -> None:
-        self.proc, self.log, self.name = proc, log, name
-
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self) -> int:
-        from perception.ros.tools.run import NodeProcess, stop_processes
-
-        return stop_processes([NodeProcess(self.name, [], self.proc)], timeout=8.0)[self.name]
-
-
 def start_node(module: str, name: str, params: dict[str, Any], tmp: Path, remaps: tuple[str, ...] = (),
-               extra_env: dict[str, str] | None = None) -> NodeProc:
+               extra_env: dict[str, str] | None = None) -> NodeProcess:
     """``python -m <module>`` as node ``name`` with ``params``, DDS on loopback, this session's domain
     (``extra_env``: more variables, e.g. NOTIFY_SOCKET; the DDS ones cannot be overridden)."""
-    pfile = tmp / f"{name}_params.yaml"
-    pfile.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}), encoding="utf-8")
-    argv = [sys.executable, "-m", module, "--ros-args", "-r", f"__node:={name}", "--params-file", str(pfile)]
-    for r in remaps:
-        argv += ["-r", r]
-    log = tmp / f"{name}.log"
     env = localhost_env(DOMAIN_ID, {**os.environ, **(extra_env or {})})
     env["PYTHONPATH"] = os.pathsep.join(p for p in [str(ROOT), env.get("PYTHONPATH", "")] if p)
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
-    return NodeProc(proc, log, name)
+    return NodeProcess.node(module, name, params, tmp / f"{name}.log", env, remaps)
 
 
 def start_active_perception_node(client: Client, name: str, params: dict[str, Any], tmp: Path,
-                                 camera: str) -> NodeProc:
+                                 camera: str) -> NodeProcess:
     """perception_node ``name`` started with ``params`` once its /diagnostics for ``camera`` say active (60 s at
     most); a node that died or never got there is stopped and its output raised."""
     from diagnostic_msgs.msg import DiagnosticArray
 
     proc = start_node("perception.ros.nodes.perception_node", name, params, tmp)
     diags = client.collect(DiagnosticArray, "/diagnostics")
-    ok = client.spin_until(
-        lambda: not proc.alive() or any((v := diag_values(m, f"{name}: {camera}")) and v["state"] == "active"
-                                        for m in diags),
-        60.0)
-    if not (proc.alive() and ok):
-        alive, out = proc.alive(), proc.output()
+    try:
+        proc.wait_ready(lambda: any((v := diag_values(m, f"{name}: {camera}")) and v["state"] == "active"
+                                    for m in diags), 60.0, client.spin_until)
+    except NodeStartError as e:
         proc.stop()  # never leave the node behind on a failed start
-        raise AssertionError(("node did not become active:\n" if alive else "node died:\n") + out)
+        raise AssertionError(f"node did not become active: {e}") from e
     return proc

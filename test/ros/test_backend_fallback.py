@@ -13,15 +13,16 @@ from pathlib import Path
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.qos import qos_profile_sensor_data
-from ros_testing import TINY_MODEL, Client, NodeProc, diag_values, image_msg, needs_model, rgb_image
+from ros_testing import TINY_MODEL, Client, diag_values, image_msg, needs_model, rgb_image
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
 from perception.ros import convert
+from perception.ros.tools.node_process import NodeProcess
 
 
 def test_corrupt_onnx_falls_back_to_torch_and_is_reported(
-    client: Client, node_factory: Callable[..., NodeProc], tmp_path: Path
+    client: Client, node_factory: Callable[..., NodeProcess], tmp_path: Path
 ) -> None:
     needs_model()
     corrupt = tmp_path / "model.onnx"

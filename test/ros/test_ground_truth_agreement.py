@@ -14,11 +14,12 @@ import pytest
 pytest.importorskip("rclpy")
 pytest.importorskip("vision_msgs.msg")
 
-from ros_testing import Client, NodeProc, needs_model
+from ros_testing import Client, needs_model
 from vision_msgs.msg import Detection2DArray
 
 from perception.core.boxes import iou_matrix
 from perception.ros import convert
+from perception.ros.tools.node_process import NodeProcess
 
 
 def _by_stamp(msgs: list[Detection2DArray]) -> dict[float, Detection2DArray]:
@@ -26,7 +27,7 @@ def _by_stamp(msgs: list[Detection2DArray]) -> dict[float, Detection2DArray]:
 
 
 def test_detections_in_source_pixels_agree_with_ground_truth(
-    client: Client, node_factory: Callable[..., NodeProc]
+    client: Client, node_factory: Callable[..., NodeProcess]
 ) -> None:
     needs_model()
     pytest.importorskip("perception.sim.drive")

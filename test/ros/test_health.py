@@ -101,7 +101,7 @@ def test_the_runner_keeps_libjpeg_spam_off_stderr(capfd: pytest.CaptureFixture[s
     from sensor_msgs.msg import CompressedImage
 
     from perception.ros import convert
-    from perception.ros.nodes import runner
+    from perception.ros.nodes import queues, runner
     from perception.ros.nodes.params import node_config
 
     cfg = node_config({"cameras": ["a"]})
@@ -111,7 +111,7 @@ def test_the_runner_keeps_libjpeg_spam_off_stderr(capfd: pytest.CaptureFixture[s
     msg = CompressedImage(format="jpeg", data=_corrupt_jpeg())
     msg.header = convert.make_header(1.0, "cam")
     for _ in range(20):  # a camera sending damaged frames
-        r._to_frame(runner.Pending("a", msg, time.monotonic()))
+        r._to_frame(queues.Pending("a", msg, time.monotonic()))
     assert "Corrupt JPEG" not in capfd.readouterr().err
     # decoded (with a throttled log line), or refused by a decoder that checks the data first: either way no spam
     assert len(warnings) <= 2

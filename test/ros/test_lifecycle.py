@@ -14,12 +14,13 @@ from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.qos import qos_profile_sensor_data
-from ros_testing import TINY_MODEL, Client, NodeProc, compressed_msg, needs_model, rgb_image
+from ros_testing import TINY_MODEL, Client, compressed_msg, needs_model, rgb_image
 from sensor_msgs.msg import CompressedImage
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from perception.ros import convert
 from perception.ros.qos import latched
+from perception.ros.tools.node_process import NodeProcess
 
 
 def _state(client: Client, node: str) -> int:
@@ -47,7 +48,7 @@ def _set(client: Client, node: str, name: str, value: object) -> tuple[bool, str
     return bool(res.successful), str(res.reason)
 
 
-def test_lifecycle_transitions_and_compressed_input(client: Client, node_factory: Callable[..., NodeProc]) -> None:
+def test_lifecycle_transitions_and_compressed_input(client: Client, node_factory: Callable[..., NodeProcess]) -> None:
     needs_model()
     name = "perception_lifecycle_test"
     proc = node_factory("perception.ros.nodes.perception_node", name,
@@ -104,7 +105,7 @@ def test_lifecycle_transitions_and_compressed_input(client: Client, node_factory
 
 
 def test_invalid_parameter_files_make_configure_fail_with_a_reason(
-    client: Client, node_factory: Callable[..., NodeProc]
+    client: Client, node_factory: Callable[..., NodeProcess]
 ) -> None:
     name = "perception_badparams_test"
     proc = node_factory("perception.ros.nodes.perception_node", name,
@@ -124,7 +125,7 @@ def test_invalid_parameter_files_make_configure_fail_with_a_reason(
     assert _set(client, name, "use_sim_time", False)[0]  # rclpy's own parameters are not ours to refuse
 
 
-def test_missing_checkpoint_is_rejected_on_configure(client: Client, node_factory: Callable[..., NodeProc]) -> None:
+def test_missing_checkpoint_is_rejected_on_configure(client: Client, node_factory: Callable[..., NodeProcess]) -> None:
     name = "perception_nockpt_test"
     proc = node_factory("perception.ros.nodes.perception_node", name, {"model.checkpoint": "/nonexistent/model"})
     assert not _transition(client, name, Transition.TRANSITION_CONFIGURE)

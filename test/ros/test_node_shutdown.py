@@ -14,12 +14,14 @@ pytest.importorskip("vision_msgs.msg")
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.qos import qos_profile_sensor_data
-from ros_testing import TINY_MODEL, Client, NodeProc, image_msg, needs_model, rgb_image
+from ros_testing import TINY_MODEL, Client, image_msg, needs_model, rgb_image
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
+from perception.ros.tools.node_process import NodeProcess
 
-def _stop(client: Client, proc: NodeProc, signals: tuple[int, ...], publish: Callable[[], None]) -> int:
+
+def _stop(client: Client, proc: NodeProcess, signals: tuple[int, ...], publish: Callable[[], None]) -> int:
     """Send ``signals`` (by pid, 50 ms apart) while frames keep flowing; the exit code."""
     for sig in signals:
         proc.proc.send_signal(sig)
@@ -35,7 +37,7 @@ def _stop(client: Client, proc: NodeProc, signals: tuple[int, ...], publish: Cal
 
 
 def test_repeated_start_stop_with_frames_flowing_is_clean(
-    client: Client, node_factory: Callable[..., NodeProc]
+    client: Client, node_factory: Callable[..., NodeProcess]
 ) -> None:
     """Defect 9: the worker published after rclpy shut the context down (RCLError, 75-90 % of launches),
     and SIGTERM killed the node outright. Five cycles, SIGINT and SIGTERM, frames at ~100 Hz."""
@@ -50,7 +52,7 @@ def test_repeated_start_stop_with_frames_flowing_is_clean(
         proc = node_factory("perception.ros.nodes.perception_node", f"perception_shutdown_{i}",
                             {**TINY_MODEL, "autostart": True, "cameras": ["sd"]})
 
-        def served_or_dead(p: NodeProc = proc) -> bool:
+        def served_or_dead(p: NodeProcess = proc) -> bool:
             pub.publish(msg)
             return len(dets) >= 3 or not p.alive()
 
@@ -63,7 +65,7 @@ def test_repeated_start_stop_with_frames_flowing_is_clean(
 
 
 def test_rejected_configure_is_an_error_on_diagnostics_and_a_non_zero_exit(
-    client: Client, node_factory: Callable[..., NodeProc]
+    client: Client, node_factory: Callable[..., NodeProcess]
 ) -> None:
     """Defect 7: after "configure rejected" the node published nothing on /diagnostics and exited 0."""
     name = "perception_rejected_test"

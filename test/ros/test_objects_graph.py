@@ -26,13 +26,14 @@ from diagnostic_msgs.msg import DiagnosticArray
 from foxglove_msgs.msg import ImageAnnotations
 from nav_msgs.msg import Odometry
 from rclpy.qos import qos_profile_sensor_data
-from ros_testing import Client, NodeProc, diag_values, needs_model
+from ros_testing import Client, diag_values, needs_model
 from sensor_msgs.msg import Image
 from tf2_msgs.msg import TFMessage
 from vision_msgs.msg import Detection3DArray
 from visualization_msgs.msg import Marker, MarkerArray
 
 from perception.ros.qos import latched
+from perception.ros.tools.node_process import NodeProcess
 
 NODE = "perception_objects_test"
 
@@ -47,7 +48,7 @@ def _key(msg: Any) -> tuple[int, int]:
     return (stamp.sec, stamp.nanosec)
 
 
-def test_objects_across_processes(client: Client, node_factory: Callable[..., NodeProc]) -> None:
+def test_objects_across_processes(client: Client, node_factory: Callable[..., NodeProcess]) -> None:
     needs_model()
     pytest.importorskip("perception.sim.drive")
     pytest.importorskip("open3d")

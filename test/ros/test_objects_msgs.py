@@ -180,23 +180,21 @@ def test_transformed_tracks_convert_in_base_link() -> None:
 def test_an_independent_subscriber_receives_every_object_message(client: Any, tmp_path: Any) -> None:
     """objects_publisher.py (another process, loopback DDS, this session's private domain) publishes every
     object message type; this process subscribes and checks types, hashes and contents."""
-    import subprocess
     import sys
 
     from objects_publisher import SESSION, SPEED, TOPICS
-    from ros_testing import DOMAIN_ID, ROOT, NodeProc
+    from ros_testing import DOMAIN_ID, ROOT
     from test_interface_hashes import RIHS01
 
     from perception.ros.env import localhost_env
+    from perception.ros.tools.node_process import NodeProcess
 
     env = localhost_env(DOMAIN_ID)
     env["PYTHONPATH"] = str(ROOT)
     log = tmp_path / "objects_publisher.log"
     boxes = {topic: client.collect(cls, topic) for topic, cls in TOPICS.items()}
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "test" / "ros" / "objects_publisher.py"), "--ticks", "300"],
-                                env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
-    pub = NodeProc(proc, log, "objects_publisher")
+    pub = NodeProcess.start("objects_publisher", [sys.executable, str(ROOT / "test" / "ros" / "objects_publisher.py"),
+                                                  "--ticks", "300"], env, log)
     try:
         assert client.spin_until(lambda: all(len(b) >= 8 for b in boxes.values()), 40.0), (
             {t: len(b) for t, b in boxes.items()}, pub.output()[-2000:])

@@ -31,6 +31,16 @@ def test_values_are_normalised() -> None:
     assert cfg.detection.class_ids == (0,)
 
 
+def test_shedding_parameters() -> None:
+    default = node_config({}).shedding
+    assert (dict(default.priority), dict(default.max_rate_hz), default.max_wait_s) == ({}, {}, 1.0)  # as before
+    cfg = node_config({"cameras": ["front", "rear"], "shedding.priority": ["front=2", " rear = -1"],
+                       "shedding.max_rate_hz": ["rear=5"], "shedding.max_wait_s": 0.5}).shedding
+    assert cfg.priority == {"front": 2, "rear": -1} and cfg.max_rate_hz == {"rear": 5.0} and cfg.max_wait_s == 0.5
+    assert cfg.priority_of("front") == 2
+
+
+
 @pytest.mark.parametrize(
     ("values", "reason"),
     [
@@ -50,6 +60,14 @@ def test_values_are_normalised() -> None:
         ({"temporal.max_gap_s": float("nan")}, "finite"),
         ({"autostart": "yes"}, "must be a bool"),
         ({"no.such": 1}, "unknown parameters"),
+        ({"shedding.priority": ["front"]}, "must look like camera=value"),
+        ({"shedding.priority": ["rear=1"]}, "names camera 'rear', which is not in 'cameras'"),
+        ({"shedding.priority": ["camera=1", "camera=2"]}, "gives camera 'camera' twice"),
+        ({"shedding.priority": ["camera=high"]}, "is not an integer"),
+        ({"shedding.max_rate_hz": ["camera=0"]}, "must be in \\[0.01, 1000\\]"),
+        ({"shedding.max_rate_hz": ["camera=nan"]}, "must be in"),
+        ({"shedding.max_rate_hz": [5.0]}, "must be a string array"),
+        ({"shedding.max_wait_s": 0.0}, "below its minimum"),
         ({"output.detections": False, "output.segmentation": False, "output.segmentation_color": False,
           "output.attention": False}, "enable at least one"),
     ],

@@ -21,7 +21,7 @@ def test_generated_yaml_loads_to_the_table() -> None:
     params = flatten_yaml_params(yaml.safe_load(render())["/**"]["ros__parameters"])
     expected = {p.name: DEPLOYED.get(p.name, p.default) for p in PERCEPTION_PARAMS}
     empty = {k for k, v in expected.items() if isinstance(v, list | tuple) and not v}  # commented out
-    assert empty == {"objects.base_T_cam", "objects.base_T_lidar"}
+    assert empty == {"objects.base_T_cam", "objects.base_T_lidar", "shedding.priority", "shedding.max_rate_hz"}
     assert params == {k: list(v) if isinstance(v, tuple) else v for k, v in expected.items() if k not in empty}
     for name, value in params.items():
         assert type(value) is type(expected[name]) or isinstance(expected[name], tuple), name

@@ -22,7 +22,6 @@ from rclpy.qos import qos_profile_sensor_data
 from ros_testing import (
     TINY_MODEL,
     Client,
-    NodeProc,
     diag_values,
     image_msg,
     needs_model,
@@ -35,12 +34,13 @@ from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from perception.ros import convert
 from perception.ros.qos import latched
+from perception.ros.tools.node_process import NodeProcess
 
 NODE = "perception_graph_test"
 
 
 @pytest.fixture(scope="module")
-def node(module_client: Client, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProc]:
+def node(module_client: Client, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     needs_model()
     params = {**TINY_MODEL, "autostart": True, "cameras": ["a", "b"], "max_batch": 2, "diagnostics_period": 0.25,
               "temporal.max_gap_s": 1.0}
@@ -94,7 +94,7 @@ def _diag(client: Client, cam: str, until: Any = None, timeout: float = 5.0) -> 
     return found
 
 
-def test_outputs_keep_the_input_header_pixels_and_size(node: NodeProc, module_client: Client) -> None:
+def test_outputs_keep_the_input_header_pixels_and_size(node: NodeProcess, module_client: Client) -> None:
     out = Outputs(module_client, "a")
     rgb = rgb_image(100, 150, seed=3)
     stamp = 1000.25
@@ -118,7 +118,7 @@ def test_outputs_keep_the_input_header_pixels_and_size(node: NodeProc, module_cl
         assert m.header.frame_id == "cam_a_optical"
 
 
-def test_label_info_reaches_a_late_transient_local_subscriber(node: NodeProc, module_client: Client) -> None:
+def test_label_info_reaches_a_late_transient_local_subscriber(node: NodeProcess, module_client: Client) -> None:
     box = module_client.collect(LabelInfo, "/b/label_info", latched())
     assert module_client.spin_until(lambda: len(box) > 0, 10.0)
     names = {c.class_id: c.class_name for c in box[0].class_map}
@@ -128,7 +128,7 @@ def test_label_info_reaches_a_late_transient_local_subscriber(node: NodeProc, mo
     assert {int(d.results[0].hypothesis.class_id) for d in det.detections} <= set(names)
 
 
-def test_bad_input_is_dropped_and_the_node_stays_alive(node: NodeProc, module_client: Client) -> None:
+def test_bad_input_is_dropped_and_the_node_stays_alive(node: NodeProcess, module_client: Client) -> None:
     out = Outputs(module_client, "b")
     good = image_msg(rgb_image(60, 80, seed=5), 3000.0)
     bad = []
@@ -162,7 +162,8 @@ def test_bad_input_is_dropped_and_the_node_stays_alive(node: NodeProc, module_cl
     assert "dropped a frame" in node.output()
 
 
-def test_a_frame_that_makes_the_converter_raise_does_not_end_inference(node: NodeProc, module_client: Client) -> None:
+def test_a_frame_that_makes_the_converter_raise_does_not_end_inference(node: NodeProcess,
+                                                                       module_client: Client) -> None:
     """Defect 1: a yuv422_yuy2 image of odd width (cv2.error in the conversion) ended the inference thread
     for good while the node looked healthy."""
     out = Outputs(module_client, "b")
@@ -176,7 +177,7 @@ def test_a_frame_that_makes_the_converter_raise_does_not_end_inference(node: Nod
     assert "bad:" in v["drop_reasons"] and node.alive()
 
 
-def test_temporal_memory_resets_on_time_jumps(node: NodeProc, module_client: Client) -> None:
+def test_temporal_memory_resets_on_time_jumps(node: NodeProcess, module_client: Client) -> None:
     out = Outputs(module_client, "a")
     rgb = rgb_image(64, 96, seed=6)
     for t in (5000.0, 5000.1, 5000.2, 5010.0, 5005.0):  # steady, steady, jump forward, backwards
@@ -185,7 +186,7 @@ def test_temporal_memory_resets_on_time_jumps(node: NodeProc, module_client: Cli
     assert "time_jump=" in v["resets"]
 
 
-def test_reset_and_enable_services(node: NodeProc, module_client: Client) -> None:
+def test_reset_and_enable_services(node: NodeProcess, module_client: Client) -> None:
     r = module_client.call(Trigger, f"/{NODE}/reset", Trigger.Request())
     assert r.success, r.message
     r = module_client.call(SetBool, f"/{NODE}/enable", SetBool.Request(data=False))
@@ -202,7 +203,7 @@ def test_reset_and_enable_services(node: NodeProc, module_client: Client) -> Non
     out.send_until_processed(image_msg(rgb, 6001.0))
 
 
-def test_two_cameras_are_served_together_with_their_own_state(node: NodeProc, module_client: Client) -> None:
+def test_two_cameras_are_served_together_with_their_own_state(node: NodeProcess, module_client: Client) -> None:
     a, b = Outputs(module_client, "a"), Outputs(module_client, "b")
     ra, rb = rgb_image(64, 96, seed=8), rgb_image(80, 120, seed=9)
     for i in range(6):

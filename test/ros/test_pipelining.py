@@ -20,12 +20,13 @@ pytest.importorskip("vision_msgs.msg")
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import qos_profile_sensor_data
-from ros_testing import TINY_MODEL, Client, NodeProc, diag_values, image_msg, needs_model, rgb_image
+from ros_testing import TINY_MODEL, Client, diag_values, image_msg, needs_model, rgb_image
 from sensor_msgs.msg import CameraInfo, Image
 from vision_msgs.msg import Detection2DArray
 
 from perception.core.types import CameraIntrinsics
 from perception.ros import convert
+from perception.ros.tools.node_process import NodeProcess
 
 NODE = "perception_pipelining_test"
 H, W = 90, 160
@@ -48,7 +49,7 @@ def _wait_diag(client: Client, box: list[Any], until: Callable[[dict[str, str]],
 
 
 def test_pipelined_node_serves_a_burst_counts_drops_publishes_network_masks_and_stops_cleanly(
-    client: Client, node_factory: Callable[..., NodeProc]
+    client: Client, node_factory: Callable[..., NodeProcess]
 ) -> None:
     needs_model()
     # a network input large enough that inference (~20 ms on a 2-core EPYC) cannot keep up with the ~400 Hz

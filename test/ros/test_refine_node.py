@@ -16,7 +16,6 @@ from rclpy.qos import qos_profile_sensor_data
 from ros_testing import (
     TINY_MODEL,
     Client,
-    NodeProc,
     diag_values,
     image_msg,
     needs_model,
@@ -26,11 +25,13 @@ from ros_testing import (
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
+from perception.ros.tools.node_process import NodeProcess
+
 NODE = "perception_refine_test"
 
 
 @pytest.fixture(scope="module")
-def node(module_client: Client, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProc]:
+def node(module_client: Client, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     needs_model()
     params = {**TINY_MODEL, "autostart": True, "cameras": ["r"], "diagnostics_period": 0.25,
               "refine.enabled": True, "refine.max_regions": 2}
@@ -40,7 +41,7 @@ def node(module_client: Client, tmp_path_factory: pytest.TempPathFactory) -> Ite
     proc.stop()
 
 
-def test_diagnostics_report_the_refined_pixel_ratio(node: NodeProc, module_client: Client) -> None:
+def test_diagnostics_report_the_refined_pixel_ratio(node: NodeProcess, module_client: Client) -> None:
     pub = module_client.node.create_publisher(Image, "/r/image_raw", qos_profile_sensor_data)
     dets = module_client.collect(Detection2DArray, "/r/detections")
     diags = module_client.collect(DiagnosticArray, "/diagnostics")

@@ -27,9 +27,10 @@ from sensor_msgs.msg import Image
 from perception.models.registry import build_model
 from perception.pipeline.perceptor import Perceptor, PerceptorConfig
 from perception.ros import convert
-from perception.ros.nodes import runner
+from perception.ros.nodes import engine, outputs, queues, runner
 from perception.ros.nodes.params import node_config
 from perception.ros.nodes.stats import HealthThresholds, NodeStats
+from perception.ros.nodes.worker import InferenceWorker
 from perception.runtime import select
 from perception.runtime.select import BackendEntry, FallbackBackend, ModelSource, RuntimeConfig
 from perception.runtime.torch_backend import TorchBackend, TorchBackendConfig
@@ -101,12 +102,12 @@ class Rig:
         self.runner = runner.PerceptionRunner(
             Perceptor(self.backend, PerceptorConfig(score_thresh=0.0, max_det=5)), self.cfg,
             lambda c, k, m: self.published.append((c, k, m)), self.stats, warn=self.warnings.append)
-        self.slots = runner.LatestFrameSlots(("a",))
-        self.worker = runner.InferenceWorker(self.slots, self.runner, 1, max_restarts=max_restarts)
+        self.slots = queues.LatestFrameSlots(("a",))
+        self.worker = InferenceWorker(self.slots, self.runner, 1, max_restarts=max_restarts)
         self.worker.start()
 
     def answered(self, stamp: float) -> bool:
-        return any(k == runner.DETECTIONS and convert.stamp_to_seconds(m.header.stamp) == stamp
+        return any(k == outputs.DETECTIONS and convert.stamp_to_seconds(m.header.stamp) == stamp
                    for _, k, m in self.published)
 
     def send(self, msg: Any, wait: bool = True, timeout: float = 10.0) -> bool:
@@ -115,7 +116,7 @@ class Rig:
         before = sum(self.stats.snapshot()["a"][k] for k in ("processed", "dropped_bad_input", "dropped_failed",
                                                               "dropped_invalid_output"))
         self.stats.received("a")  # what the node's subscription callback does
-        if self.slots.put(runner.Pending("a", msg, time.monotonic(), stamp)):
+        if self.slots.put(queues.Pending("a", msg, time.monotonic(), stamp)):
             self.stats.dropped("a", "stale")
         deadline = time.monotonic() + timeout
         while wait and time.monotonic() < deadline:
@@ -267,7 +268,7 @@ def test_a_replaced_model_file_keeps_the_loaded_model_and_is_noticed(rigs: list[
     backend = FallbackBackend(ModelSource(checkpoint=tmp_path / "m", input_size=SIZE),
                               RuntimeConfig(backend="torch", threads=1))
     backend.load()
-    watch = runner.ModelFileWatch(runner.model_files(tmp_path / "m", ""))
+    watch = engine.ModelFileWatch(engine.model_files(tmp_path / "m", ""))
     assert watch.changed() == []
     perceptor = Perceptor(backend, PerceptorConfig(score_thresh=0.0))
     cfg = node_config({"cameras": ["a"]})
@@ -275,10 +276,10 @@ def test_a_replaced_model_file_keeps_the_loaded_model_and_is_noticed(rigs: list[
     published: list[Any] = []
     r = runner.PerceptionRunner(perceptor, cfg, lambda c, k, m: published.append(m), stats, warn=lambda s: None)
     frames = _frames(2)
-    r.process([runner.Pending("a", frames[0], time.monotonic())])
+    r.process([queues.Pending("a", frames[0], time.monotonic())])
     weights.write_bytes(b"half-copied" * 10)  # replaced while running
     assert watch.changed() == [str(weights)]
-    r.process([runner.Pending("a", frames[1], time.monotonic())])
+    r.process([queues.Pending("a", frames[1], time.monotonic())])
     assert stats.snapshot()["a"]["processed"] == 2  # still running the model it loaded
     backend.close()
 
@@ -291,11 +292,11 @@ def test_the_nodes_own_stale_drops_are_not_time_jumps(rigs: list[Rig]) -> None:
     stats = NodeStats(("a",))
     r = runner.PerceptionRunner(Perceptor(backend, PerceptorConfig(reset=cfg.temporal.policy)), cfg,
                                 lambda c, k, m: None, stats, warn=lambda s: None)
-    slots = runner.LatestFrameSlots(("a",))
+    slots = queues.LatestFrameSlots(("a",))
     rgb = rgb_image(48, 64, seed=2)
     for i in range(33):  # 10 Hz; inference takes every 8th frame (0.8 s apart), the rest are dropped stale
         t = 200.0 + 0.1 * i
-        if slots.put(runner.Pending("a", image_msg(rgb, t), time.monotonic(), t)):
+        if slots.put(queues.Pending("a", image_msg(rgb, t), time.monotonic(), t)):
             stats.dropped("a", "stale")
         if i % 8 == 0:
             r.process(slots.take(0.0))
@@ -303,8 +304,8 @@ def test_the_nodes_own_stale_drops_are_not_time_jumps(rigs: list[Rig]) -> None:
     assert snap["processed"] == 5 and snap["dropped_stale"] == 28
     assert snap["resets"] == "first_frame=1"
     t = 230.0  # a real jump, on a frame that is then replaced before inference takes it
-    slots.put(runner.Pending("a", image_msg(rgb, t), time.monotonic(), t))
-    slots.put(runner.Pending("a", image_msg(rgb, t + 0.1), time.monotonic(), t + 0.1))
+    slots.put(queues.Pending("a", image_msg(rgb, t), time.monotonic(), t))
+    slots.put(queues.Pending("a", image_msg(rgb, t + 0.1), time.monotonic(), t + 0.1))
     r.process(slots.take(0.0))
     assert "time_jump=1" in stats.snapshot()["a"]["resets"]
     backend.close()

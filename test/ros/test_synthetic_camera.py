@@ -13,16 +13,18 @@ pytest.importorskip("vision_msgs.msg")
 
 from nav_msgs.msg import Odometry
 from rclpy.qos import qos_profile_sensor_data
-from ros_testing import Client, NodeProc
+from ros_testing import Client
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from tf2_msgs.msg import TFMessage
 from vision_msgs.msg import Detection2DArray
 
 from perception.ros import convert, frames
 from perception.ros.qos import latched
+from perception.ros.tools.node_process import NodeProcess
 
 
-def test_synthetic_camera_publishes_a_consistent_frame(client: Client, node_factory: Callable[..., NodeProc]) -> None:
+def test_synthetic_camera_publishes_a_consistent_frame(client: Client,
+                                                       node_factory: Callable[..., NodeProcess]) -> None:
     pytest.importorskip("perception.sim.drive")
     pytest.importorskip("open3d")
     images = client.collect(Image, "/simcam/image_raw", qos_profile_sensor_data)

@@ -22,8 +22,10 @@ import pytest
 pytest.importorskip("rclpy")
 pytest.importorskip("vision_msgs.msg")
 
-from ros_testing import TINY_MODEL, Client, NodeProc, image_msg, needs_model, rgb_image, start_node
+from ros_testing import TINY_MODEL, Client, image_msg, needs_model, rgb_image, start_node
 from sensor_msgs.msg import Image
+
+from perception.ros.tools.node_process import NodeProcess, poll_until
 
 needs_model()
 
@@ -58,12 +60,7 @@ class NotifySocket:
         return [f[key] for _, f in list(self.messages) if key in f]
 
     def wait(self, predicate: Callable[[], object], timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if predicate():
-                return True
-            time.sleep(0.05)
-        return bool(predicate())
+        return poll_until(predicate, timeout)
 
     def close(self) -> None:
         self._stop.set()
@@ -71,7 +68,7 @@ class NotifySocket:
         self.sock.close()
 
 
-def _start(tmp_path: Path, name: str, params: dict[str, object], extra: dict[str, str]) -> NodeProc:
+def _start(tmp_path: Path, name: str, params: dict[str, object], extra: dict[str, str]) -> NodeProcess:
     return start_node("stalling_node", name, {**TINY_MODEL, "cameras": ["cam"], "autostart": True,
                                               "diagnostics_period": 0.5, **params}, tmp_path,
                       extra_env={"PYTHONPATH": str(Path(__file__).parent), **extra})

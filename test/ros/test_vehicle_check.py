@@ -19,9 +19,10 @@ pytest.importorskip("vision_msgs.msg")
 pytest.importorskip("open3d")
 
 import yaml
-from ros_testing import DOMAIN_ID, ROOT, Client, NodeProc, image_msg, rgb_image
+from ros_testing import DOMAIN_ID, ROOT, Client, image_msg, rgb_image
 from sensor_msgs.msg import CameraInfo, Image
 
+from perception.ros.tools.node_process import NodeProcess
 from perception.ros.tools.vehicle_check import run_check
 from perception.vehicle.check import table
 from perception.vehicle.config import rig_from_dict
@@ -50,7 +51,7 @@ def camera(tmp_path_factory: pytest.TempPathFactory) -> Any:
     proc.stop()
 
 
-def _wait_for_camera(client: Client, camera: NodeProc) -> None:
+def _wait_for_camera(client: Client, camera: NodeProcess) -> None:
     box = client.collect(Image, "/vc_front/image_raw", convert_qos())
     assert client.spin_until(lambda: box or not camera.alive(), 90.0) and camera.alive(), camera.output()
 
@@ -61,7 +62,7 @@ def convert_qos() -> Any:
     return qos_profile("best_effort", 1)
 
 
-def test_the_live_graph_passes(client: Client, camera: NodeProc, tmp_path: Path) -> None:
+def test_the_live_graph_passes(client: Client, camera: NodeProcess, tmp_path: Path) -> None:
     _wait_for_camera(client, camera)
     rows = run_check(client.node, rig_from_dict(good_rig(tmp_path)), None, duration=2.0)
     text = table(rows)
@@ -93,7 +94,7 @@ def _publish_bad_camera(client: Client, stop: threading.Event) -> Callable[[], N
     return t.join
 
 
-def test_each_failure_is_named(client: Client, camera: NodeProc, tmp_path: Path) -> None:
+def test_each_failure_is_named(client: Client, camera: NodeProcess, tmp_path: Path) -> None:
     _wait_for_camera(client, camera)
     rig = rig_from_dict(good_rig(
         tmp_path,
@@ -123,7 +124,7 @@ def test_each_failure_is_named(client: Client, camera: NodeProc, tmp_path: Path)
     assert "FAILED: " in text.splitlines()[-1]
 
 
-def test_the_cli_exits_non_zero_naming_failures(camera: NodeProc, client: Client, tmp_path: Path) -> None:
+def test_the_cli_exits_non_zero_naming_failures(camera: NodeProcess, client: Client, tmp_path: Path) -> None:
     _wait_for_camera(client, camera)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", ""))
                                                          if p)}

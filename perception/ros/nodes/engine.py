@@ -111,3 +111,39 @@ def release_perceptor(perceptor: Perceptor | None) -> None:
     """Free the backend's resources (model weights, GPU memory, engines)."""
     if perceptor is not None:
         perceptor.backend.close()
+
+
+class ModelFileWatch:
+    """Notices a model file replaced on disk while the node runs on the copy it loaded.
+
+    Policy: keep running the loaded model (the runtimes hold it in memory, so inference is not
+    affected) and warn, naming the file, until the node is re-activated (deactivate + activate, or a
+    restart), which loads the new file. A reload behind the operator's back could swap in a
+    half-copied or incompatible file mid-drive.
+    """
+
+    def __init__(self, paths: list[Path]) -> None:
+        self._seen = {p: self._signature(p) for p in paths}
+
+    @staticmethod
+    def _signature(path: Path) -> tuple[int, int, int] | None:
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size, st.st_ino
+
+    def changed(self) -> list[str]:
+        """The watched files that changed (or vanished / appeared) since loading."""
+        return [str(p) for p, sig in self._seen.items() if self._signature(p) != sig]
+
+
+def model_files(checkpoint: Path | None, onnx: str) -> list[Path]:
+    """The files a node's model was loaded from: the checkpoint's weights + metadata, the ONNX model."""
+    paths = []
+    if checkpoint is not None:
+        stem = checkpoint.with_suffix("") if checkpoint.suffix in (".safetensors", ".json") else checkpoint
+        paths += [p for p in (stem, stem.with_suffix(".safetensors"), stem.with_suffix(".json")) if p.is_file()]
+    if onnx:
+        paths.append(Path(onnx))
+    return paths

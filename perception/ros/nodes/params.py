@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from perception.core.classes import DETECTION_NAMES
+from perception.core.shedding import SheddingPolicy
 from perception.core.temporal import ResetPolicy
 from perception.pipeline.refine import RefineConfig
 from perception.ros.errors import RosError
@@ -163,6 +164,15 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
        max_value=4.0),
     # runtime behaviour
     _p("max_batch", 8, "at most this many cameras' frames in one inference", min_value=1, max_value=64),
+    # load shedding under overload (perception/core/shedding.py)
+    _p("shedding.priority", [], "camera=N entries (N an integer, higher first; unlisted cameras 0): for "
+       "shedding.max_wait_s after a camera of priority N lost a frame to a newer one, inference takes the frames of "
+       "priority >= N first and lower ones one at a time when none of those waits; empty: all equal"),
+    _p("shedding.max_rate_hz", [], "camera=HZ entries: that camera's frames above HZ are shed on arrival "
+       "(reason rate_cap in /diagnostics); unlisted cameras: no cap"),
+    _p("shedding.max_wait_s", 1.0, "no starvation: a camera with a frame waiting that was not taken for this long "
+       "goes first, whatever the priorities; also how long a lost higher-priority frame holds lower ones back",
+       min_value=0.05, max_value=60.0),
     _p("runtime.pipelining", "auto", "enabled: conversion, inference and publishing run as three overlapping "
        "stages (threads, depth-1 hand-offs); disabled: one worker does all three in turn; auto: enabled when this "
        "process may use >= 2 CPUs", choices=PIPELINING),
@@ -281,6 +291,7 @@ class PerceptionNodeConfig:
     objects: ObjectsConfig = field(default_factory=ObjectsConfig)
     refine: RefineConfig = field(default_factory=lambda: RefineConfig(enabled=False))
     max_batch: int = 8
+    shedding: SheddingPolicy = field(default_factory=SheddingPolicy)
     pipelining: str = "auto"
     warmup: str = "auto"
     diagnostics_period: float = 1.0
@@ -434,10 +445,46 @@ def node_config(values: Mapping[str, Any]) -> PerceptionNodeConfig:
         refine=RefineConfig(enabled=v["refine.enabled"], max_regions=v["refine.max_regions"],
                             max_pixels=v["refine.max_pixels"], crop_scale=v["refine.crop_scale"]),
         max_batch=v["max_batch"],
+        shedding=_shedding_policy(v, tuple(cameras)),
         pipelining=v["runtime.pipelining"],
         warmup=v["runtime.warmup"],
         diagnostics_period=v["diagnostics_period"],
         autostart=v["autostart"],
+    )
+
+
+def per_camera(name: str, entries: Sequence[str], cameras: Sequence[str], kind: type,
+               low: float, high: float) -> dict[str, Any]:
+    """``camera=value`` entries of a per-camera parameter, checked: a served camera, once, a ``kind`` value in
+    [low, high]; :class:`RosError` naming the entry otherwise."""
+    out: dict[str, Any] = {}
+    for entry in entries:
+        cam, sep, text = entry.partition("=")
+        cam, text = cam.strip(), text.strip()
+        if not sep or not cam:
+            raise RosError(f"parameter {name!r}: entry {entry!r} must look like camera=value, e.g. "
+                           f"'{cameras[0]}={1 if kind is int else 5.0}'")
+        if cam not in cameras:
+            raise RosError(f"parameter {name!r}: entry {entry!r} names camera {cam!r}, which is not in 'cameras' "
+                           f"{list(cameras)}")
+        if cam in out:
+            raise RosError(f"parameter {name!r} gives camera {cam!r} twice")
+        try:
+            value = kind(text)
+        except ValueError:
+            raise RosError(f"parameter {name!r}: entry {entry!r}: {text!r} is not "
+                           f"{'an integer' if kind is int else 'a number'}") from None
+        if not (low <= value <= high):  # also refuses NaN
+            raise RosError(f"parameter {name!r}: entry {entry!r}: the value must be in [{low:g}, {high:g}]")
+        out[cam] = value
+    return out
+
+
+def _shedding_policy(v: Mapping[str, Any], cameras: tuple[str, ...]) -> SheddingPolicy:
+    return SheddingPolicy(
+        priority=per_camera("shedding.priority", v["shedding.priority"], cameras, int, -1000, 1000),
+        max_rate_hz=per_camera("shedding.max_rate_hz", v["shedding.max_rate_hz"], cameras, float, 0.01, 1000.0),
+        max_wait_s=v["shedding.max_wait_s"],
     )
 
 

@@ -1,6 +1,8 @@
 """``perception_node``: a lifecycle node publishing detections, segmentation and attention per camera.
 
-Thin glue (rclpy <-> :mod:`perception.ros.nodes.runner`); no perception logic sits on the Node class.
+Thin glue (rclpy <-> :mod:`~perception.ros.nodes.queues` (frames in), :mod:`~perception.ros.nodes.worker` (threads),
+:mod:`~perception.ros.nodes.runner` (convert, infer), :mod:`~perception.ros.nodes.outputs` (messages out)); no
+perception logic sits on the Node class.
 
 Lifecycle (rclpy.lifecycle):
   configure   read + validate parameters (-> PerceptionNodeConfig; FAILURE with the reason otherwise),
@@ -23,7 +25,9 @@ Per camera namespace ``<cam>`` (relative names, remappable), every output with t
   and the camera's K and P (from <cam>/camera_info, when subscribed) scaled to that size the way
   image_proc's resize does; zero K/P when no calibration is known (input width / mask width is the scale).
   ``runtime.pipelining`` (auto | enabled | disabled) overlaps conversion, inference and publishing
-  (:mod:`perception.ros.nodes.runner`).
+  (:mod:`perception.ros.nodes.worker`). Under overload, ``shedding.*`` declares whose frames go (per-camera
+  priority and rate cap, no starvation past ``shedding.max_wait_s``; :mod:`perception.core.shedding`), and
+  /diagnostics counts every shed frame with its reason.
 With ``objects.enabled`` (:mod:`perception.ros.nodes.objects_stage`), also
   in:  <cam>/camera_info, <cam>/<objects.lidar_topic> (sensor_msgs/PointCloud2; absolute: shared),
        <objects.odom_topic> (nav_msgs/Odometry), /tf_static (tf2_msgs/TFMessage, transient local)
@@ -84,9 +88,10 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_srvs.srv import SetBool, Trigger
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
+from perception.core.shedding import FrameScheduler
 from perception.ros import convert
 from perception.ros.errors import RosError
-from perception.ros.nodes import runner
+from perception.ros.nodes import engine, outputs, queues, runner
 from perception.ros.nodes.engine import build_perceptor, model_source, release_perceptor
 from perception.ros.nodes.overrides import startup_override_problems
 from perception.ros.nodes.params import (
@@ -98,6 +103,7 @@ from perception.ros.nodes.params import (
     node_config,
 )
 from perception.ros.nodes.stats import NodeStats, worse
+from perception.ros.nodes.worker import InferenceWorker, pipelining_enabled
 from perception.ros.qos import latched, qos_profile
 from perception.ros.spin import init_without_signal_handlers, spin_until_signal
 from perception.vehicle.watchdog import ServiceWatchdog, status_line
@@ -106,11 +112,11 @@ if TYPE_CHECKING:
     from perception.ros.nodes.objects_stage import ObjectsStage
 
 _OUTPUT_TYPES: dict[str, Any] = {
-    runner.DETECTIONS: Detection2DArray,
-    runner.OBJECT_ATTENTION: Image,
-    runner.SEGMENTATION: Image,
-    runner.SEGMENTATION_COLOR: Image,
-    runner.ATTENTION: Image,
+    outputs.DETECTIONS: Detection2DArray,
+    outputs.OBJECT_ATTENTION: Image,
+    outputs.SEGMENTATION: Image,
+    outputs.SEGMENTATION_COLOR: Image,
+    outputs.ATTENTION: Image,
 }
 
 
@@ -119,8 +125,8 @@ def _objects_output_types() -> dict[str, Any]:
     from vision_msgs.msg import Detection3DArray
     from visualization_msgs.msg import MarkerArray
 
-    return {runner.OBJECTS3D: Detection3DArray, runner.OBJECTS_DETECTED: DetectedObjects,
-            runner.OBJECTS_TRACKED: TrackedObjects, runner.OBJECTS_MARKERS: MarkerArray}
+    return {outputs.OBJECTS3D: Detection3DArray, outputs.OBJECTS_DETECTED: DetectedObjects,
+            outputs.OBJECTS_TRACKED: TrackedObjects, outputs.OBJECTS_MARKERS: MarkerArray}
 
 
 def descriptor(spec: ParamSpec) -> ParameterDescriptor:
@@ -171,9 +177,9 @@ class PerceptionNode(LifecycleNode):
         self._label_pubs: list[Any] = []
         self._diag_timer: Any = None
         self._subs: list[Any] = []
-        self._slots: runner.LatestFrameSlots | None = None
+        self._slots: queues.LatestFrameSlots | None = None
         self._runner: runner.PerceptionRunner | None = None
-        self._worker: runner.InferenceWorker | None = None
+        self._worker: InferenceWorker | None = None
         self._objects: ObjectsStage | None = None
         self._enabled = True
         self._state_label = "unconfigured"
@@ -182,7 +188,7 @@ class PerceptionNode(LifecycleNode):
         self._fatal = ""  # why the node gave up (the inference worker kept dying)
         self._model_label = ""
         self._model_files: list[Path] = []
-        self._model_watch: runner.ModelFileWatch | None = None
+        self._model_watch: engine.ModelFileWatch | None = None
         self._reported_changes: list[str] = []
         self.stop_requested = threading.Event()  # set when the node gives up; main() then exits non-zero
         # /diagnostics from the start: a node whose configure is rejected must say so
@@ -203,8 +209,9 @@ class PerceptionNode(LifecycleNode):
 
     # -- parameters ----------------------------------------------------------------------------
     def _declare(self, spec: ParamSpec) -> None:
-        # an empty double array has no type of its own: declared by type (unset reads as the default)
-        default = Parameter.Type.DOUBLE_ARRAY if spec.default == () else spec.default
+        # an empty array has no type of its own: declared by type (unset reads as the default)
+        default = (Parameter.Type.DOUBLE_ARRAY if spec.default == () else Parameter.Type.STRING_ARRAY
+                   if spec.default == [] else spec.default)
         try:
             self.declare_parameter(spec.name, default, descriptor(spec))
         except (InvalidParameterValueException, InvalidParameterTypeException) as e:
@@ -266,14 +273,14 @@ class PerceptionNode(LifecycleNode):
         except RosError as e:
             return self._reject(str(e))
         self._config_error = ""
-        self._model_files = runner.model_files(checkpoint, cfg.model.onnx)
+        self._model_files = engine.model_files(checkpoint, cfg.model.onnx)
         self._cfg = cfg
         self._stats = NodeStats(cfg.input.cameras)
         out_qos = qos_profile(cfg.output.qos_reliability, cfg.output.qos_depth)
         wanted = {
-            runner.DETECTIONS: cfg.output.detections, runner.OBJECT_ATTENTION: cfg.output.object_attention,
-            runner.SEGMENTATION: cfg.output.segmentation, runner.SEGMENTATION_COLOR: cfg.output.segmentation_color,
-            runner.ATTENTION: cfg.output.attention,
+            outputs.DETECTIONS: cfg.output.detections, outputs.OBJECT_ATTENTION: cfg.output.object_attention,
+            outputs.SEGMENTATION: cfg.output.segmentation, outputs.SEGMENTATION_COLOR: cfg.output.segmentation_color,
+            outputs.ATTENTION: cfg.output.attention,
         }
         for cam in cfg.input.cameras:
             for key, on in wanted.items():
@@ -281,18 +288,18 @@ class PerceptionNode(LifecycleNode):
                     self._pubs[(cam, key)] = self.create_publisher(_OUTPUT_TYPES[key], f"{cam}/{key}", out_qos)
             if cfg.output.mask_resolution == "network" and (cfg.output.segmentation or cfg.output.segmentation_color
                                                             or cfg.output.attention):
-                self._pubs[(cam, runner.MASK_CAMERA_INFO)] = self.create_publisher(
-                    CameraInfo, f"{cam}/{runner.MASK_CAMERA_INFO}", out_qos)
+                self._pubs[(cam, outputs.MASK_CAMERA_INFO)] = self.create_publisher(
+                    CameraInfo, f"{cam}/{outputs.MASK_CAMERA_INFO}", out_qos)
             if cfg.output.annotations:
                 from foxglove_msgs.msg import ImageAnnotations
 
-                self._pubs[(cam, runner.ANNOTATIONS)] = self.create_publisher(
-                    ImageAnnotations, f"{cam}/{runner.ANNOTATIONS}", out_qos)
+                self._pubs[(cam, outputs.ANNOTATIONS)] = self.create_publisher(
+                    ImageAnnotations, f"{cam}/{outputs.ANNOTATIONS}", out_qos)
             if cfg.objects.enabled:
                 for key, msg_type in _objects_output_types().items():
                     self._pubs[(cam, key)] = self.create_publisher(msg_type, f"{cam}/{key}", out_qos)
             if cfg.output.label_info:
-                pub = self.create_publisher(LabelInfo, f"{cam}/{runner.LABEL_INFO}", latched())
+                pub = self.create_publisher(LabelInfo, f"{cam}/{outputs.LABEL_INFO}", latched())
                 header = convert.make_header(self.get_clock().now().nanoseconds * 1e-9, "")
                 pub.publish(convert.label_info_msg(header, cfg.detection.score_threshold))
                 self._label_pubs.append(pub)
@@ -316,9 +323,9 @@ class PerceptionNode(LifecycleNode):
             self.get_logger().error(f"activate failed, model not loaded: {self._load_error}")
             return TransitionCallbackReturn.FAILURE
         self._load_error = ""
-        self._model_watch = runner.ModelFileWatch(self._model_files)
+        self._model_watch = engine.ModelFileWatch(self._model_files)
         self._reported_changes = []
-        self._slots = runner.LatestFrameSlots(cfg.input.cameras)
+        self._slots = queues.LatestFrameSlots(cfg.input.cameras, FrameScheduler(cfg.input.cameras, cfg.shedding))
         self._objects = None
         if cfg.objects.enabled:
             from perception.ros.nodes.objects_stage import ObjectsStage
@@ -338,8 +345,8 @@ class PerceptionNode(LifecycleNode):
                 self._runner = self._slots = None
                 return TransitionCallbackReturn.FAILURE
             self.get_logger().info(f"warm-up inference answered in {1e3 * seconds:.0f} ms")
-        self._worker = runner.InferenceWorker(self._slots, self._runner, cfg.max_batch,
-                                              pipelined=runner.pipelining_enabled(cfg.pipelining))
+        self._worker = InferenceWorker(self._slots, self._runner, cfg.max_batch,
+                                              pipelined=pipelining_enabled(cfg.pipelining))
         self._worker.start()
         in_qos = qos_profile(cfg.input.qos_reliability, cfg.input.qos_depth)
         msg_type = CompressedImage if cfg.input.transport == "compressed" else Image
@@ -463,8 +470,9 @@ class PerceptionNode(LifecycleNode):
             stamp: float | None = convert.stamp_to_seconds(msg.header.stamp)
         except Exception:  # a broken header is the worker's to report (dropped as bad input there)
             stamp = None
-        if slots.put(runner.Pending(cam, msg, time.monotonic(), stamp)):
-            stats.dropped(cam, "stale")
+        shed = slots.put(queues.Pending(cam, msg, time.monotonic(), stamp))
+        if shed is not None:  # this frame over its rate cap, or the untaken one it replaced
+            stats.shed(cam, shed)
 
     def _on_camera_info(self, cam: str, msg: CameraInfo) -> None:
         runner_, stats, cfg = self._runner, self._stats, self._cfg
@@ -588,6 +596,8 @@ class PerceptionNode(LifecycleNode):
             level, texts = "ok", []
             if node_level != "ok":
                 level, texts = node_level, [node_text]
+            if serving and values.get("shedding"):  # declared shedding is said, not a fault: the level stays
+                texts.append(str(values["shedding"]))
             if serving:
                 if busy > stats.thresholds.stall_s:
                     level = worse(level, "error")
@@ -619,7 +629,8 @@ class PerceptionNode(LifecycleNode):
                       "input_topic": self.resolve_topic_name(cfg.input.image_topic(cam)),
                       "worker_restarts": len(self._worker.deaths) if self._worker is not None else 0,
                       "pipelining": "" if self._worker is None else "enabled" if self._worker.pipelined else "disabled",
-                      "inference_busy_s": busy, **runtime, **values}
+                      "inference_busy_s": busy, "priority": cfg.shedding.priority_of(cam),
+                      "max_rate_hz": cfg.shedding.max_rate_hz.get(cam, 0.0), **runtime, **values}
             msg.status.append(convert.diagnostic_status(
                 f"{self.get_name()}: {cam}", level, "; ".join(texts) or state, f"{active}/{cfg.model.device}", values))
         pub.publish(msg)

@@ -6,6 +6,8 @@ defaults below), so the level says whether perception is actually being delivere
 - ERROR: frames arrive and none was answered for ``stall_s`` (2 s) -- every frame stale, malformed or
   failing, or inference stuck;
 - WARN: the camera sent frames before but none in the last ``window_s`` (its stream stopped);
+- (level unchanged) frames shed by a declared rule -- ``rate_cap``, ``priority``, ``batch_full``
+  (:mod:`perception.core.shedding`) -- are counted apart from ``stale`` ones and said in ``shedding``;
 - WARN: over the last ``window_s`` (5 s, judged once ``min_frames`` (10) frames arrived in it)
   more than ``stale_warn`` (50 %) of the frames were dropped stale (inference slower than the camera),
   more than ``bad_warn`` (10 %) were dropped as malformed input, or any frame failed in the pipeline /
@@ -26,7 +28,7 @@ from typing import Any
 import numpy as np
 
 LEVELS = ("ok", "warn", "error")
-DROP_KINDS = ("stale", "bad", "paused", "failed", "invalid")
+DROP_KINDS = ("stale", "shed", "bad", "paused", "failed", "invalid")  # shed: by a declared rule, reason says which
 
 
 def _pct(values: deque[float], q: float) -> float:
@@ -52,6 +54,8 @@ class CameraStats:
     received: int = 0
     processed: int = 0
     dropped_stale: int = 0  # replaced by a newer frame before inference took it
+    dropped_shed: int = 0  # shed by a declared rule (rate cap, priority, full batch): ``shed`` has the reasons
+    shed: Counter[str] = field(default_factory=Counter)  # reason (stale, rate_cap, priority, batch_full) -> count
     dropped_bad: int = 0  # malformed input (encoding, size, data, decode)
     dropped_paused: int = 0  # arrived while disabled (enable service) or inactive
     dropped_failed: int = 0  # the pipeline / backend / publishing raised for this frame
@@ -106,13 +110,22 @@ class NodeStats:
         with self._lock:
             s = self.cameras[cam]
             setattr(s, f"dropped_{kind}", getattr(s, f"dropped_{kind}") + 1)
-            if kind != "stale":
+            if kind in ("stale", "shed"):
+                s.shed[reason or kind] += 1
+            else:
                 s.drop_reasons[f"{kind}:{reason}" if reason else kind] += 1
-            self._event(s, kind, now)
+            self._event(s, f"shed:{reason}" if kind == "shed" else kind, now)
             if kind == "paused":
                 s.awaiting_since = None  # paused on purpose: no answer is owed
             if error:
                 s.last_error = error
+
+    def shed(self, cam: str, reason: str) -> None:
+        """Count a frame shed under load: ``stale`` (replaced by a newer one), or a declared rule's reason."""
+        if reason == "stale":
+            self.dropped(cam, "stale")
+        else:
+            self.dropped(cam, "shed", reason=reason)
 
     def bad_camera_info(self, cam: str, error: str) -> None:
         """Count a refused CameraInfo (not a frame: the frame counters and levels are not touched)."""
@@ -157,6 +170,8 @@ class NodeStats:
                     "received": s.received,
                     "processed": s.processed,
                     "dropped_stale": s.dropped_stale,
+                    "shed": s.dropped_stale + s.dropped_shed,
+                    "shed_reasons": ", ".join(f"{k}={v}" for k, v in sorted(s.shed.items())) or "none",
                     "dropped_bad_input": s.dropped_bad,
                     "dropped_paused": s.dropped_paused,
                     "dropped_failed": s.dropped_failed,
@@ -167,6 +182,8 @@ class NodeStats:
                     "window_received": counts["received"],
                     "window_answered": counts["processed"],
                     "window_dropped_stale": counts["stale"],
+                    "window_shed": counts["stale"] + sum(n for k, n in counts.items() if k.startswith("shed:")),
+                    "shedding": _shedding(counts),
                     "window_dropped_bad": counts["bad"],
                     "window_dropped_failed": counts["failed"] + counts["invalid"],
                     "unanswered_s": now - s.awaiting_since if s.awaiting_since is not None else 0.0,
@@ -183,6 +200,15 @@ class NodeStats:
                 out[cam]["level"], out[cam]["message"] = assess(out[cam], self.thresholds)
                 s._window_received = s._window_processed = 0
             return out
+
+
+def _shedding(counts: Counter[str]) -> str:
+    """The window's frames shed by declared rules, by reason ("" when none)."""
+    n = counts["received"]
+    shed = sorted((k.removeprefix("shed:"), v) for k, v in counts.items() if k.startswith("shed:") and v)
+    if not shed:
+        return ""
+    return "shed by rule: " + ", ".join(f"{k} {v} of {n} frames" for k, v in shed)
 
 
 def assess(v: dict[str, Any], th: HealthThresholds) -> tuple[str, str]:

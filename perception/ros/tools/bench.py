@@ -135,16 +135,16 @@ def frame_path_rows(args: argparse.Namespace, frames: list[np.ndarray]) -> list[
     from vision_msgs.msg import Detection2DArray
 
     from perception.ros import convert
-    from perception.ros.nodes import runner
+    from perception.ros.nodes import outputs, queues, runner
     from perception.ros.nodes.engine import build_perceptor, release_perceptor
     from perception.ros.nodes.params import default_values, node_config
     from perception.ros.nodes.stats import NodeStats
 
     types: dict[str, Any] = {
-        runner.DETECTIONS: Detection2DArray, runner.OBJECT_ATTENTION: Image, runner.SEGMENTATION: Image,
-        runner.SEGMENTATION_COLOR: Image, runner.ATTENTION: Image, runner.ANNOTATIONS: ImageAnnotations,
-        runner.MASK_CAMERA_INFO: CameraInfo}
-    scenarios = (("detections + attention subscribed", "full", (runner.DETECTIONS, runner.ATTENTION)),
+        outputs.DETECTIONS: Detection2DArray, outputs.OBJECT_ATTENTION: Image, outputs.SEGMENTATION: Image,
+        outputs.SEGMENTATION_COLOR: Image, outputs.ATTENTION: Image, outputs.ANNOTATIONS: ImageAnnotations,
+        outputs.MASK_CAMERA_INFO: CameraInfo}
+    scenarios = (("detections + attention subscribed", "full", (outputs.DETECTIONS, outputs.ATTENTION)),
                  ("every output subscribed, full resolution", "full", tuple(types)),
                  ("every output subscribed, network resolution", "network", tuple(types)))
     ctx = rclpy.Context()
@@ -179,7 +179,7 @@ def frame_path_rows(args: argparse.Namespace, frames: list[np.ndarray]) -> list[
                 for i, rgb in enumerate(frames[: 2 + args.frame_path_frames]):
                     msg = convert.array_to_image(rgb, convert.make_header(100.0 + 0.1 * i, "fp"), "rgb8")
                     t0 = time.perf_counter()
-                    r.process([runner.Pending("fp", msg, time.monotonic(), 100.0 + 0.1 * i)])
+                    r.process([queues.Pending("fp", msg, time.monotonic(), 100.0 + 0.1 * i)])
                     totals.append(time.perf_counter() - t0)
             finally:
                 release_perceptor(perceptor)
@@ -205,16 +205,11 @@ def _node_params(args: argparse.Namespace) -> dict[str, Any]:
 def end_to_end(args: argparse.Namespace, frames: list[np.ndarray]) -> tuple[list[float], list[float], dict[str, str]]:
     """Per frame, interleaved under the same machine load: model-only time in this process, then
     publish -> Detection2DArray received from the node in another process (seconds each)."""
-    import subprocess
-    import sys
-
-    import yaml
-
     from perception.pipeline.perceptor import FrameInput
     from perception.ros.env import apply_localhost_env, localhost_env
     from perception.ros.nodes.engine import build_perceptor, release_perceptor
     from perception.ros.nodes.params import node_config
-    from perception.ros.tools.run import NodeProcess, stop_processes
+    from perception.ros.tools.node_process import NodeProcess
 
     domain = apply_localhost_env()  # this process too, before rclpy.init
     import rclpy
@@ -226,13 +221,8 @@ def end_to_end(args: argparse.Namespace, frames: list[np.ndarray]) -> tuple[list
     from perception.ros import convert
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_ros_"))
-    pfile = tmp / "params.yaml"
-    pfile.write_text(yaml.safe_dump({"/**": {"ros__parameters": _node_params(args)}}), encoding="utf-8")
-    log = (tmp / "node.log").open("wb")
-    argv = [sys.executable, "-m", "perception.ros.nodes.perception_node", "--ros-args",
-            "-r", "__node:=perception_bench", "--params-file", str(pfile)]
-    proc = subprocess.Popen(argv, env=localhost_env(domain), stdout=log, stderr=subprocess.STDOUT)
-    node_proc = NodeProcess("perception_bench", argv, proc)
+    node_proc = NodeProcess.perception_node("perception_bench", _node_params(args), tmp / "node.log",
+                                            localhost_env(domain))
     rclpy.init()
     node = rclpy.create_node("bench_client")
     received: dict[float, float] = {}
@@ -272,8 +262,7 @@ def end_to_end(args: argparse.Namespace, frames: list[np.ndarray]) -> tuple[list
     model_times: list[float] = []
     perceptor = build_perceptor(node_config(_node_params(args)))
     try:
-        if not spin_until(lambda: diag.get("state") == "active" or proc.poll() is not None, 120):
-            raise RuntimeError("perception_node did not become active")
+        node_proc.wait_ready(lambda: diag.get("state") == "active", 120.0, spin_until)
         base = time.time()
         for i, rgb in enumerate(frames[: args.warmup + args.frames]):
             t0 = time.perf_counter()
@@ -298,8 +287,7 @@ def end_to_end(args: argparse.Namespace, frames: list[np.ndarray]) -> tuple[list
         release_perceptor(perceptor)
         node.destroy_node()
         rclpy.try_shutdown()
-        stop_processes([node_proc])
-        log.close()
+        node_proc.stop()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import random
 import struct
 import tempfile
@@ -301,103 +300,6 @@ def node_parameters(transport: str, cameras: int, args: argparse.Namespace) -> d
     }
 
 
-class Graph:
-    """Node processes (another process each) plus this process's client node: publishers per camera,
-    detections indexed by stamp, the latest /diagnostics values and every level seen per camera."""
-
-    def __init__(self, nodes: dict[str, dict[str, Any]], tmp: Path, client_name: str) -> None:
-        import rclpy
-        from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
-
-        from perception.ros.env import apply_localhost_env, localhost_env
-        from perception.ros.tools.replay import start_perception_node
-
-        self.domain = apply_localhost_env()
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node(f"{client_name}_{os.getpid()}", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.answers: dict[str, set[int]] = {}  # camera -> stamps (ns) with detections received
-        self.diag: dict[str, dict[str, str]] = {}  # "<node>: <camera>" -> latest values
-        self.levels: dict[str, Counter[int]] = {}  # same key -> diagnostics levels seen
-        self.pubs: dict[tuple[str, str], Any] = {}
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50)
-        self.runs: dict[str, Any] = {}
-        try:
-            for name, params in nodes.items():
-                self.runs[name] = start_perception_node(name, params, localhost_env(self.domain), tmp / f"{name}.log")
-        except BaseException:
-            self.close()
-            raise
-
-    def _on_diag(self, msg: Any) -> None:
-        for st in msg.status:
-            self.diag[st.name] = {kv.key: kv.value for kv in st.values}
-            self.levels.setdefault(st.name, Counter())[int.from_bytes(st.level, "little") if isinstance(
-                st.level, bytes) else int(st.level)] += 1
-
-    def watch(self, camera: str) -> None:
-        from vision_msgs.msg import Detection2DArray
-
-        from perception.ros.qos import qos_profile
-
-        box = self.answers.setdefault(camera, set())
-        self.node.create_subscription(
-            Detection2DArray, f"/{camera}/detections",
-            lambda m: box.add(int(m.header.stamp.sec) * 1_000_000_000 + int(m.header.stamp.nanosec)),
-            qos_profile("reliable", 50))
-
-    def publisher(self, msg_type: Any, topic: str, qos: Any = None) -> Any:
-        """A publisher for ``topic`` (made once; default QoS reliable, depth 100: nothing lost on the way)."""
-        from perception.ros.qos import qos_profile
-
-        key = (msg_type.__name__, topic)
-        if key not in self.pubs:
-            self.pubs[key] = self.node.create_publisher(msg_type, topic, qos or qos_profile("reliable", 100))
-        return self.pubs[key]
-
-    def spin_until(self, predicate: Any, timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if predicate():
-                return True
-            self.executor.spin_once(timeout_sec=0.001)
-        return bool(predicate())
-
-    def values(self, node: str, camera: str) -> dict[str, str]:
-        return self.diag.get(f"{node}: {camera}", {})
-
-    def alive(self, node: str) -> bool:
-        return self.runs[node].proc.proc.poll() is None
-
-    def wait_active(self, cameras: dict[str, list[str]], timeout: float = 120.0) -> None:
-        def ok() -> bool:
-            return all(self.values(n, c).get("state") == "active" for n, cams in cameras.items() for c in cams)
-
-        if not self.spin_until(lambda: ok() or not all(self.alive(n) for n in self.runs), timeout) or not ok():
-            logs = "\n".join(f"--- {n}:\n{r.output()[-2000:]}" for n, r in self.runs.items())
-            raise RuntimeError(f"perception nodes did not become active within {timeout:.0f} s\n{logs}")
-
-    def wait_subscribed(self, timeout: float = 30.0) -> None:
-        if not self.spin_until(lambda: all(p.get_subscription_count() > 0 for p in self.pubs.values()), timeout):
-            raise RuntimeError("the perception nodes did not subscribe to every input topic")
-
-    def close(self) -> None:
-        import rclpy
-
-        from perception.ros.tools.replay import stop_node
-
-        try:
-            self.executor.remove_node(self.node)
-            self.node.destroy_node()
-            rclpy.try_shutdown(context=self.context)
-        finally:
-            for run in self.runs.values():
-                stop_node(run)
-
-
 # -- the run ---------------------------------------------------------------------------------------
 @dataclass
 class FuzzResult:
@@ -458,6 +360,8 @@ def _stamp(i: int) -> Any:
 def run_fuzz(args: argparse.Namespace, tmp: Path, log: Any = print) -> FuzzResult:
     """Start the two nodes, send the stream, wait until the counters settle; never raises for a finding."""
     from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+    from perception.ros.tools.graph import Graph
 
     cams = {t: camera_names(t, args.cameras) for t in (RAW, COMPRESSED)}
     nodes = {node_name(t): node_parameters(t, args.cameras, args) for t in (RAW, COMPRESSED)}

@@ -103,7 +103,7 @@ def run_soak(args: argparse.Namespace, tmp: Path, log: Any = print) -> dict[str,
     from sensor_msgs.msg import Image
 
     from perception.ros import convert
-    from perception.ros.tools.bench_fuzz import Graph
+    from perception.ros.tools.graph import Graph
 
     cams = [f"soak_cam{c}" for c in range(args.cameras)]
     name = "perception_soak"
@@ -119,7 +119,7 @@ def run_soak(args: argparse.Namespace, tmp: Path, log: Any = print) -> dict[str,
         log(f"node active after {time.monotonic() - t_start:.1f} s; soaking {args.cameras} cameras at {args.rate:g} Hz "
             f"for {args.minutes:g} min")
         frames = _frames(8, args.height, args.width)
-        pid = graph.runs[name].proc.proc.pid
+        pid = graph.runs[name].pid
         duration = 60.0 * args.minutes
         period = 1.0 / args.rate
         t0 = time.monotonic()
@@ -163,7 +163,7 @@ def run_soak(args: argparse.Namespace, tmp: Path, log: Any = print) -> dict[str,
                     rss.append((now - t0, kib))
                 if not graph.alive(name):
                     died = True
-                    log(f"node exited with {graph.runs[name].proc.proc.poll()} at {now - t0:.0f} s")
+                    log(f"node exited with {graph.runs[name].proc.poll()} at {now - t0:.0f} s")
                     break
             if now - w_start >= window:
                 close_window(now)
@@ -173,7 +173,7 @@ def run_soak(args: argparse.Namespace, tmp: Path, log: Any = print) -> dict[str,
             close_window(time.monotonic())
         out["seconds"] = time.monotonic() - t0
         out["died"] = died or not graph.alive(name)
-        out["exit_code"] = graph.runs[name].proc.proc.poll()
+        out["exit_code"] = graph.runs[name].proc.poll()
         out["rss"] = rss
         out["published"] = {c: len(v) for c, v in published.items()}
         out["answered"] = {c: sum(s in graph.answers[c] for s in v) for c, v in published.items()}

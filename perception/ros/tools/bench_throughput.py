@@ -123,7 +123,8 @@ class Bench:
         import rclpy
 
         from perception.ros.env import localhost_env
-        from perception.ros.tools.replay import Player, node_params, start_perception_node, wait_active
+        from perception.ros.tools.node_process import NodeProcess
+        from perception.ros.tools.replay import Player, node_params, wait_active
 
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
@@ -134,8 +135,8 @@ class Bench:
             "threads": args.threads, "backend": args.backend, "max_batch": max_batch,
             "outputs": ("detections", "segmentation"), "extra": {"runtime.pipelining": args.pipelining}})
         log = Path(tempfile.mkdtemp(prefix="bench_throughput_")) / f"node_{tag}.log"
-        self.run = start_perception_node(f"perception_replay_bench_{tag}", params,
-                                         localhost_env(int(os.environ["ROS_DOMAIN_ID"])), log)
+        self.run = NodeProcess.perception_node(f"perception_replay_bench_{tag}", params, log,
+                                               localhost_env(int(os.environ["ROS_DOMAIN_ID"])))
         try:
             wait_active(self.player, self.run)
             self.player.wait_for_subscribers()
@@ -146,12 +147,10 @@ class Bench:
     def close(self) -> None:
         import rclpy
 
-        from perception.ros.tools.replay import stop_node
-
         self.player.close()
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
-        stop_node(self.run)
+        self.run.stop()
 
     def timed(self, rate: float, seconds: float) -> dict[str, Any]:
         """Play the images at ``rate`` Hz for ``seconds`` (restamped); drops and latencies."""

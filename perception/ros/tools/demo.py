@@ -237,7 +237,8 @@ def render(bag: Path, out: Path, store: Any, stills: int) -> dict[str, Any]:
 def main(args: argparse.Namespace) -> int:
     from perception.ros.env import localhost_env, share_dir
     from perception.ros.tools.launch_spec import parse_launch_file
-    from perception.ros.tools.run import start_nodes, stop_processes
+    from perception.ros.tools.node_process import stop_processes
+    from perception.ros.tools.run import start_nodes
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)

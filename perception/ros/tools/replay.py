@@ -37,6 +37,7 @@ from perception.bag.io import BagWriter, is_stamped, open_bag, read_messages
 from perception.bag.schedule import LOOP, Event, ReplayOptions, schedule
 from perception.core.config import parse_size
 from perception.ros.nodes.params import add_model_arguments
+from perception.ros.tools.node_process import NodeProcess, NodeStartError
 from perception.ros.tools.run import sigterm_as_interrupt
 from perception.weights import checkpoint_arg
 
@@ -319,34 +320,7 @@ def node_params(cameras: Sequence[str], transport: str, input_topic: str, args: 
     return params
 
 
-@dataclass
-class NodeRun:
-    proc: Any  # perception.ros.tools.run.NodeProcess
-    log: Path
-    name: str
-
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace") if self.log.exists() else ""
-
-
-def start_perception_node(name: str, params: Mapping[str, Any], env: Mapping[str, str], log: Path) -> NodeRun:
-    """``python -m perception.ros.nodes.perception_node`` as node ``name`` in ``env`` (see env.localhost_env)."""
-    import subprocess
-
-    import yaml
-
-    from perception.ros.tools.run import NodeProcess, spawn
-
-    pfile = log.with_suffix(".params.yaml")
-    pfile.write_text(yaml.safe_dump({"/**": {"ros__parameters": dict(params)}}), encoding="utf-8")
-    argv = [sys.executable, "-m", "perception.ros.nodes.perception_node", "--ros-args", "-r", f"__node:={name}",
-            "--params-file", str(pfile)]
-    with log.open("wb") as out:  # the node gets SIGTERM if the player dies, even by SIGKILL
-        proc = spawn(argv, env, out, subprocess.STDOUT)
-    return NodeRun(NodeProcess(name, argv, proc), log, name)
-
-
-def wait_active(player: Player, run: NodeRun, timeout: float = 120.0) -> None:
+def wait_active(player: Player, run: NodeProcess, timeout: float = 120.0) -> None:
     """Until ``run``'s node reports ``state: active`` on /diagnostics; BagError (with its log) otherwise."""
     from perception.bag.io import deserialize
 
@@ -358,20 +332,10 @@ def wait_active(player: Player, run: NodeRun, timeout: float = 120.0) -> None:
                     return True
         return False
 
-    def failed() -> bool:
-        return run.proc.proc.poll() is not None or any(t in run.output() for t in ("configure rejected",
-                                                                                  "activate failed"))
-
-    ok = player.spin_until(lambda: active() or failed(), timeout)
-    if not ok or failed():
-        raise BagError(f"perception node {run.name} did not become active within {timeout:.0f} s; its log "
-                       f"({run.log}):\n{run.output()[-3000:]}")
-
-
-def stop_node(run: NodeRun) -> int:
-    from perception.ros.tools.run import stop_processes
-
-    return stop_processes([run.proc])[run.name]
+    try:
+        run.wait_ready(active, timeout, player.spin_until)
+    except NodeStartError as e:
+        raise BagError(f"perception node did not become active: {e}") from e
 
 
 @sigterm_as_interrupt()  # SIGTERM ends a replay like Ctrl-C: the recording is closed, the node stopped
@@ -402,7 +366,7 @@ def replay(bag: Path, out: Path | None, opts: ReplayOptions, *, topics: Sequence
 
     # the open chunk reaches the disk every RECORD_FLUSH_S (20 Hz): a killed player loses at most that much
     writer = BagWriter(out, storage, compress, flush_s=RECORD_FLUSH_S) if out is not None else None
-    run: NodeRun | None = None
+    run: NodeProcess | None = None
     context = rclpy.Context()  # its own context: callers may have rclpy initialised already
     rclpy.init(context=context)
     node = rclpy.create_node(f"replay_player_{os.getpid()}", context=context)
@@ -412,8 +376,8 @@ def replay(bag: Path, out: Path | None, opts: ReplayOptions, *, topics: Sequence
             logs = log_dir or Path(tempfile.mkdtemp(prefix="perception_replay_"))
             logs.mkdir(parents=True, exist_ok=True)
             params = node_params([c[0] for c in cams], cams[0][2], cams[0][1], dict(node_args or {}, outputs=outputs))
-            run = start_perception_node(f"perception_replay_{os.getpid()}", params,
-                                        localhost_env(int(os.environ["ROS_DOMAIN_ID"])), logs / "perception_node.log")
+            run = NodeProcess.perception_node(f"perception_replay_{os.getpid()}", params, logs / "perception_node.log",
+                                              localhost_env(int(os.environ["ROS_DOMAIN_ID"])))
             wait_active(player, run)
         player.wait_for_subscribers()
         on_loop = None
@@ -439,7 +403,7 @@ def replay(bag: Path, out: Path | None, opts: ReplayOptions, *, topics: Sequence
         if writer is not None:
             writer.close()
         if run is not None:
-            stop_node(run)
+            run.stop()
 
 
 # -- CLI -------------------------------------------------------------------------------------------

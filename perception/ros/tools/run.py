@@ -3,9 +3,10 @@
 The launch file is read statically (:mod:`perception.ros.tools.launch_spec`); each node runs as its own
 process (``python -m <module of the console script>``) with the same parameter files, parameter
 values and remappings ``ros2 launch`` would give it, in an environment that keeps DDS on loopback
-with a private ``ROS_DOMAIN_ID`` (:mod:`perception.ros.env`). Processes are stopped by their pid:
-SIGINT, then SIGTERM, then SIGKILL; SIGTERM to ``perception run`` stops them like Ctrl-C, and on Linux
-every node gets SIGTERM when its parent dies however it dies (prctl death signal), so none is orphaned.
+with a private ``ROS_DOMAIN_ID`` (:mod:`perception.ros.env`), each a
+:class:`~perception.ros.tools.node_process.NodeProcess`: stopped by its pid, SIGINT, then SIGTERM, then SIGKILL;
+SIGTERM to ``perception run`` stops them like Ctrl-C, and on Linux every node gets SIGTERM when its parent dies
+however it dies (prctl death signal), so none is orphaned.
 No rclpy import here.
 """
 
@@ -15,15 +16,12 @@ import argparse
 import contextlib
 import importlib.metadata
 import importlib.util
-import os
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -39,6 +37,7 @@ from perception.ros.tools.launch_spec import (
     parse_launch_file,
     resolve,
 )
+from perception.ros.tools.node_process import NodeProcess, stop_processes
 
 
 class Terminated(KeyboardInterrupt):
@@ -64,41 +63,6 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _die_with_parent_fn() -> Callable[[], None] | None:
-    """A ``preexec_fn`` making the child receive SIGTERM when this process dies (Linux prctl
-    PR_SET_PDEATHSIG; even on SIGKILL of the parent). None where there is no prctl."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return preexec
-
-
-def spawn(argv: Sequence[str], env: Mapping[str, str] | None, stdout: IO[Any] | int | None = None,
-          stderr: IO[Any] | int | None = None) -> subprocess.Popen[bytes]:
-    """Start a node process that dies with this one (see :func:`_die_with_parent_fn`)."""
-    return subprocess.Popen(list(argv), env=None if env is None else dict(env), stdout=stdout, stderr=stderr,
-                            preexec_fn=_die_with_parent_fn())
-
-
-@dataclass
-class NodeProcess:
-    name: str
-    argv: list[str]
-    proc: subprocess.Popen[bytes]
 
 
 def executable_module(package: str, executable: str) -> str:
@@ -164,28 +128,11 @@ def start_nodes(
                 f = tmp / f"{node.name or node.executable}_extra_params.yaml"
                 f.write_text(yaml.safe_dump({"/**": {"ros__parameters": dict(extra)}}), encoding="utf-8")
                 argv += ["--params-file", str(f)]
-            proc = spawn(argv, run_env, stdout, subprocess.STDOUT if stdout else None)
-            procs.append(NodeProcess(node.name or node.executable, argv, proc))
+            procs.append(NodeProcess.start(node.name or node.executable, argv, run_env, stdout=stdout))
     except BaseException:
         stop_processes(procs)
         raise
     return procs
-
-
-def stop_processes(procs: Sequence[NodeProcess], timeout: float = 10.0) -> dict[str, int]:
-    """SIGINT each process (by pid), then SIGTERM, then SIGKILL; returns exit codes by name."""
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-        alive = [p for p in procs if p.proc.poll() is None]
-        if not alive:
-            break
-        for p in alive:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p.proc.pid, sig)
-        deadline = time.monotonic() + timeout
-        for p in alive:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.proc.wait(max(0.1, deadline - time.monotonic()))
-    return {p.name: int(p.proc.returncode) if p.proc.returncode is not None else -9 for p in procs}
 
 
 # -- CLI -------------------------------------------------------------------------------------------
