@@ -42,8 +42,9 @@ ALLOWED: dict[str, set[str]] = {
     "fleet": {"core", "weights", "models", "runtime", "pipeline", "sim", "train", "bag"},  # many bags, an engine
     "bench": {"core", "weights", "models", "runtime", "pipeline", "sim", "footage", "train", "bag", "deploy",
               "fusion"},
-    # in-vehicle deployment (rig config, install: engines + systemd units, sd_notify, watchdog policy): above deploy
-    "vehicle": {"core", "weights", "models", "runtime", "pipeline", "deploy"},
+    # in-vehicle deployment (rig config, install: engines + systemd units, sd_notify, watchdog policy): above deploy;
+    # bag: the incident recorder writes its snapshots with the project's CRC'd MCAP writer and renders them
+    "vehicle": {"core", "weights", "models", "runtime", "pipeline", "deploy", "bag"},
     "ros": {"core", "weights", "models", "runtime", "pipeline", "sim", "footage", "train", "bag", "deploy", "bench",
             "fusion", "tracking", "vehicle"},
 }
