@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 from perception.vehicle.errors import VehicleError
 
 ENTRY_OVERHEAD = 160  # bytes of Python objects per buffered message (tuple, int, bytes header, deque slot)
-TRIGGER_KINDS = ("service", "topic", "diagnostics", "shutdown")
+TRIGGER_KINDS = ("service", "topic", "diagnostics")
 _TOPIC = re.compile(r"^(~/|/)?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
@@ -385,3 +385,32 @@ class Recorder:
             self.open.remove(s)
             self.stats.closed += 1
             self.sink.close(s)
+
+
+ERROR_LEVEL = 2  # diagnostic_msgs/DiagnosticStatus.ERROR
+
+
+class ErrorEdges:
+    """Which /diagnostics statuses just turned ERROR (a status first seen in ERROR counts: it was not known to
+    be ERROR before). ``ignore``: status names never to trigger on (the recorder's own)."""
+
+    def __init__(self, ignore: Sequence[str] = ()) -> None:
+        self.ignore = set(ignore)
+        self.levels: dict[str, int] = {}
+
+    def update(self, statuses: Sequence[tuple[str, int]]) -> list[str]:
+        turned = []
+        for name, level in statuses:
+            if name in self.ignore:
+                continue
+            if level == ERROR_LEVEL and self.levels.get(name) != ERROR_LEVEL:
+                turned.append(name)
+            self.levels[name] = level
+        return turned
+
+
+def subscription_qos(publishers: Sequence[tuple[bool, bool]]) -> tuple[bool, bool]:
+    """(reliable, transient local) for a subscription that matches every publisher, given each publisher's
+    (reliable, transient local): reliable / transient local only if ALL offer it (rosbag2's rule)."""
+    return (bool(publishers) and all(r for r, _ in publishers),
+            bool(publishers) and all(t for _, t in publishers))

@@ -9,8 +9,11 @@ What a killed recorder leaves in ``.partial`` is removed when it starts again (:
 
 Quota (:func:`enforce_quota`): the completed snapshots' total size is kept under ``quota_gb`` and the
 file system's free space above ``min_free_gb``, deleting the oldest first (a snapshot is first renamed
-into ``.partial`` then removed, so a half-deleted one is never listed). The snapshot just written is
-never deleted by its own quota pass: a quota smaller than one snapshot is logged, not silently emptied.
+into ``.partial`` then removed, so a half-deleted one is never listed). Free space is made when a snapshot
+opens (for its before-window); the quota is applied when it is complete, so the directory may exceed the
+quota by the one snapshot being written, and a recorder killed mid-write loses that one only. The
+snapshot just written is never deleted by its own quota pass: a quota smaller than one snapshot is
+logged, not silently emptied.
 
 :class:`SnapshotWriter` is the :class:`~perception.vehicle.recorder.Sink` of the recorder: its methods
 only enqueue (the ROS callbacks never wait for the disk); one thread does the writing. Messages already in
@@ -257,10 +260,12 @@ class SnapshotWriter(Sink):
     def _do_open(self, snap: Snapshot, entries: list[Entry]) -> None:
         from perception.bag.io import BagWriter
 
+        # free disk for what is already known of it; the quota itself is applied once it is complete, so a
+        # recorder killed while writing loses that snapshot only, never one the quota would have kept
         reserve = sum(entry_bytes(e.raw) for e in entries)
-        deleted = enforce_quota(self.directory, self.quota_bytes, self.min_free_bytes, reserve)
+        deleted = enforce_quota(self.directory, 1 << 62, self.min_free_bytes, reserve)
         if deleted:
-            log.info("quota: deleted %s to make room for %s", ", ".join(deleted), snap.name)
+            log.info("low disk: deleted %s to make room for %s", ", ".join(deleted), snap.name)
         path = self.partial / snap.name
         if path.exists():
             shutil.rmtree(path)
