@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 pytest.importorskip("rclpy")
@@ -24,7 +25,7 @@ import yaml
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import TransformStamped
 from ros_testing import DOMAIN_ID, ROOT, Client, NodeProc, compressed_msg, diag_values, rgb_image, start_node
-from sensor_msgs.msg import CompressedImage
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
@@ -38,8 +39,8 @@ from perception.vehicle.snapshots import PARTIAL, completed
 
 PERIOD_NS = 33_333_333  # 30 Hz
 BASE_NS = 1_700_000_000 * 1_000_000_000
-CAM, DET, HUGE = "/rt/front/image_raw/compressed", "/rt/front/detections", "/rt/huge"
-TOPICS = [CAM, DET, "/tf_static", "/diagnostics", HUGE, "/rt/never"]
+CAM, DET, ATT, HUGE = "/rt/front/image_raw/compressed", "/rt/front/detections", "/rt/front/attention", "/rt/huge"
+TOPICS = [CAM, DET, ATT, "/tf_static", "/diagnostics", HUGE, "/rt/never"]
 
 
 class Feed:
@@ -50,6 +51,9 @@ class Feed:
         n = client.node
         self.cam = n.create_publisher(CompressedImage, CAM, qos_profile("best_effort", 5))
         self.det = n.create_publisher(Detection2DArray, DET, qos_profile("reliable", 10))
+        self.att = n.create_publisher(Image, ATT, qos_profile("reliable", 10))
+        yy, xx = np.mgrid[0:24, 0:40]
+        self.att_map = np.exp(-((xx - 20) ** 2 + (yy - 12) ** 2) / 40.0).astype(np.float32)
         self.huge = n.create_publisher(CompressedImage, HUGE, qos_profile("reliable", 2))
         self.diag = n.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.trigger = n.create_publisher(String, "/rt_recorder/trigger", 10)
@@ -71,6 +75,7 @@ class Feed:
         self.image.header = header
         self.cam.publish(self.image)
         self.det.publish(Detection2DArray(header=header))
+        self.att.publish(convert.array_to_image(self.att_map, header, "32FC1"))
         if self.seq % 15 == 0:
             text = "ok" if self.level == DiagnosticStatus.OK else "camera stalled"
             self.diag.publish(DiagnosticArray(status=[DiagnosticStatus(level=self.level, name="rt_camera",
@@ -89,7 +94,7 @@ def start_recorder(client: Client, tmp: Path, directory: Path, **kw: Any) -> Nod
     proc = start_node("perception.ros.nodes.recorder", "rt_recorder", params(directory, **kw), tmp)
     diags = client.collect(DiagnosticArray, "/diagnostics")
     ok = client.spin_until(lambda: not proc.alive() or any(
-        (v := diag_values(m, "rt_recorder: recorder")) and v["topics_recording"] == "5" for m in diags), 60.0)
+        (v := diag_values(m, "rt_recorder: recorder")) and v["topics_recording"] == "6" for m in diags), 60.0)
     client.spin_for(2.6)  # a full before-window of every topic
     if not (ok and proc.alive()):
         out = proc.output()
@@ -113,7 +118,7 @@ def check_window(path: Path) -> dict[str, Any]:
     """Every CRC checked, the log times inside the window and reaching both ends, no camera frame missing."""
     index = json.loads((path / "incident.json").read_text())
     info = open_bag(path)  # verifies the MCAP file
-    assert set(info.topics) == {CAM, DET, "/tf_static", "/diagnostics"}  # no huge message, no /rt/never
+    assert set(info.topics) == {CAM, DET, ATT, "/tf_static", "/diagnostics"}  # no huge message, no /rt/never
     start, end = index["start_ns"], index["end_ns"]
     seqs, dets, logs = [], [], []
     for topic, _, log_ns, raw in read_messages(path, check_order=False):  # /diagnostics: many publishers
@@ -162,13 +167,32 @@ def test_three_triggers_exact_windows_budget_and_adversarial_topics(client: Clie
         assert rec.alive()
     finally:
         assert rec.stop() == 0, rec.output()
+    # `perception vehicle incidents`: the list, every window checked, one rendered with its attention panel
+    proc = subprocess.run([sys.executable, "-m", "perception.cli", "vehicle", "incidents", "--dir", str(out), "--check",
+                           "--render", "latest", "--out", str(tmp_path / "overlay.mp4"), "--json"],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert [i["trigger"] for i in report["incidents"]] == ["service", "topic", "diagnostics"]
+    assert all(r["missing"] == 0 for rows in report["checks"].values() for r in rows)
+    rendered = report["rendered"]
+    assert rendered["camera"] == "rt/front" and 85 <= rendered["frames"] <= 92
+    # the window cuts by receive time: an image's detections or attention may fall just outside at either end
+    n = rendered["frames"]
+    assert rendered["with_detections"] >= n - 2 and rendered["with_attention"] >= n - 2
+    import cv2
+
+    video = cv2.VideoCapture(rendered["video"])
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == n
+    assert int(video.get(cv2.CAP_PROP_FRAME_WIDTH)) == 2 * 160  # image | attention
+    video.release()
 
 
 def test_quota_and_kill_minus_nine_mid_write(client: Client, tmp_path: Path) -> None:
     Feed(client)
     out = tmp_path / "incidents"
-    # one snapshot is ~1.33 MB here: a 3.2 MB quota keeps two
-    rec = start_recorder(client, tmp_path, out, quota_gb=3.2 / 1024, budget_mb=2.0)
+    # one snapshot is ~1.7 MB here: a 4.2 MB quota keeps two
+    rec = start_recorder(client, tmp_path, out, quota_gb=4.2 / 1024, budget_mb=3.0)
     killed = False
     try:
         names = []
@@ -192,7 +216,7 @@ def test_quota_and_kill_minus_nine_mid_write(client: Client, tmp_path: Path) -> 
     assert (out / PARTIAL / name).is_dir() and [p.name for p in completed(out)] == kept
     for p in completed(out):  # the finished ones are intact: every CRC, every message
         check_window(p)
-    rec = start_recorder(client, tmp_path, out, quota_gb=3.2 / 1024, budget_mb=2.0)
+    rec = start_recorder(client, tmp_path, out, quota_gb=4.2 / 1024, budget_mb=3.0)
     try:
         assert "removed unfinished snapshot(s) of an earlier run: " + name in rec.output()
         assert not (out / PARTIAL / name).exists()
