@@ -142,6 +142,8 @@ def main(args: argparse.Namespace) -> int:
         for s in report.steps:
             print(f"  {s['step']:<9} {s['seconds']:8.2f} s  {s['detail']}")
         print(f"unit: {report.unit}\nparams: {report.params}\nverify: {report.verify}")
+        if report.recorder_unit:
+            print(f"incident recorder unit: {report.recorder_unit}")
     if report.verify not in ("ok",) and not report.verify.startswith("skipped"):
         print("perception vehicle install: FAILED: systemd-analyze verify complained (above)", file=sys.stderr)
         return 1

@@ -239,3 +239,64 @@ def test_invalid_parameters_exit_2_naming_each(tmp_path: Path) -> None:
     for part in ("directory: 'relative' must be an absolute path", "before_s: must be float",
                  "max_message_mb: 5 is more than half the budget", "topics[1]: 'no_slash'"):
         assert part in proc.stderr, (part, proc.stderr)
+
+
+def test_the_installed_unit_runs_the_recorder(client: Client, tmp_path: Path) -> None:
+    """``perception vehicle install`` with recording enabled writes the recorder's unit; its ExecStart= run with
+    its Environment= (this session's domain) and a bound NOTIFY_SOCKET: READY=1, WATCHDOG=1 pings, a snapshot
+    of the rig's default topics on the service call, STOPPING=1 and exit 0 on SIGTERM."""
+    import socket
+
+    from perception.ros.tools.run import NodeProcess, stop_processes
+    from perception.vehicle.config import rig_from_dict
+    from perception.vehicle.install import localhost_profile_source, write_recorder
+    from perception.vehicle.units import InstallLayout, dds_environment, unit_command, unit_environment
+
+    out = tmp_path / "incidents"
+    rig = rig_from_dict({"name": "unit_car", "cameras": [{"name": "tu_front", "transport": "compressed"}],
+                         "service": {"watchdog_sec": 2},
+                         "recording": {"enabled": True, "directory": str(out), "before_s": 2, "after_s": 1,
+                                       "budget_mb": 64, "min_free_gb": 0}})
+    layout = InstallLayout(tmp_path / "prefix")
+    text = write_recorder(rig, layout, sys.executable, dds_environment(rig, localhost_profile_source())).read_text()
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.setblocking(False)
+    env = {**os.environ, **unit_environment(text), "ROS_DOMAIN_ID": str(DOMAIN_ID), "NOTIFY_SOCKET": str(sock_path),
+           "WATCHDOG_USEC": "2000000", "PYTHONPATH": str(ROOT)}
+    cam = client.node.create_publisher(CompressedImage, "/tu_front/image_raw/compressed",
+                                       qos_profile("best_effort", 5))
+    image = compressed_msg(rgb_image(96, 160), 0.0, "tu_front_optical_frame")
+    client.node.create_timer(PERIOD_NS * 1e-9, lambda: cam.publish(image))
+    diags = client.collect(DiagnosticArray, "/diagnostics")
+    log = (tmp_path / "recorder.log").open("wb")
+    proc = subprocess.Popen(unit_command(text), env=env, stdout=log, stderr=subprocess.STDOUT)
+    said: list[str] = []
+
+    def receive() -> None:  # every datagram waiting, without blocking (the client must keep publishing)
+        while True:
+            try:
+                said.append(sock.recv(4096).decode())
+            except BlockingIOError:
+                return
+
+    try:
+        assert client.spin_until(lambda: receive() or any("READY=1" in s for s in said), 30.0), said
+        assert client.spin_until(lambda: receive() or any((v := diag_values(m, "incident_recorder: recorder")) and
+                                                          "/tu_front/image_raw/compressed" not in v["topics_missing"]
+                                                          for m in diags), 30.0)
+        client.spin_until(lambda: bool(receive()), 3.0)  # a full before-window of the camera
+        answer = client.call(Trigger, "/incident_recorder/snapshot", Trigger.Request())
+        assert answer.success
+        assert client.spin_until(lambda: receive() or len(completed(out)) == 1, 20.0)
+        assert client.spin_until(lambda: receive() or any("WATCHDOG=1" in s for s in said), 5.0), said
+    finally:
+        codes = stop_processes([NodeProcess("recorder", [], proc)], timeout=20.0)
+        receive()
+        sock.close()
+        log.close()
+    assert codes["recorder"] == 0 and any("STOPPING=1" in s for s in said), (codes, said)
+    assert any("STATUS=recording " in s for s in said), said
+    index = json.loads((completed(out)[0] / "incident.json").read_text())
+    assert index["topics"]["/tu_front/image_raw/compressed"]["count"] >= 85
