@@ -30,5 +30,5 @@ def test_recorder_bench_smoke(tmp_path: Path) -> None:
     assert kill["met"], kill
     cpu = next(g for g in data["goals"] if g["what"].startswith("recorder CPU"))
     assert cpu["value"] > 0
-    assert [p.name for p in (tmp_path / "incidents").iterdir() if not p.name.startswith(".")] == \
+    assert sorted(p.name for p in (tmp_path / "incidents").iterdir() if not p.name.startswith(".")) == \
         [r["name"] for r in data["rows"]]
