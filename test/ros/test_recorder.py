@@ -239,6 +239,12 @@ def test_invalid_parameters_exit_2_naming_each(tmp_path: Path) -> None:
     for part in ("directory: 'relative' must be an absolute path", "before_s: must be float",
                  "max_message_mb: 5 is more than half the budget", "topics[1]: 'no_slash'"):
         assert part in proc.stderr, (part, proc.stderr)
+    blocked = tmp_path / "a_file"
+    blocked.write_text("not a directory")
+    pfile.write_text(yaml.safe_dump({"/**": {"ros__parameters": {"directory": str(blocked / "incidents")}}}))
+    proc = subprocess.run([sys.executable, "-m", "perception.ros.nodes.recorder", "--ros-args", "--params-file",
+                           str(pfile)], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "cannot use the snapshot directory" in proc.stderr, proc.stderr
 
 
 def test_the_installed_unit_runs_the_recorder(client: Client, tmp_path: Path) -> None:

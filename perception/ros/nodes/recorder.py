@@ -19,7 +19,8 @@ Thin rclpy glue over :mod:`perception.vehicle.recorder` (ring buffer, windows, m
   ``incident.json`` says ``cut_short``) and written before the process exits.
 
 Receive times (this computer's wall clock, as rosbag2 records) define the windows and are the bag's log times.
-Exit codes: 0 after SIGINT / SIGTERM, 2 for invalid parameters (each problem logged with its fix).
+Exit codes: 0 after SIGINT / SIGTERM, 2 for invalid parameters (each problem logged with its fix), 1 when the
+snapshot directory cannot be created or written.
 """
 
 from __future__ import annotations
@@ -276,6 +277,11 @@ def main(args: list[str] | None = None) -> int:
             print(f"incident_recorder: {problem}", file=sys.stderr, flush=True)
         rclpy.try_shutdown()
         return 2
+    except OSError as e:  # the snapshot directory cannot be made or written
+        print(f"incident_recorder: cannot use the snapshot directory: {e}; create it writable for this user "
+              "or set `directory`", file=sys.stderr, flush=True)
+        rclpy.try_shutdown()
+        return 1
     executor = None
     if os.environ.get("PERCEPTION_RECORDER_EXECUTOR", "events") == "events":
         # rclpy's C++ events executor: a fraction of the Python executor's cost per message (docs/vehicle.md)
