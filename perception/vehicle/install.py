@@ -19,6 +19,7 @@ Steps (each timed in the returned :class:`InstallReport`, and in ``<prefix>/etc/
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -180,10 +181,13 @@ def warm(rig: RigConfig, checkpoint: Path, onnx: Path | None, cache: Path, repor
 
 def write_recorder(rig: RigConfig, layout: InstallLayout, python: str, env: dict[str, str]) -> Path:
     """The incident recorder's parameters and unit (recording.enabled); returns the unit's path. The snapshot
-    directory is created now: the unit's user must be able to write it (the recorder says so if not)."""
+    directory is created when this user may (the unit's user must be able to write it: the recorder exits 1
+    naming it otherwise, and ``vehicle check`` fails its disk row)."""
     svc = recorder_service(rig)
-    for d in (Path(rig.recording.directory), layout.etc, layout.units):
+    for d in (layout.etc, layout.units):
         d.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):  # e.g. /var/lib/... when installing under a prefix as a normal user
+        Path(rig.recording.directory).mkdir(parents=True, exist_ok=True)
     layout.recorder_params.write_text(
         yaml.safe_dump(params_yaml(RECORDER_NODE, recorder_parameters(rig)), sort_keys=False), encoding="utf-8")
     unit = layout.unit(svc.name)
