@@ -313,7 +313,7 @@ class SnapshotWriter(Sink):
             os.rename(o.path, final)
             fsync_path(self.directory)
             fsync_path(self.partial)
-        except OSError as e:
+        except Exception as e:  # disk full, I/O error: this snapshot fails, the recorder goes on
             self._fail(o, f"{type(e).__name__}: {e}")
             return
         self._open.pop(snap.id, None)

@@ -211,3 +211,25 @@ def test_writer_quota_in_use(tmp_path: Path) -> None:
     assert all(r.ok for r in w.results) and [p.name for p in completed(tmp_path)] == names[-2:]
     assert sum(len(r.deleted) for r in w.results) == 2
     assert sum(r.bytes for r in w.results[-2:]) <= 17_000 < sum(r.bytes for r in w.results[-3:])
+
+
+def test_a_failing_snapshot_is_removed_and_the_next_one_works(tmp_path: Path) -> None:
+    topics = [("/a", "std_msgs/msg/String"), ("/bad", "nope_msgs/msg/Unknown")]  # no definition: cannot be written
+    w = SnapshotWriter(tmp_path, topics.__getitem__, before_s=2.0, after_s=1.0, quota_bytes=1 << 30,
+                       min_free_bytes=0, max_pending_bytes=1 << 30)
+    w.start()
+    rec = Recorder(cfg(directory=str(tmp_path)), w)
+    for i in range(30):
+        rec.on_message(i % 2, string_msg("x"), i * S // 10)
+    rec.trigger("service", "", 3 * S)
+    rec.tick(5 * S)
+    for i in range(50, 80):  # /a only
+        rec.on_message(0, string_msg("y"), i * S // 10)
+    rec.trigger("topic", "", 8 * S)
+    rec.tick(10 * S)
+    wait_results(w, 2)
+    assert w.stop()
+    bad, good = w.results
+    assert not bad.ok and "nope_msgs/msg/Unknown" in bad.error and not bad.path
+    assert good.ok and completed(tmp_path) == [Path(good.path)]
+    assert not any((tmp_path / PARTIAL).iterdir())  # the failed one's partial directory is gone
