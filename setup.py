@@ -35,6 +35,7 @@ setup(
             "perception = perception.cli:main",
             "perception_node = perception.ros.nodes.perception_node:main",
             "synthetic_camera = perception.ros.nodes.synthetic_camera:main",
+            "incident_recorder = perception.ros.nodes.recorder:main",
         ],
     },
 )

@@ -58,8 +58,9 @@ ALLOWED: dict[str, set[str]] = {
     "fleet": {"core", "weights", "models", "runtime", "pipeline", "sim", "eval"},  # many bags, one task each
     # train: the training step's cost (bench model)
     "bench": {"core", "weights", "models", "runtime", "pipeline", "sim", "train", "bag", "deploy", "fusion", "eval"},
-    # in-vehicle deployment (rig config, install: engines + systemd units, sd_notify, watchdog policy): above deploy
-    "vehicle": {"core", "weights", "models", "runtime", "deploy"},
+    # in-vehicle deployment (rig config, install: engines + systemd units, sd_notify, watchdog policy): above deploy;
+    # bag: the incident recorder writes its snapshots with the project's CRC'd MCAP writer and renders them
+    "vehicle": {"core", "weights", "models", "runtime", "deploy", "bag"},
     "ros": {"core", "weights", "models", "runtime", "pipeline", "sim", "bag", "deploy", "bench", "fusion", "tracking",
             "vehicle", "eval"},
 }

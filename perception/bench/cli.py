@@ -23,6 +23,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
              "valid frames answered, malformed ones counted"),
     "soak": ("perception.ros.tools.bench_soak", "N cameras for M minutes: RSS growth, crashes, answered share, drops, "
              "diagnostics levels"),
+    "recorder": ("perception.ros.tools.bench_recorder", "incident recorder under 4 cameras x 30 Hz JPEG + outputs: "
+                 "three triggers, each snapshot's window and gaps, RSS vs budget, CPU share of a core, kill -9"),
     "fleet": ("perception.fleet.bench", "many bags: bags/s with 1 and 2 workers (process pool, Dask), start-up, "
               "per-bag overhead vs a plain loop, result size per bag"),
 }

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
@@ -19,7 +19,7 @@ def init_without_signal_handlers(args: list[str] | None = None) -> None:
 
 
 def spin_until_signal(node: Node, stop: threading.Event | None = None,
-                      on_stop: Callable[[], None] | None = None) -> None:
+                      on_stop: Callable[[], None] | None = None, executor: Executor | None = None) -> None:
     """Spin ``node`` until SIGINT or SIGTERM (or ``stop`` is set), then destroy it -- which must stop its
     threads -- and only then shut rclpy down: nothing publishes on an invalid context.
 
@@ -29,7 +29,7 @@ def spin_until_signal(node: Node, stop: threading.Event | None = None,
     default action and a late SIGTERM would kill the process half-way through its clean exit.
 
     ``on_stop`` runs first thing once spinning ends (before the node is destroyed): e.g. telling systemd
-    STOPPING=1."""
+    STOPPING=1. ``executor``: the one to spin (default: a SingleThreadedExecutor)."""
     stop = stop or threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
@@ -37,7 +37,7 @@ def spin_until_signal(node: Node, stop: threading.Event | None = None,
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
-    executor = SingleThreadedExecutor()
+    executor = executor or SingleThreadedExecutor()
     executor.add_node(node)
     try:
         while not stop.is_set() and rclpy.ok():

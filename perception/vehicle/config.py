@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from perception.vehicle.errors import RigConfigError
+from perception.vehicle.recorder import RECORDER_KEYS, RecorderConfig, RecorderConfigError, recorder_config
 
 ENCODINGS = ("rgb8", "bgr8", "mono8", "jpeg", "png")  # jpeg / png: sensor_msgs/CompressedImage
 TRANSPORTS = ("raw", "compressed")
@@ -100,9 +101,27 @@ class DdsConfig:
 
 @dataclass(frozen=True)
 class RecordingConfig:
+    """The incident recorder (``perception/ros/nodes/recorder.py``) and its unit; ``recorder`` holds every
+    :data:`~perception.vehicle.recorder.RECORDER_KEYS` setting (topics empty: the rig's, see
+    :func:`default_recording_topics`)."""
+
     enabled: bool = False
-    directory: str = "/var/lib/perception/incidents"
-    min_free_gb: float = 2.0
+    recorder: RecorderConfig = field(default_factory=RecorderConfig)
+    memory_max_mb: int = 0  # the unit's MemoryMax=; 0: budget_mb + 512
+    cpu_quota_percent: int = 0  # 0: no CPUQuota=
+    nice: int = 5  # below perception (-5 by default): the recorder yields the CPU first
+
+    @property
+    def directory(self) -> str:
+        return self.recorder.directory
+
+    @property
+    def min_free_gb(self) -> float:
+        return self.recorder.min_free_gb
+
+    @property
+    def memory_limit_mb(self) -> int:
+        return self.memory_max_mb or int(self.recorder.budget_mb) + 512
 
 
 @dataclass(frozen=True)
@@ -314,15 +333,37 @@ def rig_from_dict(tree: Mapping[str, Any], source: str = "") -> RigConfig:
     elif dds.profile.endswith(".xml") and not Path(dds.profile).expanduser().is_file():
         errors.append(f"dds.profile: {dds.profile} does not exist; give the path of an existing Fast DDS XML profile")
 
-    r = chk.section(tree, "recording", ("enabled", "directory", "min_free_gb"))
-    recording = RecordingConfig(chk.get(r, "enabled", "recording", False, bool),
-                                chk.get(r, "directory", "recording", "/var/lib/perception/incidents", str),
-                                chk.get(r, "min_free_gb", "recording", 2.0, float, lo=0.0, hi=1e6))
-    if recording.enabled and not recording.directory.startswith("/"):
-        errors.append(f"recording.directory: {recording.directory!r} must be an absolute path")
+    r = chk.section(tree, "recording", ("enabled", *RECORDER_KEYS, "memory_max_mb", "cpu_quota_percent", "nice"))
+    rec_values: dict[str, Any] = {k: v for k, v in r.items() if k in RECORDER_KEYS}
+    if not rec_values.get("topics"):
+        rec_values["topics"] = default_recording_topics(cameras)
+    try:
+        rec = recorder_config(rec_values, where="recording")  # every key checked, each problem with its fix
+    except RecorderConfigError as e:
+        errors.extend(e.problems)
+        rec = RecorderConfig()
+    recording = RecordingConfig(chk.get(r, "enabled", "recording", False, bool), rec,
+                                chk.get(r, "memory_max_mb", "recording", 0, int, lo=0, hi=1 << 22),
+                                chk.get(r, "cpu_quota_percent", "recording", 0, int, lo=0, hi=100 * 1024),
+                                chk.get(r, "nice", "recording", 5, int, lo=-20, hi=19))
+    if recording.memory_max_mb and recording.memory_max_mb < rec.budget_mb + 128:
+        errors.append(f"recording.memory_max_mb: {recording.memory_max_mb} leaves no room over budget_mb "
+                      f"({rec.budget_mb:g}) for the interpreter and DDS; use at least {int(rec.budget_mb) + 256} "
+                      "(or 0: budget_mb + 512)")
     if errors:
         raise RigConfigError(source, errors)
     return RigConfig(name, tuple(cameras), lidar, frames, model, backend, service, dds, recording, source)
+
+
+def default_recording_topics(cameras: list[CameraConfig] | tuple[CameraConfig, ...]) -> list[str]:
+    """What the recorder keeps when ``recording.topics`` is empty: per camera its image topic (the compressed one
+    on a compressed rig), detections, per-detection attention, the attention map, objects and tracks; then
+    /diagnostics, /tf, /tf_static and /odom."""
+    topics = []
+    for c in cameras:
+        topics += [c.image_topic, f"/{c.name}/detections", f"/{c.name}/detections/attention", f"/{c.name}/attention",
+                   f"/{c.name}/objects/detected", f"/{c.name}/objects/tracked"]
+    return [*topics, "/diagnostics", "/tf", "/tf_static", "/odom"]
 
 
 def load_rig(path: str | Path) -> RigConfig:

@@ -12,11 +12,14 @@ Steps (each timed in the returned :class:`InstallReport`, and in ``<prefix>/etc/
   4. warmed and checked: the backend is loaded through the same runtime selection the node uses, must say
      it loaded the prebuilt engine, and answers a few inferences (timed);
   5. the node's parameters, the rig file, the DDS profile and the systemd unit written
-     (:mod:`perception.vehicle.units`), and the unit checked with ``systemd-analyze verify`` when present.
+     (:mod:`perception.vehicle.units`); with ``recording.enabled`` the incident recorder's parameters and its
+     own unit ``<service>-recorder.service`` too (independent of perception's: it keeps recording when
+     perception fails); the units checked with ``systemd-analyze verify`` when present.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -33,11 +36,14 @@ from perception.core.files import sha256_file
 from perception.vehicle.config import RigConfig
 from perception.vehicle.errors import VehicleError
 from perception.vehicle.units import (
+    RECORDER_NODE,
     InstallLayout,
     dds_environment,
     exec_start,
     node_parameters,
     params_yaml,
+    recorder_parameters,
+    recorder_service,
     service_unit,
 )
 
@@ -55,6 +61,7 @@ class InstallReport:
     engine_state: str = ""
     warm_ms: list[float] = field(default_factory=list)
     unit: str = ""
+    recorder_unit: str = ""  # recording.enabled: the incident recorder's unit
     params: str = ""
     verify: str = ""  # "ok", "skipped: why", or systemd-analyze's complaints
 
@@ -172,6 +179,25 @@ def warm(rig: RigConfig, checkpoint: Path, onnx: Path | None, cache: Path, repor
         backend.close()
 
 
+def write_recorder(rig: RigConfig, layout: InstallLayout, python: str, env: dict[str, str]) -> Path:
+    """The incident recorder's parameters and unit (recording.enabled); returns the unit's path. The snapshot
+    directory is created when this user may (the unit's user must be able to write it: the recorder exits 1
+    naming it otherwise, and ``vehicle check`` fails its disk row)."""
+    svc = recorder_service(rig)
+    for d in (layout.etc, layout.units):
+        d.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):  # e.g. /var/lib/... when installing under a prefix as a normal user
+        Path(rig.recording.directory).mkdir(parents=True, exist_ok=True)
+    layout.recorder_params.write_text(
+        yaml.safe_dump(params_yaml(RECORDER_NODE, recorder_parameters(rig)), sort_keys=False), encoding="utf-8")
+    unit = layout.unit(svc.name)
+    argv = exec_start(python, RECORDER_NODE, layout.recorder_params, "perception.ros.nodes.recorder")
+    unit.write_text(service_unit(rig, argv, env, layout.prefix, svc,
+                                 f"Incident recorder for rig {rig.name} (snapshots in {rig.recording.directory})"),
+                    encoding="utf-8")
+    return unit
+
+
 def install(rig: RigConfig, prefix: str | Path, *, python: str = sys.executable, warm_runs: int = 3,
             verify: bool = True, note: Callable[[str], None] = lambda s: None) -> InstallReport:
     """Everything in the module doc; raises :class:`VehicleError` (or the deploy / runtime errors) on failure."""
@@ -204,10 +230,19 @@ def install(rig: RigConfig, prefix: str | Path, *, python: str = sys.executable,
     unit.write_text(service_unit(rig, exec_start(python, rig.service.name, layout.params), env, layout.prefix),
                     encoding="utf-8")
     report.unit, report.params = str(unit), str(layout.params)
-    report.step("units", t0, str(unit))
+    units = [unit]
+    rec_unit = layout.unit(recorder_service(rig).name)
+    if rig.recording.enabled:
+        write_recorder(rig, layout, python, env)
+        report.recorder_unit = str(rec_unit)
+        units.append(rec_unit)
+    else:  # an earlier install's recorder must not keep running from a rig that no longer enables it
+        rec_unit.unlink(missing_ok=True)
+        layout.recorder_params.unlink(missing_ok=True)
+    report.step("units", t0, ", ".join(str(u) for u in units))
     if verify:
         t0 = time.perf_counter()
-        report.verify = verify_units([unit])
+        report.verify = verify_units(units)
         report.step("verify", t0, report.verify)
     else:
         report.verify = "skipped: --no-verify"

@@ -68,7 +68,10 @@ class Notifier:
         with self._lock:
             try:
                 if self._sock is None:
-                    self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                    # non-blocking: a receiver that stops reading (its queue holds ~10 datagrams) must not
+                    # freeze the caller -- the datagram is dropped and logged instead
+                    self._sock = socket.socket(socket.AF_UNIX,
+                                               socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
                 self._sock.sendto(text.encode("utf-8", "replace"), self.address)
                 self._failed = False
                 return True

@@ -82,3 +82,23 @@ def test_unreadable_files_say_so(tmp_path: Path) -> None:
     bad.write_text("name: [unclosed\n", encoding="utf-8")
     with pytest.raises(RigConfigError, match="not valid YAML"):
         load_rig(bad)
+
+
+def test_the_recording_section_is_validated_key_by_key() -> None:
+    tree = _example()
+    tree["recording"] = {"enabled": True, "directory": "incidents", "before_s": 0, "after_s": "5", "budget_mb": 64,
+                         "max_message_mb": 40, "quota_gb": 2, "topics": ["/front/image_raw", "front/detections"],
+                         "trigger_on_error": 1, "memory_max_mb": 100, "nice": 40, "ring": 3}
+    with pytest.raises(RigConfigError) as e:
+        rig_from_dict(tree)
+    text = str(e.value)
+    for part in ("recording.directory: 'incidents' must be an absolute path", "recording.before_s: 0.0 is out of range",
+                 "recording.after_s: must be float", "recording.max_message_mb: 40 is more than half the budget",
+                 "recording.topics[1]: 'front/detections' is not an absolute ROS topic",
+                 "recording.trigger_on_error: must be bool", "recording.nice: 40 is out of range",
+                 "recording.ring: unknown key", "recording.memory_max_mb: 100 leaves no room over budget_mb"):
+        assert part in text, (part, text)
+    rig = load_rig(EXAMPLE)  # recording off, defaults: the rig's own topics, 20 s before, 10 s after
+    assert not rig.recording.enabled and rig.recording.recorder.before_s == 20.0
+    assert rig.recording.recorder.topics[:2] == ("/front/image_raw", "/front/detections")
+    assert rig.recording.memory_limit_mb == 512 + 512 and rig.recording.directory == "/var/lib/perception/incidents"

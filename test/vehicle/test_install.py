@@ -39,7 +39,9 @@ def rig_tree(checkpoint: Path, **service: Any) -> dict[str, Any]:
 def installed(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> tuple[Path, Any]:
     prefix = tmp_path_factory.mktemp("prefix")
     src = prefix.parent / "tiny_car.yaml"
-    src.write_text(yaml.safe_dump(rig_tree(tiny_checkpoint, cpu_quota_percent=150, cpu_affinity=[0, 1])))
+    tree = rig_tree(tiny_checkpoint, cpu_quota_percent=150, cpu_affinity=[0, 1])
+    tree["recording"] = {"enabled": True, "directory": str(prefix / "incidents"), "before_s": 15, "budget_mb": 256}
+    src.write_text(yaml.safe_dump(tree))
     rig = rig_from_dict(yaml.safe_load(src.read_text()), str(src))
     return prefix, install(rig, prefix, warm_runs=2, verify=SYSTEMD_ANALYZE is not None)
 
@@ -83,6 +85,28 @@ def test_the_unit_says_what_the_issue_asks(installed: tuple[Path, Any]) -> None:
     assert env["PERCEPTION_CACHE"].endswith("var/cache/perception")
 
 
+def test_recording_enabled_installs_the_incident_recorder(installed: tuple[Path, Any]) -> None:
+    from perception.vehicle.recorder import recorder_config
+
+    prefix, report = installed
+    text = Path(report.recorder_unit).read_text()
+    assert Path(report.recorder_unit).name == "perception-recorder.service"
+    for line in ("Type=notify", "NotifyAccess=main", "WatchdogSec=4s", "Restart=on-failure", "TimeoutStopSec=60s",
+                 "MemoryMax=768M", "Nice=5", "SyslogIdentifier=perception-recorder", "StandardOutput=journal"):
+        assert line in text.splitlines(), line
+    assert not any(ln.startswith(("CPUQuota", "CPUAffinity")) for ln in text.splitlines())  # perception's only
+    argv = unit_command(text)
+    assert argv[:3] == [sys.executable, "-m", "perception.ros.nodes.recorder"]
+    assert unit_environment(text) == unit_environment(Path(report.unit).read_text())  # the same DDS
+    params = yaml.safe_load(Path(argv[argv.index("--params-file") + 1]).read_text())
+    cfg = recorder_config(params["/incident_recorder"]["ros__parameters"])  # what the node will validate
+    assert cfg.before_s == 15 and cfg.budget_mb == 256 and cfg.directory == str(prefix / "incidents")
+    assert cfg.topics[:6] == ("/front/image_raw", "/front/detections", "/front/detections/attention",
+                              "/front/attention", "/front/objects/detected", "/front/objects/tracked")
+    assert cfg.topics[-4:] == ("/diagnostics", "/tf", "/tf_static", "/odom")
+    assert (prefix / "incidents").is_dir()
+
+
 @needs_systemd_analyze
 def test_systemd_analyze_verifies_the_unit_and_catches_a_broken_one(installed: tuple[Path, Any],
                                                                       tmp_path: Path) -> None:
@@ -103,6 +127,7 @@ def test_a_second_install_reuses_the_cache(installed: tuple[Path, Any], tiny_che
     prefix, report = installed
     again = install(rig_from_dict(rig_tree(tiny_checkpoint)), prefix, warm_runs=1, verify=False)
     assert again.engine == report.engine
+    assert not again.recorder_unit and not Path(report.recorder_unit).exists()  # recording off: its unit goes
     assert next(s for s in again.steps if s["step"] == "engine")["detail"].startswith("cached")
 
 

@@ -39,6 +39,18 @@ def test_messages_reach_the_socket(bound: tuple[str, socket.socket]) -> None:
     n.close()
 
 
+def test_a_receiver_that_stops_reading_never_blocks_the_sender(bound: tuple[str, socket.socket]) -> None:
+    import time
+
+    name, s = bound
+    n = Notifier(name)
+    t0 = time.monotonic()
+    sent = [n.watchdog() for _ in range(200)]  # the receive queue holds a few: the rest are dropped, not waited on
+    assert time.monotonic() - t0 < 1.0 and sent[0] and not sent[-1]
+    assert s.recv(4096) == b"WATCHDOG=1"
+    n.close()
+
+
 def test_without_systemd_everything_is_a_no_op(tmp_path: Path) -> None:
     assert not Notifier("").enabled and not Notifier("").ready()
     gone = Notifier(str(tmp_path / "nobody-listens"))
