@@ -56,7 +56,7 @@ def write_state(state_dir: Path, state: dict[str, Any]) -> None:
 
 def health(state_dir: Path, now: float | None = None) -> tuple[bool, str]:
     """(healthy, why) from the supervisor's state file."""
-    now = time.time() if now is None else now
+    now = time.monotonic() if now is None else now  # the state's times: CLOCK_MONOTONIC (immune to clock steps)
     try:
         state = json.loads((state_dir / STATE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -109,8 +109,9 @@ def run(unit: Path, state_dir: Path, log=print) -> int:
     dds = {k: v for k, v in unit_env.items() if k.startswith(("FASTDDS", "ROS_", "RMW_"))}
     log(f"[supervise] {unit.name}: WatchdogSec={watchdog:g} TimeoutStartSec={start_timeout:g} "
         f"TimeoutStopSec={stop_timeout:g}; DDS {dds or 'Fast DDS defaults (dds.profile: default)'}")
-    state: dict[str, Any] = {"unit": str(unit), "watchdog_sec": watchdog, "started_at": time.time(), "ready_at": None,
-                             "last_ping": None, "status": "", "stopping": False, "exited": False}
+    state: dict[str, Any] = {"unit": str(unit), "watchdog_sec": watchdog, "started_at": time.monotonic(),
+                             "started_wall": time.time(), "ready_at": None, "last_ping": None, "status": "",
+                             "stopping": False, "exited": False}
     write_state(state_dir, state)
     requested: list[int] = []
 
@@ -123,7 +124,7 @@ def run(unit: Path, state_dir: Path, log=print) -> int:
     try:
         while child.poll() is None:
             for msg in _messages(sock):
-                now = time.time()
+                now = time.monotonic()
                 if msg.get("READY") == "1" and not state["ready_at"]:
                     state["ready_at"] = now
                     log(f"[supervise] READY=1 after {now - state['started_at']:.2f} s")
@@ -134,7 +135,7 @@ def run(unit: Path, state_dir: Path, log=print) -> int:
                 if msg.get("STOPPING") == "1":
                     state["stopping"] = True
                 write_state(state_dir, state)
-            now = time.time()
+            now = time.monotonic()
             if kill_at is None:
                 if requested:
                     reason = f"signal {signal.Signals(requested[0]).name} forwarded"

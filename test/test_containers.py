@@ -292,10 +292,11 @@ n = Notifier()
 assert n.enabled and watchdog_usec() == 1_000_000, (os.environ.get("NOTIFY_SOCKET"), watchdog_usec())
 assert os.environ["ROS_DOMAIN_ID"] == "42"  # the unit's Environment=
 stop = []
-signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+pings, mode = int(sys.argv[1]), sys.argv[2]  # mode: ok | no-ready | ignore-sigterm
+signal.signal(signal.SIGTERM, signal.SIG_IGN if mode == "ignore-sigterm" else lambda *a: stop.append(1))
 time.sleep(0.3)
-n.ready(status="active fake")
-pings = int(sys.argv[1])
+if mode != "no-ready":
+    n.ready(status="active fake")
 while not stop:
     if pings:
         n.watchdog()
@@ -306,13 +307,14 @@ sys.exit(0)
 """
 
 
-def _unit(tmp_path: Path, pings: int) -> Path:
+def _unit(tmp_path: Path, pings: int, mode: str = "ok", start_timeout: str = "20s") -> Path:
     script = tmp_path / "fake_node.py"
     script.write_text(FAKE_NODE, encoding="utf-8")
     unit = tmp_path / "perception.service"
     unit.write_text("\n".join([
-        "[Service]", "Type=notify", f"ExecStart={sys.executable} {script} {pings}",
-        'Environment="ROS_DOMAIN_ID=42"', "WatchdogSec=1s", "TimeoutStartSec=20s", "TimeoutStopSec=3s", ""]),
+        "[Service]", "Type=notify", f"ExecStart={sys.executable} {script} {pings} {mode}",
+        'Environment="ROS_DOMAIN_ID=42"', "WatchdogSec=1s", f"TimeoutStartSec={start_timeout}", "TimeoutStopSec=1s",
+        ""]),
         encoding="utf-8")
     return unit
 
@@ -368,3 +370,18 @@ def test_supervisor_forwards_sigterm(tmp_path: Path) -> None:
         proc.kill()
     assert proc.returncode == 0, err
     assert "signal SIGTERM forwarded" in err
+
+
+@pytest.mark.parametrize(("mode", "expected"), [
+    ("no-ready", "no READY=1 within TimeoutStartSec=1"),  # model never loads: stopped, exit 1
+    ("ignore-sigterm", "no exit within TimeoutStopSec=1: SIGKILL"),  # stuck node ignoring SIGTERM
+])
+def test_supervisor_timeouts(tmp_path: Path, mode: str, expected: str) -> None:
+    state = tmp_path / "state"
+    proc = _supervise(_unit(tmp_path, pings=3, mode=mode, start_timeout="1s"), state)
+    try:
+        err = proc.communicate(timeout=30)[1]
+    finally:
+        proc.kill()
+    assert proc.returncode != 0 and expected in err, (proc.returncode, err)
+    assert _health(state)[0] == 1
