@@ -15,6 +15,7 @@ The checks are also run on broken Dockerfiles, which they must reject (so they c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -322,7 +323,15 @@ def _unit(tmp_path: Path, pings: int, mode: str = "ok", start_timeout: str = "20
 def _supervise(unit: Path, state: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     return subprocess.Popen([sys.executable, str(ROOT / "docker/supervise.py"), "run", "--unit", str(unit),
-                             "--state-dir", str(state)], env=env, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                             "--state-dir", str(state)], env=env, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            start_new_session=True)  # its own process group: _kill takes the fake node with it
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    """After a test, pass or fail: nothing of it left running (the supervisor and the fake node)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def _health(state: Path) -> tuple[int, str]:
@@ -350,7 +359,7 @@ def test_supervisor_stops_a_node_whose_watchdog_pings_stop(tmp_path: Path) -> No
         assert _wait_healthy(state, proc) == "healthy: active fake"
         err = proc.communicate(timeout=30)[1]
     finally:
-        proc.kill()
+        _kill(proc)
     assert proc.returncode == 1, err
     assert "watchdog: no WATCHDOG=1 for 1 s" in err and "READY=1 after" in err and "ROS_DOMAIN_ID" in err, err
     code, why = _health(state)
@@ -367,7 +376,7 @@ def test_supervisor_forwards_sigterm(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)  # docker stop
         err = proc.communicate(timeout=30)[1]
     finally:
-        proc.kill()
+        _kill(proc)
     assert proc.returncode == 0, err
     assert "signal SIGTERM forwarded" in err
 
@@ -382,6 +391,6 @@ def test_supervisor_timeouts(tmp_path: Path, mode: str, expected: str) -> None:
     try:
         err = proc.communicate(timeout=30)[1]
     finally:
-        proc.kill()
+        _kill(proc)
     assert proc.returncode != 0 and expected in err, (proc.returncode, err)
     assert _health(state)[0] == 1
