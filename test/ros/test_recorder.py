@@ -24,7 +24,7 @@ pytest.importorskip("vision_msgs.msg")
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import TransformStamped
-from ros_testing import DOMAIN_ID, ROOT, Client, NodeProc, compressed_msg, diag_values, rgb_image, start_node
+from ros_testing import DOMAIN_ID, ROOT, Client, compressed_msg, diag_values, rgb_image, start_node
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -35,6 +35,7 @@ from perception.bag.cdr import header_stamp_ns
 from perception.bag.io import open_bag, read_messages
 from perception.ros import convert
 from perception.ros.qos import latched, qos_profile
+from perception.ros.tools.node_process import NodeProcess
 from perception.vehicle.snapshots import PARTIAL, completed
 
 PERIOD_NS = 33_333_333  # 30 Hz
@@ -90,7 +91,7 @@ def params(directory: Path, **kw: Any) -> dict[str, Any]:
             "trigger_topic": "~/trigger", **kw}
 
 
-def start_recorder(client: Client, tmp: Path, directory: Path, **kw: Any) -> NodeProc:
+def start_recorder(client: Client, tmp: Path, directory: Path, **kw: Any) -> NodeProcess:
     proc = start_node("perception.ros.nodes.recorder", "rt_recorder", params(directory, **kw), tmp)
     diags = client.collect(DiagnosticArray, "/diagnostics")
     ok = client.spin_until(lambda: not proc.alive() or any(
@@ -253,7 +254,7 @@ def test_the_installed_unit_runs_the_recorder(client: Client, tmp_path: Path) ->
     of the rig's default topics on the service call, STOPPING=1 and exit 0 on SIGTERM."""
     import socket
 
-    from perception.ros.tools.run import NodeProcess, stop_processes
+    from perception.ros.tools.node_process import stop_processes
     from perception.vehicle.config import rig_from_dict
     from perception.vehicle.install import localhost_profile_source, write_recorder
     from perception.vehicle.units import InstallLayout, dds_environment, unit_command, unit_environment

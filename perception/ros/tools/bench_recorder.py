@@ -22,7 +22,6 @@ import argparse
 import os
 import signal
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -177,18 +176,10 @@ class Load:
 
 
 def start_recorder(params: dict[str, Any], env: dict[str, str], log: Path) -> Any:
-    import subprocess
+    """The recorder as its own process (it gets SIGTERM if this process dies); its Popen."""
+    from perception.ros.tools.node_process import NodeProcess
 
-    import yaml
-
-    from perception.ros.tools.run import spawn
-
-    pfile = log.with_suffix(".params.yaml")
-    pfile.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}), encoding="utf-8")
-    argv = [sys.executable, "-m", "perception.ros.nodes.recorder", "--ros-args", "-r", "__node:=bench_recorder",
-            "--params-file", str(pfile)]
-    with log.open("wb") as out:  # the recorder gets SIGTERM if this process dies
-        return spawn(argv, env, out, subprocess.STDOUT)
+    return NodeProcess.node("perception.ros.nodes.recorder", "bench_recorder", params, log, env).proc
 
 
 def trigger_times(args: argparse.Namespace) -> list[float]:
