@@ -48,7 +48,7 @@ ALLOWED: dict[str, set[str]] = {
     "fusion": {"core"},
     "footage": {"core"},  # real footage (video / image folders) and the evaluation-only reference detector
     "runtime": {"core", "models"},  # models: checkpoints (torch backend) and the tensor contract
-    "tracking": {"core", "fusion"},
+    "tracking": {"core"},
     "sim": {"core", "bag"},  # bag: rendered drives written as bags (sim.drive.render_drive_bag, perception sim --bag)
     "pipeline": {"core", "runtime", "fusion", "tracking"},  # fusion, tracking: the 3D object pipeline
     "train": {"core", "weights", "models", "runtime", "sim", "footage"},  # training only (bench alone uses it)

@@ -25,9 +25,10 @@ from typing import Any
 import numpy as np
 
 from perception.bench.report import Report
+from perception.core.boxes3d import Boxes3D
 from perception.core.types import Detections, Frame, GroundTruth
 from perception.fusion.config import FusionConfig
-from perception.fusion.fuser import STAGES, Objects3D, fuse
+from perception.fusion.fuser import STAGES, fuse
 from perception.fusion.geometry import Extrinsics
 from perception.fusion.shape import l_shape_heading, min_area_rect_heading, wrap_half_pi
 
@@ -74,7 +75,7 @@ def sim_case(world: Any, index: int, classes: FusionConfig | None = None) -> Sim
     return SimCase(frame, ext, det, centers[keep], sizes[keep], yaws[keep])
 
 
-def match_errors(objects: Objects3D, case: SimCase) -> list[dict[str, Any]]:
+def match_errors(objects: Boxes3D, case: SimCase) -> list[dict[str, Any]]:
     """One row per fused object: class, source, ground-truth range from the camera (m), BEV centre
     error (m), signed range error (m, positive = too far) and heading error (deg, modulo 180)."""
     cam_xy = case.ext.base_T_cam[:2, 3]

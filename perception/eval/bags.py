@@ -233,7 +233,8 @@ def evaluate_objects_bags(output_bag: str | Path, gt_bag: str | Path) -> dict[st
     base_link: per-frame matching needs no ego pose; velocities are not scored, the bags hold no
     odometry). The ground truth is moved into base_link with ``base_link -> camera`` from /tf_static
     in either bag. Returns ``{"scored": False, "reason": ...}`` when a piece is missing."""
-    from perception.eval.metrics3d import Boxes3D, detection_metrics
+    from perception.core.boxes3d import Boxes3D
+    from perception.eval.metrics3d import detection_metrics
     from perception.eval.objects import CLASS_RANGE
     from perception.eval.track_groundtruth import objects_from_boxes3d
     from perception.eval.tracking import TrackFrame, evaluate_tracking
@@ -284,12 +285,13 @@ def evaluate_objects_bags(output_bag: str | Path, gt_bag: str | Path) -> dict[st
         boxes = np.column_stack([c, s[:, 0], s[:, 2], s[:, 1], ry])  # cx cy cz l w h ry
         centers, sizes, yaws = objects_from_boxes3d(boxes, base_T_cam)
         ign = np.isin(ids, list(ignore_ids.get(key, set()))) | ~ranged(cls, centers)
-        gts.append(Boxes3D(cls, centers, sizes, yaws, None, ign))
+        gts.append(Boxes3D(class_ids=cls, centers=centers, sizes=sizes, yaws=yaws, ignore=ign))
         gt_tracks.append(TrackFrame(ids, centers[:, :2], None, cls, ign))
         pids, pcls, pscores, pc, ps, pq, tracked = _detections3d(preds[key])
         pyaw = 2.0 * np.arctan2(pq[:, 2], pq[:, 3])  # yaw about z (base_link)
         keep = ranged(pcls, pc) & np.isin(pcls, list(CLASS_RANGE))
-        dets.append(Boxes3D(pcls[keep], pc[keep], ps[keep], pyaw[keep], pscores[keep]))
+        dets.append(Boxes3D(class_ids=pcls[keep], centers=pc[keep], sizes=ps[keep], yaws=pyaw[keep],
+                            scores=pscores[keep]))  # fmt: skip
         sel = keep & tracked
         pred_tracks.append(TrackFrame(pids[sel], pc[sel, :2], None, pcls[sel], scores=pscores[sel]))
     from perception.core.classes import DETECTION_NAMES

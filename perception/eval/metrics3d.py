@@ -22,10 +22,12 @@ whose only match within the threshold is an ignored box is dropped (neither true
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from perception.core.boxes3d import Boxes3D
 
 THRESHOLDS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
 TP_THRESHOLD = 2.0
@@ -35,46 +37,8 @@ RECALL_POINTS = 101
 
 
 class Metrics3DError(ValueError):
-    """Bad input to a 3D metric (shapes disagree); the message names the array."""
-
-
-def _arr(a: object, shape: tuple[int, ...], dtype: type = np.float64) -> np.ndarray:
-    return np.asarray(a, dtype).reshape(shape)
-
-
-@dataclass(frozen=True)
-class Boxes3D:
-    """N yaw-only 3D boxes of one frame in one frame of reference: class ids, centres (N, 3), sizes
-    (N, 3) length/width/height (length along the heading), headings ``yaws`` (N,), ``scores`` (N,)
-    (predictions; ground truth may leave them at 1) and ``ignore`` (N,) (ground truth only)."""
-
-    class_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    centers: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
-    sizes: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
-    yaws: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    scores: np.ndarray | None = None
-    ignore: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        set_ = object.__setattr__
-        n = len(np.asarray(self.class_ids).reshape(-1))
-        try:
-            set_(self, "class_ids", _arr(self.class_ids, (n,), np.int64))
-            set_(self, "centers", _arr(self.centers, (n, 3)))
-            set_(self, "sizes", _arr(self.sizes, (n, 3)))
-            set_(self, "yaws", _arr(self.yaws, (n,)))
-            set_(self, "scores", np.ones(n) if self.scores is None else _arr(self.scores, (n,)))
-            set_(self, "ignore", np.zeros(n, bool) if self.ignore is None else _arr(self.ignore, (n,), bool))
-        except ValueError as e:
-            raise Metrics3DError(f"Boxes3D arrays disagree with {n} class ids: {e}") from e
-
-    def __len__(self) -> int:
-        return len(self.class_ids)
-
-    def select(self, keep: np.ndarray) -> Boxes3D:
-        assert self.scores is not None and self.ignore is not None
-        return Boxes3D(self.class_ids[keep], self.centers[keep], self.sizes[keep], self.yaws[keep],
-                       self.scores[keep], self.ignore[keep])  # fmt: skip
+    """Bad input to a 3D metric (frame counts disagree). The boxes (:class:`Boxes3D`: predictions with
+    ``scores``, ground truth with ``ignore``) check themselves."""
 
 
 def yaw_difference(a: np.ndarray | float, b: np.ndarray | float, period: float = 2 * np.pi) -> np.ndarray:
@@ -128,12 +92,11 @@ def match_class(gt: Sequence[Boxes3D], pred: Sequence[Boxes3D], class_id: int, t
         raise Metrics3DError(f"{len(gt)} ground-truth frames but {len(pred)} predicted frames")
     cand: list[tuple[float, int, int]] = []  # (score, frame, row)
     for f, p in enumerate(pred):
-        assert p.scores is not None
         cand += [(float(p.scores[k]), f, int(k)) for k in np.flatnonzero(p.class_ids == class_id)]
     cand.sort(key=lambda c: -c[0])
     gt_rows = [np.flatnonzero(g.class_ids == class_id) for g in gt]
     taken = [np.zeros(len(r), bool) for r in gt_rows]
-    num_gt = int(sum((~g.ignore[r]).sum() for g, r in zip(gt, gt_rows, strict=True)))  # type: ignore[index]
+    num_gt = int(sum((~g.ignore[r]).sum() for g, r in zip(gt, gt_rows, strict=True)))
     decisions: list[bool] = []
     scores: list[float] = []
     ate: list[float] = []
@@ -141,7 +104,6 @@ def match_class(gt: Sequence[Boxes3D], pred: Sequence[Boxes3D], class_id: int, t
     aoe: list[float] = []
     for score, f, k in cand:
         g, rows = gt[f], gt_rows[f]
-        assert g.ignore is not None
         if not len(rows):
             decisions.append(False)
             scores.append(score)

@@ -38,13 +38,14 @@ from typing import Any
 import numpy as np
 
 from perception.core.boxes import iou_matrix
+from perception.core.boxes3d import Boxes3D
 from perception.core.classes import DETECTION_NAMES
 from perception.core.temporal import ResetReason
 from perception.core.types import Detections, Frame
-from perception.eval.metrics3d import Boxes3D, detection_metrics
+from perception.eval.metrics3d import detection_metrics
 from perception.eval.track_groundtruth import GroundTruthFrame, predicted_frame, with_velocities
 from perception.eval.tracking import TrackFrame, TrackingMetrics, amota, evaluate_tracking
-from perception.fusion import Extrinsics, Objects3D, fuse
+from perception.fusion import Extrinsics, fuse
 from perception.pipeline.objects import ObjectPipeline, ObjectPipelineConfig
 from perception.pipeline.perceptor import FrameInput, PerceptionResult, Perceptor, PerceptorConfig
 from perception.pipeline.refine import RefineConfig, RefiningPerceptor
@@ -127,32 +128,31 @@ def gt_boxes(g: GroundTruthFrame) -> Boxes3D:
     centers = g.centers @ base_T_odom[:3, :3].T + base_T_odom[:3, 3]
     yaws = g.yaws + np.arctan2(base_T_odom[1, 0], base_T_odom[0, 0])
     far = np.linalg.norm(centers[:, :2], axis=1) > _class_range(g.classes)
-    return Boxes3D(g.classes, centers, g.sizes, yaws, None, g.ignore | far)
+    return Boxes3D(class_ids=g.classes, centers=centers, sizes=g.sizes, yaws=yaws, ignore=g.ignore | far)
 
 
-def predicted_boxes(objects: Objects3D) -> Boxes3D:
+def predicted_boxes(objects: Boxes3D) -> Boxes3D:
     """Fused objects (base_link) within their class range."""
     rng = np.linalg.norm(objects.centers[:, :2], axis=1)
-    keep = rng <= _class_range(objects.class_ids)
-    return Boxes3D(objects.class_ids[keep], objects.centers[keep], objects.sizes[keep], objects.yaws[keep],
-                   objects.scores[keep])  # fmt: skip
+    return objects.select(rng <= _class_range(objects.class_ids))
 
 
 def track_boxes(tracks: Sequence[TrackedObject], odom_T_base: np.ndarray) -> Boxes3D:  # noqa: N803
     """Confirmed tracks (odom) as base_link boxes within their class range, scored by existence
     probability times class probability (what a planner would threshold)."""
     if not tracks:
-        return Boxes3D()
+        return Boxes3D.empty()
     base_T_odom = np.linalg.inv(odom_T_base)
     objs = [t.transformed(base_T_odom, "base_link") for t in tracks]
     classes = np.array([o.class_id for o in objs], np.int64)
     centers = np.array([o.position for o in objs])
     keep = np.linalg.norm(centers[:, :2], axis=1) <= _class_range(classes)
-    return Boxes3D(classes, centers, np.array([o.dimensions for o in objs]), np.array([o.yaw for o in objs]),
-                   np.array([o.existence_probability * o.class_probability for o in objs])).select(keep)  # fmt: skip
+    scores = np.array([o.existence_probability * o.class_probability for o in objs])
+    return Boxes3D(class_ids=classes, centers=centers, sizes=np.array([o.dimensions for o in objs]),
+                   yaws=np.array([o.yaw for o in objs]), scores=scores).select(keep)  # fmt: skip
 
 
-def camera_range_errors(objects: Objects3D, detections: Detections, frame: Frame, g: GroundTruthFrame,
+def camera_range_errors(objects: Boxes3D, detections: Detections, frame: Frame, g: GroundTruthFrame,
                         ext: Extrinsics, iou: float = 0.5) -> list[tuple[float, float]]:  # fmt: skip
     """(ground-truth range, signed range error) from the camera of each camera-only object whose 2D
     detection matches a non-ignored ground-truth box (IoU >= ``iou``, class group, greedy by score)."""
@@ -182,7 +182,7 @@ def camera_range_errors(objects: Objects3D, detections: Detections, frame: Frame
 CAUSES = ("found", "no_2d", "lidar_off", "camera_off", "not_fused")
 
 
-def loss_causes(objects: Objects3D, detections: Detections, frame: Frame, gt: Boxes3D, g: GroundTruthFrame,
+def loss_causes(objects: Boxes3D, detections: Detections, frame: Frame, gt: Boxes3D, g: GroundTruthFrame,
                 iou: float = 0.5, threshold: float = 2.0) -> list[tuple[int, str]]:  # fmt: skip
     """(class id, cause) for every ground-truth object the 3D AP counts that the camera's 2D ground
     truth also has: ``found`` (the object of its best-overlapping 2D detection lies within
@@ -198,7 +198,7 @@ def loss_causes(objects: Objects3D, detections: Detections, frame: Frame, gt: Bo
     for j in range(len(gt2d)):
         k = row.get(int(gt2d.track_ids[j]))
         c = int(gt2d.class_ids[j])
-        if k is None or gt.ignore[k] or c not in CLASS_RANGE:  # type: ignore[index]
+        if k is None or gt.ignore[k] or c not in CLASS_RANGE:
             continue
         same = np.flatnonzero(det_g == _GROUP[c])
         if not len(same) or ious[j, same].max() < iou:

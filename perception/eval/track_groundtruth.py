@@ -5,7 +5,7 @@ cx, cy, cz, l, w, h, KITTI yaw), their track ids and the camera pose ``world_T_c
 :func:`objects_from_boxes3d` moves them into the world (= odom) frame; :func:`with_velocities` adds
 each object's velocity from its neighbouring frames; :func:`noisy_detections` plays a detector
 (position noise growing with range, misses, scheduled dropouts, false positives, low scores) and
-returns :class:`Detections3D` in base_link, as fusion would.
+returns :class:`~perception.core.boxes3d.Boxes3D` in base_link, as fusion would.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from perception.core.boxes3d import Boxes3D
 from perception.eval.tracking import TrackFrame
-from perception.tracking.types import SOURCE_LIDAR, Detections3D, TrackedObject, TrackingError
+from perception.tracking.types import TrackedObject, TrackingError
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ class DetectionNoise:
 
 
 def noisy_detections(gt: GroundTruthFrame, index: int, rng: np.random.Generator,
-                     noise: DetectionNoise | None = None) -> Detections3D:  # fmt: skip
+                     noise: DetectionNoise | None = None) -> Boxes3D:  # fmt: skip
     """Detections in base_link of frame number ``index`` (for the dropouts) of ``gt``, drawn with ``rng``."""
     nz = noise or DetectionNoise()
     n = len(gt)
@@ -159,10 +160,11 @@ def noisy_detections(gt: GroundTruthFrame, index: int, rng: np.random.Generator,
     fp_cls = rng.choice(np.asarray(nz.fp_classes), nfp) if nfp else np.zeros(0, np.int64)
     fp_scores = rng.uniform(*nz.fp_score_range, nfp)
     fp_size = np.tile([[1.0, 1.0, 1.6]], (nfp, 1))
-    return Detections3D.create(
-        np.concatenate([gt.classes[keep], fp_cls]), np.concatenate([scores[keep], fp_scores]),
-        np.concatenate([det_c[keep], fp_c]), np.concatenate([np.abs(det_s[keep]), fp_size]),
-        np.concatenate([det_y[keep], rng.uniform(-np.pi, np.pi, nfp)]),
-        np.concatenate([var[keep], np.column_stack([fp_sd**2, fp_sd**2, np.full(nfp, nz.z_std**2)])]),
-        sources=np.full(int(keep.sum()) + nfp, SOURCE_LIDAR, np.int8),
+    return Boxes3D(
+        class_ids=np.concatenate([gt.classes[keep], fp_cls]), centers=np.concatenate([det_c[keep], fp_c]),
+        sizes=np.concatenate([np.abs(det_s[keep]), fp_size]),
+        yaws=np.concatenate([det_y[keep], rng.uniform(-np.pi, np.pi, nfp)]),
+        scores=np.concatenate([scores[keep], fp_scores]),
+        position_covs=np.concatenate([var[keep], np.column_stack([fp_sd**2, fp_sd**2, np.full(nfp, nz.z_std**2)])]),
+        sources=np.full(int(keep.sum()) + nfp, "lidar"),
     )  # fmt: skip

@@ -4,11 +4,11 @@ Pure numpy / scipy (open3d only for the optional comparison paths); no rclpy, no
 point: :func:`perception.fusion.fuser.fuse`. Modules: ``geometry`` (extrinsics, projection,
 frustums, point painting), ``ground`` (plane fit), ``cluster`` (voxel Euclidean clustering),
 ``shape`` (L-shape and cylinder fits in bird's-eye view), ``camera_only`` (flat-ground range),
-``fuse`` (the staged step and the :class:`Objects3D` output).
+``fuser`` (the staged step; its output is a :class:`perception.core.boxes3d.Boxes3D` in base_link).
 """
 
 from .config import ClassModel, FusionConfig, FusionError
-from .fuser import Objects3D, fuse
+from .fuser import fuse
 from .geometry import Extrinsics
 
-__all__ = ["ClassModel", "Extrinsics", "FusionConfig", "FusionError", "Objects3D", "fuse"]
+__all__ = ["ClassModel", "Extrinsics", "FusionConfig", "FusionError", "fuse"]

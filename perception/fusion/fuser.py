@@ -11,62 +11,28 @@ from the camera alone (flat-ground intersection of the bottom edge).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
+from perception.core.boxes3d import Boxes3D
 from perception.core.classes import DETECTION_TO_SEMANTIC, detection_id, semantic_id
 from perception.core.types import CameraIntrinsics, Detections
 
 from .camera_only import camera_object
 from .cluster import voxel_clusters
-from .config import ClassModel, FusionConfig, FusionError
+from .config import ClassModel, FusionConfig
 from .geometry import Extrinsics, check_points, crop_to_image, frustum_boxes, in_boxes, paint, transform
 from .ground import fit_ground, height_above
 from .shape import BevBox, fit_cylinder, fit_l_shape
 
 STAGES = ("crop", "ground", "cluster", "associate", "boxes", "camera", "lidar_only")
-SOURCES = ("lidar", "camera")
 BOX_MARGIN = 0.1  # frustum crop: boxes grown by this share of their size on each side
 
 # painted classes that may answer each other's detections (the detector and the mask may disagree)
 _CAR, _TRUCK = semantic_id("car"), semantic_id("truck")
 _GROUP = np.arange(256, dtype=np.int64)
 _GROUP[_TRUCK] = _CAR
-
-
-def _f64(shape: tuple[int, ...]) -> np.ndarray:
-    return np.zeros(shape, np.float64)
-
-
-@dataclass(frozen=True)
-class Objects3D:
-    """3D objects of one frame in base_link (x forward, y left, z up), one row per object.
-
-    ``centers`` are box centres (mid-height), ``sizes`` length, width, height (length along
-    ``yaws``), ``covariances`` the 3x3 position covariances, ``sources`` "lidar" or "camera" and
-    ``detection_index`` the row of the 2D detection each object came from (-1: a LiDAR-only object,
-    a cluster no detection claimed)."""
-
-    class_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-    centers: np.ndarray = field(default_factory=lambda: _f64((0, 3)))
-    sizes: np.ndarray = field(default_factory=lambda: _f64((0, 3)))
-    yaws: np.ndarray = field(default_factory=lambda: _f64((0,)))
-    covariances: np.ndarray = field(default_factory=lambda: _f64((0, 3, 3)))
-    sources: np.ndarray = field(default_factory=lambda: np.zeros(0, "<U6"))
-    detection_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-
-    def __post_init__(self) -> None:
-        n = len(self.class_ids)
-        shapes = {"scores": (n,), "centers": (n, 3), "sizes": (n, 3), "yaws": (n,), "covariances": (n, 3, 3),
-                  "sources": (n,), "detection_index": (n,)}  # fmt: skip
-        bad = {k: getattr(self, k).shape for k, s in shapes.items() if getattr(self, k).shape != s}
-        if bad:
-            raise FusionError(f"Objects3D arrays disagree with {n} class ids: {bad}")
-
-    def __len__(self) -> int:
-        return len(self.class_ids)
 
 
 @dataclass
@@ -339,8 +305,10 @@ def fuse(
     ext: Extrinsics,
     mask: np.ndarray | None = None,
     cfg: FusionConfig | None = None,
-) -> tuple[Objects3D, dict[str, float]]:
-    """3D objects in base_link for the 2D ``detections`` of one image (pixel coordinates of ``intr``).
+) -> tuple[Boxes3D, dict[str, float]]:
+    """3D objects in base_link for the 2D ``detections`` of one image (pixel coordinates of ``intr``):
+    one box per fused detection (``detection_index`` its row, ``sources`` "lidar" or "camera", position
+    covariances from the fit), LiDAR-only objects (``detection_index`` -1) last.
 
     ``points``: the LiDAR scan (N, 3 or 4) in its own frame, or None (camera only). ``mask``: the
     semantic segmentation (H, W) of the same image, any resolution, for point painting. Returns the
@@ -376,18 +344,19 @@ def fuse(
     if pts_l is not None and pc is not None and plane is not None and cfg.lidar_only:
         rows += _lidar_only_rows(pts_l, pc, plane, detections, intr, ext, mask, rows, cfg, timings)
     rows.sort(key=lambda r: r.det if r.det >= 0 else len(detections))  # LiDAR-only objects last
-    di = np.array([r.det for r in rows], np.int64)
+    # a degenerate fit (non-finite centre, size, heading or covariance) gives no object
+    rows = [r for r in rows if all(np.isfinite(v).all() for v in (r.center, r.size, r.yaw, r.cov))]
     cls = np.array([detections.class_ids[r.det] if r.det >= 0 else r.class_id for r in rows], np.int64)
     scores = np.array([detections.scores[r.det] if r.det >= 0 else r.score for r in rows], np.float32)
-    out = Objects3D(
+    out = Boxes3D(
         class_ids=cls,
-        scores=scores,
         centers=np.array([r.center for r in rows], np.float64).reshape(-1, 3),
         sizes=np.array([r.size for r in rows], np.float64).reshape(-1, 3),
         yaws=np.array([r.yaw for r in rows], np.float64),
-        covariances=np.array([r.cov for r in rows], np.float64).reshape(-1, 3, 3),
-        sources=np.array([r.source for r in rows], "<U6"),
-        detection_index=di,
+        scores=np.clip(scores, 0.0, 1.0),  # confidences (the tracker clipped them before)
+        position_covs=np.array([r.cov for r in rows], np.float64).reshape(-1, 3, 3),
+        sources=np.array([r.source for r in rows], np.str_),
+        detection_index=np.array([r.det for r in rows], np.int64),
     )
     timings["total"] = time.perf_counter() - t_start
     return out, timings

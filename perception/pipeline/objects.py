@@ -2,8 +2,8 @@
 
 Per frame (:meth:`ObjectPipeline.process`), pure numpy/scipy, no rclpy:
 
-    PerceptionResult (2D boxes, segmentation) + scan ─► fusion.fuse ─► Objects3D (base_link)
-        ─► Detections3D.from_objects3d ─► MultiObjectTracker.update(odom_T_base) ─► TrackedObject (odom)
+    PerceptionResult (2D boxes, segmentation) + scan ─► fusion.fuse ─► Boxes3D (base_link)
+        ─► MultiObjectTracker.update(odom_T_base) ─► TrackedObject (odom)
 
 Without a scan (``points=None``, a LiDAR dropout or a camera-only vehicle) every object is ranged
 from the camera alone (flat-ground intersection, covariance growing with range^2), and the tracker
@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from perception.core.boxes3d import Boxes3D
 from perception.core.temporal import ResetPolicy, ResetReason, reset_reason
 from perception.core.types import CameraIntrinsics
-from perception.fusion import Extrinsics, FusionConfig, Objects3D, fuse
-from perception.tracking import Detections3D, MultiObjectTracker, TrackedObject, TrackerConfig
+from perception.fusion import Extrinsics, FusionConfig, fuse
+from perception.tracking import MultiObjectTracker, TrackedObject, TrackerConfig
 
 from .perceptor import PerceptionResult, PipelineError
 
@@ -57,7 +58,7 @@ class ObjectFrame:
     stages as ``fusion.<stage>``), ``tracking`` and ``total``."""
 
     stamp: float
-    objects: Objects3D
+    objects: Boxes3D
     tracks: list[TrackedObject]
     reset: ResetReason
     lidar: bool
@@ -107,7 +108,7 @@ class ObjectPipeline:
             scale = np.where(objects.sources == "camera", np.float32(self.config.camera_score_scale), np.float32(1.0))
             objects = dataclasses.replace(objects, scores=(objects.scores * scale).astype(np.float32))
         t1 = time.perf_counter()
-        tracks = self.tracker.update(perception.stamp, pose, Detections3D.from_objects3d(objects))
+        tracks = self.tracker.update(perception.stamp, pose, objects)
         t2 = time.perf_counter()
         timings = {"fusion": 1e3 * (t1 - t0), "tracking": 1e3 * (t2 - t1), "total": 1e3 * (t2 - t0)}
         timings.update({f"fusion.{k}": 1e3 * v for k, v in stages.items() if k != "total"})

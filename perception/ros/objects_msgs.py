@@ -1,6 +1,6 @@
 """3D objects and tracks -> ROS messages: pure functions, testable without a ROS graph.
 
-Inputs are what fusion and tracking produce (:class:`perception.fusion.Objects3D` in base_link,
+Inputs are what fusion and tracking produce (:class:`perception.core.boxes3d.Boxes3D` in base_link,
 :class:`perception.tracking.TrackedObject` in odom or, after ``.transformed(base_T_odom, ...)``,
 base_link). Outputs, for the consumers a planner stack and its viewers have:
 
@@ -47,9 +47,9 @@ from vision_msgs.msg import (
 )
 from visualization_msgs.msg import Marker, MarkerArray
 
+from perception.core.boxes3d import Boxes3D
 from perception.core.classes import DETECTION_CLASSES, DETECTION_NAMES, detection_id
 from perception.core.types import Detections
-from perception.fusion import Objects3D
 from perception.fusion.config import default_classes
 from perception.ros.errors import RosError
 from perception.tracking import TrackedObject, track_uuid
@@ -124,7 +124,7 @@ def _detection3d(header: Header, center: np.ndarray, size: np.ndarray, yaw: floa
     return Detection3D(header=header, results=[hyp], bbox=bbox, id=det_id)
 
 
-def objects_to_detection3d_array(objects: Objects3D, header: Header,
+def objects_to_detection3d_array(objects: Boxes3D, header: Header,
                                  track_ids: Sequence[int | None] | None = None) -> Detection3DArray:  # fmt: skip
     """Fused objects (base_link) -> Detection3DArray; ``track_ids[i]`` (None: untracked) fills ``id``."""
     n = len(objects)
@@ -134,7 +134,7 @@ def objects_to_detection3d_array(objects: Objects3D, header: Header,
     ids = ["" if track_ids is None or track_ids[i] is None else str(track_ids[i]) for i in range(n)]
     out.detections = [
         _detection3d(header, objects.centers[i], objects.sizes[i], float(objects.yaws[i]),
-                     _cov6(objects.covariances[i]), int(objects.class_ids[i]), float(objects.scores[i]), ids[i])
+                     _cov6(objects.position_covs[i]), int(objects.class_ids[i]), float(objects.scores[i]), ids[i])
         for i in range(n)
     ]  # fmt: skip
     return out
@@ -153,7 +153,7 @@ def tracks_to_detection3d_array(tracks: Sequence[TrackedObject], header: Header)
 
 
 # -- autoware_perception_msgs ------------------------------------------------------------------------
-def objects_to_detected_objects(objects: Objects3D, header: Header) -> DetectedObjects:
+def objects_to_detected_objects(objects: Boxes3D, header: Header) -> DetectedObjects:
     """Fused objects (base_link) -> Autoware DetectedObjects. The detection score is both the existence
     and the class probability; box headings from an L-shape fit are known up to a sign (SIGN_UNKNOWN),
     cylinders have none (UNAVAILABLE); there is no twist from one frame."""
@@ -163,7 +163,7 @@ def objects_to_detected_objects(objects: Objects3D, header: Header) -> DetectedO
         cid, score = int(objects.class_ids[i]), float(objects.scores[i])
         kin = DetectedObjectKinematics()
         kin.pose_with_covariance = PoseWithCovariance(pose=_pose(objects.centers[i], float(objects.yaws[i])),
-                                                      covariance=_cov6(objects.covariances[i]))  # fmt: skip
+                                                      covariance=_cov6(objects.position_covs[i]))  # fmt: skip
         kin.has_position_covariance = True
         kin.orientation_availability = (DetectedObjectKinematics.UNAVAILABLE if cid in CYLINDER_CLASSES
                                         else DetectedObjectKinematics.SIGN_UNKNOWN)  # fmt: skip
@@ -268,7 +268,7 @@ def markers(header: Header, centers: np.ndarray, sizes: np.ndarray, yaws: np.nda
     return out
 
 
-def objects_to_markers(objects: Objects3D, header: Header, ns: str = "objects") -> MarkerArray:
+def objects_to_markers(objects: Boxes3D, header: Header, ns: str = "objects") -> MarkerArray:
     """Fused objects (base_link): boxes and ``<class> <score>`` labels, no arrows (one frame has no velocity)."""
     labels = [f"{_class_name(int(c))} {float(s):.2f}" for c, s in zip(objects.class_ids, objects.scores)]
     return markers(header, objects.centers, objects.sizes, objects.yaws, objects.class_ids, labels, ns=ns)

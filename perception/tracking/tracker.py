@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from perception.core.boxes3d import Boxes3D
+
 from .config import ClassModel, TrackerConfig
 from .motion import CTRV, MODELS, ConstantVelocity, wrap
-from .types import Detections3D, TrackedObject, TrackingError
+from .types import TrackedObject, TrackingError
 
 _BIG = 1e9
 _Z_PROCESS_STD = 0.2  # m/s: random walk of the box centre height
@@ -98,12 +100,15 @@ class MultiObjectTracker:
 
     # ------------------------------------------------------------------ update ----
 
-    def update(self, stamp: float, ego_pose: np.ndarray | None, detections: Detections3D) -> list[TrackedObject]:
+    def update(self, stamp: float, ego_pose: np.ndarray | None, detections: Boxes3D) -> list[TrackedObject]:
         """Track one frame: ``detections`` in their own frame (base_link, moved into odom with
         ``ego_pose``, the 4x4 odom_T_base of the frame; None when they already are in
         ``config.fixed_frame``). Returns the confirmed tracks (the coasting ones up to
         ``config.output_coast`` seconds)."""
         cfg = self.config
+        if (np.diagonal(detections.position_covs, axis1=1, axis2=2) <= 0).any():
+            raise TrackingError("detections need positive position variances (the tracker weighs them by their "
+                                "covariance): give fusion's covariances, or measurement variances")  # fmt: skip
         if self.stamp is not None and stamp < self.stamp:
             raise TrackingError(f"stamp {stamp:.3f} s is before the previous one ({self.stamp:.3f} s): "
                                 "call reset() when time jumps back (bag loop, new sequence)")  # fmt: skip
@@ -113,10 +118,13 @@ class MultiObjectTracker:
             if ego_pose is None:
                 raise TrackingError(f"detections are in {detections.frame_id!r}: pass odom_T_base (4x4) to move "
                                     f"them into {cfg.fixed_frame!r}")  # fmt: skip
-            detections = detections.transformed(ego_pose, cfg.fixed_frame)
+            pose = np.asarray(ego_pose, np.float64)
+            if pose.shape != (4, 4) or not np.isfinite(pose).all():
+                raise TrackingError(f"odom_T_base must be a finite 4x4 matrix, got shape {pose.shape}")
+            detections = detections.transformed(pose, cfg.fixed_frame)
         known = np.array([int(c) in cfg.classes for c in detections.class_ids], bool)
         self._input_index = np.flatnonzero(known & (detections.scores >= cfg.low_score))
-        dets = detections.subset(self._input_index)
+        dets = detections.select(self._input_index)
 
         for t in self.tracks:
             if dt > 0:
@@ -149,7 +157,7 @@ class MultiObjectTracker:
 
     # ------------------------------------------------------------- association ----
 
-    def _associate(self, track_idx: list[int], det_idx: np.ndarray, dets: Detections3D
+    def _associate(self, track_idx: list[int], det_idx: np.ndarray, dets: Boxes3D
                    ) -> tuple[list[tuple[int, int]], list[int], list[int]]:  # fmt: skip
         """Gated min-cost matching of tracks ``track_idx`` with detections ``det_idx``: the matches
         (track index, detection index), the unmatched tracks and the unmatched detections."""
@@ -183,12 +191,12 @@ class MultiObjectTracker:
     # ---------------------------------------------------------------- lifecycle ----
 
     @staticmethod
-    def _yaw_var(cm: ClassModel, dets: Detections3D, j: int) -> float:
+    def _yaw_var(cm: ClassModel, dets: Boxes3D, j: int) -> float:
         """Heading variance of a detection: ``yaw_std_deg``, more for short boxes with noisy positions."""
         pos_var = 0.5 * float(dets.position_covs[j, 0, 0] + dets.position_covs[j, 1, 1])
         return math.radians(cm.yaw_std_deg) ** 2 + pos_var / max(float(dets.sizes[j, 0]), 0.5) ** 2
 
-    def _birth(self, dets: Detections3D, j: int, stamp: float) -> _Track:
+    def _birth(self, dets: Boxes3D, j: int, stamp: float) -> _Track:
         cid = int(dets.class_ids[j])
         cm = self.config.classes[cid]
         yaw, yaw_var = float(dets.yaws[j]), self._yaw_var(cm, dets, j)
@@ -197,12 +205,12 @@ class MultiObjectTracker:
                    dets.sizes[j].copy(), yaw, yaw_var, stamp, stamp,
                    _existence_update(0.5, True, float(dets.scores[j]), cm.p_detect),
                    votes={cid: float(dets.scores[j])}, detection=int(self._input_index[j]),
-                   index_2d=int(dets.index_2d[j]))  # fmt: skip
+                   index_2d=int(dets.detection_index[j]))  # fmt: skip
         t.confirmed = cm.n_init <= 1
         self._next_id += 1
         return t
 
-    def _update_track(self, t: _Track, dets: Detections3D, j: int, stamp: float) -> None:
+    def _update_track(self, t: _Track, dets: Boxes3D, j: int, stamp: float) -> None:
         yaw, yaw_var = float(dets.yaws[j]), self._yaw_var(t.cm, dets, j)
         t.x, t.P = t.model.update(t.x, t.P, dets.centers[j, :2], dets.position_covs[j, :2, :2], yaw, yaw_var)
         rz = float(dets.position_covs[j, 2, 2])
@@ -217,7 +225,7 @@ class MultiObjectTracker:
         t.existence = _existence_update(t.existence, True, score, t.cm.p_detect)
         t.hits += 1
         t.last_update = stamp
-        t.detection, t.index_2d = int(self._input_index[j]), int(dets.index_2d[j])
+        t.detection, t.index_2d = int(self._input_index[j]), int(dets.detection_index[j])
         if t.hits >= t.cm.n_init:
             t.confirmed = True
 

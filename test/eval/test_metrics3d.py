@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from perception.core.boxes3d import Boxes3D
 from perception.eval.metrics3d import (
-    Boxes3D,
     Metrics3DError,
     aligned_iou,
     average_precision,
@@ -24,8 +24,9 @@ def boxes(xy: list[tuple[float, float]], cls: int = CAR, scores: list[float] | N
           yaw: float = 0.0) -> Boxes3D:  # fmt: skip
     n = len(xy)
     c = np.column_stack([np.array(xy, float).reshape(n, 2), np.full(n, 0.75)])
-    return Boxes3D(np.full(n, cls), c, np.tile(size, (n, 1)), np.full(n, yaw),
-                   None if scores is None else np.array(scores), None if ignore is None else np.array(ignore))
+    return Boxes3D(class_ids=np.full(n, cls), centers=c, sizes=np.tile(size, (n, 1)), yaws=np.full(n, yaw),
+                   scores=np.ones(n) if scores is None else np.array(scores),
+                   ignore=np.zeros(n, bool) if ignore is None else np.array(ignore))  # fmt: skip
 
 
 def test_perfect_predictions_score_one_and_no_errors() -> None:
@@ -45,7 +46,8 @@ def test_thresholds_are_centre_distances() -> None:
     assert row["AP"] == pytest.approx(0.5) and row["ATE"] == pytest.approx(1.5)
     # the height does not count: bird's-eye-view distance
     high = boxes([(10, 0)], scores=[0.9])
-    high = Boxes3D(high.class_ids, high.centers + np.array([0, 0, 3.0]), high.sizes, high.yaws, high.scores)
+    high = Boxes3D(class_ids=high.class_ids, centers=high.centers + np.array([0, 0, 3.0]), sizes=high.sizes,
+                   yaws=high.yaws, scores=high.scores)  # fmt: skip
     assert match_class(gt, [high], CAR, 0.5).ap == pytest.approx(1.0)
 
 

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 from perception.bench.fusion import SimCase, match_errors, sim_case
+from perception.core.boxes import CoreError
+from perception.core.boxes3d import Boxes3D
 from perception.core.types import Detections
 from perception.eval.track_cli import frame_ground_truth
-from perception.fusion import FusionConfig, FusionError, Objects3D, fuse
+from perception.fusion import FusionConfig, FusionError, fuse
 from perception.sim.config import SimConfig
 from perception.sim.drive import get_world
 
@@ -67,11 +69,11 @@ def test_output_layout_and_empty_inputs(cases: list[SimCase]) -> None:
     f = c.frame
     objs, timings = fuse(f.lidar, c.detections, f.intrinsics, c.ext, f.semantic)
     n = len(objs)
-    assert objs.centers.shape == (n, 3) and objs.covariances.shape == (n, 3, 3) and objs.sizes.shape == (n, 3)
+    assert objs.centers.shape == (n, 3) and objs.position_covs.shape == (n, 3, 3) and objs.sizes.shape == (n, 3)
     assert set(objs.sources.tolist()) <= {"lidar", "camera"}
     d = objs.detection_index >= 0
     assert np.array_equal(objs.class_ids[d], c.detections.class_ids[objs.detection_index[d]])
-    assert np.all(np.linalg.eigvalsh(objs.covariances) > 0)
+    assert np.all(np.linalg.eigvalsh(objs.position_covs) > 0)
     assert set(timings) == {"crop", "ground", "cluster", "associate", "boxes", "camera", "lidar_only", "total"}
     assert f.lidar is not None
     with_nan = np.concatenate([f.lidar, np.full((100, 4), np.nan, np.float32)])  # invalid returns of a real driver
@@ -86,8 +88,8 @@ def test_output_layout_and_empty_inputs(cases: list[SimCase]) -> None:
     assert len(fuse(f.lidar, signs, f.intrinsics, c.ext, cfg=off)[0]) == 0  # traffic signs are not fused
     with pytest.raises(FusionError, match="points"):
         fuse(np.zeros((5, 2), np.float32), c.detections, f.intrinsics, c.ext)
-    with pytest.raises(FusionError, match="disagree"):
-        Objects3D(class_ids=np.zeros(2, np.int64))
+    with pytest.raises(CoreError, match="centers"):
+        Boxes3D(class_ids=np.zeros(2, np.int64), centers=np.zeros((0, 3)), sizes=np.zeros((0, 3)), yaws=np.zeros(0))
     with pytest.raises(FusionError, match="ground_method"):
         FusionConfig(ground_method="grid")
 

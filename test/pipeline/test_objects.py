@@ -4,6 +4,7 @@ masks standing in for the network: 3D objects, stable track ids, resets, the cam
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,10 +24,8 @@ from perception.eval.objects import (
 )
 from perception.eval.track_groundtruth import predicted_frame
 from perception.eval.tracking import evaluate_tracking
-from perception.fusion import Objects3D
 from perception.pipeline.objects import ObjectFrame, ObjectPipeline
 from perception.pipeline.perceptor import PerceptionResult, PipelineError
-from perception.tracking import SOURCE_CAMERA, SOURCE_LIDAR, Detections3D
 
 FRAMES = 14
 
@@ -113,19 +112,28 @@ def test_tracks_reset_on_cuts_and_time_jumps(drive: ObjectDrive) -> None:
     assert min(t.track_id for t in p.tracker.tracks) == 1  # ids restarted with the tracker
 
 
-def test_objects3d_to_detections3d() -> None:
-    objs = Objects3D(
-        class_ids=np.array([0, 2, 0]), scores=np.array([0.9, 0.4, 0.7], np.float32),
-        centers=np.array([[10.0, 1, 0.8], [5, -2, 0.9], [np.nan, 0, 0]]), sizes=np.ones((3, 3)),
-        yaws=np.array([0.1, 0.0, 0.0]), covariances=np.tile(np.eye(3) * 0.04, (3, 1, 1)),
-        sources=np.array(["lidar", "camera", "lidar"]), detection_index=np.array([0, 3, 4]),
-    )  # fmt: skip
-    d = Detections3D.from_objects3d(objs)
-    assert len(d) == 2 and d.frame_id == "base_link"  # the NaN row is dropped
-    assert d.sources.tolist() == [SOURCE_LIDAR, SOURCE_CAMERA] and d.index_2d.tolist() == [0, 3]
-    np.testing.assert_allclose(d.centers, objs.centers[:2])
-    np.testing.assert_allclose(d.position_covs, objs.covariances[:2])
-    assert len(Detections3D.from_objects3d(Objects3D())) == 0
+def test_degenerate_fits_give_no_object(drive: ObjectDrive, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fit with a non-finite centre is dropped by fusion (the box type refuses NaN): the frame's other
+    objects still come out, unchanged, and reach the tracker."""
+    from perception.fusion import fuser
+
+    frame, ext, g = drive.frames[0], drive.extrinsics[0], drive.gt[0]
+    clean = ObjectPipeline().process(perception(drive, 0), None, frame.intrinsics, ext, g.odom_T_base)
+    assert len(clean.objects) >= 2
+    bad = int(clean.objects.detection_index[0])
+    real = fuser.camera_object
+
+    def degenerate(box: np.ndarray, *args: Any, **kw: Any) -> Any:
+        obj = real(box, *args, **kw)
+        if obj is not None and np.array_equal(box, perception(drive, 0).detections.boxes[bad]):
+            return dataclasses.replace(obj, center=np.array([np.nan, 0.0, 0.0]))
+        return obj
+
+    monkeypatch.setattr(fuser, "camera_object", degenerate)
+    out = ObjectPipeline().process(perception(drive, 0), None, frame.intrinsics, ext, g.odom_T_base)
+    keep = clean.objects.detection_index != bad
+    assert out.objects.detection_index.tolist() == clean.objects.detection_index[keep].tolist()
+    np.testing.assert_array_equal(out.objects.centers, clean.objects.centers[keep])
 
 
 def test_bad_inputs_are_rejected(drive: ObjectDrive) -> None:

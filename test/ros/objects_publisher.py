@@ -19,12 +19,12 @@ from rclpy.node import Node
 from vision_msgs.msg import Detection3DArray
 from visualization_msgs.msg import MarkerArray
 
+from perception.core.boxes3d import Boxes3D
 from perception.core.classes import detection_id
 from perception.core.types import Detections
-from perception.fusion import Objects3D
 from perception.ros import objects_msgs as om
 from perception.ros.convert import make_header
-from perception.tracking import Detections3D, MultiObjectTracker
+from perception.tracking import MultiObjectTracker
 
 TOPICS = {"objects3d": Detection3DArray, "objects/detected": DetectedObjects, "objects/tracked": TrackedObjects,
           "objects/markers": MarkerArray, "cam/detections/annotations": ImageAnnotations}  # fmt: skip
@@ -32,12 +32,13 @@ SESSION = "cross-process-test"
 SPEED = 5.0
 
 
-def frame(t: float) -> Objects3D:
+def frame(t: float) -> Boxes3D:
     car, ped = detection_id("car"), detection_id("pedestrian")
-    return Objects3D(np.array([car, ped]), np.array([0.9, 0.8], np.float32),
-                     np.array([[10.0 + SPEED * t, 2.0, 0.75], [8.0, -3.0, 0.85]]),
-                     np.array([[4.4, 1.8, 1.5], [0.6, 0.6, 1.7]]), np.zeros(2), np.stack([np.eye(3) * 0.05] * 2),
-                     np.array(["lidar", "lidar"]), np.array([0, 1]))  # fmt: skip
+    return Boxes3D(class_ids=np.array([car, ped]), scores=np.array([0.9, 0.8], np.float32),
+                   centers=np.array([[10.0 + SPEED * t, 2.0, 0.75], [8.0, -3.0, 0.85]]),
+                   sizes=np.array([[4.4, 1.8, 1.5], [0.6, 0.6, 1.7]]), yaws=np.zeros(2),
+                   position_covs=np.stack([np.eye(3) * 0.05] * 2), sources=np.array(["lidar", "lidar"]),
+                   detection_index=np.array([0, 1]))  # fmt: skip
 
 
 class ObjectsPublisher(Node):
@@ -55,9 +56,7 @@ class ObjectsPublisher(Node):
             raise SystemExit(0)
         objects = frame(t)
         base = make_header(t, "base_link")
-        det3 = Detections3D.create(objects.class_ids, objects.scores, objects.centers, objects.sizes, objects.yaws,
-                                   objects.covariances, index_2d=objects.detection_index)  # fmt: skip
-        tracks = self.tracker.update(t, np.eye(4), det3)  # odom == base_link: the ego stands still
+        tracks = self.tracker.update(t, np.eye(4), objects)  # odom == base_link: the ego stands still
         ids = {tr.detection_index: tr.track_id for tr in tracks if tr.time_since_update == 0}
         odom = make_header(t, "odom")
         self.pubs["objects3d"].publish(om.objects_to_detection3d_array(objects, base, [ids.get(i) for i in range(2)]))

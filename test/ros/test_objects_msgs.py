@@ -22,13 +22,13 @@ from autoware_perception_msgs.msg import ObjectClassification, Shape, TrackedObj
 from rclpy.serialization import deserialize_message, serialize_message
 from visualization_msgs.msg import Marker
 
+from perception.core.boxes3d import Boxes3D
 from perception.core.classes import detection_id
 from perception.core.types import Detections
-from perception.fusion import Objects3D
 from perception.ros import objects_msgs as om
 from perception.ros.convert import make_header, stamp_to_seconds
 from perception.ros.errors import RosError
-from perception.tracking import Detections3D, MultiObjectTracker, TrackedObject, track_uuid
+from perception.tracking import MultiObjectTracker, TrackedObject, track_uuid
 
 CAR, PED = detection_id("car"), detection_id("pedestrian")
 
@@ -43,11 +43,12 @@ def yaw_of(q: Any) -> float:
 
 
 @pytest.fixture
-def objects() -> Objects3D:
+def objects() -> Boxes3D:
     cov = np.stack([np.diag([0.04, 0.09, 0.01]), np.diag([0.5, 0.6, 0.02])])
-    return Objects3D(np.array([CAR, PED]), np.array([0.9, 0.6], np.float32),
-                     np.array([[12.0, 1.5, 0.75], [6.0, -2.0, 0.85]]), np.array([[4.4, 1.8, 1.5], [0.6, 0.5, 1.7]]),
-                     np.array([0.3, 0.0]), cov, np.array(["lidar", "camera"]), np.array([0, 1]))  # fmt: skip
+    return Boxes3D(class_ids=np.array([CAR, PED]), scores=np.array([0.9, 0.6], np.float32),
+                   centers=np.array([[12.0, 1.5, 0.75], [6.0, -2.0, 0.85]]),
+                   sizes=np.array([[4.4, 1.8, 1.5], [0.6, 0.5, 1.7]]), yaws=np.array([0.3, 0.0]), position_covs=cov,
+                   sources=np.array(["lidar", "camera"]), detection_index=np.array([0, 1]))  # fmt: skip
 
 
 def track(**kw: Any) -> TrackedObject:
@@ -60,7 +61,7 @@ def track(**kw: Any) -> TrackedObject:
     return TrackedObject(**base)  # type: ignore[arg-type]
 
 
-def test_detection3d_array_carries_boxes_classes_and_track_ids(objects: Objects3D) -> None:
+def test_detection3d_array_carries_boxes_classes_and_track_ids(objects: Boxes3D) -> None:
     header = make_header(12.25, "base_link")
     msg = rt(om.objects_to_detection3d_array(objects, header, track_ids=[4, None]))
     assert msg.header.frame_id == "base_link" and stamp_to_seconds(msg.header.stamp) == pytest.approx(12.25)
@@ -77,7 +78,7 @@ def test_detection3d_array_carries_boxes_classes_and_track_ids(objects: Objects3
         om.objects_to_detection3d_array(objects, header, track_ids=[1])
 
 
-def test_detected_objects_use_autoware_labels_shapes_and_covariance(objects: Objects3D) -> None:
+def test_detected_objects_use_autoware_labels_shapes_and_covariance(objects: Boxes3D) -> None:
     msg = rt(om.objects_to_detected_objects(objects, make_header(3.0, "base_link")))
     car, ped = msg.objects
     assert car.classification[0].label == ObjectClassification.CAR
@@ -121,8 +122,8 @@ def test_tracks_from_the_real_tracker_keep_their_uuid_across_frames() -> None:
     uuids: list[bytes] = []
     for k in range(6):
         t = 0.1 * k
-        det = Detections3D.create([CAR], [0.9], [[10.0 + 5.0 * t, 0.0, 0.75]], [[4.4, 1.8, 1.5]], [0.0], 0.05,
-                                  frame_id="odom")  # fmt: skip
+        det = Boxes3D(class_ids=[CAR], scores=[0.9], centers=[[10.0 + 5.0 * t, 0.0, 0.75]], sizes=[[4.4, 1.8, 1.5]],
+                      yaws=[0.0], position_covs=0.05, frame_id="odom")  # fmt: skip
         tracks = tracker.update(t, None, det)
         msg = rt(om.tracks_to_tracked_objects(tracks, make_header(t, "odom"), tracker.session))
         uuids += [bytes(o.object_id.uuid) for o in msg.objects]

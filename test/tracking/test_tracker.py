@@ -8,9 +8,10 @@ import dataclasses
 import numpy as np
 import pytest
 
+from perception.core.boxes import CoreError
+from perception.core.boxes3d import Boxes3D
 from perception.eval.track_groundtruth import world_yaw_from_camera
 from perception.tracking import (
-    Detections3D,
     MultiObjectTracker,
     TrackedObject,
     TrackerConfig,
@@ -31,14 +32,15 @@ def pose(x: float, y: float, yaw: float) -> np.ndarray:
 
 
 def dets_in_base(odom_T_base: np.ndarray, classes: list[int], centers_odom: np.ndarray, yaws_odom: list[float],
-                 scores: list[float], rng: np.random.Generator, sd: float = 0.15) -> Detections3D:  # fmt: skip
+                 scores: list[float], rng: np.random.Generator, sd: float = 0.15) -> Boxes3D:  # fmt: skip
     """Detections of objects given in odom, expressed in base_link with position noise ``sd``."""
     base_T_odom = np.linalg.inv(odom_T_base)
     c = np.asarray(centers_odom, float).reshape(-1, 3) @ base_T_odom[:3, :3].T + base_T_odom[:3, 3]
     c[:, :2] += rng.normal(0, sd, (len(c), 2))
     ego_yaw = np.arctan2(odom_T_base[1, 0], odom_T_base[0, 0])
     sizes = [[4.5, 1.9, 1.5] if k == CAR else [0.6, 0.6, 1.8] for k in classes]
-    return Detections3D.create(classes, scores, c, sizes, np.asarray(yaws_odom) - ego_yaw, sd**2)
+    return Boxes3D(class_ids=classes, centers=c, sizes=sizes, yaws=np.asarray(yaws_odom) - ego_yaw, scores=scores,
+                   position_covs=sd**2)  # fmt: skip
 
 
 def by_id(objs: list[TrackedObject]) -> dict[int, TrackedObject]:
@@ -95,7 +97,7 @@ def _drive_with_gap(gap: range, config: TrackerConfig | None = None, low_in_gap:
     for k in range(30):
         p = np.array([[10.0 + 8.0 * k * DT, 3.0, 0.75]])
         if k in gap and not low_in_gap:
-            d = Detections3D.empty()
+            d = Boxes3D.empty()
         else:
             d = dets_in_base(np.eye(4), [CAR], p, [0.0], [0.3 if k in gap else 0.9], rng)
         seen.append({o.track_id for o in trk.update(k * DT, np.eye(4), d)})
@@ -162,17 +164,23 @@ def test_crossing_pedestrians_keep_their_ids() -> None:
 
 def test_bad_input_is_refused_with_a_hint() -> None:
     trk = MultiObjectTracker()
-    trk.update(1.0, np.eye(4), Detections3D.empty())
+    trk.update(1.0, np.eye(4), Boxes3D.empty())
     with pytest.raises(TrackingError, match="reset"):
-        trk.update(0.5, np.eye(4), Detections3D.empty())
+        trk.update(0.5, np.eye(4), Boxes3D.empty())
     trk.reset()
-    trk.update(0.5, None, Detections3D.empty(frame_id="odom"))
+    trk.update(0.5, None, Boxes3D.empty(frame_id="odom"))
     with pytest.raises(TrackingError, match="odom_T_base"):
-        trk.update(0.6, None, Detections3D.empty())
-    with pytest.raises(TrackingError, match="centers"):
-        Detections3D.create([0], [0.5], np.zeros((1, 2)), np.ones((1, 3)), [0.0], 0.1)
-    with pytest.raises(TrackingError, match="scores"):
-        Detections3D.create([0], [1.5], np.zeros((1, 3)), np.ones((1, 3)), [0.0], 0.1)
+        trk.update(0.6, None, Boxes3D.empty())
+    with pytest.raises(CoreError, match="centers"):
+        Boxes3D(class_ids=[0], scores=[0.5], centers=np.zeros((1, 2)), sizes=np.ones((1, 3)), yaws=[0.0],
+                position_covs=0.1)  # fmt: skip
+    with pytest.raises(CoreError, match="scores"):
+        Boxes3D(class_ids=[0], scores=[1.5], centers=np.zeros((1, 3)), sizes=np.ones((1, 3)), yaws=[0.0],
+                position_covs=0.1)  # fmt: skip
+    with pytest.raises(TrackingError, match="positive position variances"):  # ground truth's default: exact
+        trk.update(0.7, np.eye(4), Boxes3D(class_ids=[0], centers=np.zeros((1, 3)), sizes=np.ones((1, 3)), yaws=[0.0]))
+    with pytest.raises(TrackingError, match="odom_T_base"):
+        trk.update(0.7, np.full((4, 4), np.nan), Boxes3D.empty())
     with pytest.raises(TrackingError, match="low_score"):
         TrackerConfig(high_score=0.3, low_score=0.5)
     cfg = TrackerConfig.from_dict({"high_score": 0.6, "classes": {"car": {"max_age": 2.0}}})
@@ -182,9 +190,9 @@ def test_bad_input_is_refused_with_a_hint() -> None:
 
 
 def test_detections_create_from_variances_and_transform() -> None:
-    d = Detections3D.create([0, 2], [0.9, 0.5], [[1.0, 0, 0], [0, 2.0, 0]], np.ones((2, 3)), [0.0, 0.5],
-                            [[0.04, 0.09, 0.01], [0.01, 0.01, 0.01]])  # fmt: skip
-    assert d.position_covs[0, 1, 1] == pytest.approx(0.09) and list(d.index_2d) == [-1, -1]
+    d = Boxes3D(class_ids=[0, 2], scores=[0.9, 0.5], centers=[[1.0, 0, 0], [0, 2.0, 0]], sizes=np.ones((2, 3)),
+                yaws=[0.0, 0.5], position_covs=[[0.04, 0.09, 0.01], [0.01, 0.01, 0.01]])  # fmt: skip
+    assert d.position_covs[0, 1, 1] == pytest.approx(0.09) and list(d.detection_index) == [-1, -1]
     o = d.transformed(pose(10.0, 0.0, np.pi / 2), "odom")
     np.testing.assert_allclose(o.centers[:, :2], [[10.0, 1.0], [8.0, 0.0]], atol=1e-12)
     np.testing.assert_allclose(o.yaws, [np.pi / 2, 0.5 + np.pi / 2])
@@ -222,10 +230,11 @@ def test_outputs_name_the_detection_and_2d_box_that_updated_them() -> None:
     out: list[TrackedObject] = []
     for k in range(4):
         # a traffic sign (not tracked) first, then a car from 2D box 7 and a pedestrian from 2D box 3
-        d = Detections3D.create([4, CAR, PED], [0.9, 0.9, 0.9], [[5.0, 5, 2], [10.0 + k, 0, 0.75], [8.0, -4, 0.9]],
-                                np.ones((3, 3)), [0.0, 0.0, 0.0], 0.01, index_2d=[0, 7, 3])  # fmt: skip
+        d = Boxes3D(class_ids=[4, CAR, PED], scores=[0.9, 0.9, 0.9],
+                    centers=[[5.0, 5, 2], [10.0 + k, 0, 0.75], [8.0, -4, 0.9]], sizes=np.ones((3, 3)),
+                    yaws=[0.0, 0.0, 0.0], position_covs=0.01, detection_index=[0, 7, 3])  # fmt: skip
         if k == 3:
-            d = d.subset(np.array([0, 1]))  # the pedestrian is missed: it coasts
+            d = d.select(np.array([0, 1]))  # the pedestrian is missed: it coasts
         out = trk.update(k * DT, np.eye(4), d)
     got = {o.class_id: (o.detection_index, o.index_2d, o.time_since_update > 0) for o in out}
     assert got == {CAR: (1, 7, False), PED: (-1, -1, True)}
@@ -245,5 +254,6 @@ def test_tracked_object_into_base_link() -> None:
     np.testing.assert_allclose(b.position[:2], [o.position[1], -(o.position[0] - 20.0)], atol=1e-9)
     np.testing.assert_allclose(b.velocity[:2], [o.velocity[1], -o.velocity[0]], atol=1e-9)
     assert b.yaw == pytest.approx(o.yaw - np.pi / 2) and b.speed == pytest.approx(o.speed)
-    with pytest.raises(TrackingError, match="index_2d"):
-        Detections3D.create([0, 0], [0.9, 0.9], np.zeros((2, 3)), np.ones((2, 3)), [0.0, 0.0], 0.1, index_2d=[1])
+    with pytest.raises(CoreError, match="detection_index"):
+        Boxes3D(class_ids=[0, 0], scores=[0.9, 0.9], centers=np.zeros((2, 3)), sizes=np.ones((2, 3)), yaws=[0.0, 0.0],
+                position_covs=0.1, detection_index=[1])  # fmt: skip
