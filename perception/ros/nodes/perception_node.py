@@ -28,14 +28,8 @@ Per camera namespace ``<cam>`` (relative names, remappable), every output with t
   (:mod:`perception.ros.nodes.worker`). Under overload, ``shedding.*`` declares whose frames go (per-camera
   priority and rate cap, no starvation past ``shedding.max_wait_s``; :mod:`perception.core.shedding`), and
   /diagnostics counts every shed frame with its reason.
-With ``objects.enabled`` (:mod:`perception.ros.nodes.objects_stage`), also
-  in:  <cam>/camera_info, <cam>/<objects.lidar_topic> (sensor_msgs/PointCloud2; absolute: shared),
-       <objects.odom_topic> (nav_msgs/Odometry), /tf_static (tf2_msgs/TFMessage, transient local)
-  out: <cam>/objects3d (vision_msgs/Detection3DArray, base_link, id = track id),
-       <cam>/objects/detected (autoware_perception_msgs/DetectedObjects, base_link),
-       <cam>/objects/tracked (autoware_perception_msgs/TrackedObjects, odom: the tracker's fixed frame),
-       <cam>/objects/markers (visualization_msgs/MarkerArray: the tracks in odom, velocity arrows),
-  every one with the image's stamp; skipped frames and ``objects.*`` timings in /diagnostics.
+With ``objects.enabled`` (:mod:`perception.ros.nodes.objects_stage`) also camera_info, LiDAR, odometry and
+/tf_static in, and 3D objects (vision_msgs, autoware_perception_msgs, markers) out: docs/objects3d.md.
 Services: ~/reset (std_srvs/Trigger: forget the temporal memory), ~/enable (std_srvs/SetBool: pause).
 
 /diagnostics tells the truth (levels: :mod:`perception.ros.nodes.stats` per camera, plus node-wide):
@@ -46,12 +40,9 @@ Services: ~/reset (std_srvs/Trigger: forget the temporal memory), ~/enable (std_
          non-finite output in the window; running on a fallback backend; the model file replaced on
          disk since it was loaded (the loaded model keeps running: re-activate to load the new file).
 
-systemd (``Type=notify`` units from ``perception vehicle install``; inert without ``$NOTIFY_SOCKET``):
-READY=1 once active (model loaded and, with ``runtime.warmup``, a warm-up inference answered); WATCHDOG=1
-every WatchdogSec/4 only while every inference-worker thread has come round its loop within WatchdogSec/2
-(:mod:`perception.vehicle.watchdog`): a stalled backend stops the pings and systemd restarts the service;
-STATUS= with each camera's input/output rate; STOPPING=1 when shutting down. Under systemd a failed
-autostart (configure rejected, model not loaded) exits 1 at once for ``Restart=on-failure``.
+systemd (``Type=notify`` units from ``perception vehicle install``; inert without ``$NOTIFY_SOCKET``): READY=1
+once active, WATCHDOG=1 only while every inference-worker thread beats, STATUS= per-camera rates, STOPPING=1;
+under systemd a failed autostart exits 1 at once (docs/vehicle.md).
 
 Shutdown: SIGINT and SIGTERM are handled alike (:func:`perception.ros.spin.spin_until_signal`): the
 executor stops, the inference worker is stopped and joined (so nothing publishes after the context
@@ -70,13 +61,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import (
-    FloatingPointRange,
-    IntegerRange,
-    ParameterDescriptor,
-    ParameterType,
-    SetParametersResult,
-)
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import (
     InvalidParameterTypeException,
     InvalidParameterValueException,
@@ -92,6 +77,8 @@ from perception.core.shedding import FrameScheduler
 from perception.ros import convert
 from perception.ros.errors import RosError
 from perception.ros.nodes import engine, outputs, queues, runner
+from perception.ros.nodes.declare import descriptor
+from perception.ros.nodes.diagnostics import camera_status
 from perception.ros.nodes.engine import build_perceptor, model_source, release_perceptor
 from perception.ros.nodes.overrides import startup_override_problems
 from perception.ros.nodes.params import (
@@ -102,7 +89,7 @@ from perception.ros.nodes.params import (
     check_value,
     node_config,
 )
-from perception.ros.nodes.stats import NodeStats, worse
+from perception.ros.nodes.stats import NodeStats
 from perception.ros.nodes.worker import InferenceWorker, pipelining_enabled
 from perception.ros.qos import latched, qos_profile
 from perception.ros.spin import init_without_signal_handlers, spin_until_signal
@@ -127,33 +114,6 @@ def _objects_output_types() -> dict[str, Any]:
 
     return {outputs.OBJECTS3D: Detection3DArray, outputs.OBJECTS_DETECTED: DetectedObjects,
             outputs.OBJECTS_TRACKED: TrackedObjects, outputs.OBJECTS_MARKERS: MarkerArray}
-
-
-def descriptor(spec: ParamSpec) -> ParameterDescriptor:
-    """A ParameterDescriptor (type, description, range, allowed values) for one table entry."""
-    d = ParameterDescriptor(description=spec.description, read_only=spec.read_only)
-    v = spec.default
-    if isinstance(v, bool):
-        d.type = ParameterType.PARAMETER_BOOL
-    elif isinstance(v, int):
-        d.type = ParameterType.PARAMETER_INTEGER
-        if spec.min_value is not None and spec.max_value is not None:
-            d.integer_range = [IntegerRange(from_value=int(spec.min_value), to_value=int(spec.max_value), step=0)]
-    elif isinstance(v, float):
-        d.type = ParameterType.PARAMETER_DOUBLE
-        if spec.min_value is not None and spec.max_value is not None:
-            d.floating_point_range = [
-                FloatingPointRange(from_value=float(spec.min_value), to_value=float(spec.max_value), step=0.0)
-            ]
-    elif isinstance(v, str):
-        d.type = ParameterType.PARAMETER_STRING
-    elif isinstance(v, tuple):
-        d.type = ParameterType.PARAMETER_DOUBLE_ARRAY
-    else:
-        d.type = ParameterType.PARAMETER_STRING_ARRAY
-    if spec.choices:
-        d.additional_constraints = "one of: " + ", ".join(spec.choices)
-    return d
 
 
 class PerceptionNode(LifecycleNode):
@@ -593,46 +553,29 @@ class PerceptionNode(LifecycleNode):
         rates: dict[str, tuple[float, float]] = {}
         for cam, values in stats.snapshot().items():
             rates[cam] = (float(values.get("input_hz", 0.0)), float(values.get("output_hz", 0.0)))
-            level, texts = "ok", []
-            if node_level != "ok":
-                level, texts = node_level, [node_text]
-            if serving and values.get("shedding"):  # declared shedding is said, not a fault: the level stays
-                texts.append(str(values["shedding"]))
-            if serving:
-                if busy > stats.thresholds.stall_s:
-                    level = worse(level, "error")
-                    texts.append(f"inference has been running for {busy:.1f} s (backend stalled?)")
-                if values["level"] != "ok":
-                    level = worse(level, values["level"])
-                    texts.append(values["message"])
-            if runtime.get("backend.fallbacks", "0") != "0":
-                level = worse(level, "warn")
-                texts.append(f"on fallback backend {active} ({runtime.get('backend.last_error')})")
-            objects = self._objects
-            if objects is not None:
-                obj_values, problem = objects.snapshot(cam)
-                values = {**values, **obj_values}
-                if problem and serving:
-                    level = worse(level, "warn")
-                    texts.append(problem)
-            if changed:
-                level = worse(level, "warn")
-                texts.append(f"model file(s) {', '.join(changed)} changed on disk: still running the loaded model "
-                             "(re-activate to load the new one)")
+            extra = {"state": state, "backend": active, "device": cfg.model.device,
+                     "model": self._model_label, "precision": cfg.model.precision,
+                     "input_topic": self.resolve_topic_name(cfg.input.image_topic(cam)),
+                     "worker_restarts": len(self._worker.deaths) if self._worker is not None else 0,
+                     "pipelining": "" if self._worker is None else "enabled" if self._worker.pipelined else "disabled",
+                     "inference_busy_s": busy, "priority": cfg.shedding.priority_of(cam),
+                     "max_rate_hz": cfg.shedding.max_rate_hz.get(cam, 0.0), **runtime}
+            if self._objects is not None:
+                obj_values, problem = self._objects.snapshot(cam)
+                values, objects_problem = {**values, **obj_values}, problem
+            else:
+                objects_problem = ""
             if run is not None and cfg.refine.enabled:  # attention-guided refinement: pixels vs full resolution
                 from perception.pipeline.refine import RefiningPerceptor
 
                 if isinstance(run.perceptor, RefiningPerceptor):
                     values = {**values, **run.perceptor.diagnostics(cam)}
-            values = {"state": state, "backend": active, "device": cfg.model.device,
-                      "model": self._model_label, "precision": cfg.model.precision,
-                      "input_topic": self.resolve_topic_name(cfg.input.image_topic(cam)),
-                      "worker_restarts": len(self._worker.deaths) if self._worker is not None else 0,
-                      "pipelining": "" if self._worker is None else "enabled" if self._worker.pipelined else "disabled",
-                      "inference_busy_s": busy, "priority": cfg.shedding.priority_of(cam),
-                      "max_rate_hz": cfg.shedding.max_rate_hz.get(cam, 0.0), **runtime, **values}
+            level, text, values = camera_status(
+                values, state=state, node_level=node_level, node_text=node_text, serving=serving, busy_s=busy,
+                stall_s=stats.thresholds.stall_s, runtime=runtime, active=str(active),
+                objects_problem=objects_problem, changed=changed, extra=extra)
             msg.status.append(convert.diagnostic_status(
-                f"{self.get_name()}: {cam}", level, "; ".join(texts) or state, f"{active}/{cfg.model.device}", values))
+                f"{self.get_name()}: {cam}", level, text, f"{active}/{cfg.model.device}", values))
         pub.publish(msg)
         if self._systemd.enabled and not self._watchdog_why:
             self._systemd.notifier.status(status_line(state, rates, str(active)))
