@@ -6,6 +6,10 @@ to ``max_scale``, aspect ratios ``(1, 2, 1/2, 3, 1/3)`` plus one interpolated-sc
 anchors only on the first (finest) map ("reduce_boxes_in_lowest_layer"). Anchors are laid out
 location-major (row, column, anchor), as the box predictors' outputs are flattened.
 
+The optional **fine level** (``fine=True``) adds a seventh map at stride 8 with three small anchors per cell
+(``FINE_SPECS``: 15 px square, 15 x 30 tall, 30 x 15 wide at ``base = 300``), for objects below the SSD's 30 px
+smallest anchor; its anchors come after the six COCO maps' (so their indices do not move).
+
 "Priors follow the input": an ``H x W`` input gives feature maps of ``ceil``-halved sizes (TF "SAME"
 padding; for multiples of 32 exactly ``H/16 .. H/512``), cell centres at ``(j + 0.5) * W / fw``, and
 anchor sides ``scale * base`` pixels. ``base`` is what the scales are relative to: the network was
@@ -26,6 +30,8 @@ ASPECT_RATIOS = (1.0, 2.0, 0.5, 3.0, 1.0 / 3.0)
 BOX_SCALES = (10.0, 10.0, 5.0, 5.0)  # (y, x, h, w) scale factors of the box coder
 NUM_LAYERS = 6
 FIRST_STRIDE_DOWNS = 4  # the first predictor map is at stride 16: four "SAME" halvings of the input
+FINE_STRIDE_DOWNS = 3  # the fine level's map is at stride 8
+FINE_SPECS: tuple[tuple[float, float], ...] = ((0.05, 1.0), (0.07, 0.5), (0.07, 2.0))  # (scale, aspect w/h)
 
 
 def layer_box_specs(
@@ -62,16 +68,33 @@ def feature_shapes(height: int, width: int, num_layers: int = NUM_LAYERS) -> lis
     return shapes
 
 
-def num_anchors(height: int, width: int) -> int:
-    return sum(fh * fw * a for (fh, fw), a in zip(feature_shapes(height, width), anchors_per_cell()))
+def fine_shape(height: int, width: int) -> tuple[int, int]:
+    """``(h, w)`` of the fine level's stride-8 map ("SAME" halvings, as :func:`feature_shapes`)."""
+    if height <= 0 or width <= 0:
+        raise CoreError(f"input size must be positive, got {height}x{width}")
+    h, w = height, width
+    for _ in range(FINE_STRIDE_DOWNS):
+        h, w = -(-h // 2), -(-w // 2)
+    return h, w
 
 
-def ssd_anchors(height: int, width: int, base: float = 300.0) -> np.ndarray:
+def num_anchors(height: int, width: int, fine: bool = False) -> int:
+    n = sum(fh * fw * a for (fh, fw), a in zip(feature_shapes(height, width), anchors_per_cell()))
+    if fine:
+        fh, fw = fine_shape(height, width)
+        n += fh * fw * len(FINE_SPECS)
+    return n
+
+
+def ssd_anchors(height: int, width: int, base: float = 300.0, fine: bool = False) -> np.ndarray:
     """``(N, 4)`` float32 anchors ``(cx, cy, w, h)`` in input pixels for an ``height x width`` input;
-    ``base`` 0 means ``min(height, width)``."""
+    ``base`` 0 means ``min(height, width)``; ``fine`` appends the stride-8 level's anchors."""
     side = float(min(height, width)) if base <= 0 else float(base)
     out = []
-    for (fh, fw), spec in zip(feature_shapes(height, width), layer_box_specs()):
+    levels = list(zip(feature_shapes(height, width), layer_box_specs()))
+    if fine:
+        levels.append((fine_shape(height, width), list(FINE_SPECS)))
+    for (fh, fw), spec in levels:
         cy = (np.arange(fh, dtype=np.float64) + 0.5) * height / fh
         cx = (np.arange(fw, dtype=np.float64) + 0.5) * width / fw
         wh = np.array([(s * side * math.sqrt(a), s * side / math.sqrt(a)) for s, a in spec])  # (A, 2)

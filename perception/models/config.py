@@ -67,6 +67,7 @@ class NetConfig:
     freeze_blocks: int = 0
     anchor_base: float = 300.0
     spatial_projection: int = 0  # learned channel poolings in the spatial attention (besides mean and max)
+    fine_level: bool = False  # mbv2ssd: a stride-8 predictor with 15-30 px anchors for small objects
 
     def __post_init__(self) -> None:
         if len(self.widths) != 4 or len(self.depths) != 4:
@@ -82,6 +83,8 @@ class NetConfig:
         if self.backbone == "mbv2ssd" and self.attention is not None and self.attention.lower() not in (
                 "cbam", "spatial", "channel", "none"):
             raise ModelError(f"attention {self.attention!r} cannot be grafted on mbv2ssd; use cbam, spatial, channel")
+        if self.fine_level and self.backbone != "mbv2ssd":
+            raise ModelError("fine_level is a level of the anchor head: only the mbv2ssd backbone has one")
         if self.anchor_base < 0:
             raise ModelError(f"anchor_base must be >= 0 (0: the input's shorter side), got {self.anchor_base}")
         if self.backbone == "stan" and (self.pretrained or self.freeze_blocks):

@@ -13,6 +13,8 @@ Layout (names as in the TF graph, ``FeatureExtractor/MobilenetV2/...``):
              tap s16 = block 13's expansion (576 ch)  --CBAM-->  box predictor 0 (3 anchors/cell)
              s32     = conv_1 (1280 ch)               --CBAM-->  box predictor 1, extras 1..4 -> predictors 2..5
              s4 (block 2, 24 ch), s8 (block 5, 32 ch), s16, s32 -> FPN neck -> segmentation (stride 4)
+             fine level (``NetConfig.fine_level``): s8 + upsampled s16 tap -> a stride-8 predictor with
+             three small anchors per cell (15-30 px), for objects under the SSD's 30 px smallest anchor
 
 The grafted attention is residual and starts as the identity: ``x + gamma * (cbam(x) - x)`` with
 ``gamma = 0``, so an untrained graft is exactly the COCO detector; the spatial map of the CBAM is the
@@ -34,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from perception.core.anchors import BOX_SCALES, anchors_per_cell, ssd_anchors
+from perception.core.anchors import BOX_SCALES, FINE_SPECS, anchors_per_cell, ssd_anchors
 from perception.core.classes import DETECTION_NAMES
 from perception.models.config import NetConfig
 from perception.models.errors import ModelError
@@ -209,6 +211,39 @@ class MobileNetV2SSDTrunk(nn.Module):
         return out
 
 
+class FineLevel(nn.Module):
+    """A seventh, new box predictor at stride 8 for small objects (``perception.core.anchors.FINE_SPECS``):
+    the trunk's stride-8 output (block 5, 32 ch) plus its stride-16 tap (COCO features, after attention),
+    upsampled, through two depthwise-separable residual blocks, then 3x3 class and box convolutions like the
+    SSD's. The class bias starts at a 1 % prior, so an untrained fine level detects nothing and the network
+    stays equal to its trunk until it is trained."""
+
+    def __init__(self, columns: int, channels: int = 64, prior: float = 0.01) -> None:
+        super().__init__()
+        a = len(FINE_SPECS)
+        self.lat8 = nn.Conv2d(OUT_CHANNELS[1], channels, 1)
+        self.lat16 = nn.Conv2d(OUT_CHANNELS[2], channels, 1)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, groups=channels),
+                          nn.Conv2d(channels, channels, 1), nn.ReLU(inplace=True))
+            for _ in range(2)
+        )
+        self.cls = nn.Conv2d(channels, a * columns, 3, padding=1)
+        self.box = nn.Conv2d(channels, a * 4, 3, padding=1)
+        with torch.no_grad():
+            for conv, bias in ((self.cls, -math.log((1.0 - prior) / prior)), (self.box, 0.0)):
+                conv.weight.normal_(0.0, 0.01)
+                assert conv.bias is not None
+                conv.bias.fill_(bias)
+
+    def forward(self, s8: torch.Tensor, s16: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        up = F.interpolate(self.lat16(s16), size=(int(s8.shape[-2]), int(s8.shape[-1])), mode="nearest")
+        x = F.relu(self.lat8(s8) + up)
+        for block in self.blocks:
+            x = x + block(x)
+        return self.cls(x), self.box(x)
+
+
 @dataclass(frozen=True)
 class SSDHeadOutput:
     boxes: torch.Tensor  # (B, N, 4) xyxy, input pixels
@@ -223,12 +258,13 @@ class SSDHead(nn.Module):
 
     select: torch.Tensor
 
-    def __init__(self, anchor_base: float = 300.0) -> None:
+    def __init__(self, anchor_base: float = 300.0, fine: bool = False) -> None:
         super().__init__()
         per_cell = anchors_per_cell()
         k = len(COCO_KEEP)
         self.cls = nn.ModuleList(nn.Conv2d(c, a * k, 3, padding=1) for c, a in zip(PREDICTOR_IN, per_cell))
         self.box = nn.ModuleList(nn.Conv2d(c, a * 4, 3, padding=1) for c, a in zip(PREDICTOR_IN, per_cell))
+        self.fine = FineLevel(k) if fine else None
         self.anchor_base = float(anchor_base)
         self._anchor_cache: dict[tuple[int, int], np.ndarray] = {}
         # (num_det_classes, len(COCO_KEEP)) 0/1: which kept columns feed each detection class
@@ -241,14 +277,25 @@ class SSDHead(nn.Module):
     def anchors(self, height: int, width: int) -> np.ndarray:
         key = (height, width)
         if key not in self._anchor_cache:
-            self._anchor_cache[key] = ssd_anchors(height, width, self.anchor_base)
+            self._anchor_cache[key] = ssd_anchors(height, width, self.anchor_base, fine=self.fine is not None)
         return self._anchor_cache[key]
 
-    def forward(self, maps: list[torch.Tensor], height: int, width: int) -> SSDHeadOutput:
+    def forward(self, maps: list[torch.Tensor], height: int, width: int,
+                fine_inputs: tuple[torch.Tensor, torch.Tensor] | None = None) -> SSDHeadOutput:
+        """``maps``: the six predictor inputs; ``fine_inputs``: (s8, s16 tap), needed when the head has a fine
+        level (its anchors come last)."""
         b = maps[0].shape[0]
         k = len(COCO_KEEP)
-        logits = torch.cat([c(m).permute(0, 2, 3, 1).reshape(b, -1, k) for c, m in zip(self.cls, maps)], dim=1)
-        codes = torch.cat([r(m).permute(0, 2, 3, 1).reshape(b, -1, 4) for r, m in zip(self.box, maps)], dim=1)
+        logit_parts = [c(m).permute(0, 2, 3, 1).reshape(b, -1, k) for c, m in zip(self.cls, maps)]
+        code_parts = [r(m).permute(0, 2, 3, 1).reshape(b, -1, 4) for r, m in zip(self.box, maps)]
+        if self.fine is not None:
+            if fine_inputs is None:
+                raise ModelError("this SSD head has a fine level: pass its (s8, s16) inputs")
+            fl, fc = self.fine(*fine_inputs)
+            logit_parts.append(fl.permute(0, 2, 3, 1).reshape(b, -1, k))
+            code_parts.append(fc.permute(0, 2, 3, 1).reshape(b, -1, 4))
+        logits = torch.cat(logit_parts, dim=1)
+        codes = torch.cat(code_parts, dim=1)
         anchors = torch.as_tensor(self.anchors(height, width), device=codes.device)
         return SSDHeadOutput(decode_codes(codes.float(), anchors), self.class_scores(logits), logits, codes)
 
@@ -292,7 +339,7 @@ def build_mbv2ssd(cfg: NetConfig, pretrained: bool) -> tuple[MobileNetV2SSDTrunk
             assert attn is not None
             mods.append(ResidualAttention(attn))
         attention = (mods[0], mods[1])
-    trunk, head = MobileNetV2SSDTrunk(attention), SSDHead(cfg.anchor_base)
+    trunk, head = MobileNetV2SSDTrunk(attention), SSDHead(cfg.anchor_base, fine=cfg.fine_level)
     if pretrained:
         from safetensors.torch import load_file
 
@@ -304,7 +351,7 @@ def build_mbv2ssd(cfg: NetConfig, pretrained: bool) -> tuple[MobileNetV2SSDTrunk
         for module, prefix in ((trunk, "trunk."), (head, "head.")):
             own = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
             missing, unexpected = module.load_state_dict(own, strict=False)
-            missing = [k for k in missing if not k.startswith("attn.")]
+            missing = [k for k in missing if not k.startswith(("attn.", "fine."))]  # new parts: own init
             if missing or unexpected:
                 raise ModelError(f"{path} does not fit the {prefix[:-1]}: missing {missing[:5]}, "
                                  f"unexpected {unexpected[:5]}; rebuild it with `make weights-mbv2ssd`")

@@ -73,6 +73,7 @@ _MBV2 = replace(
     std=(0.5, 0.5, 0.5),
     attention_stages=(2, 3),
     spatial_projection=16,
+    fine_level=True,  # stride-8 anchors for objects under the SSD's 30 px smallest one (new, trained by --graft)
 )
 
 _MODELS: dict[str, NetConfig] = {

@@ -162,7 +162,7 @@ class STAN(nn.Module):
             attn = activation_attention(feats[1:], p8)
         out["p8"], out["p4"], out["attention"] = p8, p4, attn.clamp(0.0, 1.0)
         if self.cfg.det_head == "ssd":
-            out["s16"], out["s32"] = feats[2], feats[3]
+            out["s8"], out["s16"], out["s32"] = feats[1], feats[2], feats[3]
         if self.temporal is not None:
             out["memory"], out["memory_valid"] = next_memory, next_valid
         return out
@@ -200,7 +200,8 @@ class STAN(nn.Module):
         s16, s32 = features["s16"], features["s32"]
         maps = [s16, s32, *self.backbone.extras(s32)]
         h, w = int(features["p4"].shape[-2]) * 4, int(features["p4"].shape[-1]) * 4
-        return self.det_head(maps, h, w)
+        fine = (features["s8"], s16) if self.det_head.fine is not None else None
+        return self.det_head(maps, h, w, fine)
 
     def forward(
         self,

@@ -96,10 +96,12 @@ class ModelInfo:
             ) from e
 
 
-def head_output_specs(det_head: str, h: int, w: int, det_classes: int, seg_classes: int) -> list[TensorSpec]:
-    """The head outputs of a network (``det_head`` "centernet" or "ssd") at input ``h x w``, in contract order."""
+def head_output_specs(det_head: str, h: int, w: int, det_classes: int, seg_classes: int,
+                      fine: bool = False) -> list[TensorSpec]:
+    """The head outputs of a network (``det_head`` "centernet" or "ssd", ``fine``: the anchor head has its
+    stride-8 level) at input ``h x w``, in contract order."""
     if det_head == "ssd":
-        n = num_anchors(h, w)
+        n = num_anchors(h, w, fine)
         det = [TensorSpec("boxes", ("batch", n, 4)), TensorSpec("scores", ("batch", n, det_classes))]
     else:
         det = [TensorSpec("heatmap", ("batch", det_classes, h // 8, w // 8)),

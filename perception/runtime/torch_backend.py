@@ -133,7 +133,8 @@ class TorchBackend(Backend):
     def output_specs(self) -> tuple[TensorSpec, ...]:
         model = self._require()
         cfg = model.cfg
-        specs = head_output_specs(cfg.det_head, self.height, self.width, cfg.num_det_classes, cfg.num_seg_classes)
+        specs = head_output_specs(cfg.det_head, self.height, self.width, cfg.num_det_classes, cfg.num_seg_classes,
+                                  cfg.fine_level)
         if model.is_temporal:
             specs += [TensorSpec(state_output_name(s.name), s.shape) for s in self.input_specs if s.name != IMAGE_INPUT]
         return tuple(specs)

@@ -13,10 +13,18 @@ blocks, conv_1 and the extra layers move slowly (``trunk_lr``). Each step takes 
   attention learns where the original detector is confident (its boxes >= 0.5 are the saliency target, its
   unsure ones are "unknown"), so the published map points at real objects, not only synthetic ones.
 
+``parts: fine`` trains only the fine level (the stride-8 small-object predictor, ``NetConfig.fine_level``)
+of a network started from ``init`` (e.g. the shipped ``stan_mbv2``), everything else frozen, so the real-image
+figures of the other levels cannot move. Its real-image supervision is **zoom self-training**: the ``init``
+network itself, run on 2x upscaled tiles of each real photo (where small objects are the size it sees well),
+gives pseudo-labels (score >= 0.5 objects, 0.3-0.5 unknown) for the small objects the fine level is for;
+synthetic drives give it ground truth.
+
 Resumable (``trainer_state.pt`` every ``checkpoint_every`` steps), logged to ``train_log.jsonl``; the
 result is a checkpoint like any other (``perception eval / export / run`` take it).
 
     perception train --graft [--set steps=900] [--out runs/graft] [--resume]   (config/graft.yaml)
+    perception train --graft --set parts='"fine"' --set init='"stan_mbv2"' --out runs/fine   (the fine level)
     python -m perception.train.graft --out runs/graft --steps 900 [--resume]  (the same, GraftConfig defaults)
 """
 
@@ -33,21 +41,23 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from perception.core.anchors import BOX_SCALES
-from perception.core.classes import DETECTION_NAMES, IGNORE_INDEX
-from perception.core.letterbox import letterbox
-from perception.models.mbv2_ssd import COCO_KEEP, DETECTION_FROM_COCO
+from perception.core.anchors import num_anchors
+from perception.core.classes import IGNORE_INDEX
+from perception.models.mbv2_ssd import COCO_KEEP
+from perception.train.anchor_losses import Targets, detection_loss, distill_loss, match_targets
+from perception.train.real_frames import (
+    PseudoLabels,
+    real_batch,
+    real_batch_labelled,
+    real_frames,
+    teacher_saliency,
+    zoom_pseudo_labels,
+)
 
-# the COCO column each of our classes is trained into on synthetic data (its first COCO id)
-TRAIN_COLUMN = {name: COCO_KEEP.index(DETECTION_FROM_COCO[name][0]) for name in DETECTION_NAMES}
-POS_IOU, NEG_IOU = 0.5, 0.4
 LATE_TRUNK = (*(f"backbone.blocks.{i}." for i in range(13, 17)), "backbone.conv_1.", "backbone.extra_layers.")
-Targets = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # class targets, weights, positives, codes
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,10 @@ class GraftConfig:
     seed: int = 0
     sim: dict[str, Any] = field(default_factory=dict)  # SimConfig overrides (the renders are cached by them)
     augment: dict[str, Any] = field(default_factory=lambda: {"scale": [0.8, 1.4], "hue": 10, "saturation": 0.3})
+    parts: str = "graft"  # "graft": attention, segmentation, predictors, late trunk; "fine": the fine level only
+    init: str = ""  # a checkpoint (name or path) to start from; "" = the converted COCO detector, graft at identity
+    zoom: float = 2.0  # fine: the pseudo-label teacher runs on tiles upscaled this much
+    fine_real: float = 1.0  # fine: weight of the real-image pseudo-label loss
 
 
     @classmethod
@@ -100,182 +114,13 @@ class GraftConfig:
             raise TrainError(f"input size {cfg.input_height}x{cfg.input_width} must be multiples of 32")
         if not cfg.model.startswith("stan_mbv2"):
             raise TrainError(f"--graft trains the real-eyed family (stan_mbv2*), not {cfg.model}")
+        if cfg.parts not in ("graft", "fine"):
+            raise TrainError(f"parts must be 'graft' or 'fine', got {cfg.parts!r}")
+        if cfg.parts == "fine" and not cfg.init:
+            raise TrainError("parts 'fine' trains the fine level of a trained network: set init (e.g. stan_mbv2)")
+        if not 1.0 <= cfg.zoom <= 4.0:
+            raise TrainError(f"zoom must be in [1, 4], got {cfg.zoom}")
         return cfg
-
-
-# ----------------------------------------------------------------------------- losses
-def anchors_xyxy(anchors: torch.Tensor) -> torch.Tensor:
-    cx, cy, w, h = anchors.unbind(-1)
-    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
-
-
-def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(N, M) IoU of xyxy boxes ``a`` (N, 4) and ``b`` (M, 4)."""
-    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
-    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    area_a = (a[:, 2:] - a[:, :2]).clamp(min=0).prod(-1)
-    area_b = (b[:, 2:] - b[:, :2]).clamp(min=0).prod(-1)
-    return inter / (area_a[:, None] + area_b[None, :] - inter).clamp(min=1e-6)
-
-
-def encode_boxes(gt: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
-    """xyxy ``gt`` (N, 4) against anchors (N, 4) cxcywh -> codes (tx, ty, tw, th) (inverse of decode_codes)."""
-    sy, sx, sh, sw = BOX_SCALES
-    gw = (gt[:, 2] - gt[:, 0]).clamp(min=1.0)
-    gh = (gt[:, 3] - gt[:, 1]).clamp(min=1.0)
-    gcx, gcy = (gt[:, 0] + gt[:, 2]) / 2, (gt[:, 1] + gt[:, 3]) / 2
-    return torch.stack([(gcx - anchors[:, 0]) / anchors[:, 2] * sx, (gcy - anchors[:, 1]) / anchors[:, 3] * sy,
-                        torch.log(gw / anchors[:, 2]) * sw, torch.log(gh / anchors[:, 3]) * sh], dim=-1)
-
-
-def match_targets(anchors: torch.Tensor, boxes: np.ndarray, class_ids: np.ndarray, ignore: np.ndarray,
-                  columns: int) -> Targets:
-    """One image's SSD targets: class targets (N, columns) 0/1, a (N,) weight of the class loss (0 where the
-    anchor is in the ignore band or overlaps an ignored object), positives (N,) bool, box codes (N, 4)."""
-    n = anchors.shape[0]
-    cls_t = torch.zeros(n, columns)
-    weight = torch.ones(n)
-    pos = torch.zeros(n, dtype=torch.bool)
-    codes = torch.zeros(n, 4)
-    if len(boxes) == 0:
-        return cls_t, weight, pos, codes
-    gt = torch.as_tensor(np.asarray(boxes, np.float32))
-    iou = box_iou(anchors_xyxy(anchors), gt)  # (N, M)
-    ign = torch.as_tensor(np.asarray(ignore, bool))
-    if ign.any():
-        weight[(iou[:, ign] >= NEG_IOU).any(dim=1)] = 0.0
-    keep = ~ign
-    if not keep.any():
-        return cls_t, weight, pos, codes
-    iou_k = iou[:, keep]
-    gt_k = gt[keep]
-    cls_k = torch.as_tensor(np.asarray(class_ids, np.int64))[keep]
-    best, idx = iou_k.max(dim=1)
-    best_anchor = iou_k.argmax(dim=0)  # every object gets at least its best anchor
-    best[best_anchor] = 1.0
-    idx[best_anchor] = torch.arange(len(gt_k))
-    pos = best >= POS_IOU
-    weight[(best >= NEG_IOU) & ~pos] = 0.0
-    cols = torch.as_tensor([TRAIN_COLUMN[DETECTION_NAMES[int(c)]] for c in cls_k])
-    cls_t[pos, cols[idx[pos]]] = 1.0
-    weight[pos] = 1.0
-    codes[pos] = encode_boxes(gt_k[idx[pos]], anchors[pos])
-    return cls_t, weight, pos, codes
-
-
-def focal_bce(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
-    p = torch.sigmoid(logits)
-    ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-    pt = p * target + (1 - p) * (1 - target)
-    a = alpha * target + (1 - alpha) * (1 - target)
-    return a * (1 - pt) ** gamma * ce
-
-
-def detection_loss(logits: torch.Tensor, codes: torch.Tensor, targets: list[Targets]) -> torch.Tensor:
-    """Focal loss over the object columns (not background) + smooth-L1 on positive codes, per positive."""
-    cls_t = torch.stack([t[0] for t in targets]).to(logits.device)
-    weight = torch.stack([t[1] for t in targets]).to(logits.device)
-    pos = torch.stack([t[2] for t in targets]).to(logits.device)
-    code_t = torch.stack([t[3] for t in targets]).to(logits.device)
-    n_pos = pos.sum().clamp(min=1).float()
-    cls = (focal_bce(logits[..., 1:].float(), cls_t[..., 1:]) * weight[..., None]).sum() / n_pos
-    box = F.smooth_l1_loss(codes[pos].float(), code_t[pos], beta=1.0 / 9.0, reduction="sum") / n_pos
-    return cls + box
-
-
-def distill_loss(student_logits: torch.Tensor, student_codes: torch.Tensor, teacher_logits: torch.Tensor,
-                 teacher_codes: torch.Tensor) -> torch.Tensor:
-    """Learning without forgetting: BCE of the student's object-column logits against the teacher's
-    probabilities (normalised by the teacher's probability mass), and smooth-L1 on the codes of anchors the
-    teacher is confident about (weighted by its best probability)."""
-    t = torch.sigmoid(teacher_logits[..., 1:].float())
-    bce = F.binary_cross_entropy_with_logits(student_logits[..., 1:].float(), t, reduction="none")
-    # subtract the teacher's own entropy so a perfect student scores 0 (same gradient)
-    ent = F.binary_cross_entropy(t, t, reduction="none")
-    mass = t.sum().clamp(min=1.0)
-    cls = (bce - ent).sum() / mass
-    w = t.amax(dim=-1)
-    w = torch.where(w > 0.3, w, torch.zeros_like(w))
-    box = (F.smooth_l1_loss(student_codes.float(), teacher_codes.float(), beta=1.0 / 9.0, reduction="none").sum(-1)
-           * w).sum() / w.sum().clamp(min=1.0)
-    return cls + box
-
-
-# ----------------------------------------------------------------------------- data
-def real_frames(cfg: GraftConfig) -> list[np.ndarray]:
-    """Unlabelled real images (RGB uint8) for distillation: every ``real_every``-th of ``real_frames`` of the
-    video and every image in ``real_dirs``."""
-    from perception.footage.source import list_images
-
-    out: list[np.ndarray] = []
-    for d in cfg.real_dirs:
-        if not Path(d).is_dir():
-            raise SystemExit(f"no folder {d} of unlabelled real photos; fetch it with `make data`")
-        for p in list_images(Path(d)):
-            bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
-            if bgr is not None:
-                out.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    return out + _video_frames(cfg)
-
-
-def _video_frames(cfg: GraftConfig) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(cfg.real_video)
-    if not cap.isOpened():
-        raise SystemExit(f"cannot open {cfg.real_video}; fetch it with `make data`")
-    out, i = [], 0
-    try:
-        while i < cfg.real_frames[1]:
-            ok, bgr = cap.read()
-            if not ok:
-                break
-            if i >= cfg.real_frames[0] and (i - cfg.real_frames[0]) % cfg.real_every == 0:
-                out.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-            i += 1
-    finally:
-        cap.release()
-    return out
-
-
-def real_batch(frames: list[np.ndarray], n: int, h: int, w: int, rng: np.random.Generator) -> torch.Tensor:
-    """``n`` real frames, each a random zoom (0.6-1.0 of the frame, random place, random flip) letterboxed
-    to ``h x w``: (n, 3, h, w) float in [0, 1]."""
-    out = []
-    for _ in range(n):
-        img = frames[int(rng.integers(len(frames)))]
-        fh, fw = img.shape[:2]
-        s = float(rng.uniform(0.6, 1.0))
-        ch, cw = int(fh * s), int(fw * s)
-        y0, x0 = int(rng.integers(0, fh - ch + 1)), int(rng.integers(0, fw - cw + 1))
-        crop = img[y0:y0 + ch, x0:x0 + cw]
-        if rng.random() < 0.5:
-            crop = crop[:, ::-1]
-        boxed, _ = letterbox(np.ascontiguousarray(crop), w, h)
-        out.append(torch.from_numpy(boxed).permute(2, 0, 1).float() / 255.0)
-    return torch.stack(out)
-
-
-def teacher_saliency(boxes: torch.Tensor, scores: torch.Tensor, height: int, width: int, stride: int = 8,
-                     sure: float = 0.5, unsure: float = 0.25) -> torch.Tensor:
-    """The attention target on real frames: (B, 1, H/stride, W/stride) coverage of the original detector's
-    confident objects (score >= ``sure``); cells of its unsure ones (``unsure`` .. ``sure``) are unknown (-1)."""
-    from perception.core.anchors import decode_box_list
-
-    out = np.zeros((len(boxes), 1, height // stride, width // stride), np.float32)
-    fine = np.zeros((height, width), np.float32)
-    for i in range(len(boxes)):
-        det = decode_box_list(boxes[i].float().numpy(), scores[i].float().numpy(), unsure, image_size=(height, width))
-        fine[:] = 0.0
-        unknown = np.zeros((height, width), bool)
-        for b, s in zip(det.boxes.astype(int), det.scores):
-            if s >= sure:
-                fine[b[1]:b[3], b[0]:b[2]] = 1.0
-            else:
-                unknown[b[1]:b[3], b[0]:b[2]] = True
-        cells = fine.reshape(height // stride, stride, width // stride, stride).mean(axis=(1, 3))
-        unk = unknown.reshape(height // stride, stride, width // stride, stride).any(axis=(1, 3))
-        out[i, 0] = np.where(unk & (cells == 0), -1.0, cells)
-    return torch.from_numpy(out)
 
 
 def synthetic_batch(clips: Any, n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
@@ -302,12 +147,23 @@ def lr_scale(step: int, cfg: GraftConfig) -> float:
 
 def trainable_groups(model: Any, cfg: GraftConfig) -> list[dict[str, Any]]:
     """Freeze the trunk up to block 12; train attention, neck, segmentation head and box predictors, and (at
-    ``trunk_lr``, protected by the distillation) the trunk's last blocks, conv_1 and the extra layers."""
+    ``trunk_lr``, protected by the distillation) the trunk's last blocks, conv_1 and the extra layers.
+    ``parts: fine``: only the fine level, at ``lr``."""
     for p in model.parameters():
         p.requires_grad_(False)
+    if cfg.parts == "fine":
+        fine = [p for n, p in model.named_parameters() if n.startswith("det_head.fine.")]
+        if not fine:
+            from perception.train.trainer import TrainError
+
+            raise TrainError(f"{cfg.model} has no fine level (NetConfig.fine_level) to train")
+        for p in fine:
+            p.requires_grad_(True)
+        return [{"params": fine, "lr": cfg.lr, "base_lr": cfg.lr}]
     new = [p for n, p in model.named_parameters() if n.startswith(("backbone.attn.", "neck.", "seg_head.",
                                                                    "temporal."))]
-    head = [p for n, p in model.named_parameters() if n.startswith("det_head.")]
+    # the fine level is not trained here (`parts: fine` does, from the graft's result)
+    head = [p for n, p in model.named_parameters() if n.startswith("det_head.") and not n.startswith("det_head.fine.")]
     late = LATE_TRUNK if cfg.trunk_lr > 0 else ()
     trunk = [p for n, p in model.named_parameters() if n.startswith(late)] if late else []
     groups: list[dict[str, Any]] = [{"params": new, "lr": cfg.lr, "base_lr": cfg.lr},
@@ -320,8 +176,12 @@ def trainable_groups(model: Any, cfg: GraftConfig) -> list[dict[str, Any]]:
     return groups
 
 
-def set_train_mode(model: Any) -> None:
+def set_train_mode(model: Any, parts: str = "graft") -> None:
     """Train mode for what learns; the frozen trunk's BatchNorm keeps its COCO statistics."""
+    if parts == "fine":
+        model.eval()
+        model.det_head.fine.train()
+        return
     model.train()
     model.backbone.eval()
     if model.backbone.attn is not None:
@@ -329,7 +189,6 @@ def set_train_mode(model: Any) -> None:
 
 
 def train(cfg: GraftConfig, resume: bool = False, command: str = "") -> Path:
-    from perception.models.checkpoint import save_checkpoint
     from perception.models.registry import build_model
     from perception.train.augment import AugmentConfig
     from perception.train.losses import attention_loss, seg_losses
@@ -345,11 +204,17 @@ def train(cfg: GraftConfig, resume: bool = False, command: str = "") -> Path:
                        frames_per_sequence=cfg.frames_per_sequence, cache_dir=cfg.cache_dir, sim=cfg.sim)
     sequences = load_sequences(tcfg, range(*cfg.train_seeds), progress=False)
     clips = SyntheticClips(sequences, 1, AugmentConfig.from_dict(cfg.augment), seed=cfg.seed)
-    reals = real_frames(cfg)
+    reals = real_frames(cfg.real_dirs, cfg.real_video, cfg.real_frames, cfg.real_every)
     model = build_model(cfg.model)
     teacher = copy.deepcopy(model).eval()  # the converted COCO detector: the graft is the identity at init
     for p in teacher.parameters():
         p.requires_grad_(False)
+    precision = pick_precision(cfg.precision, "cpu")
+    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    if cfg.init:
+        load_init(model, cfg.init)
+    # fine: the init network (its fine level still silent) labels the real frames before any step
+    labels = pseudo_labels(cfg, model, reals, amp, out) if cfg.parts == "fine" else []
     groups = trainable_groups(model, cfg)
     opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
     step = 0
@@ -360,10 +225,11 @@ def train(cfg: GraftConfig, resume: bool = False, command: str = "") -> Path:
         opt.load_state_dict(state["optimizer"])
         step = int(state["step"])
         rng = np.random.default_rng([cfg.seed, step])
-    precision = pick_precision(cfg.precision, "cpu")
-    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    if cfg.parts == "fine":
+        return _train_fine(cfg, model, opt, groups, clips, reals, labels, step, rng, amp, command)
     head: Any = model.det_head
     anchors = torch.as_tensor(head.anchors(cfg.input_height, cfg.input_width))
+    coco = num_anchors(cfg.input_height, cfg.input_width)
     columns = len(COCO_KEEP)
     log_path = out / "train_log.jsonl"
     t0 = time.perf_counter()
@@ -386,7 +252,9 @@ def train(cfg: GraftConfig, resume: bool = False, command: str = "") -> Path:
             saliency = teacher_saliency(t_out.boxes, t_out.scores, cfg.input_height, cfg.input_width)
             parts = {
                 "det": detection_loss(d.logits[:b], d.codes[:b], targets),
-                "distill": distill_loss(d.logits[b:], d.codes[b:], t_out.logits, t_out.codes),
+                # the COCO levels only: a fine level is new (the teacher's is untrained); `parts: fine` teaches it
+                "distill": distill_loss(d.logits[b:, :coco], d.codes[b:, :coco], t_out.logits[:, :coco],
+                                        t_out.codes[:, :coco]),
                 "attention": attention_loss(f["attention"][:b], objmask),
                 "real_attention": attention_loss(f["attention"][b:], saliency),
             }
@@ -394,32 +262,137 @@ def train(cfg: GraftConfig, resume: bool = False, command: str = "") -> Path:
             parts["seg"] = ce + dice
             loss = (cfg.det * parts["det"] + cfg.distill * parts["distill"] + cfg.attention * parts["attention"]
                     + cfg.real_attention * parts["real_attention"] + cfg.seg * parts["seg"])
-            if not torch.isfinite(loss):
-                raise SystemExit(f"loss became {float(loss)} at step {step}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 5.0)
-            opt.step()
+            _optimise(opt, groups, loss, step)
             step += 1
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                attn: Any = model.backbone.attn
-                gam = [float(a.gamma.detach()) for a in attn] if attn is not None else []
-                rec = {"step": step, "loss": float(loss.detach()), **{k: float(v.detach()) for k, v in parts.items()},
-                       "gamma": gam, "s_per_step": (time.perf_counter() - t0) / cfg.log_every}
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
-                t0 = time.perf_counter()
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                tmp = state_path.with_suffix(".tmp")
-                torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step}, tmp)
-                tmp.replace(state_path)
-                model.eval()
-                save_checkpoint(out / "snapshots" / f"model_step{step:06d}", model, cfg.model, model.cfg,
-                                _meta(cfg, step, command))
+            attn: Any = model.backbone.attn
+            gam = [float(a.gamma.detach()) for a in attn] if attn is not None else []
+            t0 = _after_step(cfg, model, opt, step, {"loss": loss, **parts}, {"gamma": gam}, log, t0, command)
+    return _save_final(cfg, model, step, command)
+
+
+def _optimise(opt: torch.optim.Optimizer, groups: list[dict[str, Any]], loss: torch.Tensor, step: int) -> None:
+    if not torch.isfinite(loss):
+        raise SystemExit(f"loss became {float(loss)} at step {step}")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 5.0)
+    opt.step()
+
+
+def _after_step(cfg: GraftConfig, model: Any, opt: torch.optim.Optimizer, step: int, losses: dict[str, torch.Tensor],
+                extra: dict[str, Any], log: Any, t0: float, command: str) -> float:
+    """Log every ``log_every`` steps, save the resumable state and a snapshot every ``checkpoint_every``;
+    returns the new start of the logging interval."""
+    from perception.models.checkpoint import save_checkpoint
+
+    out = Path(cfg.out)
+    if step % cfg.log_every == 0 or step == cfg.steps:
+        rec = {"step": step, **{k: float(v.detach()) for k, v in losses.items()}, **extra,
+               "s_per_step": (time.perf_counter() - t0) / cfg.log_every}
+        log.write(json.dumps(rec) + "\n")
+        log.flush()
+        t0 = time.perf_counter()
+    if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+        state_path = out / "trainer_state.pt"
+        tmp = state_path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step}, tmp)
+        tmp.replace(state_path)
+        model.eval()
+        save_checkpoint(out / "snapshots" / f"model_step{step:06d}", model, cfg.model, model.cfg,
+                        _meta(cfg, step, command))
+    return t0
+
+
+def _save_final(cfg: GraftConfig, model: Any, step: int, command: str) -> Path:
+    from perception.models.checkpoint import save_checkpoint
+
     model.eval()
-    stem = out / "model"
+    stem = Path(cfg.out) / "model"
     save_checkpoint(stem, model, cfg.model, model.cfg, _meta(cfg, step, command))
     return stem
+
+
+def load_init(model: Any, init: str) -> None:
+    """Start from the weights of checkpoint ``init`` (a shipped name or a path); parts it lacks (a fine level
+    it never had) keep their own initialisation, every other tensor must fit."""
+    from safetensors.torch import load_file
+
+    from perception.models.checkpoint import checkpoint_paths
+    from perception.train.trainer import TrainError
+    from perception.weights import resolve_checkpoint
+
+    weights, _ = checkpoint_paths(resolve_checkpoint(init))
+    state = load_file(str(weights))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("det_head.fine.")]
+    if missing or unexpected:
+        raise TrainError(f"init checkpoint {init} does not fit {model.name}: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}")
+
+
+def pseudo_labels(cfg: GraftConfig, model: Any, reals: list[np.ndarray], amp: torch.dtype | None,
+                  out: Path) -> list[PseudoLabels]:
+    """:func:`zoom_pseudo_labels` of every real frame, by ``model`` as it is now (cached in ``out``)."""
+    path = out / "zoom_labels.npz"
+    if path.exists():
+        z = np.load(path)
+        if int(z["count"]) == len(reals):
+            return [(z[f"b{i}"], z[f"c{i}"], z[f"s{i}"]) for i in range(len(reals))]
+    model.eval()
+    labels = [zoom_pseudo_labels(model, img, cfg.input_height, cfg.input_width, cfg.zoom, amp) for img in reals]
+    arrays: dict[str, np.ndarray] = {"count": np.array(len(reals))}
+    for i, (b, c, sc) in enumerate(labels):
+        arrays[f"b{i}"], arrays[f"c{i}"], arrays[f"s{i}"] = b, c, sc
+    tmp = out / "zoom_labels.tmp.npz"
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]
+    tmp.replace(path)
+    return labels
+
+
+def _slice(t: Targets, start: int) -> Targets:
+    return t[0][start:], t[1][start:], t[2][start:], t[3][start:]
+
+
+def _train_fine(cfg: GraftConfig, model: Any, opt: torch.optim.Optimizer, groups: list[dict[str, Any]], clips: Any,
+                reals: list[np.ndarray], labels: list[PseudoLabels], step: int, rng: np.random.Generator,
+                amp: torch.dtype | None, command: str) -> Path:
+    """``parts: fine``: the fine level learns synthetic ground truth and the zoom pseudo-labels of real frames;
+    nothing else moves (so no distillation is needed). Loss on the fine level's anchors only."""
+
+    out = Path(cfg.out)
+    n_pos = sum(int((sc >= 0.5).sum()) for _, _, sc in labels)
+    print(f"[graft fine] {len(reals)} real frames, {n_pos} pseudo-labelled objects (score >= 0.5)", flush=True)
+    h, w = cfg.input_height, cfg.input_width
+    anchors = torch.as_tensor(model.det_head.anchors(h, w))
+    first = num_anchors(h, w)  # the fine level's anchors come after the six COCO maps'
+    columns = len(COCO_KEEP)
+    log_path = out / "train_log.jsonl"
+    t0 = time.perf_counter()
+    with log_path.open("a", encoding="utf-8") as log:
+        while step < cfg.steps:
+            set_train_mode(model, "fine")
+            for g in opt.param_groups:
+                g["lr"] = g["base_lr"] * lr_scale(step, cfg)
+            img, _, _, gts = synthetic_batch(clips, cfg.batch_size, rng)
+            targets = [_slice(match_targets(anchors, g.boxes, g.class_ids, g.ignore, columns), first) for g in gts]
+            real, real_labels = real_batch_labelled(reals, labels, cfg.real_batch, h, w, rng)
+            real_targets = [_slice(match_targets(anchors, b, c, sc < 0.5, columns), first)
+                            for b, c, sc in real_labels]
+            with torch.no_grad(), torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
+                f = model.forward_features(torch.cat([img, real]))
+            with torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
+                logits, codes = model.det_head.fine(f["s8"], f["s16"])
+            b = logits.shape[0]
+            logits = logits.permute(0, 2, 3, 1).reshape(b, -1, columns)
+            codes = codes.permute(0, 2, 3, 1).reshape(b, -1, 4)
+            k = len(img)
+            parts = {"det": detection_loss(logits[:k], codes[:k], targets),
+                     "real": detection_loss(logits[k:], codes[k:], real_targets)}
+            loss = cfg.det * parts["det"] + cfg.fine_real * parts["real"]
+            _optimise(opt, groups, loss, step)
+            step += 1
+            t0 = _after_step(cfg, model, opt, step, {"loss": loss, **parts}, {}, log, t0, command)
+    return _save_final(cfg, model, step, command)
 
 
 def _meta(cfg: GraftConfig, step: int, command: str) -> dict[str, Any]:

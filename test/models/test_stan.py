@@ -26,7 +26,7 @@ def test_output_contract(name: str, H: int, W: int) -> None:
     expected = [*det, "seg", "attention"] + (["memory", "memory_valid"] if model.is_temporal else [])
     assert list(out) == expected == model.output_names
     if model.cfg.det_head == "ssd":  # anchor head: see test_mbv2_ssd.py
-        n = num_anchors(H, W)
+        n = num_anchors(H, W, model.cfg.fine_level)
         assert out["boxes"].shape == (2, n, 4) and out["scores"].shape == (2, n, classes.NUM_DETECTION)
         assert float(out["scores"].min()) >= 0.0 and float(out["scores"].max()) <= 1.0
     else:

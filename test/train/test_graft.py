@@ -13,16 +13,15 @@ import torch
 from perception.core.anchors import ssd_anchors
 from perception.core.classes import detection_id
 from perception.models.mbv2_ssd import COCO_KEEP, decode_codes
-from perception.train.graft import (
-    LATE_TRUNK,
+from perception.train.anchor_losses import (
     TRAIN_COLUMN,
-    GraftConfig,
     anchors_xyxy,
     box_iou,
     distill_loss,
     encode_boxes,
     match_targets,
 )
+from perception.train.graft import LATE_TRUNK, GraftConfig
 from perception.train.trainer import TrainError
 
 
@@ -97,3 +96,64 @@ def test_a_short_graft_run_trains_only_the_new_parts(tmp_path: Path, vtest: Path
     assert info["extra"]["input_size"] == [128, 224]
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2] and all(np.isfinite(r["loss"]) for r in log)
+
+
+def test_fine_options_are_checked() -> None:
+    with pytest.raises(TrainError, match="parts"):
+        GraftConfig.from_dict({"parts": "everything"})
+    with pytest.raises(TrainError, match="init"):
+        GraftConfig.from_dict({"parts": "fine"})
+    with pytest.raises(TrainError, match="zoom"):
+        GraftConfig.from_dict({"parts": "fine", "init": "stan_mbv2", "zoom": 9})
+
+
+def test_pseudo_labels_follow_the_crop_flip_and_letterbox() -> None:
+    """A white box drawn into a frame lands exactly where its carried label says, through every random crop,
+    flip and letterbox; a box the crop cuts to under half its area becomes unknown (score < 0.5)."""
+    from perception.train.real_frames import real_batch_labelled
+
+    frame = np.zeros((300, 500, 3), np.uint8)
+    frame[100:180, 320:360] = 255
+    labels = [(np.array([[320, 100, 360, 180]], np.float32), np.array([detection_id("pedestrian")]),
+               np.array([0.9], np.float32))]
+    rng = np.random.default_rng(3)
+    seen = 0
+    for _ in range(20):
+        batch, mapped = real_batch_labelled([frame], labels, 1, 128, 224, rng)
+        white = (batch[0].mean(0) > 0.5).numpy()
+        boxes, cls, scores = mapped[0]
+        if not white.any():  # the crop left the box out
+            assert len(boxes) == 0 or scores.max() < 0.5
+            continue
+        ys, xs = np.nonzero(white)
+        assert len(boxes) == 1 and cls[0] == detection_id("pedestrian")
+        if scores[0] >= 0.5:
+            seen += 1
+            np.testing.assert_allclose(boxes[0], [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], atol=1.5)
+    assert seen >= 5
+
+
+def test_a_short_fine_run_moves_only_the_fine_level(tmp_path: Path, vtest: Path) -> None:
+    """`--set parts="fine"` from the shipped stan_mbv2: the real frames get zoom pseudo-labels from it, and after
+    two steps every tensor but the fine level's is bit-identical to the shipped network's."""
+    from perception.cli import main
+    from perception.models.checkpoint import load_checkpoint
+    from perception.weights import resolve_checkpoint
+
+    out = tmp_path / "fine"
+    rc = main(["train", "--graft", "--out", str(out), "--steps", "2", "--set", 'parts="fine"',
+               "--set", 'init="stan_mbv2"', "--set", "train_seeds=[0,1]", "--set", "frames_per_sequence=3",
+               "--set", "input_height=128", "--set", "input_width=224", "--set", "batch_size=1",
+               "--set", "real_batch=2", "--set", f"real_video={vtest}", "--set", "real_frames=[0,12]",
+               "--set", f"cache_dir={tmp_path}/sim", "--set", "checkpoint_every=2", "--set", "log_every=1",
+               "--set", "precision=fp32", "--set", "real_dirs=[]"])
+    assert rc == 0
+    z = np.load(out / "zoom_labels.npz")
+    assert int(z["count"]) == 3 and sum(int((z[f"s{i}"] >= 0.5).sum()) for i in range(3)) >= 3  # vtest people
+    model, _ = load_checkpoint(out / "model")
+    shipped, _ = load_checkpoint(resolve_checkpoint("stan_mbv2"))
+    trained, before = model.state_dict(), shipped.state_dict()
+    assert set(trained) - set(before) and all(k.startswith("det_head.fine.") for k in set(trained) - set(before))
+    assert all(torch.equal(trained[k], v) for k, v in before.items())
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2] and all(np.isfinite(r["real"]) for r in log)
