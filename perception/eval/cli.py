@@ -53,6 +53,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labels", type=Path, default=None,
                    help="with --images: a label file (test/data/real_val/labels.json): score recall / precision "
                         "per class at IoU 0.5 against these labels instead of agreement with the reference")
+    p.add_argument("--canvas", type=float, default=1.0, metavar="K",
+                   help="with --labels: put each image, at its own pixel size, on a grey canvas K times larger (a "
+                        "larger camera's view: the network sees the objects K times smaller; default 1)")
     p.add_argument("--reference-only", action="store_true",
                    help="with --labels: evaluate only the reference detector (no --checkpoint needed)")
     p.add_argument("--no-reference", action="store_true",
@@ -196,7 +199,7 @@ def labelled_main(args: argparse.Namespace) -> int:
     import cv2
 
     from perception.eval import EvalError
-    from perception.eval.labelled import evaluate, load_labels, object_counts, table
+    from perception.eval.labelled import evaluate, load_labels, object_counts, on_canvas, table
     from perception.eval.labelled_run import NodeDefaults, latency, overlay, read_image, run_checkpoint, run_reference
     from perception.eval.metrics import to_jsonable
     from perception.footage import FootageError
@@ -216,7 +219,7 @@ def labelled_main(args: argparse.Namespace) -> int:
         print("perception eval: error: --reference-only and --no-reference exclude each other", file=sys.stderr)
         return 2
     try:
-        images = load_labels(args.labels)
+        images = [on_canvas(im, args.canvas) for im in load_labels(args.labels)]
         node = NodeDefaults(score_thresh=args.score_thresh)
         runs = [] if args.reference_only else [run_checkpoint(c, args.images, images, node) for c in args.checkpoint]
         runs += [run_checkpoint("", args.images, images, node, onnx=o) for o in args.onnx]
@@ -240,7 +243,8 @@ def labelled_main(args: argparse.Namespace) -> int:
     for k, im in enumerate(images):
         still = overlay(read_image(args.images, im), im, runs, k)
         cv2.imwrite(str(stills / (Path(im.file).stem + ".png")), cv2.cvtColor(still, cv2.COLOR_RGB2BGR))
-    text = (f"Labelled evaluation on {len(images)} images ({args.labels}), IoU {args.iou}, score >= "
+    on = f" on {args.canvas:g}x canvases" if args.canvas != 1.0 else ""
+    text = (f"Labelled evaluation on {len(images)} images{on} ({args.labels}), IoU {args.iou}, score >= "
             f"{args.score_thresh}; R/P over objects >= 32 px tall (don't care: ignore, < 32 px); "
             f"per class R/P (scored objects)\n\n" + table(results) + "\n")
     for name, r in results.items():

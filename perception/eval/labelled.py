@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ class LabelledImage:
     class_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     ignore: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     source: str = ""
+    placed: tuple[int, int] | None = None  # on a larger canvas (:func:`on_canvas`): the file's (x0, y0) on it
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -56,6 +57,21 @@ class LabelledImage:
     @property
     def heights(self) -> np.ndarray:
         return (self.boxes[:, 3] - self.boxes[:, 1]).astype(np.float64)
+
+
+def on_canvas(im: LabelledImage, scale: float) -> LabelledImage:
+    """``im`` as seen by a camera ``scale`` times larger: the image at its own pixel size on a grey canvas
+    ``scale`` times its width and height (horizontally centred, a quarter of the spare height below it), the
+    labels moved with it. Objects keep their size in pixels, so a network letterboxing the frame sees them
+    ``scale`` times smaller: the 1600 x 900 driving camera's view of them. ``scale`` 1 is ``im`` itself."""
+    if scale < 1.0:
+        raise EvalError(f"canvas scale must be >= 1, got {scale}")
+    if scale == 1.0:
+        return im
+    w, h = round(im.width * scale), round(im.height * scale)
+    x0, y0 = (w - im.width) // 2, h - im.height - (h - im.height) // 4
+    boxes = im.boxes + np.array([x0, y0, x0, y0], np.float32)
+    return replace(im, width=w, height=h, boxes=boxes, placed=(x0, y0))
 
 
 def _image(entry: Any, where: str) -> LabelledImage:

@@ -49,15 +49,27 @@ class DetectorRun:
 
 
 def read_image(directory: Path, im: LabelledImage) -> np.ndarray:
-    """Image ``im`` from ``directory`` as (H, W, 3) uint8 RGB, checked against its labelled size."""
+    """Image ``im`` from ``directory`` as (H, W, 3) uint8 RGB, checked against its labelled size (placed on its
+    grey canvas when ``im`` is one: :func:`perception.eval.labelled.on_canvas`)."""
+    from perception.core.letterbox import PAD_VALUE
+
     path = directory / im.file
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise EvalError(f"cannot read labelled image {path}; fetch the set with `make data` "
                         "(bash scripts/get_real_data.sh) or pass the folder holding it as --images")
-    if bgr.shape[:2] != (im.height, im.width):
-        raise EvalError(f"{path} is {bgr.shape[1]}x{bgr.shape[0]} but labelled as {im.width}x{im.height}")
-    return np.ascontiguousarray(bgr[:, :, ::-1])
+    rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+    if im.placed is None:
+        if rgb.shape[:2] != (im.height, im.width):
+            raise EvalError(f"{path} is {rgb.shape[1]}x{rgb.shape[0]} but labelled as {im.width}x{im.height}")
+        return rgb
+    x0, y0 = im.placed
+    h, w = rgb.shape[:2]
+    if x0 + w > im.width or y0 + h > im.height:
+        raise EvalError(f"{path} ({w}x{h}) does not fit its {im.width}x{im.height} canvas at ({x0}, {y0})")
+    canvas = np.full((im.height, im.width, 3), PAD_VALUE, np.uint8)
+    canvas[y0:y0 + h, x0:x0 + w] = rgb
+    return canvas
 
 
 def run_checkpoint(checkpoint: str | Path, directory: Path, images: Sequence[LabelledImage],

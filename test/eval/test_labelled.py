@@ -146,3 +146,23 @@ def test_the_shipped_validation_labels() -> None:
     counts = object_counts(images)
     assert sum(c["main"] for c in counts.values()) >= 30
     assert counts["pedestrian"]["main"] >= 15 and counts["car"]["main"] >= 5
+
+
+def test_on_canvas_keeps_pixel_sizes_and_moves_the_labels(tmp_path: Path) -> None:
+    import cv2
+
+    from perception.eval.labelled import LabelledImage, on_canvas
+    from perception.eval.labelled_run import read_image
+
+    rgb = np.zeros((40, 60, 3), np.uint8)
+    rgb[10:30, 20:30] = 255
+    cv2.imwrite(str(tmp_path / "a.png"), rgb)
+    im = LabelledImage("a.png", 60, 40, np.array([[20, 10, 30, 30]], np.float32), np.array([2]), np.array([False]))
+    assert on_canvas(im, 1.0) is im
+    big = on_canvas(im, 2.5)
+    assert (big.width, big.height) == (150, 100) and np.allclose(big.heights, im.heights)
+    canvas = read_image(tmp_path, big)
+    assert canvas.shape == (100, 150, 3)
+    ys, xs = np.nonzero(canvas[:, :, 0] == 255)
+    np.testing.assert_array_equal([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], big.boxes[0])
+    assert (canvas[0, 0] == 114).all()  # grey, like the letterbox padding

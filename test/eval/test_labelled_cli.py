@@ -86,3 +86,21 @@ def test_eval_labels_errors(tmp_path: Path, tiny_checkpoint: Path, extra: list[s
     args = ["eval", "--images", str(images), "--labels", str(labels), "--out", str(tmp_path / "out")]
     rc = cli(args + [subst.get(a, a) for a in extra])
     assert rc == 2 and message in capsys.readouterr().err
+
+
+def test_eval_labels_on_a_larger_canvas(tmp_path: Path, tiny_checkpoint: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """`--canvas 2`: each image on a grey canvas twice its size, labels moved with it (same objects scored)."""
+    images, labels = _labelled_folder(tmp_path / "imgs")
+    rc = cli(["eval", "--images", str(images), "--labels", str(labels), "--checkpoint", str(tiny_checkpoint),
+              "--no-reference", "--canvas", "2", "--out", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "on 2x canvases" in captured.out
+    r = json.loads((tmp_path / "out" / "report.json").read_text())["results"]["tiny"]
+    assert r["all"]["num_gt"] == 1 and r["small"]["all"]["num_gt"] == 1  # sizes in pixels do not change
+    still = cv2.imread(str(tmp_path / "out" / "stills" / "0.png"))
+    assert still is not None and still.shape[1] == 2 * 192
+    rc = cli(["eval", "--images", str(images), "--labels", str(labels), "--checkpoint", str(tiny_checkpoint),
+              "--no-reference", "--canvas", "0.5", "--out", str(tmp_path / "out")])
+    assert rc == 2 and "canvas scale must be >= 1" in capsys.readouterr().err
