@@ -221,13 +221,15 @@ def labelled_main(args: argparse.Namespace) -> int:
     try:
         images = [on_canvas(im, args.canvas) for im in load_labels(args.labels)]
         node = NodeDefaults(score_thresh=args.score_thresh)
-        runs = [] if args.reference_only else [run_checkpoint(c, args.images, images, node) for c in args.checkpoint]
-        runs += [run_checkpoint("", args.images, images, node, onnx=o) for o in args.onnx]
+        checkpoints = [] if args.reference_only else list(args.checkpoint or [])
+        exported = [] if args.reference_only else list(args.onnx)
+        runs = [run_checkpoint(c, args.images, images, node) for c in checkpoints]
+        runs += [run_checkpoint("", args.images, images, node, onnx=o) for o in exported]
         if args.refine and not args.reference_only:  # the same checkpoints again with refine.enabled: true
             from perception.pipeline.refine import RefineConfig
 
             rcfg = RefineConfig(max_regions=args.refine_max_regions, max_pixels=args.refine_max_pixels)
-            runs += [run_checkpoint(c, args.images, images, node, rcfg) for c in args.checkpoint]
+            runs += [run_checkpoint(c, args.images, images, node, rcfg) for c in checkpoints]
         if not args.no_reference:
             runs.append(run_reference(args.images, images, args.reference_model, args.score_thresh))
     except (EvalError, FootageError, CheckpointError, FileNotFoundError, RefineError, BackendError) as e:

@@ -113,7 +113,8 @@ def run_checkpoint(checkpoint: str | Path, directory: Path, images: Sequence[Lab
             run.latency_ms.append(r.total_ms)
         meta = getattr(backend, "meta", {}) or {}
         run.info = {"model": meta.get("name", "?"), "checkpoint": str(onnx or checkpoint), "input_size": list(size),
-                    "backend": backend.name, "precision": node.precision, "score_thresh": node.score_thresh,
+                    "backend": backend.status().get("backend.active", backend.name), "precision": node.precision,
+                    "score_thresh": node.score_thresh,
                     "nms_iou": node.nms_iou, "max_det": node.max_det}
         if isinstance(perceptor, RefiningPerceptor):
             ref = perceptor.refine

@@ -25,7 +25,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from perception.core.anchors import decode_box_list
+from perception.core.anchors import decode_box_list, num_anchors
 from perception.core.decode import (
     attention_lowres,
     attention_scores_lowres,
@@ -379,8 +379,10 @@ class Perceptor:
         cfg = self.config
         t0 = time.perf_counter()
         if self.anchor_head:
+            coarse = num_anchors(self.input_h, self.input_w)  # more anchors than that: the fine level follows
             det = decode_box_list(out["boxes"][i], out["scores"][i], score_thresh=cfg.score_thresh,
-                                  max_det=cfg.max_det, nms_iou=cfg.nms_iou, image_size=(self.input_h, self.input_w))
+                                  max_det=cfg.max_det, nms_iou=cfg.nms_iou, image_size=(self.input_h, self.input_w),
+                                  fine_from=coarse if out["boxes"].shape[1] > coarse else None)
         else:
             det = decode_detections(
                 out["heatmap"][i], out["box"][i], stride=8, score_thresh=cfg.score_thresh, max_det=cfg.max_det,

@@ -4,6 +4,7 @@ tiny images with a tiny untrained checkpoint (and the real reference detector wh
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -104,3 +105,15 @@ def test_eval_labels_on_a_larger_canvas(tmp_path: Path, tiny_checkpoint: Path,
     rc = cli(["eval", "--images", str(images), "--labels", str(labels), "--checkpoint", str(tiny_checkpoint),
               "--no-reference", "--canvas", "0.5", "--out", str(tmp_path / "out")])
     assert rc == 2 and "canvas scale must be >= 1" in capsys.readouterr().err
+
+
+def test_eval_labels_of_an_exported_model_alone(tmp_path: Path, model_onnx: Callable[[str], Path],
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """`--onnx FILE` without any --checkpoint (it once crashed on the missing checkpoint list)."""
+    images, labels = _labelled_folder(tmp_path / "imgs")
+    onnx = model_onnx("stan_tiny")
+    rc = cli(["eval", "--images", str(images), "--labels", str(labels), "--onnx", str(onnx), "--no-reference",
+              "--out", str(tmp_path / "out")])
+    assert rc == 0, capsys.readouterr().err
+    results = json.loads((tmp_path / "out" / "report.json").read_text())["results"]
+    assert list(results) == [onnx.stem] and results[onnx.stem]["info"]["backend"].startswith("onnxruntime")

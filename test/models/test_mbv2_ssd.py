@@ -149,3 +149,18 @@ def test_decode_box_list_thresholds_suppresses_and_drops_non_finite() -> None:
     got = sorted(zip(det.class_ids.tolist(), det.scores.tolist()))
     assert [c for c, _ in got] == [0, 2] and [s for _, s in got] == pytest.approx([0.7, 0.9])
     assert det.boxes[:, [1, 3]].max() <= 40
+
+
+def test_where_the_levels_overlap_the_fine_box_stays() -> None:
+    """Two boxes of one small object, one per level, overlapping below the NMS IoU: with ``fine_from`` the
+    COCO-level one goes; another class, or no ``fine_from``, keeps both."""
+    boxes = np.array([[10, 10, 30, 50], [12, 18, 34, 62], [100, 100, 120, 140]], np.float32)  # IoU(0, 1) ~0.45
+    scores = np.zeros((3, 5), np.float32)
+    ped, car = detection_id("pedestrian"), detection_id("car")
+    scores[0, ped], scores[1, ped], scores[2, car] = 0.9, 0.6, 0.8  # anchor 0 coarse, 1 and 2 fine
+    both = decode_box_list(boxes, scores, 0.3, nms_iou=0.6)
+    assert len(both) == 3
+    det = decode_box_list(boxes, scores, 0.3, nms_iou=0.6, fine_from=1)
+    assert sorted(det.scores.tolist()) == pytest.approx([0.6, 0.8])  # the coarse pedestrian went
+    scores[1, ped], scores[1, car] = 0.0, 0.6  # the fine box is another class now: nothing to merge
+    assert len(decode_box_list(boxes, scores, 0.3, nms_iou=0.6, fine_from=1)) == 3
