@@ -75,6 +75,7 @@ def model_info_for(model: STAN, cfg: ExportConfig, weights_sha256: str = "") -> 
         opset=cfg.opset,
         exporter=f"torch {torch.__version__} (dynamo)",
         det_head=model.cfg.det_head,
+        fine_level=model.cfg.fine_level,
     )
 
 

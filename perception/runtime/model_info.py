@@ -24,7 +24,7 @@ from perception.models.contract import IMAGE_INPUT, state_output_name
 from perception.runtime.base import Backend, BackendError, TensorSpec
 
 METADATA_KEY = "perception.model_info"
-FORMAT_VERSION = 2  # 2: det_head (anchor-head networks)
+FORMAT_VERSION = 3  # 2: det_head (anchor-head networks); 3: fine_level (the anchor head's stride-8 level)
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class ModelInfo:
     exporter: str = ""
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. quantisation settings
     det_head: str = "centernet"  # "centernet" (heatmap, box) | "ssd" (boxes, scores over anchors)
+    fine_level: bool = False  # ssd: the anchors of the stride-8 fine level follow the COCO levels'
     format_version: int = FORMAT_VERSION
 
     # -- derived I/O contract (computed once: the pipeline asks for it on every frame) ---------------
@@ -66,7 +67,8 @@ class ModelInfo:
     @cached_property
     def output_specs(self) -> tuple[TensorSpec, ...]:
         h, w = self.input_size
-        specs = head_output_specs(self.det_head, h, w, len(self.det_classes), len(self.seg_classes))
+        specs = head_output_specs(self.det_head, h, w, len(self.det_classes), len(self.seg_classes),
+                                  self.fine_level)
         specs += [TensorSpec(state_output_name(n), ("batch", *s)) for n, s in self.state_shapes.items()]
         return tuple(specs)
 
