@@ -332,15 +332,17 @@ def load_init(model: Any, init: str) -> None:
 
 def pseudo_labels(cfg: GraftConfig, model: Any, reals: list[np.ndarray], amp: torch.dtype | None,
                   out: Path) -> list[PseudoLabels]:
-    """:func:`zoom_pseudo_labels` of every real frame, by ``model`` as it is now (cached in ``out``)."""
+    """:func:`zoom_pseudo_labels` of every real frame, by ``model`` as it is now (cached in ``out``, reused while
+    the frames' count, ``init``, ``zoom`` and the input size are the same)."""
     path = out / "zoom_labels.npz"
+    key = json.dumps([len(reals), cfg.init, cfg.zoom, cfg.input_height, cfg.input_width])
     if path.exists():
         z = np.load(path)
-        if int(z["count"]) == len(reals):
+        if "key" in z and str(z["key"]) == key:
             return [(z[f"b{i}"], z[f"c{i}"], z[f"s{i}"]) for i in range(len(reals))]
     model.eval()
     labels = [zoom_pseudo_labels(model, img, cfg.input_height, cfg.input_width, cfg.zoom, amp) for img in reals]
-    arrays: dict[str, np.ndarray] = {"count": np.array(len(reals))}
+    arrays: dict[str, np.ndarray] = {"count": np.array(len(reals)), "key": np.array(key)}
     for i, (b, c, sc) in enumerate(labels):
         arrays[f"b{i}"], arrays[f"c{i}"], arrays[f"s{i}"] = b, c, sc
     tmp = out / "zoom_labels.tmp.npz"
