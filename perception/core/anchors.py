@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from perception.core.boxes import CoreError, nms
+from perception.core.boxes import CoreError, iou_matrix, nms
 from perception.core.types import Detections
 
 ASPECT_RATIOS = (1.0, 2.0, 0.5, 3.0, 1.0 / 3.0)
@@ -157,8 +157,6 @@ def decode_box_list(
 def _drop_fine_duplicates(keep: np.ndarray, boxes: np.ndarray, class_ids: np.ndarray, fine: np.ndarray,
                           iou: float) -> np.ndarray:
     """``keep`` without the COCO-level entries that overlap a kept fine-level entry of the same class."""
-    from perception.core.boxes import iou_matrix
-
     k_fine, k_coarse = keep[fine[keep]], keep[~fine[keep]]
     if not len(k_fine) or not len(k_coarse):
         return keep

@@ -270,6 +270,8 @@ class Perceptor:
         mode = self.config.device_prepost
         # anchor-head networks (boxes/scores) decode on the host: the device path decodes heatmaps
         self.anchor_head = any(s.name == "boxes" for s in backend.output_specs)
+        # anchors of the six COCO levels; an output with more has the fine level after them (once, not per frame)
+        self._coarse_anchors = num_anchors(self.input_h, self.input_w) if self.anchor_head else 0
         make = None if self.anchor_head else getattr(backend, "device_prepost", None)
         if mode == "on" and make is None:
             raise PipelineError(f"device_prepost 'on', but the {backend.name} backend cannot run pre/post-processing "
@@ -379,7 +381,7 @@ class Perceptor:
         cfg = self.config
         t0 = time.perf_counter()
         if self.anchor_head:
-            coarse = num_anchors(self.input_h, self.input_w)  # more anchors than that: the fine level follows
+            coarse = self._coarse_anchors
             det = decode_box_list(out["boxes"][i], out["scores"][i], score_thresh=cfg.score_thresh,
                                   max_det=cfg.max_det, nms_iou=cfg.nms_iou, image_size=(self.input_h, self.input_w),
                                   fine_from=coarse if out["boxes"].shape[1] > coarse else None)
