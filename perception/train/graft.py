@@ -18,13 +18,15 @@ of a network started from ``init`` (e.g. the shipped ``stan_mbv2``), everything 
 figures of the other levels cannot move. Its real-image supervision is **zoom self-training**: the ``init``
 network itself, run on 2x upscaled tiles of each real photo (where small objects are the size it sees well),
 gives pseudo-labels (score >= 0.5 objects, 0.3-0.5 unknown) for the small objects the fine level is for;
-synthetic drives give it ground truth.
+synthetic drives give it ground truth. ``parts: fine+seg`` trains the segmentation neck and head beside it on the
+synthetic drives (neither feeds a detector, so the detection figures of the COCO levels cannot move either).
 
 Resumable (``trainer_state.pt`` every ``checkpoint_every`` steps), logged to ``train_log.jsonl``; the
 result is a checkpoint like any other (``perception eval / export / run`` take it).
 
     perception train --graft [--set steps=900] [--out runs/graft] [--resume]   (config/graft.yaml)
     perception train --graft --set parts='"fine"' --set init='"stan_mbv2"' --out runs/fine   (the fine level)
+    perception train --graft --set parts='"fine+seg"' --set init='"stan_mbv2"' --out runs/fine_seg   (+ segmentation)
     python -m perception.train.graft --out runs/graft --steps 900 [--resume]  (the same, GraftConfig defaults)
 """
 
@@ -51,12 +53,14 @@ from perception.train.anchor_losses import Targets, detection_loss, distill_loss
 from perception.train.real_frames import (
     PseudoLabels,
     real_batch,
-    real_batch_labelled,
+    real_batch_mosaic,
     real_frames,
     teacher_saliency,
     zoom_pseudo_labels,
 )
 
+PARTS = ("graft", "fine", "fine+seg")
+SEG_PARTS = ("neck.", "seg_head.")  # the segmentation neck and head: no detector and not the attention reads them
 LATE_TRUNK = (*(f"backbone.blocks.{i}." for i in range(13, 17)), "backbone.conv_1.", "backbone.extra_layers.")
 
 
@@ -92,10 +96,12 @@ class GraftConfig:
     seed: int = 0
     sim: dict[str, Any] = field(default_factory=dict)  # SimConfig overrides (the renders are cached by them)
     augment: dict[str, Any] = field(default_factory=lambda: {"scale": [0.8, 1.4], "hue": 10, "saturation": 0.3})
-    parts: str = "graft"  # "graft": attention, segmentation, predictors, late trunk; "fine": the fine level only
+    parts: str = "graft"  # "graft": attention, segmentation, predictors, late trunk; "fine": the fine level only;
+    # "fine+seg": the fine level and the segmentation neck + head (nothing a COCO level or the attention uses)
     init: str = ""  # a checkpoint (name or path) to start from; "" = the converted COCO detector, graft at identity
     zoom: float = 2.0  # fine: the pseudo-label teacher runs on tiles upscaled this much
     fine_real: float = 1.0  # fine: weight of the real-image pseudo-label loss
+    real_mosaic: float = 0.0  # fine: share of real images that are 2 x 2 mosaics of four (objects at half scale)
 
 
     @classmethod
@@ -114,10 +120,13 @@ class GraftConfig:
             raise TrainError(f"input size {cfg.input_height}x{cfg.input_width} must be multiples of 32")
         if not cfg.model.startswith("stan_mbv2"):
             raise TrainError(f"--graft trains the real-eyed family (stan_mbv2*), not {cfg.model}")
-        if cfg.parts not in ("graft", "fine"):
-            raise TrainError(f"parts must be 'graft' or 'fine', got {cfg.parts!r}")
-        if cfg.parts == "fine" and not cfg.init:
-            raise TrainError("parts 'fine' trains the fine level of a trained network: set init (e.g. stan_mbv2)")
+        if cfg.parts not in PARTS:
+            raise TrainError(f"parts must be one of {', '.join(PARTS)}, got {cfg.parts!r}")
+        if cfg.parts != "graft" and not cfg.init:
+            raise TrainError(f"parts {cfg.parts!r} trains the fine level of a trained network: set init (e.g. "
+                             "stan_mbv2)")
+        if not 0.0 <= cfg.real_mosaic <= 1.0:
+            raise TrainError(f"real_mosaic must be in [0, 1], got {cfg.real_mosaic}")
         if not 1.0 <= cfg.zoom <= 4.0:
             raise TrainError(f"zoom must be in [1, 4], got {cfg.zoom}")
         return cfg
@@ -148,18 +157,19 @@ def lr_scale(step: int, cfg: GraftConfig) -> float:
 def trainable_groups(model: Any, cfg: GraftConfig) -> list[dict[str, Any]]:
     """Freeze the trunk up to block 12; train attention, neck, segmentation head and box predictors, and (at
     ``trunk_lr``, protected by the distillation) the trunk's last blocks, conv_1 and the extra layers.
-    ``parts: fine``: only the fine level, at ``lr``."""
+    ``parts: fine``: only the fine level, at ``lr``; ``fine+seg``: and the segmentation neck and head."""
     for p in model.parameters():
         p.requires_grad_(False)
-    if cfg.parts == "fine":
+    if cfg.parts != "graft":
         fine = [p for n, p in model.named_parameters() if n.startswith("det_head.fine.")]
         if not fine:
             from perception.train.trainer import TrainError
 
             raise TrainError(f"{cfg.model} has no fine level (NetConfig.fine_level) to train")
-        for p in fine:
+        seg = [p for n, p in model.named_parameters() if n.startswith(SEG_PARTS)] if cfg.parts == "fine+seg" else []
+        for p in [*fine, *seg]:
             p.requires_grad_(True)
-        return [{"params": fine, "lr": cfg.lr, "base_lr": cfg.lr}]
+        return [{"params": fine + seg, "lr": cfg.lr, "base_lr": cfg.lr}]
     new = [p for n, p in model.named_parameters() if n.startswith(("backbone.attn.", "neck.", "seg_head.",
                                                                    "temporal."))]
     # the fine level is not trained here (`parts: fine` does, from the graft's result)
@@ -178,9 +188,12 @@ def trainable_groups(model: Any, cfg: GraftConfig) -> list[dict[str, Any]]:
 
 def set_train_mode(model: Any, parts: str = "graft") -> None:
     """Train mode for what learns; the frozen trunk's BatchNorm keeps its COCO statistics."""
-    if parts == "fine":
+    if parts != "graft":
         model.eval()
         model.det_head.fine.train()
+        if parts == "fine+seg":
+            model.neck.train()
+            model.seg_head.train()
         return
     model.train()
     model.backbone.eval()
@@ -214,7 +227,7 @@ def train(cfg: GraftConfig, resume: bool = False, command: str = "") -> Path:
     if cfg.init:
         load_init(model, cfg.init)
     # fine: the init network (its fine level still silent) labels the real frames before any step
-    labels = pseudo_labels(cfg, model, reals, amp, out) if cfg.parts == "fine" else []
+    labels = pseudo_labels(cfg, model, reals, amp, out) if cfg.parts != "graft" else []
     groups = trainable_groups(model, cfg)
     opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
     step = 0
@@ -225,7 +238,7 @@ def train(cfg: GraftConfig, resume: bool = False, command: str = "") -> Path:
         opt.load_state_dict(state["optimizer"])
         step = int(state["step"])
         rng = np.random.default_rng([cfg.seed, step])
-    if cfg.parts == "fine":
+    if cfg.parts != "graft":
         return _train_fine(cfg, model, opt, groups, clips, reals, labels, step, rng, amp, command)
     head: Any = model.det_head
     anchors = torch.as_tensor(head.anchors(cfg.input_height, cfg.input_width))
@@ -359,7 +372,9 @@ def _train_fine(cfg: GraftConfig, model: Any, opt: torch.optim.Optimizer, groups
                 reals: list[np.ndarray], labels: list[PseudoLabels], step: int, rng: np.random.Generator,
                 amp: torch.dtype | None, command: str) -> Path:
     """``parts: fine``: the fine level learns synthetic ground truth and the zoom pseudo-labels of real frames;
-    nothing else moves (so no distillation is needed). Loss on the fine level's anchors only."""
+    nothing else moves (so no distillation is needed). Loss on the fine level's anchors only. ``fine+seg``: the
+    segmentation neck and head learn the synthetic drives' labels too (cross-entropy + dice, as in the graft)."""
+    from perception.train.losses import seg_losses
 
     out = Path(cfg.out)
     n_pos = sum(int((sc >= 0.5).sum()) for _, _, sc in labels)
@@ -368,22 +383,26 @@ def _train_fine(cfg: GraftConfig, model: Any, opt: torch.optim.Optimizer, groups
     anchors = torch.as_tensor(model.det_head.anchors(h, w))
     first = num_anchors(h, w)  # the fine level's anchors come after the six COCO maps'
     columns = len(COCO_KEEP)
+    with_seg = cfg.parts == "fine+seg"
     log_path = out / "train_log.jsonl"
     t0 = time.perf_counter()
     with log_path.open("a", encoding="utf-8") as log:
         while step < cfg.steps:
-            set_train_mode(model, "fine")
+            set_train_mode(model, cfg.parts)
             for g in opt.param_groups:
                 g["lr"] = g["base_lr"] * lr_scale(step, cfg)
-            img, _, _, gts = synthetic_batch(clips, cfg.batch_size, rng)
+            img, seg, _, gts = synthetic_batch(clips, cfg.batch_size, rng)
             targets = [_slice(match_targets(anchors, g.boxes, g.class_ids, g.ignore, columns), first) for g in gts]
-            real, real_labels = real_batch_labelled(reals, labels, cfg.real_batch, h, w, rng)
+            real, real_labels = real_batch_mosaic(reals, labels, cfg.real_batch, h, w, rng, cfg.real_mosaic)
             real_targets = [_slice(match_targets(anchors, b, c, sc < 0.5, columns), first)
                             for b, c, sc in real_labels]
-            with torch.no_grad(), torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
+            # the frozen trunk builds no graph; with fine+seg only the neck's does
+            with torch.set_grad_enabled(with_seg), torch.autocast("cpu", dtype=amp or torch.float32,
+                                                                   enabled=amp is not None):
                 f = model.forward_features(torch.cat([img, real]))
             with torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
                 logits, codes = model.det_head.fine(f["s8"], f["s16"])
+                seg_logits = model.seg_head(f["p4"][: len(img)]) if with_seg else None
             b = logits.shape[0]
             logits = logits.permute(0, 2, 3, 1).reshape(b, -1, columns)
             codes = codes.permute(0, 2, 3, 1).reshape(b, -1, 4)
@@ -391,6 +410,10 @@ def _train_fine(cfg: GraftConfig, model: Any, opt: torch.optim.Optimizer, groups
             parts = {"det": detection_loss(logits[:k], codes[:k], targets),
                      "real": detection_loss(logits[k:], codes[k:], real_targets)}
             loss = cfg.det * parts["det"] + cfg.fine_real * parts["real"]
+            if seg_logits is not None:
+                ce, dice = seg_losses(seg_logits, seg, IGNORE_INDEX, stride=2)
+                parts["seg"] = ce + dice
+                loss = loss + cfg.seg * parts["seg"]
             _optimise(opt, groups, loss, step)
             step += 1
             t0 = _after_step(cfg, model, opt, step, {"loss": loss, **parts}, {}, log, t0, command)

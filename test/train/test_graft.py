@@ -133,29 +133,70 @@ def test_pseudo_labels_follow_the_crop_flip_and_letterbox() -> None:
     assert seen >= 5
 
 
-def test_a_short_fine_run_moves_only_the_fine_level(tmp_path: Path, vtest: Path) -> None:
+def test_mosaic_labels_follow_each_quadrant() -> None:
+    """With ``real_mosaic`` every real image is four half-size images: each confident label lies on its white box
+    in the mosaic, and every white pixel is under a label (confident, or unknown where a crop cut the box)."""
+    from perception.train.real_frames import real_batch_mosaic
+
+    frame = np.zeros((300, 500, 3), np.uint8)
+    frame[100:180, 320:360] = 255
+    labels = [(np.array([[320, 100, 360, 180]], np.float32), np.array([detection_id("pedestrian")]),
+               np.array([0.9], np.float32))]
+    rng = np.random.default_rng(5)
+    batch, mapped = real_batch_mosaic([frame], labels, 3, 128, 224, rng, mosaic=1.0)
+    assert batch.shape == (3, 3, 128, 224)
+    confident = 0
+    for k in range(3):
+        white = (batch[k].mean(0) > 0.5).numpy()
+        boxes, cls, scores = mapped[k]
+        assert len(boxes) <= 4 and (cls == detection_id("pedestrian")).all()
+        covered = np.zeros_like(white)
+        for b, sc in zip(boxes, scores):
+            x0, y0, x1, y1 = (int(np.rint(v)) for v in b)
+            covered[max(0, y0 - 1):y1 + 1, max(0, x0 - 1):x1 + 1] = True
+            if sc >= 0.5:
+                confident += 1
+                assert white[y0 + 1:y1 - 1, x0 + 1:x1 - 1].mean() > 0.9  # the label sits on its box
+                # at the quadrant's scale: letterboxed whole the 40 px box is >= 17 px wide (scale 128 / 300), in a
+                # quadrant at most 40 * (64 / 300) / 0.6 = 14.2 px (the crop zooms in by up to 1 / 0.6)
+                assert x1 - x0 <= 16
+        assert not (white & ~covered).any()
+    assert confident >= 4
+    with pytest.raises(ValueError, match="mosaic"):
+        real_batch_mosaic([frame], labels, 1, 128, 224, rng, mosaic=1.5)
+    with pytest.raises(TrainError, match="real_mosaic"):
+        GraftConfig.from_dict({"parts": "fine", "init": "stan_mbv2", "real_mosaic": -0.1})
+
+
+@pytest.mark.parametrize("parts", ["fine", "fine+seg"])
+def test_a_short_fine_run_moves_only_the_fine_level(tmp_path: Path, vtest: Path, parts: str) -> None:
     """`--set parts="fine"` from the shipped stan_mbv2: the real frames get zoom pseudo-labels from it, and after
-    two steps every tensor but the fine level's is bit-identical to the shipped network's."""
+    two steps every tensor but the fine level's is bit-identical to the shipped network's. ``fine+seg`` moves
+    the segmentation neck and head too, and nothing else (no detector and not the attention)."""
     from perception.cli import main
     from perception.models.checkpoint import load_checkpoint
     from perception.weights import resolve_checkpoint
 
     out = tmp_path / "fine"
-    rc = main(["train", "--graft", "--out", str(out), "--steps", "2", "--set", 'parts="fine"',
+    rc = main(["train", "--graft", "--out", str(out), "--steps", "2", "--set", f'parts="{parts}"',
                "--set", 'init="stan_mbv2"', "--set", "train_seeds=[0,1]", "--set", "frames_per_sequence=3",
                "--set", "input_height=128", "--set", "input_width=224", "--set", "batch_size=1",
                "--set", "real_batch=2", "--set", f"real_video={vtest}", "--set", "real_frames=[0,12]",
                "--set", f"cache_dir={tmp_path}/sim", "--set", "checkpoint_every=2", "--set", "log_every=1",
-               "--set", "precision=fp32", "--set", "real_dirs=[]"])
+               "--set", "precision=fp32", "--set", "real_dirs=[]", "--set", "real_mosaic=0.5"])
     assert rc == 0
     z = np.load(out / "zoom_labels.npz")
     assert int(z["count"]) == 3 and sum(int((z[f"s{i}"] >= 0.5).sum()) for i in range(3)) >= 3  # vtest people
     model, _ = load_checkpoint(out / "model")
     shipped, _ = load_checkpoint(resolve_checkpoint("stan_mbv2"))
     trained, before = model.state_dict(), shipped.state_dict()
+    moving = ("det_head.fine.", "neck.", "seg_head.") if parts == "fine+seg" else ("det_head.fine.",)
     fine = [k for k in trained if k.startswith("det_head.fine.")]
     assert fine and all(k in trained for k in before)  # only a fine level can be new
-    assert all(torch.equal(trained[k], v) for k, v in before.items() if not k.startswith("det_head.fine."))
+    assert all(torch.equal(trained[k], v) for k, v in before.items() if not k.startswith(moving))
     assert any(k not in before or not torch.equal(trained[k], before[k]) for k in fine)  # the fine level moved
+    seg = [k for k in before if k.startswith("seg_head.") and k.endswith("weight")]
+    assert seg and any(not torch.equal(trained[k], before[k]) for k in seg) == (parts == "fine+seg")
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2] and all(np.isfinite(r["real"]) for r in log)
+    assert all(np.isfinite(r["seg"]) for r in log) if parts == "fine+seg" else all("seg" not in r for r in log)
