@@ -101,7 +101,8 @@ class GraftConfig:
     init: str = ""  # a checkpoint (name or path) to start from; "" = the converted COCO detector, graft at identity
     zoom: float = 2.0  # fine: the pseudo-label teacher runs on tiles upscaled this much
     fine_real: float = 1.0  # fine: weight of the real-image pseudo-label loss
-    real_mosaic: float = 0.0  # fine: share of real images that are 2 x 2 mosaics of four (objects at half scale)
+    real_mosaic: float = 0.0  # fine: share of real images that are g x g mosaics (objects at 1/g of the scale)
+    mosaic_grids: tuple[int, ...] = (2,)  # fine: the mosaics' g, drawn uniformly per image
 
 
     @classmethod
@@ -112,7 +113,7 @@ class GraftConfig:
         unknown = sorted(set(d) - known - {"device"})
         if unknown:
             raise TrainError(f"unknown graft option(s) {unknown}; known: {sorted(known)}")
-        tuples = ("train_seeds", "real_frames", "real_dirs")
+        tuples = ("train_seeds", "real_frames", "real_dirs", "mosaic_grids")
         kw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) and k in tuples else v
                               for k, v in d.items() if k != "device"}
         cfg = cls(**kw)
@@ -127,6 +128,8 @@ class GraftConfig:
                              "stan_mbv2)")
         if not 0.0 <= cfg.real_mosaic <= 1.0:
             raise TrainError(f"real_mosaic must be in [0, 1], got {cfg.real_mosaic}")
+        if not cfg.mosaic_grids or any(not isinstance(g, int) or not 2 <= g <= 4 for g in cfg.mosaic_grids):
+            raise TrainError(f"mosaic_grids must list 2, 3 or 4 (tiles a side), got {list(cfg.mosaic_grids)}")
         if not 1.0 <= cfg.zoom <= 4.0:
             raise TrainError(f"zoom must be in [1, 4], got {cfg.zoom}")
         return cfg
@@ -393,7 +396,8 @@ def _train_fine(cfg: GraftConfig, model: Any, opt: torch.optim.Optimizer, groups
                 g["lr"] = g["base_lr"] * lr_scale(step, cfg)
             img, seg, _, gts = synthetic_batch(clips, cfg.batch_size, rng)
             targets = [_slice(match_targets(anchors, g.boxes, g.class_ids, g.ignore, columns), first) for g in gts]
-            real, real_labels = real_batch_mosaic(reals, labels, cfg.real_batch, h, w, rng, cfg.real_mosaic)
+            real, real_labels = real_batch_mosaic(reals, labels, cfg.real_batch, h, w, rng, cfg.real_mosaic,
+                                                       cfg.mosaic_grids)
             real_targets = [_slice(match_targets(anchors, b, c, sc < 0.5, columns), first)
                             for b, c, sc in real_labels]
             # the frozen trunk builds no graph; with fine+seg only the neck's does

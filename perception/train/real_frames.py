@@ -95,27 +95,33 @@ def real_batch_labelled(frames: list[np.ndarray], labels: list[PseudoLabels] | N
 
 
 def real_batch_mosaic(frames: list[np.ndarray], labels: list[PseudoLabels], n: int, h: int, w: int,
-                      rng: np.random.Generator, mosaic: float) -> tuple[torch.Tensor, list[PseudoLabels]]:
-    """:func:`real_batch_labelled`, except that each of the ``n`` images is, with probability ``mosaic``, a 2 x 2
-    mosaic of four such images at half the size (``h/2 x w/2`` each; ``h`` and ``w`` even): real objects at half
-    the scale, among real clutter -- how a camera twice as large (1600 x 900 against 800 x 450) shows them to
-    the network. Each quadrant's pseudo-labels are carried into the mosaic."""
+                      rng: np.random.Generator, mosaic: float,
+                      grids: Sequence[int] = (2,)) -> tuple[torch.Tensor, list[PseudoLabels]]:
+    """:func:`real_batch_labelled`, except that each of the ``n`` images is, with probability ``mosaic``, a g x g
+    mosaic (g drawn from ``grids``) of such images at 1/g of the size: real objects at 1/g of the scale, among
+    real clutter -- how a camera g times as large (1600 x 900 against 800 x 450) shows them to the network.
+    Each tile's pseudo-labels are carried into the mosaic."""
     if not 0.0 <= mosaic <= 1.0:
         raise ValueError(f"mosaic probability must be in [0, 1], got {mosaic}")
+    if not grids or any(not 2 <= g <= 4 for g in grids):
+        raise ValueError(f"mosaic grids must be 2, 3 or 4 tiles a side, got {tuple(grids)}")
     imgs, mapped = real_batch_labelled(frames, labels, n, h, w, rng)
-    hh, hw = h // 2, w // 2
     for k in range(n):
         if rng.random() >= mosaic:
             continue
-        tiles, tile_labels = real_batch_labelled(frames, labels, 4, hh, hw, rng)
+        g = int(grids[int(rng.integers(len(grids)))]) if len(grids) > 1 else int(grids[0])
+        ys, xs = np.linspace(0, h, g + 1).astype(int), np.linspace(0, w, g + 1).astype(int)
         img = torch.empty_like(imgs[k])
         boxes, cls, scores = [], [], []
-        for q, (dy, dx) in enumerate(((0, 0), (0, hw), (hh, 0), (hh, hw))):
-            img[:, dy:dy + hh, dx:dx + hw] = tiles[q]
-            b, c, sc = tile_labels[q]
-            boxes.append(b + np.array([dx, dy, dx, dy], np.float32))
-            cls.append(c)
-            scores.append(sc)
+        for r in range(g):
+            for c in range(g):
+                th, tw = int(ys[r + 1] - ys[r]), int(xs[c + 1] - xs[c])
+                tile, tile_labels = real_batch_labelled(frames, labels, 1, th, tw, rng)
+                img[:, ys[r]:ys[r + 1], xs[c]:xs[c + 1]] = tile[0]
+                b, cl, sc = tile_labels[0]
+                boxes.append(b + np.array([xs[c], ys[r], xs[c], ys[r]], np.float32))
+                cls.append(cl)
+                scores.append(sc)
         imgs[k] = img
         mapped[k] = (np.concatenate(boxes).astype(np.float32), np.concatenate(cls), np.concatenate(scores))
     return imgs, mapped

@@ -133,9 +133,10 @@ def test_pseudo_labels_follow_the_crop_flip_and_letterbox() -> None:
     assert seen >= 5
 
 
-def test_mosaic_labels_follow_each_quadrant() -> None:
-    """With ``real_mosaic`` every real image is four half-size images: each confident label lies on its white box
-    in the mosaic, and every white pixel is under a label (confident, or unknown where a crop cut the box)."""
+@pytest.mark.parametrize("grid", [2, 3])
+def test_mosaic_labels_follow_each_tile(grid: int) -> None:
+    """With ``real_mosaic`` every real image is g x g images at 1/g of the size: each confident label lies on its
+    white box in the mosaic, and every white pixel is under a label (confident, or unknown where a crop cut it)."""
     from perception.train.real_frames import real_batch_mosaic
 
     frame = np.zeros((300, 500, 3), np.uint8)
@@ -143,13 +144,13 @@ def test_mosaic_labels_follow_each_quadrant() -> None:
     labels = [(np.array([[320, 100, 360, 180]], np.float32), np.array([detection_id("pedestrian")]),
                np.array([0.9], np.float32))]
     rng = np.random.default_rng(5)
-    batch, mapped = real_batch_mosaic([frame], labels, 3, 128, 224, rng, mosaic=1.0)
+    batch, mapped = real_batch_mosaic([frame], labels, 3, 128, 224, rng, mosaic=1.0, grids=(grid,))
     assert batch.shape == (3, 3, 128, 224)
     confident = 0
     for k in range(3):
         white = (batch[k].mean(0) > 0.5).numpy()
         boxes, cls, scores = mapped[k]
-        assert len(boxes) <= 4 and (cls == detection_id("pedestrian")).all()
+        assert len(boxes) <= grid * grid and (cls == detection_id("pedestrian")).all()
         covered = np.zeros_like(white)
         for b, sc in zip(boxes, scores):
             x0, y0, x1, y1 = (int(np.rint(v)) for v in b)
@@ -157,13 +158,17 @@ def test_mosaic_labels_follow_each_quadrant() -> None:
             if sc >= 0.5:
                 confident += 1
                 assert white[y0 + 1:y1 - 1, x0 + 1:x1 - 1].mean() > 0.9  # the label sits on its box
-                # at the quadrant's scale: letterboxed whole the 40 px box is >= 17 px wide (scale 128 / 300), in a
-                # quadrant at most 40 * (64 / 300) / 0.6 = 14.2 px (the crop zooms in by up to 1 / 0.6)
-                assert x1 - x0 <= 16
+                # at the tile's scale: letterboxed whole the 40 px box is >= 17 px wide (scale 128 / 300), in a
+                # tile of a 2 x 2 mosaic at most 40 * (64 / 300) / 0.6 = 14.2 px (the crop zooms in up to 1 / 0.6)
+                assert x1 - x0 <= 16 * 2 / grid
         assert not (white & ~covered).any()
     assert confident >= 4
     with pytest.raises(ValueError, match="mosaic"):
         real_batch_mosaic([frame], labels, 1, 128, 224, rng, mosaic=1.5)
+    with pytest.raises(ValueError, match="grids"):
+        real_batch_mosaic([frame], labels, 1, 128, 224, rng, mosaic=0.5, grids=(1,))
+    with pytest.raises(TrainError, match="mosaic_grids"):
+        GraftConfig.from_dict({"parts": "fine", "init": "stan_mbv2", "mosaic_grids": [2, 5]})
     with pytest.raises(TrainError, match="real_mosaic"):
         GraftConfig.from_dict({"parts": "fine", "init": "stan_mbv2", "real_mosaic": -0.1})
 
