@@ -349,9 +349,17 @@ def load_init(model: Any, init: str) -> None:
 def pseudo_labels(cfg: GraftConfig, model: Any, reals: list[np.ndarray], amp: torch.dtype | None,
                   out: Path) -> list[PseudoLabels]:
     """:func:`zoom_pseudo_labels` of every real frame, by ``model`` as it is now (cached in ``out``, reused while
-    the frames' count, ``init``, ``zoom`` and the input size are the same)."""
+    the frames' count, ``init`` and its weights' sha256 (a shipped name changes meaning when new weights ship),
+    ``zoom`` and the input size are the same)."""
+    import hashlib
+
+    from perception.models.checkpoint import checkpoint_paths
+    from perception.weights import resolve_checkpoint
+
+    weights, _ = checkpoint_paths(resolve_checkpoint(cfg.init))
+    digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
     path = out / "zoom_labels.npz"
-    key = json.dumps([len(reals), cfg.init, cfg.zoom, cfg.input_height, cfg.input_width])
+    key = json.dumps([len(reals), cfg.init, digest, cfg.zoom, cfg.input_height, cfg.input_width])
     if path.exists():
         z = np.load(path)
         if "key" in z and str(z["key"]) == key:

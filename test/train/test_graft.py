@@ -3,6 +3,7 @@ a short real training run through `perception train --graft` (synthetic drive + 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -192,6 +193,9 @@ def test_a_short_fine_run_moves_only_the_fine_level(tmp_path: Path, vtest: Path,
     assert rc == 0
     z = np.load(out / "zoom_labels.npz")
     assert int(z["count"]) == 3 and sum(int((z[f"s{i}"] >= 0.5).sum()) for i in range(3)) >= 3  # vtest people
+    # the cache is keyed by the init's weights, not only its name (a shipped name changes meaning when weights ship)
+    shipped_weights = resolve_checkpoint("stan_mbv2").with_suffix(".safetensors")
+    assert hashlib.sha256(shipped_weights.read_bytes()).hexdigest() in str(z["key"])
     model, _ = load_checkpoint(out / "model")
     shipped, _ = load_checkpoint(resolve_checkpoint("stan_mbv2"))
     trained, before = model.state_dict(), shipped.state_dict()
