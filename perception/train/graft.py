@@ -229,7 +229,7 @@ def train(cfg: GraftConfig, resume: bool = False, command: str = "") -> Path:
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     if cfg.init:
         load_init(model, cfg.init)
-    # fine: the init network (its fine level still silent) labels the real frames before any step
+    # fine, fine+seg: the init network (at stage 2 its fine level still silent) labels the real frames before any step
     labels = pseudo_labels(cfg, model, reals, amp, out) if cfg.parts != "graft" else []
     groups = trainable_groups(model, cfg)
     opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
@@ -405,7 +405,7 @@ def _train_fine(cfg: GraftConfig, model: Any, opt: torch.optim.Optimizer, groups
             img, seg, _, gts = synthetic_batch(clips, cfg.batch_size, rng)
             targets = [_slice(match_targets(anchors, g.boxes, g.class_ids, g.ignore, columns), first) for g in gts]
             real, real_labels = real_batch_mosaic(reals, labels, cfg.real_batch, h, w, rng, cfg.real_mosaic,
-                                                       cfg.mosaic_grids)
+                                                  cfg.mosaic_grids)
             real_targets = [_slice(match_targets(anchors, b, c, sc < 0.5, columns), first)
                             for b, c, sc in real_labels]
             # the frozen trunk builds no graph; with fine+seg only the neck's does

@@ -106,6 +106,8 @@ def real_batch_mosaic(frames: list[np.ndarray], labels: list[PseudoLabels], n: i
     if not grids or any(not 2 <= g <= 4 for g in grids):
         raise ValueError(f"mosaic grids must be 2, 3 or 4 tiles a side, got {tuple(grids)}")
     imgs, mapped = real_batch_labelled(frames, labels, n, h, w, rng)
+    if mosaic == 0.0:  # draw nothing more: a run without mosaics sees the batches it saw before they existed
+        return imgs, mapped
     for k in range(n):
         if rng.random() >= mosaic:
             continue

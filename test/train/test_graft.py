@@ -166,6 +166,12 @@ def test_mosaic_labels_follow_each_tile(grid: int) -> None:
     assert confident >= 4
     with pytest.raises(ValueError, match="mosaic"):
         real_batch_mosaic([frame], labels, 1, 128, 224, rng, mosaic=1.5)
+    # without mosaics the batches (and the random numbers drawn) are exactly real_batch_labelled's
+    from perception.train.real_frames import real_batch_labelled
+
+    plain, plain_labels = real_batch_labelled([frame], labels, 2, 128, 224, np.random.default_rng(9))
+    same, same_labels = real_batch_mosaic([frame], labels, 2, 128, 224, np.random.default_rng(9), mosaic=0.0)
+    assert torch.equal(plain, same) and all(np.array_equal(a[0], b[0]) for a, b in zip(plain_labels, same_labels))
     with pytest.raises(ValueError, match="grids"):
         real_batch_mosaic([frame], labels, 1, 128, 224, rng, mosaic=0.5, grids=(1,))
     with pytest.raises(TrainError, match="mosaic_grids"):
