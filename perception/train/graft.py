@@ -173,8 +173,7 @@ def trainable_groups(model: Any, cfg: GraftConfig) -> list[dict[str, Any]]:
         for p in [*fine, *seg]:
             p.requires_grad_(True)
         return [{"params": fine + seg, "lr": cfg.lr, "base_lr": cfg.lr}]
-    new = [p for n, p in model.named_parameters() if n.startswith(("backbone.attn.", "neck.", "seg_head.",
-                                                                   "temporal."))]
+    new = [p for n, p in model.named_parameters() if n.startswith(("backbone.attn.", *SEG_PARTS, "temporal."))]
     # the fine level is not trained here (`parts: fine` does, from the graft's result)
     head = [p for n, p in model.named_parameters() if n.startswith("det_head.") and not n.startswith("det_head.fine.")]
     late = LATE_TRUNK if cfg.trunk_lr > 0 else ()
@@ -351,13 +350,12 @@ def pseudo_labels(cfg: GraftConfig, model: Any, reals: list[np.ndarray], amp: to
     """:func:`zoom_pseudo_labels` of every real frame, by ``model`` as it is now (cached in ``out``, reused while
     the frames' count, ``init`` and its weights' sha256 (a shipped name changes meaning when new weights ship),
     ``zoom`` and the input size are the same)."""
-    import hashlib
-
+    from perception.core.files import sha256_file
     from perception.models.checkpoint import checkpoint_paths
     from perception.weights import resolve_checkpoint
 
     weights, _ = checkpoint_paths(resolve_checkpoint(cfg.init))
-    digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
+    digest = sha256_file(weights)
     path = out / "zoom_labels.npz"
     key = json.dumps([len(reals), cfg.init, digest, cfg.zoom, cfg.input_height, cfg.input_width])
     if path.exists():
