@@ -79,6 +79,20 @@ class Client:
     def spin_for(self, seconds: float) -> None:
         self.spin_until(lambda: False, seconds)
 
+    def publish_until(self, pub: Any, msg: Any, done: Callable[[], Any], timeout: float = 15.0,
+                      every: float = 0.5) -> bool:
+        """Publish ``msg`` on ``pub`` (again every ``every`` s) until ``done()``, ``timeout`` s at most.
+
+        A best-effort subscriber drops a sample that arrives before it has matched the writer, and a
+        writer can match its reader before the reader matches it (discovery is not symmetric), so a
+        frame published once right after ``get_subscription_count() > 0`` can be lost for good."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pub.publish(msg)
+            if self.spin_until(done, min(every, max(0.0, deadline - time.monotonic()))):
+                return True
+        return bool(done())
+
     def collect(self, msg_type: Any, topic: str, qos: Any = 10) -> list[Any]:
         box: list[Any] = []
         self.node.create_subscription(msg_type, topic, box.append, qos)

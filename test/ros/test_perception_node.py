@@ -6,7 +6,6 @@ plumbing (headers, sizes, pixels, latching, bad input, temporal resets, services
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -70,12 +69,9 @@ class Outputs:
     def send_until_processed(self, msg: Image, timeout: float = 15.0) -> Any:
         """Publish ``msg`` (again, best effort) until its detections come back."""
         stamp = convert.stamp_to_seconds(msg.header.stamp)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.pub.publish(msg)
-            if self.client.spin_until(lambda: self.find("detections", stamp) is not None, 0.5):
-                return self.find("detections", stamp)
-        raise AssertionError(f"no detections for stamp {stamp}")
+        if not self.client.publish_until(self.pub, msg, lambda: self.find("detections", stamp) is not None, timeout):
+            raise AssertionError(f"no detections for stamp {stamp}")
+        return self.find("detections", stamp)
 
 
 def _diag(client: Client, cam: str, until: Any = None, timeout: float = 5.0) -> dict[str, str]:
