@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,24 @@ import yaml
 
 class ConfigError(ValueError):
     """A configuration file or override is unreadable or malformed."""
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 floats: PyYAML follows YAML 1.1, where ``1e-3`` (no dot) is a STRING
+    (``--set lr=1e-3`` then failed deep in training with a TypeError); YAML 1.2 and ROS 2's parameter parser read
+    it as a float."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` with YAML 1.2 floats (``1e-3`` is 0.001, not the string "1e-3")."""
+    return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader: no arbitrary objects
 
 
 def dataclass_kwargs(cls: type, data: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -75,7 +94,7 @@ def load_yaml_mapping(path: str | Path, section: str | None = None) -> dict[str,
     """A YAML file's top-level mapping (or one ``section`` of it)."""
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = load_yaml(p.read_text(encoding="utf-8"))
     except OSError as e:
         raise ConfigError(f"cannot read config file {p}: {e.strerror}") from e
     except yaml.YAMLError as e:
@@ -99,7 +118,7 @@ def apply_overrides(base: dict[str, Any], overrides: Sequence[str]) -> dict[str,
         if not sep or not key:
             raise ConfigError(f"override {item!r} must look like key=value (nested: a.b=value)")
         try:
-            value = yaml.safe_load(raw)
+            value = load_yaml(raw)
         except yaml.YAMLError as e:
             raise ConfigError(f"override {item!r}: value is not valid YAML: {e}") from e
         node = out

@@ -42,9 +42,9 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         if str(args.config).endswith(".json"):
             base = json.loads(text)
         else:
-            import yaml
+            from perception.core.config import load_yaml
 
-            base = yaml.safe_load(text) or {}
+            base = load_yaml(text) or {}
         if not isinstance(base, dict):
             raise SimError(f"{args.config} must hold a mapping of SimConfig fields (optionally under 'sim')")
         base = base.get("sim", base)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from perception.core.config import ConfigError, apply_overrides, load_yaml_mapping
+from perception.core.config import ConfigError, apply_overrides, load_yaml, load_yaml_mapping
 
 
 def test_load_and_override(tmp_path: Path) -> None:
@@ -32,3 +32,14 @@ def test_missing_file_and_bad_override(tmp_path: Path) -> None:
         load_yaml_mapping(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="key=value"):
         apply_overrides({}, ["steps"])
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("4e-4", 4e-4), ("1e3", 1000.0), ("-2.5E+3", -2500.0), ("1.0e-4", 1e-4), ("3", 3), ("0.5", 0.5),
+     ('"4e-4"', "4e-4"), ("1e", "1e"), ("e3", "e3"), ("x1e3", "x1e3"), ("[1e-3, 2]", [1e-3, 2])],
+)
+def test_floats_follow_yaml_1_2(text: str, value: object) -> None:
+    """PyYAML alone reads ``4e-4`` (no dot) as a string; config files and ``--set`` read it as ROS 2 does."""
+    assert load_yaml(text) == value and type(load_yaml(text)) is type(value)
+    assert apply_overrides({}, [f"k={text}"])["k"] == value

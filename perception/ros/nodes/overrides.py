@@ -30,6 +30,7 @@ from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import parameter_dict_from_yaml_file, parameter_value_to_python
 
+from perception.core.config import load_yaml
 from perception.ros.errors import RosError
 from perception.ros.nodes.params import PARAMS_BY_NAME, check_value, node_config
 
@@ -89,7 +90,7 @@ def read_overrides(argv: Sequence[str], node_fqn: str) -> list[Override]:
             node, _, pname = name.rpartition(":")
             if not node or _node_matches(node, node_fqn):
                 try:
-                    value = yaml.safe_load(text) if text else ""
+                    value = load_yaml(text) if text else ""
                 except yaml.YAMLError:
                     value = text
                 out.append(Override(pname, value, f"-p {arg}"))
