@@ -21,12 +21,17 @@ gives pseudo-labels (score >= 0.5 objects, 0.3-0.5 unknown) for the small object
 synthetic drives give it ground truth. ``parts: fine+seg`` trains the segmentation neck and head beside it on the
 synthetic drives (neither feeds a detector, so the detection figures of the COCO levels cannot move either).
 
+``parts: head`` goes on training the six COCO box predictors alone from ``init`` (synthetic ground truth, real
+frames distilled from the original detector, as in the graft); the trunk, the attention, segmentation and the
+fine level stay bit-identical, so the attention map and the fine level's inputs cannot move.
+
 Resumable (``trainer_state.pt`` every ``checkpoint_every`` steps), logged to ``train_log.jsonl``; the
 result is a checkpoint like any other (``perception eval / export / run`` take it).
 
     perception train --graft [--set steps=900] [--out runs/graft] [--resume]   (config/graft.yaml)
     perception train --graft --set parts='"fine"' --set init='"stan_mbv2"' --out runs/fine   (the fine level)
     perception train --graft --set parts='"fine+seg"' --set init='"stan_mbv2"' --out runs/fine_seg   (+ segmentation)
+    perception train --graft --set parts='"head"' --set init='"stan_mbv2"' --out runs/head   (the COCO predictors)
     python -m perception.train.graft --out runs/graft --steps 900 [--resume]  (the same, GraftConfig defaults)
 """
 
@@ -59,7 +64,7 @@ from perception.train.real_frames import (
     zoom_pseudo_labels,
 )
 
-PARTS = ("graft", "fine", "fine+seg")
+PARTS = ("graft", "fine", "fine+seg", "head")
 SEG_PARTS = ("neck.", "seg_head.")  # the segmentation neck and head: no detector and not the attention reads them
 LATE_TRUNK = (*(f"backbone.blocks.{i}." for i in range(13, 17)), "backbone.conv_1.", "backbone.extra_layers.")
 
@@ -97,7 +102,8 @@ class GraftConfig:
     sim: dict[str, Any] = field(default_factory=dict)  # SimConfig overrides (the renders are cached by them)
     augment: dict[str, Any] = field(default_factory=lambda: {"scale": [0.8, 1.4], "hue": 10, "saturation": 0.3})
     parts: str = "graft"  # "graft": attention, segmentation, predictors, late trunk; "fine": the fine level only;
-    # "fine+seg": the fine level and the segmentation neck + head (nothing a COCO level or the attention uses)
+    # "fine+seg": the fine level and the segmentation neck + head (nothing a COCO level or the attention uses);
+    # "head": the six COCO box predictors only (what the fine level, the attention and segmentation read is frozen)
     init: str = ""  # a checkpoint (name or path) to start from; "" = the converted COCO detector, graft at identity
     zoom: float = 2.0  # fine: the pseudo-label teacher runs on tiles upscaled this much
     fine_real: float = 1.0  # fine: weight of the real-image pseudo-label loss
@@ -116,6 +122,12 @@ class GraftConfig:
         tuples = ("train_seeds", "real_frames", "real_dirs", "mosaic_grids")
         kw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) and k in tuples else v
                               for k, v in d.items() if k != "device"}
+        for f in fields(cls):  # a wrong type fails here, in the option's name, not as a TypeError mid-training
+            default, value = f.default, kw.get(f.name)
+            if f.name in kw and isinstance(default, (int, float)) and not isinstance(default, bool) and (
+                    isinstance(value, bool) or not isinstance(value, (int, float))
+                    or (isinstance(default, int) and not isinstance(value, int))):
+                raise TrainError(f"{f.name} must be a number like {default!r}, got {value!r}")
         cfg = cls(**kw)
         if cfg.input_height % 32 or cfg.input_width % 32:
             raise TrainError(f"input size {cfg.input_height}x{cfg.input_width} must be multiples of 32")
@@ -124,8 +136,7 @@ class GraftConfig:
         if cfg.parts not in PARTS:
             raise TrainError(f"parts must be one of {', '.join(PARTS)}, got {cfg.parts!r}")
         if cfg.parts != "graft" and not cfg.init:
-            raise TrainError(f"parts {cfg.parts!r} trains the fine level of a trained network: set init (e.g. "
-                             "stan_mbv2)")
+            raise TrainError(f"parts {cfg.parts!r} trains part of a trained network: set init (e.g. stan_mbv2)")
         if not 0.0 <= cfg.real_mosaic <= 1.0:
             raise TrainError(f"real_mosaic must be in [0, 1], got {cfg.real_mosaic}")
         if not cfg.mosaic_grids or any(not isinstance(g, int) or not 2 <= g <= 4 for g in cfg.mosaic_grids):
@@ -160,10 +171,16 @@ def lr_scale(step: int, cfg: GraftConfig) -> float:
 def trainable_groups(model: Any, cfg: GraftConfig) -> list[dict[str, Any]]:
     """Freeze the trunk up to block 12; train attention, neck, segmentation head and box predictors, and (at
     ``trunk_lr``, protected by the distillation) the trunk's last blocks, conv_1 and the extra layers.
-    ``parts: fine``: only the fine level, at ``lr``; ``fine+seg``: and the segmentation neck and head."""
+    ``parts: fine``: only the fine level, at ``lr``; ``fine+seg``: and the segmentation neck and head;
+    ``head``: only the six COCO box predictors, at ``head_lr``."""
     for p in model.parameters():
         p.requires_grad_(False)
-    if cfg.parts != "graft":
+    if cfg.parts == "head":
+        coco = [p for n, p in model.named_parameters() if n.startswith(("det_head.cls.", "det_head.box."))]
+        for p in coco:
+            p.requires_grad_(True)
+        return [{"params": coco, "lr": cfg.head_lr, "base_lr": cfg.head_lr}]
+    if cfg.parts not in ("graft", "head"):
         fine = [p for n, p in model.named_parameters() if n.startswith("det_head.fine.")]
         if not fine:
             from perception.train.trainer import TrainError
@@ -189,9 +206,12 @@ def trainable_groups(model: Any, cfg: GraftConfig) -> list[dict[str, Any]]:
 
 
 def set_train_mode(model: Any, parts: str = "graft") -> None:
-    """Train mode for what learns; the frozen trunk's BatchNorm keeps its COCO statistics."""
+    """Train mode for what learns; the frozen trunk's BatchNorm keeps its COCO statistics. (The box predictors
+    are plain convolutions: ``head`` leaves the whole network in eval mode.)"""
     if parts != "graft":
         model.eval()
+        if parts == "head":
+            return
         model.det_head.fine.train()
         if parts == "fine+seg":
             model.neck.train()
@@ -229,7 +249,7 @@ def train(cfg: GraftConfig, resume: bool = False, command: str = "") -> Path:
     if cfg.init:
         load_init(model, cfg.init)
     # fine, fine+seg: the init network (at stage 2 its fine level still silent) labels the real frames before any step
-    labels = pseudo_labels(cfg, model, reals, amp, out) if cfg.parts != "graft" else []
+    labels = pseudo_labels(cfg, model, reals, amp, out) if cfg.parts.startswith("fine") else []
     groups = trainable_groups(model, cfg)
     opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
     step = 0
@@ -240,17 +260,18 @@ def train(cfg: GraftConfig, resume: bool = False, command: str = "") -> Path:
         opt.load_state_dict(state["optimizer"])
         step = int(state["step"])
         rng = np.random.default_rng([cfg.seed, step])
-    if cfg.parts != "graft":
+    if cfg.parts.startswith("fine"):
         return _train_fine(cfg, model, opt, groups, clips, reals, labels, step, rng, amp, command)
     head: Any = model.det_head
     anchors = torch.as_tensor(head.anchors(cfg.input_height, cfg.input_width))
     coco = num_anchors(cfg.input_height, cfg.input_width)
     columns = len(COCO_KEEP)
+    head_only = cfg.parts == "head"
     log_path = out / "train_log.jsonl"
     t0 = time.perf_counter()
     with log_path.open("a", encoding="utf-8") as log:
         while step < cfg.steps:
-            set_train_mode(model)
+            set_train_mode(model, cfg.parts)
             for g in opt.param_groups:
                 g["lr"] = g["base_lr"] * lr_scale(step, cfg)
             img, seg, objmask, gts = synthetic_batch(clips, cfg.batch_size, rng)
@@ -258,25 +279,29 @@ def train(cfg: GraftConfig, resume: bool = False, command: str = "") -> Path:
             real = real_batch(reals, cfg.real_batch, cfg.input_height, cfg.input_width, rng)
             with torch.no_grad(), torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
                 t_out = teacher.forward_ssd(teacher.forward_features(real))
+            # ``head``: the frozen features build no graph, only the predictors do
+            with torch.set_grad_enabled(not head_only), torch.autocast("cpu", dtype=amp or torch.float32,
+                                                                        enabled=amp is not None):
+                f = model.forward_features(torch.cat([img, real]))
             with torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
-                both = torch.cat([img, real])
-                f = model.forward_features(both)
                 d = model.forward_ssd(f)
-                seg_logits = model.seg_head(f["p4"][: len(img)])
+                seg_logits = None if head_only else model.seg_head(f["p4"][: len(img)])
             b = len(img)
-            saliency = teacher_saliency(t_out.boxes, t_out.scores, cfg.input_height, cfg.input_width)
             parts = {
                 "det": detection_loss(d.logits[:b], d.codes[:b], targets),
                 # the COCO levels only: a fine level is new (the teacher's is untrained); `parts: fine` teaches it
                 "distill": distill_loss(d.logits[b:, :coco], d.codes[b:, :coco], t_out.logits[:, :coco],
                                         t_out.codes[:, :coco]),
-                "attention": attention_loss(f["attention"][:b], objmask),
-                "real_attention": attention_loss(f["attention"][b:], saliency),
             }
-            ce, dice = seg_losses(seg_logits, seg, IGNORE_INDEX, stride=2)
-            parts["seg"] = ce + dice
-            loss = (cfg.det * parts["det"] + cfg.distill * parts["distill"] + cfg.attention * parts["attention"]
-                    + cfg.real_attention * parts["real_attention"] + cfg.seg * parts["seg"])
+            loss = cfg.det * parts["det"] + cfg.distill * parts["distill"]
+            if seg_logits is not None:  # graft: the attention and segmentation learn too
+                parts["attention"] = attention_loss(f["attention"][:b], objmask)
+                parts["real_attention"] = attention_loss(f["attention"][b:], teacher_saliency(
+                    t_out.boxes, t_out.scores, cfg.input_height, cfg.input_width))
+                ce, dice = seg_losses(seg_logits, seg, IGNORE_INDEX, stride=2)
+                parts["seg"] = ce + dice
+                loss = (loss + cfg.attention * parts["attention"] + cfg.real_attention * parts["real_attention"]
+                        + cfg.seg * parts["seg"])
             _optimise(opt, groups, loss, step)
             step += 1
             attn: Any = model.backbone.attn

@@ -13,6 +13,7 @@ import torch
 
 from perception.core.anchors import ssd_anchors
 from perception.core.classes import detection_id
+from perception.core.config import apply_overrides
 from perception.models.mbv2_ssd import COCO_KEEP, decode_codes
 from perception.train.anchor_losses import (
     TRAIN_COLUMN,
@@ -64,6 +65,14 @@ def test_graft_config_is_checked() -> None:
         GraftConfig.from_dict({"input_height": 100})
     with pytest.raises(TrainError, match="stan_mbv2"):
         GraftConfig.from_dict({"model": "stan_s"})
+    with pytest.raises(TrainError, match="head_lr must be a number"):
+        GraftConfig.from_dict({"head_lr": "fast"})
+    with pytest.raises(TrainError, match="steps must be a number"):
+        GraftConfig.from_dict({"steps": 2.5})
+    with pytest.raises(TrainError, match="lr must be a number"):
+        GraftConfig.from_dict({"lr": True})
+    # PyYAML alone reads 4e-4 (no dot) as a string; the overrides follow YAML 1.2, as ROS 2 does
+    assert GraftConfig.from_dict(apply_overrides({}, ["head_lr=4e-4", "lr=1e-3"])).head_lr == pytest.approx(4e-4)
 
 
 def test_a_short_graft_run_trains_only_the_new_parts(tmp_path: Path, vtest: Path) -> None:
@@ -215,3 +224,32 @@ def test_a_short_fine_run_moves_only_the_fine_level(tmp_path: Path, vtest: Path,
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2] and all(np.isfinite(r["real"]) for r in log)
     assert all(np.isfinite(r["seg"]) for r in log) if parts == "fine+seg" else all("seg" not in r for r in log)
+
+
+def test_a_short_head_run_moves_only_the_coco_predictors(tmp_path: Path, vtest: Path) -> None:
+    """`--set parts="head"` from the shipped stan_mbv2: after two steps only the six COCO box predictors moved;
+    the trunk, the attention, segmentation and the fine level (what its inputs are) are bit-identical, and the
+    log holds the synthetic detection and real distillation losses only."""
+    from perception.cli import main
+    from perception.models.checkpoint import load_checkpoint
+    from perception.weights import resolve_checkpoint
+
+    out = tmp_path / "head"
+    rc = main(["train", "--graft", "--out", str(out), "--steps", "2", "--set", 'parts="head"',
+               "--set", 'init="stan_mbv2"', "--set", "train_seeds=[0,1]", "--set", "frames_per_sequence=3",
+               "--set", "input_height=128", "--set", "input_width=224", "--set", "batch_size=1",
+               "--set", "real_batch=1", "--set", f"real_video={vtest}", "--set", "real_frames=[0,12]",
+               "--set", f"cache_dir={tmp_path}/sim", "--set", "checkpoint_every=2", "--set", "log_every=1",
+               "--set", "precision=fp32", "--set", "real_dirs=[]"])
+    assert rc == 0
+    assert not (out / "zoom_labels.npz").exists()  # no pseudo-labels: the predictors are distilled, not self-trained
+    model, _ = load_checkpoint(out / "model")
+    shipped, _ = load_checkpoint(resolve_checkpoint("stan_mbv2"))
+    trained, before = model.state_dict(), shipped.state_dict()
+    assert trained.keys() == before.keys()
+    predictors = ("det_head.cls.", "det_head.box.")
+    assert all(torch.equal(trained[k], v) for k, v in before.items() if not k.startswith(predictors))
+    assert any(not torch.equal(trained[k], v) for k, v in before.items() if k.startswith(predictors))
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2]
+    assert all(np.isfinite(r["det"]) and np.isfinite(r["distill"]) and "seg" not in r for r in log)
