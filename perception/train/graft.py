@@ -21,9 +21,10 @@ gives pseudo-labels (score >= 0.5 objects, 0.3-0.5 unknown) for the small object
 synthetic drives give it ground truth. ``parts: fine+seg`` trains the segmentation neck and head beside it on the
 synthetic drives (neither feeds a detector, so the detection figures of the COCO levels cannot move either).
 
-``parts: head`` goes on training the six COCO box predictors alone from ``init`` (synthetic ground truth, real
-frames distilled from the original detector, as in the graft); the trunk, the attention, segmentation and the
-fine level stay bit-identical, so the attention map and the fine level's inputs cannot move.
+``parts: head`` goes on training the six COCO box predictors alone from ``init`` (synthetic ground truth; real
+frames distilled from ``init`` itself, so what it learned on real images is what is kept); the trunk, the
+attention, segmentation and the fine level stay bit-identical, so the attention map and the fine level's inputs
+cannot move.
 
 Resumable (``trainer_state.pt`` every ``checkpoint_every`` steps), logged to ``train_log.jsonl``; the
 result is a checkpoint like any other (``perception eval / export / run`` take it).
@@ -241,13 +242,16 @@ def train(cfg: GraftConfig, resume: bool = False, command: str = "") -> Path:
     clips = SyntheticClips(sequences, 1, AugmentConfig.from_dict(cfg.augment), seed=cfg.seed)
     reals = real_frames(cfg.real_dirs, cfg.real_video, cfg.real_frames, cfg.real_every)
     model = build_model(cfg.model)
-    teacher = copy.deepcopy(model).eval()  # the converted COCO detector: the graft is the identity at init
+    teacher = copy.deepcopy(model)  # the converted COCO detector: the graft is the identity at init
+    if cfg.init:
+        load_init(model, cfg.init)
+    if cfg.parts == "head":  # keep what init does on real images (distilling to the COCO original undid the graft's
+        teacher = copy.deepcopy(model)  # gains there: real precision 0.82 -> 0.79 in 500 steps)
+    teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
     precision = pick_precision(cfg.precision, "cpu")
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    if cfg.init:
-        load_init(model, cfg.init)
     # fine, fine+seg: the init network (at stage 2 its fine level still silent) labels the real frames before any step
     labels = pseudo_labels(cfg, model, reals, amp, out) if cfg.parts.startswith("fine") else []
     groups = trainable_groups(model, cfg)

@@ -253,3 +253,4 @@ def test_a_short_head_run_moves_only_the_coco_predictors(tmp_path: Path, vtest: 
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2]
     assert all(np.isfinite(r["det"]) and np.isfinite(r["distill"]) and "seg" not in r for r in log)
+    assert log[0]["distill"] < 1e-4  # the teacher is init itself: before the first step nothing differs
