@@ -113,6 +113,14 @@ def test_read_overrides_follows_argument_order_and_node_names(tmp_path: Path) ->
     assert [(o.name, o.value) for o in got] == [("max_batch", 3), ("max_batch", 4)]
 
 
+def test_read_overrides_reads_exponent_floats_as_ros_does() -> None:
+    """rcl reads ``-p x:=1e-1`` as a double; PyYAML alone would read the string "1e-1" (YAML 1.1)."""
+    got = read_overrides(["prog", "--ros-args", "-p", "temporal.max_gap_s:=1e-1", "-p", "model.threads:=2"],
+                         "/perception")
+    assert [(o.name, o.value) for o in got] == [("temporal.max_gap_s", 0.1), ("model.threads", 2)]
+    assert isinstance(got[0].value, float) and isinstance(got[1].value, int)
+
+
 def test_check_overrides_without_a_node() -> None:
     errors, warnings = check_overrides([Override("max_batch", 3, "-p"), Override("max_bach", 3, "-p")],
                                        {"max_batch": 8})
