@@ -181,7 +181,7 @@ def trainable_groups(model: Any, cfg: GraftConfig) -> list[dict[str, Any]]:
         for p in coco:
             p.requires_grad_(True)
         return [{"params": coco, "lr": cfg.head_lr, "base_lr": cfg.head_lr}]
-    if cfg.parts not in ("graft", "head"):
+    if cfg.parts.startswith("fine"):
         fine = [p for n, p in model.named_parameters() if n.startswith("det_head.fine.")]
         if not fine:
             from perception.train.trainer import TrainError
