@@ -41,6 +41,28 @@ def dataclass_kwargs(cls: type, data: Mapping[str, Any]) -> tuple[dict[str, Any]
     return kw, sorted(set(data) - known)
 
 
+def scalar_type_error(cls: type, data: Mapping[str, Any]) -> str | None:
+    """The first value of ``data`` whose type does not fit its dataclass field's scalar default (a number, bool
+    or string: an int is a fine float, a bool is no number, a float no int), as a message naming the option;
+    None when all fit. Options a dataclass does not know and fields without a scalar default are not checked."""
+    for f in dataclasses.fields(cls):
+        if f.name not in data or not isinstance(f.default, (bool, int, float, str)):
+            continue
+        default, value = f.default, data[f.name]
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, (int, float)):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                isinstance(value, int) or isinstance(default, float))
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            kind = {bool: "true or false, like", int: "an integer like", float: "a number like"}.get(
+                type(default), "a string like")
+            return f"{f.name} must be {kind} {default!r}, got {value!r}"
+    return None
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """``"256x448"`` (HxW, as the CLIs take image and network sizes) -> ``(256, 448)``."""
     try:

@@ -54,6 +54,7 @@ import torch
 
 from perception.core.anchors import num_anchors
 from perception.core.classes import IGNORE_INDEX
+from perception.core.config import scalar_type_error
 from perception.models.mbv2_ssd import COCO_KEEP
 from perception.train.anchor_losses import Targets, detection_loss, distill_loss, match_targets
 from perception.train.real_frames import (
@@ -123,12 +124,9 @@ class GraftConfig:
         tuples = ("train_seeds", "real_frames", "real_dirs", "mosaic_grids")
         kw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) and k in tuples else v
                               for k, v in d.items() if k != "device"}
-        for f in fields(cls):  # a wrong type fails here, in the option's name, not as a TypeError mid-training
-            default, value = f.default, kw.get(f.name)
-            if f.name in kw and isinstance(default, (int, float)) and not isinstance(default, bool) and (
-                    isinstance(value, bool) or not isinstance(value, (int, float))
-                    or (isinstance(default, int) and not isinstance(value, int))):
-                raise TrainError(f"{f.name} must be a number like {default!r}, got {value!r}")
+        wrong = scalar_type_error(cls, kw)  # here, in the option's name, not as a TypeError mid-training
+        if wrong:
+            raise TrainError(wrong)
         cfg = cls(**kw)
         if cfg.input_height % 32 or cfg.input_width % 32:
             raise TrainError(f"input size {cfg.input_height}x{cfg.input_width} must be multiples of 32")

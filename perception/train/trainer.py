@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from perception.core.config import scalar_type_error
 from perception.train import TrainError
 
 
@@ -94,6 +95,9 @@ class TrainConfig:
         unknown = set(d) - known
         if unknown:
             raise TrainError(f"unknown training option(s) {sorted(unknown)}; known: {sorted(known)}")
+        wrong = scalar_type_error(cls, d)  # here, in the option's name, not as a TypeError mid-training
+        if wrong:
+            raise TrainError(wrong)
         d = dict(d)
         if "train_seeds" in d:
             d["train_seeds"] = tuple(d["train_seeds"])

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from perception.core.config import ConfigError, apply_overrides, load_yaml, load_yaml_mapping
+from perception.core.config import ConfigError, apply_overrides, load_yaml, load_yaml_mapping, scalar_type_error
 
 
 def test_load_and_override(tmp_path: Path) -> None:
@@ -43,3 +44,30 @@ def test_floats_follow_yaml_1_2(text: str, value: object) -> None:
     """PyYAML alone reads ``4e-4`` (no dot) as a string; config files and ``--set`` read it as ROS 2 does."""
     assert load_yaml(text) == value and type(load_yaml(text)) is type(value)
     assert apply_overrides({}, [f"k={text}"])["k"] == value
+
+
+@dataclass
+class _Options:
+    lr: float = 1e-3
+    steps: int = 10
+    amp: bool = False
+    name: str = "x"
+    seeds: tuple[int, int] = (0, 1)
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [({"lr": "fast"}, "lr must be a number like 0.001, got 'fast'"), ({"lr": True}, "lr must be a number"),
+     ({"steps": 2.5}, "steps must be an integer like 10, got 2.5"), ({"steps": "10"}, "steps must be an integer"),
+     ({"amp": 1}, "amp must be true or false"), ({"name": 3}, "name must be a string"),
+     ({"name": None}, "name must be a string")],
+)
+def test_scalar_type_error_names_the_option(data: dict[str, object], message: str) -> None:
+    got = scalar_type_error(_Options, data)
+    assert got is not None and got.startswith(message)
+
+
+def test_scalar_type_error_accepts_fitting_values() -> None:
+    good = {"lr": 2, "steps": 3, "amp": True, "name": "y", "seeds": [1, 2], "extra": {"a": 1}, "unknown": object()}
+    assert scalar_type_error(_Options, good) is None  # an int is a fine float; non-scalar fields are not checked

@@ -67,7 +67,7 @@ def test_graft_config_is_checked() -> None:
         GraftConfig.from_dict({"model": "stan_s"})
     with pytest.raises(TrainError, match="head_lr must be a number"):
         GraftConfig.from_dict({"head_lr": "fast"})
-    with pytest.raises(TrainError, match="steps must be a number"):
+    with pytest.raises(TrainError, match="steps must be an integer"):
         GraftConfig.from_dict({"steps": 2.5})
     with pytest.raises(TrainError, match="lr must be a number"):
         GraftConfig.from_dict({"lr": True})

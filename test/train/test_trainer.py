@@ -57,6 +57,11 @@ def test_config_validation() -> None:
         TrainConfig(input_height=100)
     with pytest.raises(TrainError, match="unknown training option"):
         TrainConfig.from_dict({"stepz": 3})
+    # `--set lr=fast` / `batch_size=2.5` failed with a TypeError inside the loop; now in the option's name
+    with pytest.raises(TrainError, match="lr must be a number like"):
+        TrainConfig.from_dict({"lr": "fast"})
+    with pytest.raises(TrainError, match="batch_size must be an integer like"):
+        TrainConfig.from_dict({"batch_size": 2.5})
     cfg = TrainConfig(lr=1.0, warmup_steps=10, steps=110)
     assert lr_at(0, cfg) == pytest.approx(0.1)
     assert lr_at(10, cfg) == pytest.approx(1.0)
