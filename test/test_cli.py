@@ -37,3 +37,14 @@ def test_bad_usage_exits_nonzero_with_message(tmp_path: Path) -> None:
     assert "unknown training option" in r.stderr
     r = _run("eval", "--checkpoint", "stan_s", "--seeds", "5:2")
     assert r.returncode == 2 and "empty" in r.stderr
+
+
+@pytest.mark.parametrize("argv", [["bench", "runtime", "--iters", "0"], ["bench", "model", "--warmup", "-1"],
+                                  ["sim", "--frames", "-3"], ["bench", "pipeline", "--cameras", "0"]])
+def test_count_options_are_usage_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """`perception bench runtime --iters -3` ran the whole benchmark, then failed on an empty median."""
+    from perception.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2 and "must be an integer >=" in capsys.readouterr().err

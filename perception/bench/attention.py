@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from perception.bench.report import Report
+from perception.core.config import count_arg
 from perception.weights import checkpoint_arg
 
 VARIANTS = ("a full-res", "b low-res", "c low-res + attention", "d low-res + uniform tiles", "e low-res + band tiles")
@@ -65,7 +66,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", type=checkpoint_arg, default=d.checkpoint,
                    help="shipped name or checkpoint stem (default %(default)s)")
     p.add_argument("--seeds", type=seed_range, default=d.seeds, help="drive seeds FIRST:LAST (default 1000:1003)")
-    p.add_argument("--frames", type=int, default=d.frames, help="frames per drive (default %(default)s)")
+    p.add_argument("--frames", type=count_arg, default=d.frames, help="frames per drive (default %(default)s)")
     p.add_argument("--width", type=int, default=d.width)
     p.add_argument("--height", type=int, default=d.height)
     p.add_argument("--backend", default=d.backend, choices=("torch", "onnxruntime"),

@@ -26,6 +26,7 @@ import numpy as np
 
 from perception.bench.report import Report
 from perception.core.boxes3d import Boxes3D
+from perception.core.config import count_arg, warmup_arg
 from perception.core.types import Detections, Frame, GroundTruth
 from perception.fusion.config import FusionConfig
 from perception.fusion.fuser import STAGES, fuse
@@ -155,8 +156,8 @@ class FusionBenchConfig:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = FusionBenchConfig()
     parser.add_argument("--seed", type=int, default=d.seed, help="world seed (default %(default)s)")
-    parser.add_argument("--frames", type=int, default=d.frames, help="timed frames (default %(default)s)")
-    parser.add_argument("--warmup", type=int, default=d.warmup, help="untimed frames first")
+    parser.add_argument("--frames", type=count_arg, default=d.frames, help="timed frames (default %(default)s)")
+    parser.add_argument("--warmup", type=warmup_arg, default=d.warmup, help="untimed frames first")
     parser.add_argument("--width", type=int, default=d.width)
     parser.add_argument("--height", type=int, default=d.height)
     parser.add_argument("--beams", type=int, default=d.beams, help="LiDAR beams (32 x 0.2 deg: ~57k points)")

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from perception.bench.report import Report
+from perception.core.config import count_arg, warmup_arg
 
 if TYPE_CHECKING:
     import torch
@@ -92,8 +93,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--height", type=int, default=d.height, help="input height, multiple of 32")
     parser.add_argument("--width", type=int, default=d.width, help="input width, multiple of 32")
-    parser.add_argument("--iters", type=int, default=d.iters, help="timed calls per variant (median)")
-    parser.add_argument("--warmup", type=int, default=d.warmup, help="untimed calls per variant first")
+    parser.add_argument("--iters", type=count_arg, default=d.iters, help="timed calls per variant (median)")
+    parser.add_argument("--warmup", type=warmup_arg, default=d.warmup, help="untimed calls per variant first")
     parser.add_argument("--threads", type=int, default=d.threads, help="torch intra-op threads")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (15-30 s to compile)")
     parser.add_argument("--no-train", dest="train", action="store_false", help="skip the training throughput")

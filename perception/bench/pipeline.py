@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 
 from perception.bench.report import Report
+from perception.core.config import count_arg, warmup_arg
 from perception.weights import checkpoint_arg
 
 DEFAULT_SIZES = ((640, 384), (1280, 720), (1920, 1080))  # (W, H) camera images
@@ -76,9 +77,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"comma-separated, of {', '.join(BACKENDS)} (default %(default)s)")
     p.add_argument("--sizes", nargs="+", type=_size_wh, default=list(d.sizes), metavar="WxH",
                    help="camera image sizes (default 640x384 1280x720 1920x1080)")
-    p.add_argument("--cameras", type=int, default=d.cameras, help="cameras of the batched rows (default %(default)s)")
-    p.add_argument("--frames", type=int, default=d.frames, help="timed frames (batches) per row (default %(default)s)")
-    p.add_argument("--warmup", type=int, default=d.warmup)
+    p.add_argument("--cameras", type=count_arg, default=d.cameras,
+                   help="cameras of the batched rows (default %(default)s)")
+    p.add_argument("--frames", type=count_arg, default=d.frames,
+                   help="timed frames (batches) per row (default %(default)s)")
+    p.add_argument("--warmup", type=warmup_arg, default=d.warmup)
     p.add_argument("--threads", type=int, default=d.threads, help="CPU threads of the backend (default %(default)s)")
     p.add_argument("--bag", default=d.bag, help="frames come from this bag (default: the golden drive)")
     p.add_argument("--cache-dir", default=d.cache_dir, help="exported ONNX models (made once)")

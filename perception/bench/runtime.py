@@ -41,6 +41,7 @@ import numpy as np
 
 from perception.bench.model import paired_ratio
 from perception.bench.report import Report, time_call
+from perception.core.config import count_arg, warmup_arg
 from perception.core.hardware import available_cpus
 from perception.runtime.base import Backend, BackendError
 from perception.weights import checkpoint_arg
@@ -77,8 +78,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "on the CPU); cpu: CPU only; cuda: CUDA only (baseline: torch cuda eager fp32)")
     p.add_argument("--input-size", type=size_arg, default=None, help="HxW (default: the checkpoint's training size)")
     p.add_argument("--batch", type=int, default=d.batch)
-    p.add_argument("--iters", type=int, default=d.iters, help="timed rounds (median)")
-    p.add_argument("--warmup", type=int, default=d.warmup)
+    p.add_argument("--iters", type=count_arg, default=d.iters, help="timed rounds (median)")
+    p.add_argument("--warmup", type=warmup_arg, default=d.warmup)
     p.add_argument("--threads", type=int, default=d.threads, help="CPU threads of torch and onnxruntime")
     p.add_argument("--compile", action="store_true",
                    help="also time torch.compile (CPU: bf16, 15-30 s to compile; CUDA: fp16)")

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 from perception.bench.report import Report
+from perception.core.config import count_arg, warmup_arg
 
 STAGES = ("world_update", "raycast", "shading", "gt", "lidar")
 
@@ -40,8 +41,8 @@ class SimBenchConfig:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = SimBenchConfig()
     parser.add_argument("--seed", type=int, default=d.seed, help="world seed (default %(default)s)")
-    parser.add_argument("--frames", type=int, default=d.frames, help="timed frames per variant")
-    parser.add_argument("--warmup", type=int, default=d.warmup, help="untimed frames per variant first")
+    parser.add_argument("--frames", type=count_arg, default=d.frames, help="timed frames per variant")
+    parser.add_argument("--warmup", type=warmup_arg, default=d.warmup, help="untimed frames per variant first")
     parser.add_argument("--width", type=int, default=d.width)
     parser.add_argument("--height", type=int, default=d.height)
     parser.add_argument("--no-lidar", dest="lidar", action="store_false", help="skip the camera+LiDAR variant")

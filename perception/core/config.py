@@ -97,6 +97,29 @@ def size_arg(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(e)) from e
 
 
+def count_arg(text: str) -> int:
+    """An argparse ``type=`` for counts of timed iterations or frames: an integer >= 1 (0 or -3 used to run a
+    whole benchmark and then fail on an empty median)."""
+    return _int_at_least(text, 1)
+
+
+def warmup_arg(text: str) -> int:
+    """An argparse ``type=`` for untimed warm-up counts: an integer >= 0."""
+    return _int_at_least(text, 0)
+
+
+def _int_at_least(text: str, low: int) -> int:
+    import argparse
+
+    try:
+        n = int(text)
+    except ValueError:
+        n = low - 1
+    if n < low:
+        raise argparse.ArgumentTypeError(f"must be an integer >= {low}, not {text!r}")
+    return n
+
+
 def seed_range(text: str) -> tuple[int, int]:
     """``FIRST:LAST`` (LAST exclusive) or one seed ``N`` as an argparse ``type=``: the drive seeds of the
     evaluation, export-calibration and benchmark CLIs."""

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from perception.core.classes import DETECTION_NAMES, SEMANTIC_TO_DETECTION
+from perception.core.config import count_arg
 from perception.core.types import Frame
 from perception.eval.track_groundtruth import (
     DetectionNoise,
@@ -141,7 +142,7 @@ def crowd_timing(num_objects: int = 30, frames: int = 50, seed: int = 0) -> np.n
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[101, 102, 103], help="drives (default 101 102 103)")
-    parser.add_argument("--frames", type=int, default=100, help="frames per drive (default 100 = 10 s)")
+    parser.add_argument("--frames", type=count_arg, default=100, help="frames per drive (default 100 = 10 s)")
     parser.add_argument("--start", type=int, default=0, help="first frame (default 0)")
     parser.add_argument("--analytic", action="store_true",
                         help="ground truth from the world's agent states (no rendering, no occlusion)")

@@ -16,13 +16,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from perception.core.config import count_arg
 from perception.fleet.config import FleetConfig
 from perception.weights import checkpoint_arg
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bags", type=int, default=8, help="synthetic drive bags (default 8)")
-    p.add_argument("--frames", type=int, default=8, help="frames per bag (default 8)")
+    p.add_argument("--frames", type=count_arg, default=8, help="frames per bag (default 8)")
     p.add_argument("--width", type=int, default=320)
     p.add_argument("--height", type=int, default=192)
     p.add_argument("--checkpoint", type=checkpoint_arg, default="stan_s_temporal",

@@ -9,12 +9,14 @@ from typing import Any
 
 import numpy as np
 
+from perception.core.config import count_arg
+
 from .config import SimConfig, SimError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="world / sequence seed (default 0)")
-    parser.add_argument("--frames", type=int, default=60, help="number of frames (default 60)")
+    parser.add_argument("--frames", type=count_arg, default=60, help="number of frames (default 60)")
     parser.add_argument("--start", type=int, default=0, help="index of the first frame (default 0)")
     parser.add_argument("--width", type=int, default=None, help="image width (default from config, 640)")
     parser.add_argument("--height", type=int, default=None, help="image height (default from config, 384)")

@@ -1,11 +1,20 @@
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from perception.core.config import ConfigError, apply_overrides, load_yaml, load_yaml_mapping, scalar_type_error
+from perception.core.config import (
+    ConfigError,
+    apply_overrides,
+    count_arg,
+    load_yaml,
+    load_yaml_mapping,
+    scalar_type_error,
+    warmup_arg,
+)
 
 
 def test_load_and_override(tmp_path: Path) -> None:
@@ -71,3 +80,13 @@ def test_scalar_type_error_names_the_option(data: dict[str, object], message: st
 def test_scalar_type_error_accepts_fitting_values() -> None:
     good = {"lr": 2, "steps": 3, "amp": True, "name": "y", "seeds": [1, 2], "extra": {"a": 1}, "unknown": object()}
     assert scalar_type_error(_Options, good) is None  # an int is a fine float; non-scalar fields are not checked
+
+
+def test_count_and_warmup_arguments() -> None:
+    assert count_arg("3") == 3 and warmup_arg("0") == 0
+    for bad in ("0", "-3", "2.5", "x", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match=">= 1"):
+            count_arg(bad)
+    with pytest.raises(argparse.ArgumentTypeError, match=">= 0"):
+        warmup_arg("-1")
+

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from perception.core.config import parse_size
+from perception.core.config import count_arg, parse_size, warmup_arg
 from perception.ros.nodes.params import add_model_arguments
 from perception.weights import checkpoint_arg
 
@@ -39,8 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("out/bench"))
     p.add_argument("--width", type=int, default=1280)
     p.add_argument("--height", type=int, default=720)
-    p.add_argument("--frames", type=int, default=30, help="timed frames per pass")
-    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--frames", type=count_arg, default=30, help="timed frames per pass")
+    p.add_argument("--warmup", type=warmup_arg, default=3)
     p.add_argument("--model", default="stan_s_temporal", help="registry name (shipped weights if any)")
     p.add_argument("--checkpoint", default=None, type=checkpoint_arg,
                    help="checkpoint path stem or shipped name (overrides --model's weights)")

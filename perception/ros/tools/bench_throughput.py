@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from perception.core.config import count_arg
 from perception.ros.nodes.params import add_model_arguments
 from perception.weights import checkpoint_arg
 
@@ -42,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bag", type=Path, default=None, help="drive bag to play (default: render one)")
     p.add_argument("--width", type=int, default=640, help="rendered image width (default 640)")
     p.add_argument("--height", type=int, default=384)
-    p.add_argument("--frames", type=int, default=16, help="frames rendered into the bag (cycled while playing)")
+    p.add_argument("--frames", type=count_arg, default=16, help="frames rendered into the bag (cycled while playing)")
     p.add_argument("--checkpoint", default="stan_s_temporal", type=checkpoint_arg,
                    help="checkpoint path or shipped name")
     add_model_arguments(p, "192x320", "network input HxW (small: fast)")
