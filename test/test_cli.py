@@ -37,6 +37,16 @@ def test_bad_usage_exits_nonzero_with_message(tmp_path: Path) -> None:
     assert "unknown training option" in r.stderr
     r = _run("eval", "--checkpoint", "stan_s", "--seeds", "5:2")
     assert r.returncode == 2 and "empty" in r.stderr
+    # a missing init or calibration source is refused before the slow part (rendering drives, exporting), no traceback
+    cache = f"cache_dir={tmp_path}/sim"
+    for argv in (["train", "--set", 'init="nosuch"', "--set", cache], ["train", "--graft", "--set", 'parts="fine"',
+                                                                         "--set", 'init="nosuch"', "--set", cache]):
+        r = _run(*argv, "--out", str(tmp_path / "run"))
+        assert r.returncode == 2 and "init: no file nosuch.safetensors" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "sim").exists()
+    r = _run("export", "--checkpoint", "stan_s", "--out", str(tmp_path / "x.onnx"), "--int8",
+             "--calib-images", str(tmp_path / "nothing"))
+    assert r.returncode == 2 and "no calibration source" in r.stderr and not (tmp_path / "x.onnx").exists()
 
 
 @pytest.mark.parametrize("argv", [["bench", "runtime", "--iters", "0"], ["bench", "model", "--warmup", "-1"],

@@ -79,6 +79,7 @@ def main(args: argparse.Namespace) -> int:
         quantize_int8,
         synthetic_calibration_drives,
     )
+    from perception.footage import FootageError
     from perception.models.errors import ModelError
     from perception.runtime.base import BackendError
     from perception.weights import resolve_checkpoint
@@ -88,6 +89,10 @@ def main(args: argparse.Namespace) -> int:
     except FileNotFoundError as e:
         print(f"perception export: error: {e}", file=sys.stderr)
         return 2
+    for source in (args.calib_images, args.calib_bag):
+        if args.int8 and source and not Path(source).exists():  # before the export, not after it
+            print(f"perception export: error: no calibration source at {source}", file=sys.stderr)
+            return 2
     out: Path = args.out
     report: dict[str, Any] = {"checkpoint": str(ckpt), "command": "perception " + " ".join(sys.argv[1:])}
     try:
@@ -123,7 +128,7 @@ def main(args: argparse.Namespace) -> int:
             report["trt_build"] = _trt_build(models)
         if args.evaluate:
             report["accuracy"] = _evaluate(ckpt, models, args)
-    except (DeployError, ModelError, BackendError, BagError, OSError) as e:
+    except (DeployError, ModelError, BackendError, BagError, FootageError, OSError) as e:
         print(f"perception export: error: {e}", file=sys.stderr)
         return 1
     path = out.with_name(out.name + ".export.json")

@@ -227,8 +227,9 @@ def train(cfg: GraftConfig, resume: bool = False, command: str = "") -> Path:
     from perception.train.augment import AugmentConfig
     from perception.train.losses import attention_loss, seg_losses
     from perception.train.synthetic import SyntheticClips
-    from perception.train.trainer import TrainConfig, load_sequences, pick_precision
+    from perception.train.trainer import TrainConfig, check_init, load_sequences, pick_precision
 
+    check_init(cfg.init)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     random.seed(cfg.seed)

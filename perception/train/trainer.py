@@ -167,6 +167,17 @@ class WeightEMA:
         model.load_state_dict({k: v.to(own[k].dtype) for k, v in self.state.items()})
 
 
+def check_init(init: str) -> None:
+    """Refuse an ``init`` checkpoint that does not resolve before any slow set-up (rendering the drives)."""
+    from perception.weights import resolve_checkpoint
+
+    if init:
+        try:
+            resolve_checkpoint(init)
+        except FileNotFoundError as e:
+            raise TrainError(f"init: {e}") from e
+
+
 def warm_start(model: Any, init: str) -> dict[str, Any]:
     """Copy the weights of checkpoint ``init`` whose names and shapes match ``model``'s into it;
     returns counts of loaded / skipped tensors. Refuses when fewer than half of the model's tensors
@@ -284,6 +295,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, command
     from perception.train.losses import DetSegLoss, LossConfig
     from perception.train.synthetic import SyntheticClips
 
+    check_init(cfg.init)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     device = pick_device(cfg.device)
