@@ -281,16 +281,18 @@ def train(cfg: GraftConfig, resume: bool = False, command: str = "") -> Path:
             img, seg, objmask, gts = synthetic_batch(clips, cfg.batch_size, rng)
             targets = [match_targets(anchors, g.boxes, g.class_ids, g.ignore, columns) for g in gts]
             real = real_batch(reals, cfg.real_batch, cfg.input_height, cfg.input_width, rng)
-            with torch.no_grad(), torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
-                t_out = teacher.forward_ssd(teacher.forward_features(real))
+            b = len(img)
             # ``head``: the frozen features build no graph, only the predictors do
             with torch.set_grad_enabled(not head_only), torch.autocast("cpu", dtype=amp or torch.float32,
                                                                         enabled=amp is not None):
                 f = model.forward_features(torch.cat([img, real]))
+            with torch.no_grad(), torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
+                # ``head``: the teacher's features ARE the model's (all frozen): only its predictors run again
+                t_feats = {k: v[b:] for k, v in f.items()} if head_only else teacher.forward_features(real)
+                t_out = teacher.forward_ssd(t_feats)
             with torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
                 d = model.forward_ssd(f)
-                seg_logits = None if head_only else model.seg_head(f["p4"][: len(img)])
-            b = len(img)
+                seg_logits = None if head_only else model.seg_head(f["p4"][:b])
             parts = {
                 "det": detection_loss(d.logits[:b], d.codes[:b], targets),
                 # the COCO levels only: a fine level is new (the teacher's is untrained); `parts: fine` teaches it
