@@ -23,7 +23,8 @@ import math
 
 import numpy as np
 
-from perception.core.boxes import CoreError, iou_matrix, nms
+from perception.core.boxes import CoreError, as_boxes, iou_matrix, nms
+from perception.core.classes import DETECTION_GROUP_IDS
 from perception.core.types import Detections
 
 ASPECT_RATIOS = (1.0, 2.0, 0.5, 3.0, 1.0 / 3.0)
@@ -119,6 +120,7 @@ def decode_box_list(
     image_size: tuple[int, int] | None = None,
     fine_from: int | None = None,
     fine_iou: float = 0.3,
+    vehicle_nms_iou: float = 1.0,
 ) -> Detections:
     """An anchor head's outputs for one image -- ``boxes`` (N, 4) xyxy input pixels and ``scores`` (N, C)
     in [0, 1] -- to :class:`Detections`: every (anchor, class) pair scoring >= ``score_thresh`` (the
@@ -128,7 +130,9 @@ def decode_box_list(
     fine-level detection and a kept COCO-level one of the same class overlap by IoU >= ``fine_iou``, both are
     boxes of one small object (the levels localise a 30-50 px object differently, often below the NMS IoU) and
     the COCO-level box goes: the stride-8 level, trained for objects of that size, localises them better
-    (measured: `perception eval --labels --canvas 2`, the real set seen by a 2x larger camera)."""
+    (measured: `perception eval --labels --canvas 2`, the real set seen by a 2x larger camera).
+
+    ``vehicle_nms_iou`` < 1: :func:`suppress_in_groups` after the class-aware NMS (one van, not a car and a truck)."""
     if boxes.ndim != 2 or boxes.shape[1] != 4:
         raise CoreError(f"boxes must be (N, 4) for one image, got {boxes.shape}")
     if scores.ndim != 2 or scores.shape[0] != boxes.shape[0]:
@@ -151,7 +155,36 @@ def decode_box_list(
     keep = nms(b, sc, class_ids=ci, iou_thresh=nms_iou, max_det=max_det)
     if fine_from is not None and len(keep):
         keep = _drop_fine_duplicates(keep, b, ci, ai >= fine_from, fine_iou)
-    return Detections(boxes=b[keep], scores=sc[keep], class_ids=ci[keep].astype(np.int64))
+    det = Detections(boxes=b[keep], scores=sc[keep], class_ids=ci[keep].astype(np.int64))
+    return suppress_in_groups(det, vehicle_nms_iou)
+
+
+def suppress_in_groups(det: Detections, iou: float) -> Detections:
+    """``det`` without the boxes :func:`group_keep` drops (order kept; ``iou`` >= 1: ``det`` unchanged)."""
+    return det if iou >= 1.0 or len(det) < 2 else det.select(group_keep(det.boxes, det.scores, det.class_ids, iou))
+
+
+def group_keep(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou: float) -> np.ndarray:
+    """Boolean mask: False for each box overlapping a higher-scoring box of ANOTHER class of its group
+    (:data:`~perception.core.classes.DETECTION_GROUP_IDS`: car and truck) by more than ``iou`` -- one object scored
+    as two classes keeps its best-scoring class. Same-class overlaps are NMS's business and left alone."""
+    cls = np.asarray(class_ids, np.int64).reshape(-1)
+    sc = np.asarray(scores, np.float64).reshape(-1)
+    keep = np.ones(len(cls), bool)
+    if iou >= 1.0 or len(cls) < 2:
+        return keep
+    known = (cls >= 0) & (cls < len(DETECTION_GROUP_IDS))
+    groups = np.where(known, DETECTION_GROUP_IDS[np.where(known, cls, 0)], -1 - np.abs(cls))  # unknown ids: alone
+    rival = (groups[:, None] == groups[None, :]) & (cls[:, None] != cls[None, :])
+    if not rival.any():
+        return keep
+    overlap = rival & (iou_matrix(as_boxes(boxes), as_boxes(boxes)) > iou)
+    for i in np.argsort(-sc, kind="stable"):
+        if keep[i]:
+            later = overlap[i] & (sc <= sc[i])
+            later[i] = False
+            keep &= ~later
+    return keep
 
 
 def _drop_fine_duplicates(keep: np.ndarray, boxes: np.ndarray, class_ids: np.ndarray, fine: np.ndarray,

@@ -48,6 +48,14 @@ DETECTION_CLASSES: tuple[ClassInfo, ...] = (
 DETECTION_NAMES: tuple[str, ...] = tuple(c.name for c in DETECTION_CLASSES)
 NUM_DETECTION = len(DETECTION_CLASSES)
 
+# detection classes one real object is often scored as at once: COCO-trained heads score a van, a pickup or an
+# SUV as car AND truck (bus/truck), two boxes in the same place that class-aware NMS keeps both of. Each class maps to
+# its group's first member (``detection.vehicle_nms_iou`` suppresses the lower-scoring box of a group).
+VEHICLE_GROUP: tuple[str, ...] = ("car", "truck")
+DETECTION_GROUP_IDS: np.ndarray = np.array(
+    [DETECTION_NAMES.index(VEHICLE_GROUP[0]) if c.name in VEHICLE_GROUP else c.id for c in DETECTION_CLASSES],
+    np.int64)
+
 # semantic id -> detection id (only "thing" classes are detected)
 SEMANTIC_TO_DETECTION: dict[int, int] = {8: 4, 9: 0, 10: 1, 11: 2, 12: 3}
 DETECTION_TO_SEMANTIC: dict[int, int] = {v: k for k, v in SEMANTIC_TO_DETECTION.items()}

@@ -56,6 +56,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--canvas", type=float, default=1.0, metavar="K",
                    help="with --labels: put each image, at its own pixel size, on a grey canvas K times larger (a "
                         "larger camera's view: the network sees the objects K times smaller; default 1)")
+    p.add_argument("--shrink", type=float, default=1.0, metavar="S",
+                   help="with --labels: resize each image (and its labels) by S in (0, 1] before placing it on its "
+                        "canvas: the scene S times as large, as if farther away (--shrink 0.5: 32-64 px objects "
+                        "become 16-32 px ones, the band refinement is for); default 1")
     p.add_argument("--reference-only", action="store_true",
                    help="with --labels: evaluate only the reference detector (no --checkpoint needed)")
     p.add_argument("--no-reference", action="store_true",
@@ -219,7 +223,7 @@ def labelled_main(args: argparse.Namespace) -> int:
         print("perception eval: error: --reference-only and --no-reference exclude each other", file=sys.stderr)
         return 2
     try:
-        images = [on_canvas(im, args.canvas) for im in load_labels(args.labels)]
+        images = [on_canvas(im, args.canvas, args.shrink) for im in load_labels(args.labels)]
         node = NodeDefaults(score_thresh=args.score_thresh)
         checkpoints = [] if args.reference_only else list(args.checkpoint or [])
         exported = [] if args.reference_only else list(args.onnx)
@@ -246,6 +250,7 @@ def labelled_main(args: argparse.Namespace) -> int:
         still = overlay(read_image(args.images, im), im, runs, k)
         cv2.imwrite(str(stills / (Path(im.file).stem + ".png")), cv2.cvtColor(still, cv2.COLOR_RGB2BGR))
     on = f" on {args.canvas:g}x canvases" if args.canvas != 1.0 else ""
+    on += f", resized by {args.shrink:g}" if args.shrink != 1.0 else ""
     text = (f"Labelled evaluation on {len(images)} images{on} ({args.labels}), IoU {args.iou}, score >= "
             f"{args.score_thresh}; R/P over objects >= 32 px tall (don't care: ignore, < 32 px); "
             f"per class R/P (scored objects)\n\n" + table(results) + "\n")

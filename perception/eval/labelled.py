@@ -50,6 +50,7 @@ class LabelledImage:
     ignore: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     source: str = ""
     placed: tuple[int, int] | None = None  # on a larger canvas (:func:`on_canvas`): the file's (x0, y0) on it
+    shrink: float = 1.0  # the file resized by this factor before it is placed (:func:`on_canvas`)
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -59,19 +60,27 @@ class LabelledImage:
         return (self.boxes[:, 3] - self.boxes[:, 1]).astype(np.float64)
 
 
-def on_canvas(im: LabelledImage, scale: float) -> LabelledImage:
+def on_canvas(im: LabelledImage, scale: float, shrink: float = 1.0) -> LabelledImage:
     """``im`` as seen by a camera ``scale`` times larger: the image at its own pixel size on a grey canvas
     ``scale`` times its width and height (horizontally centred, a quarter of the spare height below it), the
     labels moved with it. Objects keep their size in pixels, so a network letterboxing the frame sees them
-    ``scale`` times smaller: the 1600 x 900 driving camera's view of them. ``scale`` 1 is ``im`` itself."""
+    ``scale`` times smaller: the 1600 x 900 driving camera's view of them. ``scale`` 1 is ``im`` itself.
+
+    ``shrink`` < 1 first resizes the image (and its labels) by that factor, as if the scene were 1 / ``shrink``
+    times farther away: its 32-64 px objects become 16-32 px ones, the small objects refinement is for, with real
+    content (the canvas stays ``scale`` times the original size)."""
     if scale < 1.0:
         raise EvalError(f"canvas scale must be >= 1, got {scale}")
-    if scale == 1.0:
+    if not 0.0 < shrink <= 1.0:
+        raise EvalError(f"shrink must be in (0, 1], got {shrink}")
+    if scale == 1.0 and shrink == 1.0:
         return im
     w, h = round(im.width * scale), round(im.height * scale)
-    x0, y0 = (w - im.width) // 2, h - im.height - (h - im.height) // 4
-    boxes = im.boxes + np.array([x0, y0, x0, y0], np.float32)
-    return replace(im, width=w, height=h, boxes=boxes, placed=(x0, y0))
+    iw, ih = max(1, round(im.width * shrink)), max(1, round(im.height * shrink))
+    x0, y0 = (w - iw) // 2, h - ih - (h - ih) // 4
+    sx, sy = iw / im.width, ih / im.height
+    boxes = im.boxes * np.array([sx, sy, sx, sy], np.float32) + np.array([x0, y0, x0, y0], np.float32)
+    return replace(im, width=w, height=h, boxes=boxes.astype(np.float32), placed=(x0, y0), shrink=shrink)
 
 
 def _image(entry: Any, where: str) -> LabelledImage:

@@ -33,6 +33,7 @@ class NodeDefaults:
     score_thresh: float = 0.3
     nms_iou: float = 0.6
     max_det: int = 100
+    vehicle_nms_iou: float = 0.7
     precision: str = "fp32"
 
 
@@ -64,6 +65,9 @@ def read_image(directory: Path, im: LabelledImage) -> np.ndarray:
             raise EvalError(f"{path} is {rgb.shape[1]}x{rgb.shape[0]} but labelled as {im.width}x{im.height}")
         return rgb
     x0, y0 = im.placed
+    if im.shrink != 1.0:
+        rgb = cv2.resize(rgb, (max(1, round(rgb.shape[1] * im.shrink)), max(1, round(rgb.shape[0] * im.shrink))),
+                         interpolation=cv2.INTER_AREA)
     h, w = rgb.shape[:2]
     if x0 + w > im.width or y0 + h > im.height:
         raise EvalError(f"{path} ({w}x{h}) does not fit its {im.width}x{im.height} canvas at ({x0}, {y0})")
@@ -102,7 +106,7 @@ def run_checkpoint(checkpoint: str | Path, directory: Path, images: Sequence[Lab
                             f"{', attention-guided refinement' if refine is not None else ''})")
     with backend:
         pcfg = PerceptorConfig(score_thresh=node.score_thresh, nms_iou=node.nms_iou, max_det=node.max_det,
-                               segmentation=False)
+                               vehicle_nms_iou=node.vehicle_nms_iou, segmentation=False)
         perceptor = Perceptor(backend, pcfg) if refine is None else RefiningPerceptor(backend, pcfg, refine)
         for k, im in enumerate(images):
             rgb = read_image(directory, im)
@@ -115,7 +119,7 @@ def run_checkpoint(checkpoint: str | Path, directory: Path, images: Sequence[Lab
         run.info = {"model": meta.get("name", "?"), "checkpoint": str(onnx or checkpoint), "input_size": list(size),
                     "backend": backend.status().get("backend.active", backend.name), "precision": node.precision,
                     "score_thresh": node.score_thresh,
-                    "nms_iou": node.nms_iou, "max_det": node.max_det}
+                    "nms_iou": node.nms_iou, "vehicle_nms_iou": node.vehicle_nms_iou, "max_det": node.max_det}
         if isinstance(perceptor, RefiningPerceptor):
             ref = perceptor.refine
             run.info["refine"] = {"max_regions": ref.max_regions, "max_pixels": ref.max_pixels, **perceptor.totals,

@@ -75,6 +75,7 @@ class PerceptorConfig:
     score_thresh: float = 0.3
     nms_iou: float = 0.6
     max_det: int = 100
+    vehicle_nms_iou: float = 0.7  # a car and a truck box overlapping more than this are one vehicle (1: never)
     segmentation: bool = True
     attention: bool = True
     reset: ResetPolicy = field(default_factory=ResetPolicy)
@@ -384,7 +385,8 @@ class Perceptor:
             coarse = self._coarse_anchors
             det = decode_box_list(out["boxes"][i], out["scores"][i], score_thresh=cfg.score_thresh,
                                   max_det=cfg.max_det, nms_iou=cfg.nms_iou, image_size=(self.input_h, self.input_w),
-                                  fine_from=coarse if out["boxes"].shape[1] > coarse else None)
+                                  fine_from=coarse if out["boxes"].shape[1] > coarse else None,
+                                  vehicle_nms_iou=cfg.vehicle_nms_iou)
         else:
             det = decode_detections(
                 out["heatmap"][i], out["box"][i], stride=8, score_thresh=cfg.score_thresh, max_det=cfg.max_det,

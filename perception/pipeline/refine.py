@@ -4,8 +4,9 @@
                           ─► policy: attention map + small boxes (+ last frame's small boxes) -> up to K regions
                           ─► pass 2: those regions cropped at native resolution (crop = the network's input size,
                              e.g. 448x256 frame pixels), batched through the SAME backend
-                          ─► merge: crop boxes cut by an inner crop edge dropped, tiny pass-1 boxes inside a
-                             crop superseded by it, class-aware box fusion (score-weighted mean, best score)
+                          ─► merge: crop boxes cut by an inner crop edge (or lying inside a pass-1 object that
+                             crosses one: a part of it) dropped, pass-1 boxes inside a crop superseded by it,
+                             class-aware box fusion (score-weighted mean, best score), one class per vehicle
 
 The policy works on a 16-px grid of "need": attention above the frame's median by more than a share of
 its peak (a flat map points nowhere), muted inside confident boxes pass 1 already resolves (large ones),
@@ -37,6 +38,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from perception.core.anchors import group_keep
 from perception.core.boxes import as_boxes, iou_matrix
 from perception.core.decode import attention_scores_lowres
 from perception.core.temporal import ResetPolicy, ResetReason
@@ -67,7 +69,8 @@ class RefineConfig:
     min_attention: float = 0.05  # peak attention less than this above the frame's median: nothing is attended
     relative_threshold: float = 0.55  # a cell is attended above median + this share of (peak - median)
     small_size: float = 16.0  # a box this tall or less in NETWORK pixels (pass 1) is small: worth a closer look
-    supersede_size: float = 8.0  # pass-1 boxes this tall or less (network pixels) inside a crop give way to it
+    partial_cover: float = 0.7  # a crop box lying this much inside a pass-1 box of its class that crosses an inner
+    # edge of the crop is a part of that larger object, which pass 1 resolves: dropped (> 1: off)
     small_score: float = 0.1  # small boxes from pass 1 (and last frame) at or above this score steer the policy
     box_weight: float = 4.0  # need a small box adds (x its score), in units of one fully attended cell
     min_gain: float = 2.0  # a region must cover at least this much need (cell units) to be refined
@@ -88,6 +91,7 @@ class RefineConfig:
             ("relative_threshold", 0.0 <= self.relative_threshold < 1.0, "[0, 1)"),
             ("cell", 2 <= self.cell <= 128, "2..128"),
             ("fuse_iou", 0.0 < self.fuse_iou <= 1.0, "(0, 1]"),
+            ("partial_cover", self.partial_cover > 0.0, "> 0 (above 1: off)"),
             ("batch", 1 <= self.batch <= 256, "1..256"),
             ("policy", self.policy in POLICIES, " | ".join(POLICIES)),
         ]
@@ -279,23 +283,55 @@ def crop_detections_to_frame(det: Detections, region: np.ndarray, frame_hw: tupl
     return Detections(b[keep], det.scores[keep], det.class_ids[keep])
 
 
-def superseded(det: Detections, regions: np.ndarray, frame_hw: tuple[int, int], scale: float,
-               cfg: RefineConfig) -> Detections:
-    """Pass-1 detections without the small ones lying wholly inside a crop (clear of its inner edges): the crop
-    saw those at native resolution, and a low-resolution guess would only blur the fused box or add a duplicate."""
+def partial_views(crop: Detections, region: np.ndarray, pass1: Detections, frame_hw: tuple[int, int],
+                  cover: float) -> Detections:
+    """Crop detections (frame pixels) without the views of a part of a larger object: a box lying at least
+    ``cover`` of its area inside a pass-1 box of its class that crosses an inner edge of the crop (the crop saw a
+    part of that object; a detector's box of a truncated object seldom reaches the crop's edge, so
+    :func:`crop_detections_to_frame`'s margin alone misses it)."""
+    if len(crop) == 0 or len(pass1) == 0 or cover > 1.0:
+        return crop
+    x0, y0, x1, y1 = (float(v) for v in region)
+    fh, fw = frame_hw
+    p = as_boxes(pass1.boxes)
+    crosses = np.zeros(len(p), bool)
+    if x0 > 0:
+        crosses |= p[:, 0] < x0
+    if y0 > 0:
+        crosses |= p[:, 1] < y0
+    if x1 < fw:
+        crosses |= p[:, 2] > x1
+    if y1 < fh:
+        crosses |= p[:, 3] > y1
+    if not crosses.any():
+        return crop
+    c = as_boxes(crop.boxes)
+    iw = np.clip(np.minimum(c[:, None, 2], p[None, :, 2]) - np.maximum(c[:, None, 0], p[None, :, 0]), 0, None)
+    ih = np.clip(np.minimum(c[:, None, 3], p[None, :, 3]) - np.maximum(c[:, None, 1], p[None, :, 1]), 0, None)
+    area = np.maximum((c[:, 2] - c[:, 0]) * (c[:, 3] - c[:, 1]), 1e-6)
+    inside = (iw * ih) / area[:, None] >= cover
+    same = np.asarray(crop.class_ids)[:, None] == np.asarray(pass1.class_ids)[None, :]
+    return crop.select(~(inside & same & crosses[None, :]).any(axis=1))
+
+
+def superseded(det: Detections, regions: np.ndarray, frame_hw: tuple[int, int], edge_margin: float) -> Detections:
+    """Pass-1 detections without those lying wholly inside a crop (clear of its inner edges by ``edge_margin``): the
+    crop saw them at a higher resolution, where the same network's view of them (or of nothing there) is the
+    better one. Kept, a low-resolution guess would blur the fused box, or add a duplicate beside it when misplaced
+    by more than the fusion's IoU (measured: `perception eval --labels ... --refine --canvas K [--shrink S]`,
+    docs/real_eyes.md)."""
     if len(det) == 0 or len(regions) == 0:
         return det
     b = det.boxes
-    small = (b[:, 3] - b[:, 1]) * scale <= cfg.supersede_size
     fh, fw = frame_hw
     inside = np.zeros(len(b), bool)
-    m = cfg.edge_margin
+    m = edge_margin
     for region in regions:
         x0, y0, x1, y1 = (float(v) for v in region)
         lo_x, lo_y = (x0 + m if x0 > 0 else -np.inf), (y0 + m if y0 > 0 else -np.inf)
         hi_x, hi_y = (x1 - m if x1 < fw else np.inf), (y1 - m if y1 < fh else np.inf)
         inside |= (b[:, 0] > lo_x) & (b[:, 1] > lo_y) & (b[:, 2] < hi_x) & (b[:, 3] < hi_y)
-    return det.select(~(small & inside))
+    return det.select(~inside)
 
 
 def merge_detections(parts: list[Detections], fuse_iou: float, max_det: int) -> tuple[Detections, np.ndarray]:
@@ -432,12 +468,16 @@ class RefiningPerceptor(Perceptor):
         for i, (r, plan) in enumerate(zip(results, plans)):
             f = by_cam[r.camera_id]
             fh, fw = f.rgb.shape[:2]
-            parts = [superseded(r.detections, plan.regions, (fh, fw), pass1_scale((fh, fw), in_hw), self.refine)]
-            parts += [crop_detections_to_frame(crops[(i, k)], plan.regions[k], (fh, fw),
-                                                               self.refine.edge_margin)
-                                      for k in range(len(plan.regions)) if (i, k) in crops]
+            ran = [k for k in range(len(plan.regions)) if (i, k) in crops]  # a failed crop adds and supersedes nothing
+            parts = [superseded(r.detections, plan.regions[ran], (fh, fw), self.refine.edge_margin)]
+            parts += [partial_views(crop_detections_to_frame(crops[(i, k)], plan.regions[k], (fh, fw),
+                                                             self.refine.edge_margin),
+                                    plan.regions[k], r.detections, (fh, fw), self.refine.partial_cover) for k in ran]
             det, src = merge_detections(parts, self.refine.fuse_iou, self.config.max_det) if len(parts) > 1 \
                 else (r.detections, np.zeros(len(r.detections), np.int64))
+            if len(parts) > 1:  # a car in one pass, a truck in another: one vehicle
+                one = group_keep(det.boxes, det.scores, det.class_ids, self.config.vehicle_nms_iou)
+                det, src = det.select(one), src[one]
             if len(parts) > 1 and r.attention_lowres is not None:
                 det = Detections(det.boxes, det.scores, det.class_ids,
                                  attention_scores_lowres(r.attention_lowres, det.boxes, r.lowres_scale, (fh, fw)))

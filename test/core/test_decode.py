@@ -202,3 +202,31 @@ def test_attention_lowres_clips_and_removes_nan() -> None:
     att[0, 0, 0] = -1.0
     a = attention_lowres(att, m, lowres_grid(m, 4))
     assert a.shape == (8, 16) and np.isfinite(a).all() and (a >= 0).all()
+
+
+def test_one_vehicle_scored_as_car_and_truck_keeps_its_best_class() -> None:
+    """COCO-trained heads score a van as car AND truck: two boxes in one place that class-aware NMS keeps. With
+    ``vehicle_nms_iou`` the lower-scoring one goes; same-class overlaps stay NMS's business, other classes (a
+    pedestrian in front of the van) and a car beside a truck (IoU below the threshold) stay."""
+    from perception.core.anchors import decode_box_list, group_keep
+    from perception.core.classes import detection_id
+
+    car, truck, ped = detection_id("car"), detection_id("truck"), detection_id("pedestrian")
+    boxes = np.array([[100, 100, 200, 180],  # the van as car
+                      [102, 98, 203, 182],  # the van as truck
+                      [120, 110, 150, 175],  # a pedestrian in front of it
+                      [210, 100, 300, 180],  # a truck parked beside it (IoU 0)
+                      [300, 300, 340, 330]], np.float32)
+    scores = np.zeros((5, 5), np.float32)
+    scores[0, car], scores[1, truck], scores[2, ped], scores[3, truck], scores[4, car] = 0.45, 0.6, 0.8, 0.7, 0.5
+    both = decode_box_list(boxes, scores, 0.3, nms_iou=0.6)  # default 1: never across classes
+    assert len(both) == 5
+    one = decode_box_list(boxes, scores, 0.3, nms_iou=0.6, vehicle_nms_iou=0.7)
+    assert len(one) == 4 and sorted(one.scores.tolist()) == pytest.approx([0.5, 0.6, 0.7, 0.8])  # the car 0.45 went
+    assert one.class_ids[np.argmin(np.abs(one.scores - 0.6))] == truck
+    # pure mask: only cross-class pairs in a group; unknown class ids are their own group
+    keep = group_keep(boxes[:2], np.array([0.5, 0.4]), np.array([car, car]), 0.1)
+    assert keep.all()  # same class: not this function's business
+    assert group_keep(boxes[:2], np.array([0.5, 0.4]), np.array([car, 99]), 0.1).all()
+    assert group_keep(boxes[:2], np.array([0.5, 0.4]), np.array([car, truck]), 1.0).all()  # 1: off
+    assert group_keep(boxes[:2], np.array([0.5, 0.4]), np.array([truck, car]), 0.7).tolist() == [True, False]

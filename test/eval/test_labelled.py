@@ -166,3 +166,27 @@ def test_on_canvas_keeps_pixel_sizes_and_moves_the_labels(tmp_path: Path) -> Non
     ys, xs = np.nonzero(canvas[:, :, 0] == 255)
     np.testing.assert_array_equal([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], big.boxes[0])
     assert (canvas[0, 0] == 114).all()  # grey, like the letterbox padding
+
+
+def test_on_canvas_with_shrink_makes_the_objects_smaller_with_the_image(tmp_path: Path) -> None:
+    """``shrink``: the scene as if farther away -- image and labels resized together, canvas still ``scale`` x the
+    original; the resized white box lands where its label says."""
+    import cv2
+
+    from perception.eval.labelled import LabelledImage, on_canvas
+    from perception.eval.labelled_run import read_image
+
+    rgb = np.zeros((40, 60, 3), np.uint8)
+    rgb[8:32, 20:32] = 255
+    cv2.imwrite(str(tmp_path / "a.png"), rgb)
+    im = LabelledImage("a.png", 60, 40, np.array([[20, 8, 32, 32]], np.float32), np.array([2]), np.array([False]))
+    far = on_canvas(im, 2.0, 0.5)
+    assert (far.width, far.height) == (120, 80) and np.allclose(far.heights, im.heights * 0.5)
+    canvas = read_image(tmp_path, far)
+    assert canvas.shape == (80, 120, 3)
+    ys, xs = np.nonzero(canvas[:, :, 0] > 127)
+    np.testing.assert_allclose([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], far.boxes[0], atol=1)
+    assert on_canvas(im, 1.0, 0.5).width == 60  # shrunk in place on a canvas of the original size
+    for bad in (0.0, -1.0, 1.5):
+        with pytest.raises(EvalError, match="shrink must be in"):
+            on_canvas(im, 2.0, bad)

@@ -107,6 +107,22 @@ def test_eval_labels_on_a_larger_canvas(tmp_path: Path, tiny_checkpoint: Path,
     assert rc == 2 and "canvas scale must be >= 1" in capsys.readouterr().err
 
 
+def test_eval_labels_of_a_farther_scene(tmp_path: Path, tiny_checkpoint: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """`--shrink 0.5`: images and labels at half size on the canvas, so the 50 px pedestrian is a 25 px (small)
+    object and the 20 px car a tiny one (don't care); a shrink outside (0, 1] is a usage error."""
+    images, labels = _labelled_folder(tmp_path / "imgs")
+    args = ["eval", "--images", str(images), "--labels", str(labels), "--checkpoint", str(tiny_checkpoint),
+            "--no-reference", "--canvas", "2", "--out", str(tmp_path / "out")]
+    rc = cli([*args, "--shrink", "0.5"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "on 2x canvases, resized by 0.5" in captured.out
+    r = json.loads((tmp_path / "out" / "report.json").read_text())["results"]["tiny"]
+    assert r["all"]["num_gt"] == 0 and r["small"]["all"]["num_gt"] == 1
+    assert cli([*args, "--shrink", "0"]) == 2 and "shrink must be in (0, 1]" in capsys.readouterr().err
+
+
 def test_eval_labels_of_an_exported_model_alone(tmp_path: Path, model_onnx: Callable[[str], Path],
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     """`--onnx FILE` without any --checkpoint (it once crashed on the missing checkpoint list)."""

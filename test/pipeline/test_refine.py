@@ -20,6 +20,7 @@ from perception.pipeline.refine import (
     crop_detections_to_frame,
     fixed_regions,
     merge_detections,
+    partial_views,
     plan_regions,
     superseded,
     tile_grid,
@@ -129,16 +130,37 @@ def test_crop_boxes_cut_by_an_inner_crop_edge_are_dropped() -> None:
     assert len(corner) == 3 and corner.boxes[:, 0].min() == 0 and corner.boxes[:, 3].max() == 720
 
 
-def test_small_pass1_boxes_inside_a_crop_are_superseded_by_it() -> None:
+def test_pass1_boxes_inside_a_crop_are_superseded_by_it() -> None:
     det = Detections(np.array([[500, 300, 510, 320],  # small, well inside the crop: the crop's view replaces it
-                               [300, 250, 460, 400],  # large: pass 1 keeps it
-                               [401, 300, 410, 320],  # small but against the crop's inner left edge: kept
-                               [1000, 300, 1010, 320]], np.float32),  # small, outside every crop: kept
-                     np.full(4, 0.5, np.float32), np.zeros(4, np.int64))
-    scale = 256 / 720
-    kept = superseded(det, np.array([[400, 200, 848, 456]]), FRAME, scale, RefineConfig())
-    np.testing.assert_allclose(kept.boxes, det.boxes[1:])
-    assert len(superseded(det, np.zeros((0, 4), np.int32), FRAME, scale, RefineConfig())) == 4
+                               [560, 260, 700, 440],  # large but wholly inside: the crop saw it better too
+                               [300, 250, 460, 400],  # crosses the crop's inner left edge: pass 1 keeps it
+                               [401, 300, 410, 320],  # against the crop's inner left edge: kept
+                               [1000, 300, 1010, 320]], np.float32),  # outside every crop: kept
+                     np.full(5, 0.5, np.float32), np.zeros(5, np.int64))
+    kept = superseded(det, np.array([[400, 200, 848, 456]]), FRAME, 2.0)
+    np.testing.assert_allclose(kept.boxes, det.boxes[2:])
+    assert len(superseded(det, np.zeros((0, 4), np.int32), FRAME, 2.0)) == 5
+    # a crop at the frame's corner: its frame edges are no inner edges, a box touching them is inside
+    corner = superseded(det.select(np.array([4])), np.array([[832, 0, 1280, 456]]), FRAME, 2.0)
+    assert len(corner) == 0
+
+
+def test_a_crop_box_of_a_part_of_a_larger_pass1_object_is_dropped() -> None:
+    """A bus that crosses the crop's inner edges: the crop sees part of it and boxes that part short of the edge
+    (so the edge margin keeps it); lying inside pass 1's bus box of its class, it is a part view and goes. A
+    pedestrian in front of the bus (another class) and a truck inside a pass-1 truck WHOLLY inside the crop stay."""
+    region = np.array([452, 261, 1092, 645])
+    pass1 = Detections(np.array([[343, 413, 793, 681], [900, 300, 1000, 400]], np.float32),
+                       np.array([0.76, 0.6], np.float32), np.array([1, 1]))
+    crop = Detections(np.array([[462, 398, 689, 619],  # the bus's right part: 93 % inside the pass-1 bus
+                                [600, 450, 630, 530],  # a pedestrian on the bus: another class
+                                [905, 305, 995, 395]], np.float32),  # the small truck, seen whole by the crop
+                      np.array([0.69, 0.5, 0.7], np.float32), np.array([1, 2, 1]))
+    kept = partial_views(crop, region, pass1, FRAME, 0.7)
+    np.testing.assert_allclose(kept.boxes, crop.boxes[1:])
+    assert len(partial_views(crop, region, pass1, FRAME, 2.0)) == 3  # > 1: off
+    # the pass-1 bus inside the crop (it crosses no inner edge): the crop's box is the whole object, kept
+    assert len(partial_views(crop, np.array([300, 261, 1092, 700]), pass1, FRAME, 0.7)) == 3
 
 
 def test_merge_fuses_same_class_across_scales_and_keeps_other_classes() -> None:

@@ -96,6 +96,7 @@ def build_perceptor(cfg: PerceptionNodeConfig) -> Perceptor:
     backend = build_backend(model_source_for(model), runtime_config(model))
     pcfg = PerceptorConfig(
         score_thresh=detection.score_threshold, nms_iou=detection.nms_iou, max_det=detection.max_detections,
+        vehicle_nms_iou=detection.vehicle_nms_iou,
         segmentation=out.segmentation or out.segmentation_color,
         attention=out.attention or out.object_attention,
         reset=cfg.temporal.policy,

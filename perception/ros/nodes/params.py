@@ -97,6 +97,8 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
     _p("detection.score_threshold", 0.3, "minimum detection score published", min_value=0.0, max_value=1.0),
     _p("detection.nms_iou", 0.6, "IoU above which overlapping boxes of one class are suppressed",
        min_value=0.0, max_value=1.0),
+    _p("detection.vehicle_nms_iou", 0.7, "IoU above which a car box and a truck box are one vehicle: the lower-scoring "
+       "one is suppressed (COCO-trained heads score a van or pickup as both); 1: never", min_value=0.0, max_value=1.0),
     _p("detection.max_detections", 100, "at most this many detections per image", min_value=1, max_value=10000),
     _p("detection.classes", list(DETECTION_NAMES), "detection classes to publish (names; LabelInfo lists all)"),
     # inputs
@@ -214,6 +216,7 @@ class ModelConfig:
 class DetectionConfig:
     score_threshold: float = 0.3
     nms_iou: float = 0.6
+    vehicle_nms_iou: float = 0.7
     max_detections: int = 100
     classes: tuple[str, ...] = DETECTION_NAMES
 
@@ -429,6 +432,7 @@ def node_config(values: Mapping[str, Any]) -> PerceptionNodeConfig:
         ),
         detection=DetectionConfig(
             score_threshold=v["detection.score_threshold"], nms_iou=v["detection.nms_iou"],
+            vehicle_nms_iou=v["detection.vehicle_nms_iou"],
             max_detections=v["detection.max_detections"], classes=tuple(classes),
         ),
         input=InputConfig(
