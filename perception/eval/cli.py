@@ -229,11 +229,12 @@ def labelled_main(args: argparse.Namespace) -> int:
         exported = [] if args.reference_only else list(args.onnx)
         runs = [run_checkpoint(c, args.images, images, node) for c in checkpoints]
         runs += [run_checkpoint("", args.images, images, node, onnx=o) for o in exported]
-        if args.refine and not args.reference_only:  # the same checkpoints again with refine.enabled: true
+        if args.refine and not args.reference_only:  # the same models again with refine.enabled: true
             from perception.pipeline.refine import RefineConfig
 
             rcfg = RefineConfig(max_regions=args.refine_max_regions, max_pixels=args.refine_max_pixels)
             runs += [run_checkpoint(c, args.images, images, node, rcfg) for c in checkpoints]
+            runs += [run_checkpoint("", args.images, images, node, rcfg, onnx=o) for o in exported]
         if not args.no_reference:
             runs.append(run_reference(args.images, images, args.reference_model, args.score_thresh))
     except (EvalError, FootageError, CheckpointError, FileNotFoundError, RefineError, BackendError) as e:

@@ -133,3 +133,9 @@ def test_eval_labels_of_an_exported_model_alone(tmp_path: Path, model_onnx: Call
     assert rc == 0, capsys.readouterr().err
     results = json.loads((tmp_path / "out" / "report.json").read_text())["results"]
     assert list(results) == [onnx.stem] and results[onnx.stem]["info"]["backend"].startswith("onnxruntime")
+    # --refine runs the exported model again with refinement (the node's refine.enabled: true on ONNX Runtime)
+    rc = cli(["eval", "--images", str(images), "--labels", str(labels), "--onnx", str(onnx), "--no-reference",
+              "--refine", "--out", str(tmp_path / "out")])
+    assert rc == 0, capsys.readouterr().err
+    results = json.loads((tmp_path / "out" / "report.json").read_text())["results"]
+    assert list(results) == [onnx.stem, f"{onnx.stem}+refine"] and "refine" in results[f"{onnx.stem}+refine"]["info"]
