@@ -372,6 +372,24 @@ def merge_detections(parts: list[Detections], fuse_iou: float, max_det: int) -> 
     return fused, np.asarray(out_src, np.int64)
 
 
+def merge_passes(pass1: Detections, regions: np.ndarray, crop_dets: list[Detections], frame_hw: tuple[int, int],
+                 cfg: RefineConfig, vehicle_nms_iou: float, max_det: int) -> tuple[Detections, np.ndarray]:
+    """One frame's detections from pass 1 and its crops (``crop_dets[k]`` in crop k's pixels, ``regions[k]`` its
+    window): crop boxes cut by an inner crop edge (:func:`crop_detections_to_frame`) or seeing a part of a larger
+    pass-1 object (:func:`partial_views`) go, pass-1 boxes inside a crop give way to it (:func:`superseded`), the
+    rest is fused (:func:`merge_detections`) and a car and a truck box of one vehicle keep the better class
+    (:func:`~perception.core.anchors.group_keep`). Returns the detections and, per detection, 0 if its best box came
+    from pass 1, else 1 + the crop's index. No crops: pass 1 unchanged."""
+    if len(regions) == 0:
+        return pass1, np.zeros(len(pass1), np.int64)
+    parts = [superseded(pass1, regions, frame_hw, cfg.edge_margin)]
+    parts += [partial_views(crop_detections_to_frame(d, region, frame_hw, cfg.edge_margin), region, pass1, frame_hw,
+                            cfg.partial_cover) for d, region in zip(crop_dets, regions)]
+    det, src = merge_detections(parts, cfg.fuse_iou, max_det)
+    one = group_keep(det.boxes, det.scores, det.class_ids, vehicle_nms_iou)  # a car in one pass, a truck in another
+    return det.select(one), src[one]
+
+
 def small_detections(det: Detections, scale: float, cfg: RefineConfig) -> tuple[Detections, Detections]:
     """(small, large) confident detections of pass 1 (small: at most ``cfg.small_size`` tall in network pixels)."""
     conf = det.scores >= cfg.small_score
@@ -469,16 +487,9 @@ class RefiningPerceptor(Perceptor):
             f = by_cam[r.camera_id]
             fh, fw = f.rgb.shape[:2]
             ran = [k for k in range(len(plan.regions)) if (i, k) in crops]  # a failed crop adds and supersedes nothing
-            parts = [superseded(r.detections, plan.regions[ran], (fh, fw), self.refine.edge_margin)]
-            parts += [partial_views(crop_detections_to_frame(crops[(i, k)], plan.regions[k], (fh, fw),
-                                                             self.refine.edge_margin),
-                                    plan.regions[k], r.detections, (fh, fw), self.refine.partial_cover) for k in ran]
-            det, src = merge_detections(parts, self.refine.fuse_iou, self.config.max_det) if len(parts) > 1 \
-                else (r.detections, np.zeros(len(r.detections), np.int64))
-            if len(parts) > 1:  # a car in one pass, a truck in another: one vehicle
-                one = group_keep(det.boxes, det.scores, det.class_ids, self.config.vehicle_nms_iou)
-                det, src = det.select(one), src[one]
-            if len(parts) > 1 and r.attention_lowres is not None:
+            det, src = merge_passes(r.detections, plan.regions[ran], [crops[(i, k)] for k in ran], (fh, fw),
+                                    self.refine, self.config.vehicle_nms_iou, self.config.max_det)
+            if ran and r.attention_lowres is not None:
                 det = Detections(det.boxes, det.scores, det.class_ids,
                                  attention_scores_lowres(r.attention_lowres, det.boxes, r.lowres_scale, (fh, fw)))
             scale = pass1_scale((fh, fw), (self.input_h, self.input_w))

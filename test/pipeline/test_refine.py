@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from perception.core.boxes import iou_matrix
 from perception.core.types import Detections
 from perception.pipeline.perceptor import FrameInput, Perceptor, PerceptorConfig
 from perception.pipeline.refine import (
@@ -20,6 +21,7 @@ from perception.pipeline.refine import (
     crop_detections_to_frame,
     fixed_regions,
     merge_detections,
+    merge_passes,
     partial_views,
     plan_regions,
     superseded,
@@ -163,6 +165,30 @@ def test_a_crop_box_of_a_part_of_a_larger_pass1_object_is_dropped() -> None:
     assert len(partial_views(crop, np.array([300, 261, 1092, 700]), pass1, FRAME, 0.7)) == 3
 
 
+def test_merge_passes_one_frame() -> None:
+    """The whole merge: the pass-1 pedestrian inside the crop gives way to the crop's (better placed) one; the pass-1
+    car crossing the crop's edge stays and the crop's truck box of the same van goes (one vehicle, one class:
+    the car scores higher); the crop's box of a part of the pass-1 bus goes; no crops: pass 1 as it was."""
+    region = np.array([[400, 200, 848, 456]])
+    pass1 = Detections(np.array([[500, 300, 520, 350],  # pedestrian, inside the crop
+                                 [380, 380, 480, 450],  # the van as car, crossing the crop's left edge
+                                 [700, 400, 1000, 600]], np.float32),  # a bus crossing the crop's bottom/right edges
+                       np.array([0.5, 0.8, 0.9], np.float32), np.array([2, 0, 1]))
+    crop = Detections(np.array([[103, 96, 121, 148],  # the pedestrian, better placed (frame 503, 296, 521, 348)
+                                [5, 180, 80, 250],  # the van as truck (frame 405, 380, 480, 450: IoU 0.75 with the car)
+                                [310, 210, 440, 250]], np.float32),  # the bus's part (frame 710, 410, 840, 450)
+                      np.array([0.7, 0.6, 0.6], np.float32), np.array([2, 1, 1]))
+    det, src = merge_passes(pass1, region, [crop], FRAME, RefineConfig(), 0.7, 100)
+    order = np.argsort(det.boxes[:, 0])
+    np.testing.assert_allclose(det.boxes[order], [[380, 380, 480, 450], [503, 296, 521, 348], [700, 400, 1000, 600]])
+    assert det.class_ids[order].tolist() == [0, 2, 1] and src[order].tolist() == [0, 1, 0]
+    # without the vehicle rule the truck box stays beside the car box
+    both, _ = merge_passes(pass1, region, [crop], FRAME, RefineConfig(), 1.0, 100)
+    assert sorted(both.class_ids.tolist()) == [0, 1, 1, 2]
+    same, none = merge_passes(pass1, np.zeros((0, 4), np.int32), [], FRAME, RefineConfig(), 0.7, 100)
+    assert same is pass1 and none.tolist() == [0, 0, 0]
+
+
 def test_merge_fuses_same_class_across_scales_and_keeps_other_classes() -> None:
     coarse = Detections(np.array([[100, 100, 140, 140], [500, 500, 520, 520]], np.float32),
                         np.array([0.4, 0.5], np.float32), np.array([0, 1]))
@@ -209,6 +235,9 @@ def _check_two_pass(backend: Backend) -> list[RefinedResult]:
         assert len(b.detections) <= 30 and b.detections.attention is not None
         boxes = b.detections.boxes
         assert (boxes[:, [0, 2]] <= 320 + 1e-3).all() and (boxes[:, [1, 3]] <= 180 + 1e-3).all()
+        cls = b.detections.class_ids  # one vehicle, one class: no car box over a truck box across the passes either
+        iou = iou_matrix(boxes[cls == 0], boxes[cls == 1])
+        assert not (iou > PerceptorConfig().vehicle_nms_iou).any()
         assert {"refine_plan", "refine_infer", "refine_merge"} <= set(b.timings_ms)
         stages = ("preprocess", "infer", "postprocess", "refine_plan", "refine_infer", "refine_merge")
         assert b.total_ms == pytest.approx(sum(b.timings_ms[k] for k in stages))
@@ -282,11 +311,12 @@ def test_node_parameters_build_a_refining_perceptor() -> None:
             "model.input_height": 64, "model.input_width": 128, "model.threads": 1}
     assert not node_config(base).refine.enabled
     cfg = node_config({**base, "refine.enabled": True, "refine.max_regions": 2, "refine.max_pixels": 40000,
-                       "max_batch": 1})
+                       "max_batch": 1, "detection.vehicle_nms_iou": 0.5})
     assert cfg.refine.max_regions == 2 and cfg.refine.max_pixels == 40000
     p = build_perceptor(cfg)
     try:
         assert isinstance(p, RefiningPerceptor) and p.refine.batch == 1 and p.refine.max_regions == 2
+        assert p.config.vehicle_nms_iou == 0.5 and p._crops.config.vehicle_nms_iou == 0.5  # pass 1, crops, merge
         assert not isinstance(build_perceptor(node_config(base)), RefiningPerceptor)
     finally:
         release_perceptor(p)

@@ -25,8 +25,9 @@ def test_defaults_are_valid_and_land_in_frozen_dataclasses() -> None:
 
 def test_values_are_normalised() -> None:
     cfg = node_config({"cameras": ["front", "rear/left"], "input.transport": "compressed",
-                       "detection.score_threshold": 1, "detection.classes": ["car"]})
+                       "detection.score_threshold": 1, "detection.classes": ["car"], "detection.vehicle_nms_iou": 1})
     assert cfg.input.cameras == ("front", "rear/left") and cfg.detection.score_threshold == 1.0
+    assert cfg.detection.vehicle_nms_iou == 1.0 and isinstance(cfg.detection.vehicle_nms_iou, float)
     assert cfg.input.image_topic("front") == "front/image_raw/compressed"
     assert cfg.detection.class_ids == (0,)
 
@@ -51,6 +52,8 @@ def test_shedding_parameters() -> None:
         ({"detection.score_threshold": 1.5}, "above its maximum"),
         ({"detection.score_threshold": "high"}, "must be a double"),
         ({"detection.max_detections": 0}, "below its minimum"),
+        ({"detection.vehicle_nms_iou": -0.1}, "below its minimum"),
+        ({"detection.vehicle_nms_iou": float("nan")}, "finite"),
         ({"detection.classes": ["car", "unicorn"]}, "unknown classes \\['unicorn'\\]"),
         ({"cameras": []}, "is empty"),
         ({"cameras": ["front", "front"]}, "twice"),
