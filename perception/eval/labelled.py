@@ -69,8 +69,8 @@ def on_canvas(im: LabelledImage, scale: float, shrink: float = 1.0) -> LabelledI
     ``shrink`` < 1 first resizes the image (and its labels) by that factor, as if the scene were 1 / ``shrink``
     times farther away: its 32-64 px objects become 16-32 px ones, the small objects refinement is for, with real
     content (the canvas stays ``scale`` times the original size)."""
-    if scale < 1.0:
-        raise EvalError(f"canvas scale must be >= 1, got {scale}")
+    if not 1.0 <= scale <= 100.0:  # NaN fails too
+        raise EvalError(f"canvas scale must be >= 1 (and at most 100), got {scale}")
     if not 0.0 < shrink <= 1.0:
         raise EvalError(f"shrink must be in (0, 1], got {shrink}")
     if scale == 1.0 and shrink == 1.0:

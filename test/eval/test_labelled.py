@@ -187,6 +187,9 @@ def test_on_canvas_with_shrink_makes_the_objects_smaller_with_the_image(tmp_path
     ys, xs = np.nonzero(canvas[:, :, 0] > 127)
     np.testing.assert_allclose([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], far.boxes[0], atol=1)
     assert on_canvas(im, 1.0, 0.5).width == 60  # shrunk in place on a canvas of the original size
-    for bad in (0.0, -1.0, 1.5):
+    for bad in (0.0, -1.0, 1.5, float("nan")):
         with pytest.raises(EvalError, match="shrink must be in"):
             on_canvas(im, 2.0, bad)
+    for bad in (0.5, float("nan"), float("inf"), 1e6):  # NaN / inf were a ValueError / OverflowError traceback
+        with pytest.raises(EvalError, match="canvas scale must be >= 1"):
+            on_canvas(im, bad)
