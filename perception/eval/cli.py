@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from perception.core.config import ConfigError, frame_count, seed_range
+from perception.core.config import ConfigError, frame_count, seed_range, size_arg
 from perception.footage import REFERENCES
 from perception.weights import checkpoint_arg
 
@@ -56,6 +56,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--canvas", type=float, default=1.0, metavar="K",
                    help="with --labels: put each image, at its own pixel size, on a grey canvas K times larger (a "
                         "larger camera's view: the network sees the objects K times smaller; default 1)")
+    p.add_argument("--camera", type=size_arg, default=None, metavar="HxW",
+                   help="with --labels: frame each image as an HxW camera would (shrunk to fit, never enlarged, on a "
+                        "grey frame of that size; e.g. 375x1242, a wide 1242 x 375 camera); instead of --canvas / "
+                        "--shrink")
     p.add_argument("--shrink", type=float, default=1.0, metavar="S",
                    help="with --labels: resize each image (and its labels) by S in (0, 1] before placing it on its "
                         "canvas: the scene S times as large, as if farther away (--shrink 0.5: 32-64 px objects "
@@ -203,7 +207,7 @@ def labelled_main(args: argparse.Namespace) -> int:
     import cv2
 
     from perception.eval import EvalError
-    from perception.eval.labelled import evaluate, load_labels, object_counts, on_canvas, table
+    from perception.eval.labelled import evaluate, load_labels, object_counts, on_camera, on_canvas, table
     from perception.eval.labelled_run import NodeDefaults, latency, overlay, read_image, run_checkpoint, run_reference
     from perception.eval.metrics import to_jsonable
     from perception.footage import FootageError
@@ -223,7 +227,10 @@ def labelled_main(args: argparse.Namespace) -> int:
         print("perception eval: error: --reference-only and --no-reference exclude each other", file=sys.stderr)
         return 2
     try:
-        images = [on_canvas(im, args.canvas, args.shrink) for im in load_labels(args.labels)]
+        if args.camera is not None and (args.canvas != 1.0 or args.shrink != 1.0):
+            raise EvalError("--camera frames the images itself: give it or --canvas / --shrink, not both")
+        images = [on_canvas(im, args.canvas, args.shrink) if args.camera is None
+                  else on_camera(im, args.camera[1], args.camera[0]) for im in load_labels(args.labels)]
         node = NodeDefaults(score_thresh=args.score_thresh)
         checkpoints = [] if args.reference_only else list(args.checkpoint or [])
         exported = [] if args.reference_only else list(args.onnx)
@@ -252,6 +259,7 @@ def labelled_main(args: argparse.Namespace) -> int:
         cv2.imwrite(str(stills / (Path(im.file).stem + ".png")), cv2.cvtColor(still, cv2.COLOR_RGB2BGR))
     on = f" on {args.canvas:g}x canvases" if args.canvas != 1.0 else ""
     on += f", resized by {args.shrink:g}" if args.shrink != 1.0 else ""
+    on += f" framed by a {args.camera[1]} x {args.camera[0]} camera" if args.camera is not None else ""
     text = (f"Labelled evaluation on {len(images)} images{on} ({args.labels}), IoU {args.iou}, score >= "
             f"{args.score_thresh}; R/P over objects >= 32 px tall (don't care: ignore, < 32 px); "
             f"per class R/P (scored objects)\n\n" + table(results) + "\n")

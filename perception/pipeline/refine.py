@@ -5,8 +5,9 @@
                           ─► pass 2: those regions cropped at native resolution (crop = the network's input size,
                              e.g. 448x256 frame pixels), batched through the SAME backend
                           ─► merge: crop boxes cut by an inner crop edge (or lying inside a pass-1 object that
-                             crosses one: a part of it) dropped, pass-1 boxes inside a crop superseded by it,
-                             class-aware box fusion (score-weighted mean, best score), one class per vehicle
+                             crosses one: a part of it) dropped, pass-1 boxes a crop resolves (found again, or
+                             unsure and not confirmed) superseded by it, class-aware box fusion (score-weighted
+                             mean, best score), one class per vehicle
 
 The policy works on a 16-px grid of "need": attention above the frame's median by more than a share of
 its peak (a flat map points nowhere), muted inside confident boxes pass 1 already resolves (large ones),
@@ -69,6 +70,11 @@ class RefineConfig:
     min_attention: float = 0.05  # peak attention less than this above the frame's median: nothing is attended
     relative_threshold: float = 0.55  # a cell is attended above median + this share of (peak - median)
     small_size: float = 16.0  # a box this tall or less in NETWORK pixels (pass 1) is small: worth a closer look
+    supersede_size: float = 8.0  # pass-1 boxes this tall or less (network pixels) inside a crop give way to it
+    supersede_iou: float = 0.2  # a pass-1 box inside a crop that the crop found again (a box of its class overlapping
+    # it this much) gives way to the crop's box
+    supersede_keep: float = 0.6  # a pass-1 box inside a crop that the crop did not find again stays when it scores at
+    # least this (a confident object the crop's scale missed), else it goes (the crop looked closer and saw nothing)
     partial_cover: float = 0.7  # a crop box lying this much inside a pass-1 box of its class that crosses an inner
     # edge of the crop is a part of that larger object, which pass 1 resolves: dropped (> 1: off)
     small_score: float = 0.1  # small boxes from pass 1 (and last frame) at or above this score steer the policy
@@ -92,6 +98,8 @@ class RefineConfig:
             ("cell", 2 <= self.cell <= 128, "2..128"),
             ("fuse_iou", 0.0 < self.fuse_iou <= 1.0, "(0, 1]"),
             ("partial_cover", self.partial_cover > 0.0, "> 0 (above 1: off)"),
+            ("supersede_iou", 0.0 < self.supersede_iou <= 1.0, "(0, 1]"),
+            ("supersede_keep", 0.0 <= self.supersede_keep <= 1.0, "[0, 1]"),
             ("batch", 1 <= self.batch <= 256, "1..256"),
             ("policy", self.policy in POLICIES, " | ".join(POLICIES)),
         ]
@@ -314,24 +322,37 @@ def partial_views(crop: Detections, region: np.ndarray, pass1: Detections, frame
     return crop.select(~(inside & same & crosses[None, :]).any(axis=1))
 
 
-def superseded(det: Detections, regions: np.ndarray, frame_hw: tuple[int, int], edge_margin: float) -> Detections:
-    """Pass-1 detections without those lying wholly inside a crop (clear of its inner edges by ``edge_margin``): the
-    crop saw them at a higher resolution, where the same network's view of them (or of nothing there) is the
-    better one. Kept, a low-resolution guess would blur the fused box, or add a duplicate beside it when misplaced
-    by more than the fusion's IoU (measured: `perception eval --labels ... --refine --canvas K [--shrink S]`,
-    docs/real_eyes.md)."""
+def superseded(det: Detections, regions: np.ndarray, frame_hw: tuple[int, int], scale: float, cfg: RefineConfig,
+               crop_dets: list[Detections] | None = None) -> Detections:
+    """Pass-1 detections without those a crop resolves. A pass-1 box lying wholly inside a crop (clear of its inner
+    edges by ``cfg.edge_margin``) gives way when it is small (``cfg.supersede_size`` network pixels at pass-1
+    ``scale``), when the crop found a box of its class overlapping it by IoU >= ``cfg.supersede_iou`` (``crop_dets[k]``:
+    crop k's detections in frame pixels), or when the crop did not find it and it scores under ``cfg.supersede_keep``.
+    The crop saw that place at a higher resolution: kept, a low-resolution guess blurs the fused box or, misplaced by
+    more than the fusion's IoU, adds a duplicate beside it, and an unsure one the closer look did not confirm is a
+    likely false positive. A confident pass-1 box the crop missed stays: the crop's scale can be one the network
+    misses an object at (measured on six real views: `perception eval --labels ... --refine --canvas K [--shrink S]`
+    and a 1242 x 375 strip, docs/real_eyes.md)."""
     if len(det) == 0 or len(regions) == 0:
         return det
     b = det.boxes
+    small = (b[:, 3] - b[:, 1]) * scale <= cfg.supersede_size
     fh, fw = frame_hw
-    inside = np.zeros(len(b), bool)
-    m = edge_margin
-    for region in regions:
+    drop = np.zeros(len(b), bool)
+    m = cfg.edge_margin
+    for k, region in enumerate(regions):
         x0, y0, x1, y1 = (float(v) for v in region)
         lo_x, lo_y = (x0 + m if x0 > 0 else -np.inf), (y0 + m if y0 > 0 else -np.inf)
         hi_x, hi_y = (x1 - m if x1 < fw else np.inf), (y1 - m if y1 < fh else np.inf)
-        inside |= (b[:, 0] > lo_x) & (b[:, 1] > lo_y) & (b[:, 2] < hi_x) & (b[:, 3] < hi_y)
-    return det.select(~inside)
+        inside = (b[:, 0] > lo_x) & (b[:, 1] > lo_y) & (b[:, 2] < hi_x) & (b[:, 3] < hi_y)
+        found = np.zeros(len(b), bool)
+        if crop_dets is not None and k < len(crop_dets) and len(crop_dets[k]):
+            c = crop_dets[k]
+            same = np.asarray(det.class_ids)[:, None] == np.asarray(c.class_ids)[None, :]
+            found = ((iou_matrix(b, c.boxes) >= cfg.supersede_iou) & same).any(axis=1)
+        unsure = np.asarray(det.scores) < cfg.supersede_keep
+        drop |= inside & (small | found | unsure)
+    return det.select(~drop)
 
 
 def merge_detections(parts: list[Detections], fuse_iou: float, max_det: int) -> tuple[Detections, np.ndarray]:
@@ -373,18 +394,20 @@ def merge_detections(parts: list[Detections], fuse_iou: float, max_det: int) -> 
 
 
 def merge_passes(pass1: Detections, regions: np.ndarray, crop_dets: list[Detections], frame_hw: tuple[int, int],
-                 cfg: RefineConfig, vehicle_nms_iou: float, max_det: int) -> tuple[Detections, np.ndarray]:
+                 scale: float, cfg: RefineConfig, vehicle_nms_iou: float,
+                 max_det: int) -> tuple[Detections, np.ndarray]:
     """One frame's detections from pass 1 and its crops (``crop_dets[k]`` in crop k's pixels, ``regions[k]`` its
-    window): crop boxes cut by an inner crop edge (:func:`crop_detections_to_frame`) or seeing a part of a larger
-    pass-1 object (:func:`partial_views`) go, pass-1 boxes inside a crop give way to it (:func:`superseded`), the
-    rest is fused (:func:`merge_detections`) and a car and a truck box of one vehicle keep the better class
-    (:func:`~perception.core.anchors.group_keep`). Returns the detections and, per detection, 0 if its best box came
-    from pass 1, else 1 + the crop's index. No crops: pass 1 unchanged."""
+    window; ``scale``: pass 1's network pixels per frame pixel). Crop boxes cut by an inner crop edge
+    (:func:`crop_detections_to_frame`) or seeing a part of a larger pass-1 object (:func:`partial_views`) go;
+    pass-1 boxes a crop resolves give way to it (:func:`superseded`); the rest is fused (:func:`merge_detections`)
+    and a car and a truck box of one vehicle keep the better class (:func:`~perception.core.anchors.group_keep`).
+    Returns the detections and, per detection, 0 if its best box came from pass 1, else 1 + the crop's index. No
+    crops: pass 1 unchanged."""
     if len(regions) == 0:
         return pass1, np.zeros(len(pass1), np.int64)
-    parts = [superseded(pass1, regions, frame_hw, cfg.edge_margin)]
-    parts += [partial_views(crop_detections_to_frame(d, region, frame_hw, cfg.edge_margin), region, pass1, frame_hw,
-                            cfg.partial_cover) for d, region in zip(crop_dets, regions)]
+    crops = [partial_views(crop_detections_to_frame(d, region, frame_hw, cfg.edge_margin), region, pass1, frame_hw,
+                           cfg.partial_cover) for d, region in zip(crop_dets, regions)]
+    parts = [superseded(pass1, regions, frame_hw, scale, cfg, crops), *crops]
     det, src = merge_detections(parts, cfg.fuse_iou, max_det)
     one = group_keep(det.boxes, det.scores, det.class_ids, vehicle_nms_iou)  # a car in one pass, a truck in another
     return det.select(one), src[one]
@@ -488,7 +511,8 @@ class RefiningPerceptor(Perceptor):
             fh, fw = f.rgb.shape[:2]
             ran = [k for k in range(len(plan.regions)) if (i, k) in crops]  # a failed crop adds and supersedes nothing
             det, src = merge_passes(r.detections, plan.regions[ran], [crops[(i, k)] for k in ran], (fh, fw),
-                                    self.refine, self.config.vehicle_nms_iou, self.config.max_det)
+                                    pass1_scale((fh, fw), in_hw), self.refine, self.config.vehicle_nms_iou,
+                                    self.config.max_det)
             if ran and r.attention_lowres is not None:
                 det = Detections(det.boxes, det.scores, det.class_ids,
                                  attention_scores_lowres(r.attention_lowres, det.boxes, r.lowres_scale, (fh, fw)))

@@ -193,3 +193,27 @@ def test_on_canvas_with_shrink_makes_the_objects_smaller_with_the_image(tmp_path
     for bad in (0.5, float("nan"), float("inf"), 1e6):  # NaN / inf were a ValueError / OverflowError traceback
         with pytest.raises(EvalError, match="canvas scale must be >= 1"):
             on_canvas(im, bad)
+
+
+def test_on_camera_frames_the_image_as_a_camera_of_that_size(tmp_path: Path) -> None:
+    """A 60 x 40 image in a 90 x 20 (wide) camera: shrunk to fit its height (0.5), never enlarged in a larger one."""
+    import cv2
+
+    from perception.eval.labelled import LabelledImage, on_camera
+    from perception.eval.labelled_run import read_image
+
+    rgb = np.zeros((40, 60, 3), np.uint8)
+    rgb[8:32, 20:32] = 255
+    cv2.imwrite(str(tmp_path / "a.png"), rgb)
+    im = LabelledImage("a.png", 60, 40, np.array([[20, 8, 32, 32]], np.float32), np.array([2]), np.array([False]))
+    wide = on_camera(im, 90, 20)
+    assert (wide.width, wide.height, wide.shrink) == (90, 20, 0.5) and np.allclose(wide.heights, 12)
+    frame = read_image(tmp_path, wide)
+    assert frame.shape == (20, 90, 3) and (frame[:, :10] == 114).all()  # grey beside the image
+    ys, xs = np.nonzero(frame[:, :, 0] > 127)
+    np.testing.assert_allclose([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], wide.boxes[0], atol=1)
+    big = on_camera(im, 200, 100)
+    assert big.shrink == 1.0 and np.allclose(big.heights, im.heights)  # objects keep their pixel size
+    for w, h in ((0, 20), (90, 5), (10**6, 20)):
+        with pytest.raises(EvalError, match="camera size must be"):
+            on_camera(im, w, h)

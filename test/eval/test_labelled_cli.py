@@ -121,6 +121,19 @@ def test_eval_labels_of_a_farther_scene(tmp_path: Path, tiny_checkpoint: Path,
     r = json.loads((tmp_path / "out" / "report.json").read_text())["results"]["tiny"]
     assert r["all"]["num_gt"] == 0 and r["small"]["all"]["num_gt"] == 1
     assert cli([*args, "--shrink", "0"]) == 2 and "shrink must be in (0, 1]" in capsys.readouterr().err
+    # --camera HxW frames the images itself; with --canvas / --shrink it is a usage error
+    cam = ["eval", "--images", str(images), "--labels", str(labels), "--checkpoint", str(tiny_checkpoint),
+           "--no-reference", "--out", str(tmp_path / "cam"), "--camera", "36x192"]
+    rc = cli(cam)
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "framed by a 192 x 36 camera" in captured.out
+    r = json.loads((tmp_path / "cam" / "report.json").read_text())["results"]["tiny"]
+    assert r["all"]["num_gt"] == 0 and r["small"]["all"]["num_gt"] == 1  # the 72 px image at 36 px: half size
+    assert cli([*cam, "--canvas", "2"]) == 2 and "not both" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        cli([*cam[:-1], "wide"])
+    assert e.value.code == 2 and "256x448" in capsys.readouterr().err
 
 
 def test_eval_labels_of_an_exported_model_alone(tmp_path: Path, model_onnx: Callable[[str], Path],

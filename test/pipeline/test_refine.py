@@ -132,19 +132,27 @@ def test_crop_boxes_cut_by_an_inner_crop_edge_are_dropped() -> None:
     assert len(corner) == 3 and corner.boxes[:, 0].min() == 0 and corner.boxes[:, 3].max() == 720
 
 
-def test_pass1_boxes_inside_a_crop_are_superseded_by_it() -> None:
+def test_pass1_boxes_inside_a_crop_give_way_when_the_crop_resolves_them() -> None:
     det = Detections(np.array([[500, 300, 510, 320],  # small, well inside the crop: the crop's view replaces it
-                               [560, 260, 700, 440],  # large but wholly inside: the crop saw it better too
+                               [560, 260, 700, 440],  # large, inside, found again by the crop: the crop's box stays
+                               [720, 260, 780, 440],  # inside, not found again, unsure (0.4): a likely false positive
+                               [600, 330, 640, 420],  # inside, not found again, confident (0.8): the crop missed it
                                [300, 250, 460, 400],  # crosses the crop's inner left edge: pass 1 keeps it
                                [401, 300, 410, 320],  # against the crop's inner left edge: kept
                                [1000, 300, 1010, 320]], np.float32),  # outside every crop: kept
-                     np.full(5, 0.5, np.float32), np.zeros(5, np.int64))
-    kept = superseded(det, np.array([[400, 200, 848, 456]]), FRAME, 2.0)
-    np.testing.assert_allclose(kept.boxes, det.boxes[2:])
-    assert len(superseded(det, np.zeros((0, 4), np.int32), FRAME, 2.0)) == 5
+                     np.array([0.5, 0.5, 0.4, 0.8, 0.5, 0.5, 0.5], np.float32), np.zeros(7, np.int64))
+    crop = Detections(np.array([[565, 262, 702, 445], [600, 330, 640, 420]], np.float32), np.array([0.7, 0.7]),
+                      np.array([0, 2]))  # the second: another class at the confident box's place -- not it
+    scale, region = 256 / 720, np.array([[400, 200, 848, 456]])
+    kept = superseded(det, region, FRAME, scale, RefineConfig(), [crop])
+    np.testing.assert_allclose(kept.boxes, det.boxes[3:])
+    assert len(superseded(det, np.zeros((0, 4), np.int32), FRAME, scale, RefineConfig(), [])) == 7
+    # keep threshold 0: a box the crop did not find stays whatever its score; 1: none does
+    assert len(superseded(det, region, FRAME, scale, RefineConfig(supersede_keep=0.0), [crop])) == 5
+    assert len(superseded(det, region, FRAME, scale, RefineConfig(supersede_keep=1.0), [crop])) == 3
     # a crop at the frame's corner: its frame edges are no inner edges, a box touching them is inside
-    corner = superseded(det.select(np.array([4])), np.array([[832, 0, 1280, 456]]), FRAME, 2.0)
-    assert len(corner) == 0
+    corner = np.array([[832, 0, 1280, 456]])
+    assert len(superseded(det.select(np.array([6])), corner, FRAME, scale, RefineConfig())) == 0
 
 
 def test_a_crop_box_of_a_part_of_a_larger_pass1_object_is_dropped() -> None:
@@ -178,14 +186,14 @@ def test_merge_passes_one_frame() -> None:
                                 [5, 180, 80, 250],  # the van as truck (frame 405, 380, 480, 450: IoU 0.75 with the car)
                                 [310, 210, 440, 250]], np.float32),  # the bus's part (frame 710, 410, 840, 450)
                       np.array([0.7, 0.6, 0.6], np.float32), np.array([2, 1, 1]))
-    det, src = merge_passes(pass1, region, [crop], FRAME, RefineConfig(), 0.7, 100)
+    det, src = merge_passes(pass1, region, [crop], FRAME, 0.5, RefineConfig(), 0.7, 100)
     order = np.argsort(det.boxes[:, 0])
     np.testing.assert_allclose(det.boxes[order], [[380, 380, 480, 450], [503, 296, 521, 348], [700, 400, 1000, 600]])
     assert det.class_ids[order].tolist() == [0, 2, 1] and src[order].tolist() == [0, 1, 0]
     # without the vehicle rule the truck box stays beside the car box
-    both, _ = merge_passes(pass1, region, [crop], FRAME, RefineConfig(), 1.0, 100)
+    both, _ = merge_passes(pass1, region, [crop], FRAME, 0.5, RefineConfig(), 1.0, 100)
     assert sorted(both.class_ids.tolist()) == [0, 1, 1, 2]
-    same, none = merge_passes(pass1, np.zeros((0, 4), np.int32), [], FRAME, RefineConfig(), 0.7, 100)
+    same, none = merge_passes(pass1, np.zeros((0, 4), np.int32), [], FRAME, 0.5, RefineConfig(), 0.7, 100)
     assert same is pass1 and none.tolist() == [0, 0, 0]
 
 
