@@ -75,22 +75,21 @@ def on_canvas(im: LabelledImage, scale: float, shrink: float = 1.0) -> LabelledI
         raise EvalError(f"shrink must be in (0, 1], got {shrink}")
     if scale == 1.0 and shrink == 1.0:
         return im
-    w, h = round(im.width * scale), round(im.height * scale)
-    iw, ih = max(1, round(im.width * shrink)), max(1, round(im.height * shrink))
-    x0, y0 = (w - iw) // 2, h - ih - (h - ih) // 4
-    sx, sy = iw / im.width, ih / im.height
-    boxes = im.boxes * np.array([sx, sy, sx, sy], np.float32) + np.array([x0, y0, x0, y0], np.float32)
-    return replace(im, width=w, height=h, boxes=boxes.astype(np.float32), placed=(x0, y0), shrink=shrink)
+    return _placed(im, round(im.width * scale), round(im.height * scale), shrink)
 
 
 def on_camera(im: LabelledImage, width: int, height: int) -> LabelledImage:
     """``im`` as a ``width`` x ``height`` camera would frame it: shrunk to fit when it is larger (never enlarged:
-    objects keep at most their pixel size), on a grey frame of exactly that size (placed as :func:`on_canvas` does),
-    labels moved with it -- e.g. 1242 x 375, a wide camera whose frame the network's 384 x 640 input letterboxes
-    to half its height."""
+    objects keep at most their pixel size), on a grey frame of exactly that size, labels moved with it -- e.g.
+    1242 x 375, a wide camera whose frame the network's 384 x 640 input letterboxes to half its height."""
     if not (16 <= width <= 16384 and 16 <= height <= 16384):
         raise EvalError(f"camera size must be 16..16384 pixels a side, got {width}x{height}")
-    shrink = min(1.0, width / im.width, height / im.height)
+    return _placed(im, width, height, min(1.0, width / im.width, height / im.height))
+
+
+def _placed(im: LabelledImage, width: int, height: int, shrink: float) -> LabelledImage:
+    """``im`` resized by ``shrink`` on a ``width`` x ``height`` grey frame (horizontally centred, a quarter of the
+    spare height below it), labels resized and moved with it (:func:`on_canvas`, :func:`on_camera`)."""
     iw, ih = max(1, round(im.width * shrink)), max(1, round(im.height * shrink))
     x0, y0 = (width - iw) // 2, height - ih - (height - ih) // 4
     sx, sy = iw / im.width, ih / im.height

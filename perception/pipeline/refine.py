@@ -272,22 +272,23 @@ def fixed_regions(frame_hw: tuple[int, int], input_hw: tuple[int, int], cfg: Ref
     return RegionPlan(grid[idx], "refined" if n else "budget")
 
 
+def inside_inner_edges(boxes: np.ndarray, region: np.ndarray, frame_hw: tuple[int, int], margin: float) -> np.ndarray:
+    """Boolean mask: which boxes (frame pixels) lie inside ``region`` clear of its INNER edges by more than ``margin``
+    pixels; an edge of the region that is an edge of the frame bounds nothing (an object there ends with the image)."""
+    b = as_boxes(boxes)
+    x0, y0, x1, y1 = (float(v) for v in region)
+    fh, fw = frame_hw
+    lo_x, lo_y = (x0 + margin if x0 > 0 else -np.inf), (y0 + margin if y0 > 0 else -np.inf)
+    hi_x, hi_y = (x1 - margin if x1 < fw else np.inf), (y1 - margin if y1 < fh else np.inf)
+    return np.asarray((b[:, 0] > lo_x) & (b[:, 1] > lo_y) & (b[:, 2] < hi_x) & (b[:, 3] < hi_y), bool)
+
+
 def crop_detections_to_frame(det: Detections, region: np.ndarray, frame_hw: tuple[int, int],
                              edge_margin: float) -> Detections:
     """Crop detections in frame pixels, without those cut by an edge of the crop that is not a frame edge."""
-    x0, y0, x1, y1 = (float(v) for v in region)
+    x0, y0 = float(region[0]), float(region[1])
     b = as_boxes(det.boxes) + np.array([x0, y0, x0, y0], np.float32)
-    fh, fw = frame_hw
-    cut = np.zeros(len(b), bool)
-    if x0 > 0:
-        cut |= b[:, 0] <= x0 + edge_margin
-    if y0 > 0:
-        cut |= b[:, 1] <= y0 + edge_margin
-    if x1 < fw:
-        cut |= b[:, 2] >= x1 - edge_margin
-    if y1 < fh:
-        cut |= b[:, 3] >= y1 - edge_margin
-    keep = ~cut
+    keep = inside_inner_edges(b, region, frame_hw, edge_margin)
     return Detections(b[keep], det.scores[keep], det.class_ids[keep])
 
 
@@ -299,18 +300,8 @@ def partial_views(crop: Detections, region: np.ndarray, pass1: Detections, frame
     :func:`crop_detections_to_frame`'s margin alone misses it)."""
     if len(crop) == 0 or len(pass1) == 0 or cover > 1.0:
         return crop
-    x0, y0, x1, y1 = (float(v) for v in region)
-    fh, fw = frame_hw
     p = as_boxes(pass1.boxes)
-    crosses = np.zeros(len(p), bool)
-    if x0 > 0:
-        crosses |= p[:, 0] < x0
-    if y0 > 0:
-        crosses |= p[:, 1] < y0
-    if x1 < fw:
-        crosses |= p[:, 2] > x1
-    if y1 < fh:
-        crosses |= p[:, 3] > y1
+    crosses = ~inside_inner_edges(p, region, frame_hw, 0.0)
     if not crosses.any():
         return crop
     c = as_boxes(crop.boxes)
@@ -331,20 +322,15 @@ def superseded(det: Detections, regions: np.ndarray, frame_hw: tuple[int, int], 
     The crop saw that place at a higher resolution: kept, a low-resolution guess blurs the fused box or, misplaced by
     more than the fusion's IoU, adds a duplicate beside it, and an unsure one the closer look did not confirm is a
     likely false positive. A confident pass-1 box the crop missed stays: the crop's scale can be one the network
-    misses an object at (measured on six real views: `perception eval --labels ... --refine --canvas K [--shrink S]`
-    and a 1242 x 375 strip, docs/real_eyes.md)."""
+    misses an object at (measured on seven real views: `perception eval --labels ... --refine --canvas K [--shrink S]`
+    or `--camera HxW`, docs/real_eyes.md)."""
     if len(det) == 0 or len(regions) == 0:
         return det
     b = det.boxes
     small = (b[:, 3] - b[:, 1]) * scale <= cfg.supersede_size
-    fh, fw = frame_hw
     drop = np.zeros(len(b), bool)
-    m = cfg.edge_margin
     for k, region in enumerate(regions):
-        x0, y0, x1, y1 = (float(v) for v in region)
-        lo_x, lo_y = (x0 + m if x0 > 0 else -np.inf), (y0 + m if y0 > 0 else -np.inf)
-        hi_x, hi_y = (x1 - m if x1 < fw else np.inf), (y1 - m if y1 < fh else np.inf)
-        inside = (b[:, 0] > lo_x) & (b[:, 1] > lo_y) & (b[:, 2] < hi_x) & (b[:, 3] < hi_y)
+        inside = inside_inner_edges(b, region, frame_hw, cfg.edge_margin)
         found = np.zeros(len(b), bool)
         if crop_dets is not None and k < len(crop_dets) and len(crop_dets[k]):
             c = crop_dets[k]
