@@ -176,14 +176,18 @@ def group_keep(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou
     known = (cls >= 0) & (cls < len(DETECTION_GROUP_IDS))
     groups = np.where(known, DETECTION_GROUP_IDS[np.where(known, cls, 0)], -1 - np.abs(cls))  # unknown ids: alone
     rival = (groups[:, None] == groups[None, :]) & (cls[:, None] != cls[None, :])
-    if not rival.any():
+    cand = np.nonzero(rival.any(axis=1))[0]  # per frame: only boxes with a rival class present (usually few or none)
+    if not len(cand):
         return keep
-    overlap = rival & (iou_matrix(as_boxes(boxes), as_boxes(boxes)) > iou)
-    for i in np.argsort(-sc, kind="stable"):
-        if keep[i]:
-            later = overlap[i] & (sc <= sc[i])
+    b = as_boxes(boxes)[cand]
+    overlap = rival[np.ix_(cand, cand)] & (iou_matrix(b, b) > iou)
+    sub = np.ones(len(cand), bool)
+    for i in np.argsort(-sc[cand], kind="stable"):
+        if sub[i] and overlap[i].any():
+            later = overlap[i] & (sc[cand] <= sc[cand][i])
             later[i] = False
-            keep &= ~later
+            sub &= ~later
+    keep[cand] = sub
     return keep
 
 

@@ -230,3 +230,29 @@ def test_one_vehicle_scored_as_car_and_truck_keeps_its_best_class() -> None:
     assert group_keep(boxes[:2], np.array([0.5, 0.4]), np.array([car, 99]), 0.1).all()
     assert group_keep(boxes[:2], np.array([0.5, 0.4]), np.array([car, truck]), 1.0).all()  # 1: off
     assert group_keep(boxes[:2], np.array([0.5, 0.4]), np.array([truck, car]), 0.7).tolist() == [True, False]
+
+
+def test_group_keep_matches_its_definition_on_random_frames() -> None:
+    """Against the rule written out pair by pair (best score first, a kept box drops every lower-or-equal-scoring box
+    of the other class of its group overlapping it by more than the IoU): 200 random frames of cars, trucks and
+    pedestrians."""
+    from perception.core.anchors import group_keep
+    from perception.core.boxes import iou_matrix
+
+    def by_definition(b: np.ndarray, s: np.ndarray, c: np.ndarray, iou: float) -> np.ndarray:
+        vehicle = np.isin(c, [0, 1])  # car, truck
+        keep = np.ones(len(c), bool)
+        for i in np.argsort(-s, kind="stable"):
+            for j in range(len(c)):
+                if (keep[i] and j != i and keep[j] and vehicle[i] and vehicle[j] and c[i] != c[j] and s[j] <= s[i]
+                        and iou_matrix(b[i:i + 1], b[j:j + 1])[0, 0] > iou):
+                    keep[j] = False
+        return keep
+
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        n = int(rng.integers(0, 30))
+        xy, wh = rng.uniform(0, 100, (n, 2)), rng.uniform(5, 40, (n, 2))
+        boxes = np.concatenate([xy, xy + wh], 1).astype(np.float32)
+        scores, cls = rng.uniform(0, 1, n), rng.integers(0, 3, n)
+        np.testing.assert_array_equal(group_keep(boxes, scores, cls, 0.3), by_definition(boxes, scores, cls, 0.3))
