@@ -97,6 +97,18 @@ def size_arg(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(e)) from e
 
 
+def input_size_arg(text: str) -> tuple[int, int]:
+    """A network input size ``HxW`` as an argparse ``type=``: both multiples of 32 in 32..4096 (the networks' strides;
+    anything else failed deep inside the model)."""
+    import argparse
+
+    h, w = size_arg(text)
+    if not (32 <= h <= 4096 and 32 <= w <= 4096 and h % 32 == 0 and w % 32 == 0):
+        raise argparse.ArgumentTypeError(f"input size {text!r} must be HxW with both multiples of 32 in 32..4096, "
+                                         "e.g. 384x640")
+    return h, w
+
+
 def count_arg(text: str) -> int:
     """An argparse ``type=`` for counts of timed iterations or frames: an integer >= 1 (0 or -3 used to run a
     whole benchmark and then fail on an empty median)."""

@@ -20,13 +20,13 @@ from typing import Any
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from perception.core.config import seed_range, size_arg
+    from perception.core.config import input_size_arg, seed_range
     from perception.weights import checkpoint_arg
 
     p.add_argument("--checkpoint", required=True, type=checkpoint_arg,
                    help="checkpoint path stem or shipped name (stan_s_temporal, ...)")
     p.add_argument("--out", type=Path, required=True, help="ONNX file to write (the INT8 model goes next to it)")
-    p.add_argument("--input-size", type=size_arg, default=None,
+    p.add_argument("--input-size", type=input_size_arg, default=None,
                    help="HxW, multiples of 32 (default: the training size)")
     p.add_argument("--max-batch", type=int, default=8, help="dynamic batch range 1..N (default 8)")
     p.add_argument("--opset", type=int, default=18)

@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from perception.core.config import ConfigError, frame_count, seed_range, size_arg
+from perception.core.config import ConfigError, frame_count, input_size_arg, seed_range, size_arg
 from perception.footage import REFERENCES
 from perception.weights import checkpoint_arg
 
@@ -64,6 +64,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --labels: resize each image (and its labels) by S in (0, 1] before placing it on its "
                         "canvas: the scene S times as large, as if farther away (--shrink 0.5: 32-64 px objects "
                         "become 16-32 px ones, the band refinement is for); default 1")
+    p.add_argument("--input-size", type=input_size_arg, default=None, metavar="HxW",
+                   help="with --labels: run the checkpoints at this network input size (the node's "
+                        "model.input_height / input_width; multiples of 32; default: the checkpoint's)")
     p.add_argument("--reference-only", action="store_true",
                    help="with --labels: evaluate only the reference detector (no --checkpoint needed)")
     p.add_argument("--no-reference", action="store_true",
@@ -231,7 +234,7 @@ def labelled_main(args: argparse.Namespace) -> int:
             raise EvalError("--camera frames the images itself: give it or --canvas / --shrink, not both")
         images = [on_canvas(im, args.canvas, args.shrink) if args.camera is None
                   else on_camera(im, args.camera[1], args.camera[0]) for im in load_labels(args.labels)]
-        node = NodeDefaults(score_thresh=args.score_thresh)
+        node = NodeDefaults(score_thresh=args.score_thresh, input_size=args.input_size)
         checkpoints = [] if args.reference_only else list(args.checkpoint or [])
         exported = [] if args.reference_only else list(args.onnx)
         runs = [run_checkpoint(c, args.images, images, node) for c in checkpoints]

@@ -35,6 +35,7 @@ class NodeDefaults:
     max_det: int = 100
     vehicle_nms_iou: float = 0.7
     precision: str = "fp32"
+    input_size: tuple[int, int] | None = None  # (h, w) network input (model.input_height / _width); None: checkpoint's
 
 
 @dataclass
@@ -92,13 +93,16 @@ def run_checkpoint(checkpoint: str | Path, directory: Path, images: Sequence[Lab
 
     node = node or NodeDefaults()
     backend: Backend
+    if onnx and node.input_size is not None:
+        raise EvalError(f"{onnx}: an exported model runs at the input size it was exported at; export it at the size "
+                        "to try (perception export --input-size HxW) or give --checkpoint")
     if onnx:
         backend = build_backend(ModelSource(), RuntimeConfig(backend="onnxruntime", onnx=str(onnx), fallback=False))
         image = next(s for s in backend.input_specs if s.name == "image")
         size = (int(image.shape[2]), int(image.shape[3]))
         name, runtime = Path(str(onnx)).name.removesuffix(".onnx"), "onnxruntime"
     else:
-        size = checkpoint_input_size(checkpoint)
+        size = node.input_size or checkpoint_input_size(checkpoint)
         name, runtime = Path(str(checkpoint)).name.removesuffix(".safetensors"), f"torch {node.precision}"
         backend = TorchBackend(checkpoint, size, TorchBackendConfig(precision=node.precision))
     name += "+refine" if refine is not None else ""

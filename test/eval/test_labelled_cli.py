@@ -146,9 +146,28 @@ def test_eval_labels_of_an_exported_model_alone(tmp_path: Path, model_onnx: Call
     assert rc == 0, capsys.readouterr().err
     results = json.loads((tmp_path / "out" / "report.json").read_text())["results"]
     assert list(results) == [onnx.stem] and results[onnx.stem]["info"]["backend"].startswith("onnxruntime")
+    # an exported model runs at its exported size: --input-size with it is a usage error, not a silent no-op
+    rc = cli(["eval", "--images", str(images), "--labels", str(labels), "--onnx", str(onnx), "--no-reference",
+              "--input-size", "96x128", "--out", str(tmp_path / "out")])
+    assert rc == 2 and "runs at the input size it was exported at" in capsys.readouterr().err
     # --refine runs the exported model again with refinement (the node's refine.enabled: true on ONNX Runtime)
     rc = cli(["eval", "--images", str(images), "--labels", str(labels), "--onnx", str(onnx), "--no-reference",
               "--refine", "--out", str(tmp_path / "out")])
     assert rc == 0, capsys.readouterr().err
     results = json.loads((tmp_path / "out" / "report.json").read_text())["results"]
     assert list(results) == [onnx.stem, f"{onnx.stem}+refine"] and "refine" in results[f"{onnx.stem}+refine"]["info"]
+
+
+def test_eval_labels_at_another_input_size(tmp_path: Path, tiny_checkpoint: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """`--input-size HxW`: the checkpoint at the node's model.input_height / input_width; not multiples of 32 is a
+    usage error before anything runs."""
+    images, labels = _labelled_folder(tmp_path / "imgs")
+    args = ["eval", "--images", str(images), "--labels", str(labels), "--checkpoint", str(tiny_checkpoint),
+            "--no-reference", "--out", str(tmp_path / "out")]
+    assert cli([*args, "--input-size", "96x160"]) == 0, capsys.readouterr().err
+    r = json.loads((tmp_path / "out" / "report.json").read_text())["results"]["tiny"]
+    assert r["info"]["input_size"] == [96, 160] and "160x96 input" in r["detector"]
+    with pytest.raises(SystemExit) as e:
+        cli([*args, "--input-size", "100x160"])
+    assert e.value.code == 2 and "multiples of 32" in capsys.readouterr().err
