@@ -51,8 +51,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --labels: also evaluate this exported model (fp32 or INT8, `perception export`) on ONNX "
                         "Runtime; repeatable")
     p.add_argument("--labels", type=Path, default=None,
-                   help="with --images: a label file (test/data/real_val/labels.json): score recall / precision "
-                        "per class at IoU 0.5 against these labels instead of agreement with the reference")
+                   help="with --images: labels to score recall / precision per class at IoU 0.5 against, instead "
+                        "of agreement with the reference: the project's JSON (test/data/real_val/labels.json), a "
+                        "COCO detection JSON (instances_*.json) or a KITTI label_2 directory (classes mapped as "
+                        "perception/eval/label_formats.py says)")
     p.add_argument("--canvas", type=float, default=1.0, metavar="K",
                    help="with --labels: put each image, at its own pixel size, on a grey canvas K times larger (a "
                         "larger camera's view: the network sees the objects K times smaller; default 1)")
@@ -210,7 +212,7 @@ def labelled_main(args: argparse.Namespace) -> int:
     import cv2
 
     from perception.eval import EvalError
-    from perception.eval.labelled import evaluate, load_labels, object_counts, on_camera, on_canvas, table
+    from perception.eval.labelled import evaluate, load_label_source, object_counts, on_camera, on_canvas, table
     from perception.eval.labelled_run import NodeDefaults, latency, overlay, read_image, run_checkpoint, run_reference
     from perception.eval.metrics import to_jsonable
     from perception.footage import FootageError
@@ -232,8 +234,14 @@ def labelled_main(args: argparse.Namespace) -> int:
     try:
         if args.camera is not None and (args.canvas != 1.0 or args.shrink != 1.0):
             raise EvalError("--camera frames the images itself: give it or --canvas / --shrink, not both")
+        labelled, label_format, skipped = load_label_source(args.labels, args.images)
+        if not labelled:
+            raise EvalError(f"{args.labels}: no images in it")
+        if skipped:
+            print(f"{args.labels} ({label_format}): left out (no counterpart among our classes): "
+                  + ", ".join(f"{n} {k}" for n, k in sorted(skipped.items())), file=sys.stderr)
         images = [on_canvas(im, args.canvas, args.shrink) if args.camera is None
-                  else on_camera(im, args.camera[1], args.camera[0]) for im in load_labels(args.labels)]
+                  else on_camera(im, args.camera[1], args.camera[0]) for im in labelled]
         node = NodeDefaults(score_thresh=args.score_thresh, input_size=args.input_size)
         checkpoints = [] if args.reference_only else list(args.checkpoint or [])
         exported = [] if args.reference_only else list(args.onnx)
@@ -271,7 +279,8 @@ def labelled_main(args: argparse.Namespace) -> int:
             ref = r["info"]["refine"]
             text += (f"{name}: {ref['regions'] / max(1, ref['frames']):.2f} crops/image, pixels processed "
                      f"{ref['pixel_ratio']:.3f} of full resolution\n")
-    report = {"labels": str(args.labels), "images_dir": str(args.images), "object_counts": counts,
+    report = {"labels": str(args.labels), "label_format": label_format, "left_out": skipped,
+              "images_dir": str(args.images), "object_counts": counts,
               "command": "perception " + " ".join(shlex.quote(a) for a in sys.argv[1:]), "results": results}
     (args.out / "report.json").write_text(json.dumps(to_jsonable(report), indent=2) + "\n", encoding="utf-8")
     (args.out / "table.md").write_text(text, encoding="utf-8")

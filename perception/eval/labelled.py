@@ -5,6 +5,9 @@ Label file (JSON, boxes in source-image pixels, ``x0 y0 x1 y1``)::
     {"images": [{"file": "a.jpg", "width": 640, "height": 480, "source": "...",
                  "objects": [{"class": "car", "box": [x0, y0, x1, y1], "ignore": false}]}]}
 
+Class ``"any"`` (``ignore`` true only) marks a don't-care region for every class (a tram, a crowd). A COCO
+document or a KITTI label directory is read too (:func:`load_label_source`, :mod:`.label_formats`).
+
 What is scored (IoU >= 0.5, detections matched greedily in descending score order, a detection only
 to a box of its own class unless class-agnostic):
 
@@ -36,6 +39,8 @@ from perception.eval import EvalError
 MAIN_MIN_HEIGHT = 32.0  # px: objects at least this tall are scored
 SMALL_MIN_HEIGHT = 16.0  # px: [16, 32) is the small band (own recall); below 16: don't care everywhere
 IOU_THRESH = 0.5
+ANY_CLASS = -1  # class id of an "any" (don't care for every class) box
+MAX_IMAGE_SIDE = 65536
 
 
 @dataclass(frozen=True)
@@ -98,28 +103,42 @@ def _placed(im: LabelledImage, width: int, height: int, shrink: float) -> Labell
 
 
 def _image(entry: Any, where: str) -> LabelledImage:
-    if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+    if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or not entry["file"]:
         raise EvalError(f"{where}: each image needs a 'file' name")
+    file = entry["file"]
     try:
+        if isinstance(entry["width"], bool) or isinstance(entry["height"], bool):
+            raise TypeError("a bool is not a size")
         width, height = int(entry["width"]), int(entry["height"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise EvalError(f"{where} ({entry['file']}): 'width' and 'height' (pixels) are required") from e
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
+        raise EvalError(f"{where} ({file}): 'width' and 'height' (pixels) are required") from e
+    if not (0 < width <= MAX_IMAGE_SIDE and 0 < height <= MAX_IMAGE_SIDE):
+        raise EvalError(f"{where} ({file}): image size {width}x{height} is not 1..{MAX_IMAGE_SIDE} pixels a side")
+    objects = entry.get("objects", [])
+    if not isinstance(objects, list):
+        raise EvalError(f"{where} ({file}): 'objects' must be a list, got {type(objects).__name__}")
     boxes, cids, ign = [], [], []
-    for k, obj in enumerate(entry.get("objects", [])):
-        what = f"{where} ({entry['file']}) object {k}"
+    for k, obj in enumerate(objects):
+        what = f"{where} ({file}) object {k}"
         name = obj.get("class") if isinstance(obj, dict) else None
-        if name not in classes.DETECTION_NAMES:
-            raise EvalError(f"{what}: class {name!r} is not one of {', '.join(classes.DETECTION_NAMES)}")
+        if name not in classes.DETECTION_NAMES and name != "any":
+            raise EvalError(f"{what}: class {name!r} is not one of {', '.join(classes.DETECTION_NAMES)} (or 'any')")
+        ignore = obj.get("ignore", False)
+        if not isinstance(ignore, bool):
+            raise EvalError(f"{what}: 'ignore' must be true or false, got {ignore!r}")
+        if name == "any" and not ignore:
+            raise EvalError(f"{what}: class 'any' is a don't-care region: it needs \"ignore\": true")
         box = obj.get("box")
-        if not isinstance(box, list) or len(box) != 4:
+        if not isinstance(box, list) or len(box) != 4 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in box):
             raise EvalError(f"{what}: 'box' must be [x0, y0, x1, y1] in pixels, got {box!r}")
         x0, y0, x1, y1 = (float(v) for v in box)
-        if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+        if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):  # NaN fails too
             raise EvalError(f"{what}: box {box} is empty or outside the {width}x{height} image")
         boxes.append((x0, y0, x1, y1))
-        cids.append(classes.detection_id(name))
-        ign.append(bool(obj.get("ignore", False)))
-    return LabelledImage(entry["file"], width, height, np.asarray(boxes, np.float32).reshape(-1, 4),
+        cids.append(ANY_CLASS if name == "any" else classes.detection_id(name))
+        ign.append(ignore)
+    return LabelledImage(file, width, height, np.asarray(boxes, np.float32).reshape(-1, 4),
                          np.asarray(cids, np.int64), np.asarray(ign, bool), str(entry.get("source", "")))
 
 
@@ -134,15 +153,38 @@ def parse_labels(doc: Any, where: str = "labels") -> list[LabelledImage]:
     return images
 
 
-def load_labels(path: str | Path) -> list[LabelledImage]:
+def load_label_source(path: str | Path, images_dir: str | Path | None = None
+                      ) -> tuple[list[LabelledImage], str, dict[str, int]]:
+    """The labelled images of ``path``, its format and what was left out converting it (``{name: boxes}``).
+
+    ``path`` is the project's JSON (see the module doc), a COCO detection JSON (it has ``annotations`` and
+    ``categories``) or a KITTI object label directory (``*.txt``; its images' sizes are read from ``images_dir``);
+    :mod:`.label_formats` says how their classes map onto ours."""
+    from perception.eval.label_formats import coco_document, is_coco, kitti_document
+
     p = Path(path)
+    if p.is_dir():
+        if images_dir is None:
+            raise EvalError(f"{p} is a directory (KITTI labels): the images directory is needed for their sizes")
+        doc, skipped = kitti_document(p, images_dir)
+        return parse_labels(doc, str(p)), "kitti", skipped
     try:
         doc = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
         raise EvalError(f"label file {p} does not exist") from e
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise EvalError(f"label file {p} is not valid JSON ({e})") from e
-    return parse_labels(doc, str(p))
+    except RecursionError as e:
+        raise EvalError(f"label file {p} is nested too deeply") from e
+    if is_coco(doc):
+        doc, skipped = coco_document(doc, str(p))
+        return parse_labels(doc, str(p)), "coco", skipped
+    return parse_labels(doc, str(p)), "perception", {}
+
+
+def load_labels(path: str | Path, images_dir: str | Path | None = None) -> list[LabelledImage]:
+    """The labelled images of a label file or directory in any format :func:`load_label_source` reads."""
+    return load_label_source(path, images_dir)[0]
 
 
 def size_band(heights: np.ndarray) -> np.ndarray:
@@ -255,7 +297,7 @@ def evaluate(images: Sequence[LabelledImage], detections: Sequence[Detections],
         is_small = (band == "small") & ~im.ignore
         img_main = zero
         for cid, n in enumerate(names):
-            g, d = im.class_ids == cid, dcls == cid
+            g, d = (im.class_ids == cid) | (im.class_ids == ANY_CLASS), dcls == cid
             c = match(im.boxes[g], is_main[g], db[d], ds[d], iou_thresh)
             main[n] = _add(main[n], c)
             img_main = _add(img_main, c)
@@ -287,11 +329,13 @@ def evaluate(images: Sequence[LabelledImage], detections: Sequence[Detections],
 
 
 def object_counts(images: Sequence[LabelledImage]) -> dict[str, dict[str, int]]:
-    """Labelled objects per class and band: main (>= 32 px), small (16-32 px), tiny (< 16 px), ignore."""
+    """Labelled objects per class and band: main (>= 32 px), small (16-32 px), tiny (< 16 px), ignore (and
+    "any": don't-care regions of every class, when there are some)."""
     out = {n: {"main": 0, "small": 0, "tiny": 0, "ignore": 0} for n in classes.DETECTION_NAMES}
     for im in images:
         for cid, b, ign in zip(im.class_ids, size_band(im.heights), im.ignore):
-            out[classes.DETECTION_NAMES[int(cid)]]["ignore" if ign else str(b)] += 1
+            name = "any" if cid == ANY_CLASS else classes.DETECTION_NAMES[int(cid)]
+            out.setdefault(name, {"main": 0, "small": 0, "tiny": 0, "ignore": 0})["ignore" if ign else str(b)] += 1
     return out
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from perception.core.types import Detections, GroundTruth
+from perception.core.types import Detections
 from perception.eval import EvalError
 from perception.eval.labelled import LabelledImage
 
@@ -149,12 +149,6 @@ def run_reference(directory: Path, images: Sequence[LabelledImage], model_dir: s
     run.info = {"model": ref.name, "model_dir": str(ref.model_dir), "input_size": [300, 300],
                 "score_thresh": score_thresh, **ref.identity()}
     return run
-
-
-def _gt(im: LabelledImage) -> GroundTruth:
-    n = len(im)
-    return GroundTruth(boxes=im.boxes, class_ids=im.class_ids, track_ids=np.arange(n, dtype=np.int64),
-                       visibility=np.ones(n, np.float32), ignore=im.ignore)
 
 
 def overlay(rgb: np.ndarray, im: LabelledImage, runs: Sequence[DetectorRun], k: int) -> np.ndarray:

@@ -122,9 +122,37 @@ def test_parse_labels_rejects_bad_input() -> None:
     outside = {**ok, "objects": [{"class": "car", "box": [0, 0, 110, 10]}]}
     for doc, message in [({"images": [bad_class]}, "not one of"), ({"images": [outside]}, "outside the 100x50"),
                          ({"images": [ok, ok]}, "listed twice"), ({"pictures": []}, "expected a JSON object"),
-                         ({"images": [{"file": "a.png"}]}, "'width' and 'height'")]:
+                         ({"images": [{"file": "a.png"}]}, "'width' and 'height'"),
+                         # hostile: strings / NaN / bools for numbers, absurd sizes, wrong container types
+                         ({"images": [{**ok, "objects": [{"class": "car", "box": ["a", 0, 1, 1]}]}]}, "'box' must be"),
+                         ({"images": [{**ok, "objects": [{"class": "car", "box": [float("nan"), 0, 1, 1]}]}]},
+                          "empty or outside"),
+                         ({"images": [{**ok, "objects": [{"class": "car", "box": [True, 0, 1, 1]}]}]}, "'box' must be"),
+                         ({"images": [{**ok, "objects": [{"class": "car", "box": [0, 0, 5, 5], "ignore": "no"}]}]},
+                          "'ignore' must be true or false"),
+                         ({"images": [{**ok, "objects": {"class": "car"}}]}, "'objects' must be a list"),
+                         ({"images": [{**ok, "width": 0}]}, "not 1..65536"),
+                         ({"images": [{**ok, "width": 10**30}]}, "not 1..65536"),
+                         ({"images": [{**ok, "width": float("inf")}]}, "'width' and 'height'"),
+                         ({"images": [{**ok, "height": True}]}, "'width' and 'height'"),
+                         ({"images": [{**ok, "file": ""}]}, "needs a 'file'"),
+                         ({"images": [{**ok, "objects": [{"class": "any", "box": [0, 0, 5, 5]}]}]},
+                          "needs \"ignore\": true")]:
         with pytest.raises(EvalError, match=message):
             parse_labels(doc)
+
+
+def test_an_any_box_is_dont_care_for_every_class() -> None:
+    """Class "any" (ignore only): a detection of whatever class on it is neither right nor wrong; elsewhere the
+    same detection is a false positive."""
+    (im,) = parse_labels({"images": [{"file": "a.png", "width": 200, "height": 100, "objects": [
+        {"class": "any", "box": [0, 0, 50, 60], "ignore": True}, {"class": "car", "box": [100, 0, 150, 60]}]}]})
+    on_any = _dets((0, 0, 50, 60, 0.9, PED), (1, 1, 50, 60, 0.8, SIGN), (100, 0, 150, 60, 0.9, CAR))
+    r = evaluate([im], [on_any])
+    assert (r["all"]["tp"], r["all"]["fp"], r["all"]["dont_care"], r["all"]["num_gt"]) == (1, 0, 2, 1)
+    elsewhere = _dets((60, 0, 95, 60, 0.9, PED), (100, 0, 150, 60, 0.9, CAR))
+    assert evaluate([im], [elsewhere])["all"]["fp"] == 1
+    assert object_counts([im])["any"] == {"main": 0, "small": 0, "tiny": 0, "ignore": 1}
 
 
 def test_load_labels_errors(tmp_path: Path) -> None:
@@ -133,6 +161,14 @@ def test_load_labels_errors(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{", encoding="utf-8")
     with pytest.raises(EvalError, match="not valid JSON"):
         load_labels(tmp_path / "bad.json")
+    (tmp_path / "binary.json").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(EvalError, match="not valid JSON"):
+        load_labels(tmp_path / "binary.json")
+    (tmp_path / "deep.json").write_text("[" * 100000 + "]" * 100000, encoding="utf-8")
+    with pytest.raises(EvalError):
+        load_labels(tmp_path / "deep.json")
+    with pytest.raises(EvalError, match="images directory is needed"):
+        load_labels(tmp_path)
 
 
 def test_the_shipped_validation_labels() -> None:
