@@ -58,6 +58,12 @@ def _number(v: Any, what: str) -> float:
     return float(v)
 
 
+def _id(v: Any, what: str) -> int | str:
+    if isinstance(v, bool) or not isinstance(v, (int, str)):
+        raise EvalError(f"{what}: an id must be an integer or a string, got {v!r}")
+    return v
+
+
 def is_coco(doc: Any) -> bool:
     return isinstance(doc, dict) and "annotations" in doc and "categories" in doc
 
@@ -72,12 +78,12 @@ def coco_document(doc: Any, where: str = "COCO labels") -> tuple[dict[str, Any],
     for c in doc["categories"]:
         if not isinstance(c, dict) or "id" not in c or not isinstance(c.get("name"), str):
             raise EvalError(f"{where}: each category needs an 'id' and a 'name', got {c!r}")
-        cats[c["id"]] = c["name"]
+        cats[_id(c["id"], f"{where} category")] = c["name"]
     images: dict[Any, dict[str, Any]] = {}
     for i, e in enumerate(doc["images"]):
         if not isinstance(e, dict) or "id" not in e or not isinstance(e.get("file_name"), str):
             raise EvalError(f"{where} images[{i}]: each image needs an 'id' and a 'file_name'")
-        if e["id"] in images:
+        if _id(e["id"], f"{where} images[{i}]") in images:
             raise EvalError(f"{where} images[{i}]: image id {e['id']!r} is listed twice")
         images[e["id"]] = {"file": e["file_name"], "width": e.get("width"), "height": e.get("height"),
                            "source": str(e.get("coco_url") or e.get("flickr_url") or where), "objects": []}
@@ -86,9 +92,9 @@ def coco_document(doc: Any, where: str = "COCO labels") -> tuple[dict[str, Any],
         what = f"{where} annotations[{i}]"
         if not isinstance(a, dict):
             raise EvalError(f"{what}: expected an object, got {a!r}")
-        if a.get("image_id") not in images:
+        if _id(a.get("image_id"), what) not in images:
             raise EvalError(f"{what}: image_id {a.get('image_id')!r} is not in 'images'")
-        if a.get("category_id") not in cats:
+        if _id(a.get("category_id"), what) not in cats:
             raise EvalError(f"{what}: category_id {a.get('category_id')!r} is not in 'categories'")
         name = cats[a["category_id"]]
         mapped = COCO_CLASSES.get(name.strip().lower())
@@ -102,7 +108,7 @@ def coco_document(doc: Any, where: str = "COCO labels") -> tuple[dict[str, Any],
         im = images[a["image_id"]]
         try:
             width, height = int(im["width"]), int(im["height"])
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError) as e:
             raise EvalError(f"{where}: image {im['file']} needs an integer 'width' and 'height'") from e
         clipped = _clipped(x, y, x + w, y + h, width, height)
         if clipped is None:

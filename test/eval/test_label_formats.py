@@ -61,6 +61,9 @@ def test_coco_classes_dont_care_and_clipping() -> None:
     (lambda d: d["images"].append(dict(d["images"][0])), "listed twice"),
     (lambda d: d["images"][0].pop("width"), "integer 'width'"),
     (lambda d: d["categories"].append({"id": 50}), "needs an 'id' and a 'name'"),
+    (lambda d: d["annotations"].append(_ann([5], 1, [0, 0, 5, 5])), "an id must be"),  # unhashable ids
+    (lambda d: d["categories"].append({"id": {"a": 1}, "name": "x"}), "an id must be"),
+    (lambda d: d["images"][0].update(width=float("inf")), "integer 'width'"),
 ])
 def test_coco_hostile_documents(mutate: Callable[[dict], object], message: str) -> None:
     doc = _coco([{"id": 5, "file_name": "a.jpg", "width": 200, "height": 100}], [_ann(5, 1, [10, 10, 20, 50])])
