@@ -98,13 +98,23 @@ class Client:
         self.node.create_subscription(msg_type, topic, box.append, qos)
         return box
 
-    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 15.0) -> Any:
+    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 15.0,
+             resend_every: float | None = None) -> Any:
+        """Call a service; ``resend_every`` (idempotent requests only, e.g. a query): send the request again every
+        so many seconds until one is answered -- a request sent as soon as the service shows up can be lost when
+        the server has not matched this client's reader yet (discovery is not symmetric)."""
         client = self.node.create_client(srv_type, name)
         try:
             assert self.spin_until(client.service_is_ready, timeout), f"service {name} not available"
-            future = client.call_async(request)
-            assert self.spin_until(future.done, timeout), f"service {name} did not answer"
-            return future.result()
+            futures = [client.call_async(request)]
+            deadline = time.monotonic() + timeout
+            while not any(f.done() for f in futures) and time.monotonic() < deadline:
+                step = min(deadline - time.monotonic(), resend_every or timeout)
+                if not self.spin_until(lambda: any(f.done() for f in futures), step) and resend_every:
+                    futures.append(client.call_async(request))
+            done = [f for f in futures if f.done()]
+            assert done, f"service {name} did not answer"
+            return done[0].result()
         finally:
             self.node.destroy_client(client)
 

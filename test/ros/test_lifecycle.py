@@ -24,7 +24,7 @@ from perception.ros.tools.node_process import NodeProcess
 
 
 def _state(client: Client, node: str) -> int:
-    return int(client.call(GetState, f"/{node}/get_state", GetState.Request()).current_state.id)
+    return int(client.call(GetState, f"/{node}/get_state", GetState.Request(), resend_every=3.0).current_state.id)
 
 
 def _transition(client: Client, node: str, transition: int) -> bool:
