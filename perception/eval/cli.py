@@ -22,6 +22,20 @@ from perception.core.config import ConfigError, frame_count, input_size_arg, see
 from perception.footage import REFERENCES
 from perception.weights import checkpoint_arg
 
+REFINE_MODES = ("on", "off", "both")
+
+
+def refine_config(args: argparse.Namespace) -> Any:
+    """The node's default refinement (``refine.*``) turned on, with ``--refine-max-regions / --refine-max-pixels``
+    where given (RefineError when out of range). Without the node's deadline (``refine.deadline_ms``: the camera's
+    frame period): every planned crop runs, so a figure does not depend on how busy the machine was -- what the
+    node does when its CPU or GPU has the time."""
+    from perception.pipeline.refine import NODE_REFINE
+
+    return replace(NODE_REFINE, enabled=True, deadline_ms=0.0,
+                   max_regions=NODE_REFINE.max_regions if args.refine_max_regions is None else args.refine_max_regions,
+                   max_pixels=NODE_REFINE.max_pixels if args.refine_max_pixels is None else args.refine_max_pixels)
+
 
 def _is_temporal(checkpoint: Path) -> bool:
     from perception.models.checkpoint import read_checkpoint_info
@@ -102,13 +116,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also render the drives with the LiDAR and score the 3D object pipeline (fusion + tracking): "
                         "centre-distance AP, ATE/ASE/AOE, IDF1/MOTA, velocity error, camera-only range error, ms")
     p.add_argument("--lidar-beams", type=int, default=32, help="with --objects3d: LiDAR beams (default 32)")
-    p.add_argument("--refine", action="store_true",
-                   help="attention-guided refinement: re-run up to --refine-max-regions native-resolution crops where "
-                        "the attention map points (needs frames larger than the network input, e.g. --width 1280 "
-                        "--height 720)")
-    p.add_argument("--refine-max-regions", type=int, default=3, help="with --refine: crops per frame at most")
-    p.add_argument("--refine-max-pixels", type=int, default=0,
-                   help="with --refine: network-input pixels per frame at most, pass 1 included (0: no cap)")
+    p.add_argument("--refine", nargs="?", const="both", choices=REFINE_MODES, default=None,
+                   help="attention-guided refinement (the node's refine.*: up to --refine-max-regions "
+                        "native-resolution crops where the attention map points). --labels: on (default: the "
+                        "node's refine.enabled), off (one pass), both (a row each; `--refine` alone). Synthetic "
+                        "drives / --objects3d: on or both turn it on, default off (it needs frames larger than the "
+                        "network input, e.g. --width 1280 --height 720)")
+    p.add_argument("--refine-max-regions", type=int, default=None,
+                   help="with refinement: crops per frame at most (default: the node's refine.max_regions)")
+    p.add_argument("--refine-max-pixels", type=int, default=None,
+                   help="with refinement: network-input pixels per frame at most, pass 1 included (0: no cap; "
+                        "default: the node's refine.max_pixels)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -213,7 +231,15 @@ def labelled_main(args: argparse.Namespace) -> int:
 
     from perception.eval import EvalError
     from perception.eval.labelled import evaluate, load_label_source, object_counts, on_camera, on_canvas, table
-    from perception.eval.labelled_run import NodeDefaults, latency, overlay, read_image, run_checkpoint, run_reference
+    from perception.eval.labelled_run import (
+        NodeDefaults,
+        latency,
+        node_refine,
+        overlay,
+        read_image,
+        run_checkpoint,
+        run_reference,
+    )
     from perception.eval.metrics import to_jsonable
     from perception.footage import FootageError
     from perception.models.checkpoint import CheckpointError
@@ -245,12 +271,13 @@ def labelled_main(args: argparse.Namespace) -> int:
         node = NodeDefaults(score_thresh=args.score_thresh, input_size=args.input_size)
         checkpoints = [] if args.reference_only else list(args.checkpoint or [])
         exported = [] if args.reference_only else list(args.onnx)
-        runs = [run_checkpoint(c, args.images, images, node) for c in checkpoints]
-        runs += [run_checkpoint("", args.images, images, node, onnx=o) for o in exported]
-        if args.refine and not args.reference_only:  # the same models again with refine.enabled: true
-            from perception.pipeline.refine import RefineConfig
-
-            rcfg = RefineConfig(max_regions=args.refine_max_regions, max_pixels=args.refine_max_pixels)
+        mode = args.refine or ("on" if node_refine() is not None else "off")
+        runs = []
+        if mode in ("off", "both"):  # one pass (refine.enabled: false)
+            runs += [run_checkpoint(c, args.images, images, node) for c in checkpoints]
+            runs += [run_checkpoint("", args.images, images, node, onnx=o) for o in exported]
+        if mode in ("on", "both"):  # the same models with refine.enabled: true, named <model>+refine
+            rcfg = refine_config(args)
             runs += [run_checkpoint(c, args.images, images, node, rcfg) for c in checkpoints]
             runs += [run_checkpoint("", args.images, images, node, rcfg, onnx=o) for o in exported]
         if not args.no_reference:
@@ -326,11 +353,11 @@ def main(args: argparse.Namespace) -> int:
         print(f"perception eval: error: {e}", file=sys.stderr)
         return 2
     refine = None
-    if args.refine:
-        from perception.pipeline.refine import RefineConfig, RefineError
+    if args.refine in ("on", "both"):
+        from perception.pipeline.refine import RefineError
 
         try:
-            refine = RefineConfig(max_regions=args.refine_max_regions, max_pixels=args.refine_max_pixels)
+            refine = refine_config(args)
         except RefineError as e:
             print(f"perception eval: error: {e}", file=sys.stderr)
             return 2

@@ -1,8 +1,9 @@
 """Run the detectors that ``perception eval --labels`` scores over a folder of labelled images.
 
-Ours: the same :class:`~perception.pipeline.perceptor.Perceptor` the ROS node runs, at the node's
-defaults (config/perception.yaml: the checkpoint's own input size, score threshold 0.3, NMS IoU 0.6,
-at most 100 detections, refinement off), torch backend fp32. Each image is a new scene (temporal
+Ours: the same Perceptor the ROS node runs, at the node's defaults (its parameter table,
+``perception.ros.nodes.params``: the checkpoint's own input size, score threshold 0.3,
+NMS IoU 0.6, at most 100 detections, attention-guided refinement with up to 2 crops:
+:class:`~perception.pipeline.refine.RefiningPerceptor`), torch backend fp32. Each image is a new scene (temporal
 memory reset): a still photo has no past. The reference: SSD-MobileNetV2 COCO at 300x300 through
 cv2.dnn (:mod:`perception.footage.reference`), evaluation only.
 """
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class NodeDefaults:
-    """The perception node's detection defaults (config/perception.yaml ``detection.*``)."""
+    """The perception node's detection defaults (config/perception.yaml ``detection.*``; tested equal to the node's
+    parameter table)."""
 
     score_thresh: float = 0.3
     nms_iou: float = 0.6
@@ -36,6 +38,13 @@ class NodeDefaults:
     vehicle_nms_iou: float = 0.7
     precision: str = "fp32"
     input_size: tuple[int, int] | None = None  # (h, w) network input (model.input_height / _width); None: checkpoint's
+
+
+def node_refine() -> RefineConfig | None:
+    """The node's default refinement (its ``refine.*`` defaults); None when it is off by default."""
+    from perception.pipeline.refine import NODE_REFINE
+
+    return NODE_REFINE if NODE_REFINE.enabled else None
 
 
 @dataclass

@@ -86,6 +86,9 @@ class RefineConfig:
     fuse_iou: float = 0.55  # boxes of one class overlapping more than this are fused across scales
     batch: int = 4  # crops per inference call (keep <= the backend's max batch)
     use_previous: bool = True  # streaming: last frame's small detections also steer the policy
+    deadline_ms: float = 0.0  # crops run only while the frame's processing (pass 1 included) is expected to end within
+    # this: 0: no deadline (every planned crop runs, deterministic -- evaluations); > 0: milliseconds; -1: the camera's
+    # frame period, from its header stamps (the node: refinement spends the time the camera leaves, best crop first)
     policy: str = "attention"  # attention | uniform (baseline: max_regions tiles of a fixed grid, round robin,
     # whatever the frame shows) | band (baseline: the grid's middle row, where a level road's horizon lies)
 
@@ -101,11 +104,19 @@ class RefineConfig:
             ("supersede_iou", 0.0 < self.supersede_iou <= 1.0, "(0, 1]"),
             ("supersede_keep", 0.0 <= self.supersede_keep <= 1.0, "[0, 1]"),
             ("batch", 1 <= self.batch <= 256, "1..256"),
+            ("deadline_ms", self.deadline_ms == -1.0 or 0.0 <= self.deadline_ms <= 1e6,
+             "-1 (the camera's frame period), 0 (none) or milliseconds up to 1e6"),
             ("policy", self.policy in POLICIES, " | ".join(POLICIES)),
         ]
         for name, ok, valid in checks:
             if not ok:
                 raise RefineError(f"refine.{name} = {getattr(self, name)!r} is out of range; use {valid}")
+
+
+# What perception_node runs by default (its refine.* parameters take their defaults from here; `perception eval
+# --labels` runs the same, without the deadline): on, 2 crops (measured as good as 3 on every real view), within the
+# camera's frame period
+NODE_REFINE = RefineConfig(enabled=True, max_regions=2, deadline_ms=-1.0)
 
 
 @dataclass(frozen=True)
@@ -114,7 +125,7 @@ class RefinementInfo:
 
     regions: np.ndarray  # (K, 4) int32 xyxy crop windows in input-image pixels (K may be 0)
     reason: str  # "refined" | why not: "disabled", "native" (pass 1 already at crop resolution), "nothing attended",
-    # "budget", "low gain"
+    # "budget", "low gain", "deadline" (crops were planned, none fitted in refine.deadline_ms)
     pixels_processed: int  # network-input pixels run for this frame (pass 1 + crops)
     full_pixels: int  # pixels of the input image at full resolution
     added: int = 0  # detections kept from the crops that pass 1 did not have
@@ -399,6 +410,20 @@ def merge_passes(pass1: Detections, regions: np.ndarray, crop_dets: list[Detecti
     return det.select(one), src[one]
 
 
+def frame_period(intervals: list[float]) -> float | None:
+    """A camera's frame period (s) from its recent stamp intervals: the median of those in (0, 2] s (a bag loop or
+    time jump gives none of them); None when there are none."""
+    ok = [d for d in intervals if 0.0 < d <= 2.0]
+    return float(np.median(ok)) if ok else None
+
+
+def crops_that_fit(remaining_s: float, crop_s: float, wanted: int) -> int:
+    """How many of ``wanted`` crops, at ``crop_s`` seconds each, end within ``remaining_s``."""
+    if wanted <= 0 or remaining_s <= 0.0:
+        return 0
+    return min(wanted, int(remaining_s / max(crop_s, 1e-6)))
+
+
 def small_detections(det: Detections, scale: float, cfg: RefineConfig) -> tuple[Detections, Detections]:
     """(small, large) confident detections of pass 1 (small: at most ``cfg.small_size`` tall in network pixels)."""
     conf = det.scores >= cfg.small_score
@@ -423,8 +448,11 @@ class RefiningPerceptor(Perceptor):
         self._crops = Perceptor(backend, crop_cfg)
         self._previous: dict[str, Detections] = {}
         self._counters: dict[str, int] = {}  # content-blind policies: where each camera's round robin stands
-        self.totals = {"frames": 0, "regions": 0, "pixels_processed": 0, "full_pixels": 0}
+        # crops planned but left out by refine.deadline_ms ("deadline_cut")
+        self.totals = {"frames": 0, "regions": 0, "pixels_processed": 0, "full_pixels": 0, "deadline_cut": 0}
         self.camera_totals: dict[str, dict[str, int]] = {}  # the same per camera
+        self._stamps: dict[str, tuple[float, list[float]]] = {}  # camera -> (last stamp, recent intervals)
+        self._crop_s: float | None = None  # seconds per crop (running mean of the crops run so far)
 
     def reset(self, camera_id: str | None = None) -> None:
         super().reset(camera_id)
@@ -439,17 +467,40 @@ class RefiningPerceptor(Perceptor):
         return self.totals["pixels_processed"] / self.totals["full_pixels"] if self.totals["full_pixels"] else 0.0
 
     def process_batch(self, frames: list[FrameInput]) -> list[PerceptionResult]:
+        start = time.perf_counter()
+        deadline = self._deadline(frames)
         try:
             results = super().process_batch(frames)
         except InvalidOutputError as e:  # refine the valid frames; the error still reports the invalid ones
             by_cam = {f.camera_id: f for f in frames}
             valid = [r for r in e.results if r is not None]
-            refined = iter(self._refine([by_cam[r.camera_id] for r in valid], valid))
+            refined = iter(self._refine([by_cam[r.camera_id] for r in valid], valid, start, deadline))
             e.results[:] = [None if r is None else next(refined) for r in e.results]
             raise
-        return list(self._refine(frames, results))
+        return list(self._refine(frames, results, start, deadline))
 
-    def _refine(self, frames: list[FrameInput], results: list[PerceptionResult]) -> list[RefinedResult]:
+    def _deadline(self, frames: list[FrameInput]) -> float | None:
+        """Seconds this batch may take, pass 1 included (refine.deadline_ms), or None: every planned crop runs.
+        -1: the shortest frame period among the batch's cameras, learnt from their stamps (None until known): the
+        smallest step between the frames the caller RECEIVED (``FrameInput.received``: the node's, dropped frames
+        included) where given, else the step since the last frame processed here -- never the node's own rate, which
+        the crops would slow down and so lengthen their own deadline."""
+        periods = []
+        for f in frames:
+            last, intervals = self._stamps.get(f.camera_id, (None, []))
+            step = f.received.min_step if f.received is not None else None if last is None else f.stamp - last
+            if step is not None:
+                intervals = [*intervals, step][-8:]
+            self._stamps[f.camera_id] = (f.stamp, intervals)
+            periods.append(frame_period(intervals))
+        if self.refine.deadline_ms > 0:
+            return self.refine.deadline_ms / 1e3
+        if self.refine.deadline_ms < 0 and all(p is not None for p in periods):
+            return min(p for p in periods if p is not None)
+        return None
+
+    def _refine(self, frames: list[FrameInput], results: list[PerceptionResult], start: float | None = None,
+                deadline: float | None = None) -> list[RefinedResult]:
         t0 = time.perf_counter()
         by_cam = {f.camera_id: f for f in frames}
         in_hw = (self.input_h, self.input_w)
@@ -472,10 +523,19 @@ class RefiningPerceptor(Perceptor):
                 plans.append(fixed_regions((fh, fw), in_hw, self.refine, count))
                 self._counters[r.camera_id] = count + len(plans[-1].regions)
         t1 = time.perf_counter()
-        jobs = [(i, k) for i, p in enumerate(plans) for k in range(len(p.regions))]
+        # every frame's best crop first, then the second best, ...: a deadline leaves out the least needed ones
+        jobs = sorted(((i, k) for i, p in enumerate(plans) for k in range(len(p.regions))), key=lambda j: (j[1], j[0]))
         crops: dict[tuple[int, int], Detections] = {}
-        for start in range(0, len(jobs), self.refine.batch):
-            chunk = jobs[start: start + self.refine.batch]
+        tried: set[tuple[int, int]] = set()
+        per_crop = self._crop_s if self._crop_s is not None else (t0 - (start or t0)) / max(1, len(frames))
+        while len(tried) < len(jobs):
+            chunk = jobs[len(tried): len(tried) + self.refine.batch]
+            if deadline is not None and start is not None:
+                chunk = chunk[:crops_that_fit(start + deadline - time.perf_counter(), per_crop, len(chunk))]
+                if not chunk:
+                    break
+            tried.update(chunk)
+            tc = time.perf_counter()
             inputs = []
             for i, k in chunk:
                 f = by_cam[results[i].camera_id]
@@ -489,6 +549,17 @@ class RefiningPerceptor(Perceptor):
                 chunk = [job for job, r in zip(chunk, e.results) if r is not None]
             for job, out in zip(chunk, outs):
                 crops[job] = out.detections
+            took = (time.perf_counter() - tc) / max(1, len(inputs))
+            self._crop_s = took if self._crop_s is None else 0.7 * self._crop_s + 0.3 * took
+            per_crop = self._crop_s
+        # a frame's crops left out are its least needed (the tail of its plan): the plan keeps what was tried
+        cut = [sum((i, k) not in tried for k in range(len(p.regions))) for i, p in enumerate(plans)]
+        plans = [p if not c else RegionPlan(p.regions[:len(p.regions) - c], p.reason if c < len(p.regions)
+                                            else "deadline", p.gains[:len(p.regions) - c])
+                 for p, c in zip(plans, cut)]
+        if self.refine.policy != "attention":  # the round robin goes on from the first tile left out
+            for r, c in zip(results, cut):
+                self._counters[r.camera_id] -= c
         t2 = time.perf_counter()
         refined: list[RefinedResult] = []
         crop_px = self.input_h * self.input_w
@@ -508,6 +579,7 @@ class RefiningPerceptor(Perceptor):
                                   int((src > 0).sum()))
             for totals in (self.totals, self.camera_totals.setdefault(r.camera_id, dict.fromkeys(self.totals, 0))):
                 totals["frames"] += 1
+                totals["deadline_cut"] += cut[i]
                 totals["regions"] += len(plan.regions)
                 totals["pixels_processed"] += info.pixels_processed
                 totals["full_pixels"] += info.full_pixels
@@ -530,6 +602,7 @@ class RefiningPerceptor(Perceptor):
         ratio = t["pixels_processed"] / t["full_pixels"] if t["full_pixels"] else 0.0
         return {"refine.enabled": str(self.refine.enabled).lower(),
                 "refine.regions_per_frame": f"{t['regions'] / max(1, t['frames']):.2f}",
+                "refine.deadline_cut_per_frame": f"{t['deadline_cut'] / max(1, t['frames']):.2f}",
                 "refine.pixel_ratio": f"{ratio:.3f}"}
 
 

@@ -172,7 +172,7 @@ def test_the_same_labels_in_three_formats_score_alike(tmp_path: Path, tiny_check
         report = json.loads((out / "report.json").read_text())
         assert report["label_format"] == {"ours": "perception"}.get(name, name)
         assert ("dog 1" in err) == (name == "coco")
-        r = report["results"]["tiny"]
+        r = report["results"]["tiny+refine"]
         results[name] = (r["all"], r["small"]["all"], r["fp_per_image"], report["object_counts"])
     assert results["ours"] == results["coco"] == results["kitti"]
     assert results["ours"][3]["cyclist"]["ignore"] == 1 and results["ours"][0]["num_gt"] == 2

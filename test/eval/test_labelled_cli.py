@@ -36,30 +36,63 @@ def test_eval_labels_report_and_stills(tmp_path: Path, tiny_checkpoint: Path,
               "--no-reference", "--out", str(out)])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
-    assert "| tiny |" in captured.out and "pedestrian 1/0/0/0" in captured.out
+    # the node's defaults: attention-guided refinement on (refine.enabled: true, refine.max_regions 2)
+    assert "| tiny+refine |" in captured.out and "pedestrian 1/0/0/0" in captured.out
     report = json.loads((out / "report.json").read_text())
-    r = report["results"]["tiny"]
+    assert list(report["results"]) == ["tiny+refine"]
+    r = report["results"]["tiny+refine"]
+    assert r["info"]["refine"]["max_regions"] == 2 and r["info"]["refine"]["max_pixels"] == 0
     assert r["images"] == 2 and r["all"]["num_gt"] == 1 and r["small"]["all"]["num_gt"] == 1  # the 20 px car: small
     assert set(r["per_class"]) == {"car", "truck", "pedestrian", "cyclist", "traffic_sign"}
     assert r["info"]["score_thresh"] == 0.3 and r["info"]["input_size"] == [64, 128]
     assert r["latency_ms"]["frames"] == 2 and len(r["per_image"]) == 2
     assert report["object_counts"]["car"]["small"] == 1
-    assert "| tiny |" in (out / "table.md").read_text()
+    assert "| tiny+refine |" in (out / "table.md").read_text()
     still = cv2.imread(str(out / "stills" / "0.png"))
     assert still is not None and still.shape[1] == 2 * 96  # detections | attention
 
 
-def test_eval_labels_refine_adds_a_row(tmp_path: Path, tiny_checkpoint: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_labels_refine_modes(tmp_path: Path, tiny_checkpoint: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """`--refine` alone: a row without refinement and one with it; `--refine off`: one pass only; the crop budget
+    follows --refine-max-regions, an out-of-range one is a usage error."""
     images, labels = _labelled_folder(tmp_path / "imgs")
-    rc = cli(["eval", "--images", str(images), "--labels", str(labels), "--checkpoint", str(tiny_checkpoint),
-              "--no-reference", "--refine", "--out", str(tmp_path / "out")])
-    assert rc == 0, capsys.readouterr().err
+    args = ["eval", "--images", str(images), "--labels", str(labels), "--checkpoint", str(tiny_checkpoint),
+            "--no-reference", "--out", str(tmp_path / "out")]
+    assert cli([*args, "--refine"]) == 0, capsys.readouterr().err
     results = json.loads((tmp_path / "out" / "report.json").read_text())["results"]
     assert list(results) == ["tiny", "tiny+refine"]
     ref = results["tiny+refine"]["info"]["refine"]
-    assert ref["frames"] == 2 and ref["max_regions"] == 3 and ref["pixel_ratio"] > 0.0
+    assert ref["frames"] == 2 and ref["max_regions"] == 2 and ref["pixel_ratio"] > 0.0
     assert "refine" not in results["tiny"]["info"]
+    assert cli([*args, "--refine", "off"]) == 0, capsys.readouterr().err
+    results = json.loads((tmp_path / "out" / "report.json").read_text())["results"]
+    assert list(results) == ["tiny"] and "refine" not in results["tiny"]["info"]
+    assert cli([*args, "--refine", "on", "--refine-max-regions", "3"]) == 0, capsys.readouterr().err
+    results = json.loads((tmp_path / "out" / "report.json").read_text())["results"]
+    assert list(results) == ["tiny+refine"] and results["tiny+refine"]["info"]["refine"]["max_regions"] == 3
+    assert cli([*args, "--refine-max-regions", "-1"]) == 2
+    assert "refine.max_regions = -1 is out of range" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        cli([*args, "--refine", "maybe"])
+    assert e.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_eval_node_defaults_are_the_nodes() -> None:
+    """The labelled evaluation runs the node's defaults: its detection settings and its refinement are the
+    parameter table's, so the two cannot drift apart."""
+    from perception.eval.labelled_run import NodeDefaults, node_refine
+    from perception.ros.nodes.params import PARAMS_BY_NAME, PerceptionNodeConfig
+
+    node = NodeDefaults()
+    table = {k: PARAMS_BY_NAME[k].default for k in ("detection.score_threshold", "detection.nms_iou",
+                                                       "detection.max_detections", "detection.vehicle_nms_iou")}
+    assert table == {"detection.score_threshold": node.score_thresh, "detection.nms_iou": node.nms_iou,
+                     "detection.max_detections": node.max_det, "detection.vehicle_nms_iou": node.vehicle_nms_iou}
+    refine = PerceptionNodeConfig().refine
+    assert node_refine() == (refine if refine.enabled else None)
+    assert PARAMS_BY_NAME["refine.enabled"].default is refine.enabled
+    assert PARAMS_BY_NAME["refine.max_regions"].default == refine.max_regions
 
 
 def test_eval_labels_with_the_reference(tmp_path: Path, tiny_checkpoint: Path, reference_model: Path,
@@ -98,7 +131,7 @@ def test_eval_labels_on_a_larger_canvas(tmp_path: Path, tiny_checkpoint: Path,
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "on 2x canvases" in captured.out
-    r = json.loads((tmp_path / "out" / "report.json").read_text())["results"]["tiny"]
+    r = json.loads((tmp_path / "out" / "report.json").read_text())["results"]["tiny+refine"]
     assert r["all"]["num_gt"] == 1 and r["small"]["all"]["num_gt"] == 1  # sizes in pixels do not change
     still = cv2.imread(str(tmp_path / "out" / "stills" / "0.png"))
     assert still is not None and still.shape[1] == 2 * 192
@@ -118,7 +151,7 @@ def test_eval_labels_of_a_farther_scene(tmp_path: Path, tiny_checkpoint: Path,
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "on 2x canvases, resized by 0.5" in captured.out
-    r = json.loads((tmp_path / "out" / "report.json").read_text())["results"]["tiny"]
+    r = json.loads((tmp_path / "out" / "report.json").read_text())["results"]["tiny+refine"]
     assert r["all"]["num_gt"] == 0 and r["small"]["all"]["num_gt"] == 1
     assert cli([*args, "--shrink", "0"]) == 2 and "shrink must be in (0, 1]" in capsys.readouterr().err
     # --camera HxW frames the images itself; with --canvas / --shrink it is a usage error
@@ -128,7 +161,7 @@ def test_eval_labels_of_a_farther_scene(tmp_path: Path, tiny_checkpoint: Path,
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "framed by a 192 x 36 camera" in captured.out
-    r = json.loads((tmp_path / "cam" / "report.json").read_text())["results"]["tiny"]
+    r = json.loads((tmp_path / "cam" / "report.json").read_text())["results"]["tiny+refine"]
     assert r["all"]["num_gt"] == 0 and r["small"]["all"]["num_gt"] == 1  # the 72 px image at 36 px: half size
     assert cli([*cam, "--canvas", "2"]) == 2 and "not both" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
@@ -145,7 +178,8 @@ def test_eval_labels_of_an_exported_model_alone(tmp_path: Path, model_onnx: Call
               "--out", str(tmp_path / "out")])
     assert rc == 0, capsys.readouterr().err
     results = json.loads((tmp_path / "out" / "report.json").read_text())["results"]
-    assert list(results) == [onnx.stem] and results[onnx.stem]["info"]["backend"].startswith("onnxruntime")
+    name = f"{onnx.stem}+refine"  # the node's defaults: refinement on
+    assert list(results) == [name] and results[name]["info"]["backend"].startswith("onnxruntime")
     # an exported model runs at its exported size: --input-size with it is a usage error, not a silent no-op
     rc = cli(["eval", "--images", str(images), "--labels", str(labels), "--onnx", str(onnx), "--no-reference",
               "--input-size", "96x128", "--out", str(tmp_path / "out")])
@@ -166,7 +200,7 @@ def test_eval_labels_at_another_input_size(tmp_path: Path, tiny_checkpoint: Path
     args = ["eval", "--images", str(images), "--labels", str(labels), "--checkpoint", str(tiny_checkpoint),
             "--no-reference", "--out", str(tmp_path / "out")]
     assert cli([*args, "--input-size", "96x160"]) == 0, capsys.readouterr().err
-    r = json.loads((tmp_path / "out" / "report.json").read_text())["results"]["tiny"]
+    r = json.loads((tmp_path / "out" / "report.json").read_text())["results"]["tiny+refine"]
     assert r["info"]["input_size"] == [96, 160] and "160x96 input" in r["detector"]
     with pytest.raises(SystemExit) as e:
         cli([*args, "--input-size", "100x160"])

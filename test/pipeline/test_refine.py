@@ -3,14 +3,17 @@ a tiny network through torch and ONNX Runtime."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
 from perception.core.boxes import iou_matrix
+from perception.core.temporal import StreamSteps
 from perception.core.types import Detections
 from perception.pipeline.perceptor import FrameInput, Perceptor, PerceptorConfig
 from perception.pipeline.refine import (
@@ -19,7 +22,9 @@ from perception.pipeline.refine import (
     RefineError,
     RefiningPerceptor,
     crop_detections_to_frame,
+    crops_that_fit,
     fixed_regions,
+    frame_period,
     merge_detections,
     merge_passes,
     partial_views,
@@ -307,6 +312,65 @@ def test_refine_config_is_validated() -> None:
         RefineConfig(max_regions=-1)
     with pytest.raises(RefineError, match="crop_scale"):
         RefineConfig(crop_scale=0.0)
+    for bad in (-0.5, -2.0, float("nan"), float("inf"), 2e6):
+        with pytest.raises(RefineError, match="deadline_ms"):
+            RefineConfig(deadline_ms=bad)
+
+
+def test_frame_period_and_crops_that_fit() -> None:
+    """The camera's period is the median of its recent intervals; a loop (negative) or a jump (> 2 s) is no
+    period; crops fit while their time does."""
+    assert frame_period([0.1, 0.1, 0.5, -3.0, 30.0]) == pytest.approx(0.1)
+    assert frame_period([]) is None and frame_period([-1.0, 0.0, 5.0]) is None
+    assert crops_that_fit(0.1, 0.03, 4) == 3 and crops_that_fit(0.1, 0.03, 2) == 2
+    assert crops_that_fit(0.02, 0.03, 4) == 0 and crops_that_fit(-1.0, 0.03, 4) == 0 and crops_that_fit(1, 0, 0) == 0
+
+
+class _SlowBackend:
+    """A real backend whose every call takes ``delay`` seconds longer (a slow CPU, for the deadline)."""
+
+    def __init__(self, inner: Any, delay: float) -> None:
+        self._inner, self.delay = inner, delay
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def infer(self, inputs: Any) -> Any:
+        time.sleep(self.delay)
+        return self._inner.infer(inputs)
+
+
+def test_the_deadline_leaves_out_the_least_needed_crops(tiny_checkpoint: Path) -> None:
+    """refine.deadline_ms: with no deadline every planned crop runs; with the camera's period (-1) learnt from
+    its stamps, a camera faster than pass 1 + a crop gets pass 1 only (reason "deadline", counted in
+    /diagnostics), a slow one every crop; the crops that run are the plan's first."""
+    rng = np.random.default_rng(3)
+    frame = rng.integers(0, 255, (256, 512, 3), dtype=np.uint8)
+    base = RefineConfig(max_regions=2, min_gain=0.0, relative_threshold=0.0, min_attention=0.0, policy="uniform")
+    with TorchBackend(tiny_checkpoint, (64, 128)) as inner:
+        slow = _SlowBackend(inner, 0.05)
+        free = RefiningPerceptor(slow, PerceptorConfig(), base)  # type: ignore[arg-type]
+        r = free.process(FrameInput("c", frame, 0.0))
+        assert len(r.refinement.regions) == 2 and free.totals["deadline_cut"] == 0
+        for period, crops in ((0.06, 0), (1.0, 2)):  # 60 ms: pass 1 alone takes 50; 1 s: room for both crops
+            p = RefiningPerceptor(slow, PerceptorConfig(), replace(base, deadline_ms=-1.0))  # type: ignore[arg-type]
+            for k in range(4):
+                r = p.process(FrameInput("c", frame, k * period))
+            assert len(r.refinement.regions) == crops, period
+            if crops == 0:
+                assert r.refinement.reason == "deadline" and p.totals["deadline_cut"] >= 2
+                assert float(p.diagnostics()["refine.deadline_cut_per_frame"]) > 0
+        # a node that drops frames passes the steps it RECEIVED: the camera's 60 ms, not the 1 s between the frames
+        # it processed (that would be its own rate, which the crops slow down)
+        p = RefiningPerceptor(slow, PerceptorConfig(), replace(base, deadline_ms=-1.0))  # type: ignore[arg-type]
+        for k in range(4):
+            r = p.process(FrameInput("c", frame, float(k), received=StreamSteps(0.06, 0.12)))
+        assert len(r.refinement.regions) == 0 and r.refinement.reason == "deadline"
+        slower = _SlowBackend(inner, 0.2)  # a fixed deadline of 500 ms: pass 1 (~200 ms) and one crop fit, not two
+        fixed = RefiningPerceptor(slower, PerceptorConfig(), replace(base, deadline_ms=500.0))  # type: ignore[arg-type]
+        tiles = [fixed.process(FrameInput("c", frame, 0.0)).refinement.regions for _ in range(2)]
+        assert [len(t) for t in tiles] == [1, 1] and fixed.totals["deadline_cut"] == 2
+        assert not np.array_equal(tiles[0], tiles[1])  # the round robin goes on from the tile left out
 
 
 
@@ -317,15 +381,17 @@ def test_node_parameters_build_a_refining_perceptor() -> None:
 
     base = {"model.name": "stan_tiny_temporal", "model.allow_untrained": True, "model.backend": "torch",
             "model.input_height": 64, "model.input_width": 128, "model.threads": 1}
-    assert not node_config(base).refine.enabled
-    cfg = node_config({**base, "refine.enabled": True, "refine.max_regions": 2, "refine.max_pixels": 40000,
+    default = node_config(base).refine  # on by default, 2 crops, within the camera's frame period
+    assert default.enabled and default.max_regions == 2 and default.deadline_ms == -1.0
+    off = {**base, "refine.enabled": False}
+    cfg = node_config({**base, "refine.max_regions": 3, "refine.max_pixels": 40000, "refine.deadline_ms": 50.0,
                        "max_batch": 1, "detection.vehicle_nms_iou": 0.5})
-    assert cfg.refine.max_regions == 2 and cfg.refine.max_pixels == 40000
+    assert cfg.refine.max_regions == 3 and cfg.refine.max_pixels == 40000 and cfg.refine.deadline_ms == 50.0
     p = build_perceptor(cfg)
     try:
-        assert isinstance(p, RefiningPerceptor) and p.refine.batch == 1 and p.refine.max_regions == 2
+        assert isinstance(p, RefiningPerceptor) and p.refine.batch == 1 and p.refine.max_regions == 3
         assert p.config.vehicle_nms_iou == 0.5 and p._crops.config.vehicle_nms_iou == 0.5  # pass 1, crops, merge
-        assert not isinstance(build_perceptor(node_config(base)), RefiningPerceptor)
+        assert not isinstance(build_perceptor(node_config(off)), RefiningPerceptor)
     finally:
         release_perceptor(p)
 
@@ -335,6 +401,20 @@ def test_replay_passes_refinement_to_the_node() -> None:
 
     on = node_params(["cam"], "raw", "image_raw", {"extra": {"refine.enabled": True, "refine.max_regions": 2}})
     assert on["refine.enabled"] is True and on["refine.max_regions"] == 2
+
+
+def test_replay_refine_option() -> None:
+    """`perception replay --refine K`: absent, the node's defaults; 0, one pass; K, K crops. --deterministic runs
+    every planned crop (no deadline), so outputs do not depend on how busy the machine is."""
+    from perception.bag import BagError
+    from perception.ros.tools.replay import _refine_params
+
+    assert _refine_params(None, False) == {}
+    assert _refine_params(None, True) == {"refine.deadline_ms": 0.0}
+    assert _refine_params(0, False) == {"refine.enabled": False}
+    assert _refine_params(3, True) == {"refine.deadline_ms": 0.0, "refine.enabled": True, "refine.max_regions": 3}
+    with pytest.raises(BagError, match="must be >= 0"):
+        _refine_params(-1, False)
 
 
 def test_eval_refine_flag(tiny_checkpoint: Path, tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 from perception.core.classes import DETECTION_NAMES
 from perception.core.shedding import SheddingPolicy
 from perception.core.temporal import ResetPolicy
-from perception.pipeline.refine import RefineConfig
+from perception.pipeline.refine import NODE_REFINE, RefineConfig
 from perception.ros.errors import RosError
 from perception.runtime.select import BACKEND_NAMES
 from perception.runtime.select import PRECISIONS as RUNTIME_PRECISIONS
@@ -156,14 +156,21 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
     _p("objects.base_T_lidar", (), "fallback LiDAR extrinsics (16 numbers, row-major 4x4, base frame <- LiDAR "
        "frame) when /tf_static has none; empty: /tf_static only"),
     # attention-guided refinement (perception/pipeline/refine.py)
-    _p("refine.enabled", False, "two passes: the downscaled frame, then up to refine.max_regions crops at native "
-       "resolution where the attention map (and small / last frame's small boxes) point; /diagnostics reports "
-       "refine.pixel_ratio (pixels processed / full-resolution pixels)"),
-    _p("refine.max_regions", 3, "crops per frame at most", min_value=0, max_value=64),
-    _p("refine.max_pixels", 0, "network-input pixels per frame at most, pass 1 included; 0: no pixel cap",
-       min_value=0, max_value=2**31 - 1),
-    _p("refine.crop_scale", 1.0, "crop resolution relative to the image (1.0: native pixels)", min_value=0.1,
-       max_value=4.0),
+    _p("refine.enabled", NODE_REFINE.enabled, "two passes: the downscaled frame, then up to refine.max_regions "
+       "crops at native resolution where the attention map (and small / last frame's small boxes) point; "
+       "/diagnostics reports refine.pixel_ratio (pixels processed / full-resolution pixels); false: one pass, a "
+       "fixed cost per frame"),
+    _p("refine.max_regions", NODE_REFINE.max_regions, "crops per frame at most (each costs about one more pass of "
+       "the network)", min_value=0, max_value=64),
+    _p("refine.max_pixels", NODE_REFINE.max_pixels, "network-input pixels per frame at most, pass 1 included; 0: no "
+       "pixel cap", min_value=0, max_value=2**31 - 1),
+    _p("refine.crop_scale", NODE_REFINE.crop_scale, "crop resolution relative to the image (1.0: native pixels)",
+       min_value=0.1, max_value=4.0),
+    _p("refine.deadline_ms", NODE_REFINE.deadline_ms, "crops run (best first) only while the frame's inference, "
+       "pass 1 included, is expected to end within this; -1: the camera's frame period, learnt from the steps "
+       "between its received header stamps (refinement spends the time the camera leaves: on a slow CPU a fast "
+       "camera keeps its rate and gets fewer crops); 0: no deadline (every planned crop runs); /diagnostics reports "
+       "refine.deadline_cut_per_frame", min_value=-1.0, max_value=1e6),
     # runtime behaviour
     _p("max_batch", 8, "at most this many cameras' frames in one inference", min_value=1, max_value=64),
     # load shedding under overload (perception/core/shedding.py)
@@ -292,7 +299,7 @@ class PerceptionNodeConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
     temporal: TemporalConfig = field(default_factory=TemporalConfig)
     objects: ObjectsConfig = field(default_factory=ObjectsConfig)
-    refine: RefineConfig = field(default_factory=lambda: RefineConfig(enabled=False))
+    refine: RefineConfig = NODE_REFINE
     max_batch: int = 8
     shedding: SheddingPolicy = field(default_factory=SheddingPolicy)
     pipelining: str = "auto"
@@ -447,7 +454,8 @@ def node_config(values: Mapping[str, Any]) -> PerceptionNodeConfig:
         ),
         objects=objects,
         refine=RefineConfig(enabled=v["refine.enabled"], max_regions=v["refine.max_regions"],
-                            max_pixels=v["refine.max_pixels"], crop_scale=v["refine.crop_scale"]),
+                            max_pixels=v["refine.max_pixels"], crop_scale=v["refine.crop_scale"],
+                            deadline_ms=v["refine.deadline_ms"]),
         max_batch=v["max_batch"],
         shedding=_shedding_policy(v, tuple(cameras)),
         pipelining=v["runtime.pipelining"],

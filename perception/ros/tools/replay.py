@@ -422,7 +422,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=None, help="record the outputs to this new MCAP bag")
     p.add_argument("--rate", type=float, default=1.0, help="playback rate multiplier (default 1: original timing)")
     p.add_argument("--deterministic", action="store_true",
-                   help="every frame processed in order: wait for each frame's detections before the next")
+                   help="every frame processed in order: wait for each frame's detections before the next (and "
+                        "every planned refinement crop runs: refine.deadline_ms 0)")
     p.add_argument("--start", type=float, default=0.0, help="start offset in seconds from the bag's first message")
     p.add_argument("--duration", type=float, default=0.0, help="seconds of the bag to play (0: to the end)")
     p.add_argument("--loop", type=int, default=1, metavar="N", help="play the window N times (temporal state resets)")
@@ -435,9 +436,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="checkpoint path or shipped name for the node")
     add_model_arguments(p, "", "network input HxW (default: the checkpoint's)")
     p.add_argument("--score-threshold", type=float, default=0.3, help="node detection.score_threshold")
-    p.add_argument("--refine", type=int, default=0, metavar="K",
-                   help="node refine.enabled with refine.max_regions K: attention-guided native-resolution crops "
-                        "(0: off)")
+    p.add_argument("--refine", type=int, default=None, metavar="K",
+                   help="node refine.max_regions K: attention-guided native-resolution crops (0: refine.enabled "
+                        "false, one pass; default: the node's refine.*)")
     p.add_argument("--outputs", default=",".join(OUTPUT_TYPES),
                    help="node outputs to publish and record (comma list of: " + ", ".join(OUTPUT_TYPES) + ")")
     p.add_argument("--frame-timeout", type=float, default=20.0, help="deterministic mode: seconds to wait per frame")
@@ -454,6 +455,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="private ROS_DOMAIN_ID of the replay and its node (default: derived from the process id)")
 
 
+def _refine_params(k: int | None, deterministic: bool) -> dict[str, object]:
+    """The node's ``refine.*`` for ``--refine K`` (None: the node's defaults). Deterministic: no refinement
+    deadline (``refine.deadline_ms: 0``), so every planned crop runs however busy the machine is and the outputs
+    do not depend on timing (golden comparisons)."""
+    if k is not None and k < 0:
+        raise BagError(f"--refine {k}: crops per frame must be >= 0 (0: refinement off)")
+    params: dict[str, object] = {"refine.deadline_ms": 0.0} if deterministic else {}
+    if k is not None:
+        params.update({"refine.enabled": k > 0, **({"refine.max_regions": k} if k > 0 else {})})
+    return params
+
+
 def main(args: argparse.Namespace) -> int:
     from perception.bag.io import verify_on_read
 
@@ -468,7 +481,7 @@ def main(args: argparse.Namespace) -> int:
         opts = ReplayOptions(args.rate, args.deterministic, args.start, args.duration, args.loop)
         node_args = {"checkpoint": args.checkpoint, "input_size": args.input_size, "precision": args.precision,
                      "threads": args.threads, "backend": args.backend, "score_threshold": args.score_threshold,
-                     "extra": {"refine.enabled": True, "refine.max_regions": args.refine} if args.refine > 0 else {}}
+                     "extra": _refine_params(args.refine, args.deterministic)}
         result = replay(args.bag, args.out, opts, topics=args.topics, remap=_remaps(args.remap),
                         record_inputs=args.record_inputs, start_node=not args.no_node, node_args=node_args,
                         outputs=outputs, frame_timeout=args.frame_timeout, order_check=not args.no_order_check,
