@@ -20,14 +20,15 @@ from typing import Any, cast
 import numpy as np
 
 from perception.core.classes import DETECTION_NAMES
-from perception.core.config import ConfigError, frame_count
+from perception.core.config import ConfigError, crops_arg, frame_count
 from perception.weights import checkpoint_arg
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("demo_out"))
-    p.add_argument("--checkpoint", default="stan_s_temporal", type=checkpoint_arg,
-                   help="shipped checkpoint name or a checkpoint path (default: stan_s_temporal)")
+    p.add_argument("--checkpoint", default=None, type=checkpoint_arg,
+                   help="shipped checkpoint name or a checkpoint path (default: stan_s_temporal, the network trained "
+                        "for the synthetic world; with --ros the node's default, model.name)")
     p.add_argument("--seed", type=int, default=2024, help="drive seed (training used seeds < 1000)")
     footage = p.add_mutually_exclusive_group()
     footage.add_argument("--video", type=Path, default=None, help="run on this video file instead of a synthetic drive")
@@ -41,10 +42,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stills", type=int, default=4, help="number of PNG stills")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                    help="auto: bf16 where the CPU computes it natively (AVX512-bf16/AMX), else fp32")
-    p.add_argument("--refine", type=int, default=0, metavar="K",
+    p.add_argument("--refine", type=crops_arg, default=None, metavar="K",
                    help="attention-guided refinement with up to K native-resolution crops per frame (drawn in cyan "
                         "on the attention panel; needs frames larger than the network input, e.g. --width 1280 "
-                        "--height 720); 0: off")
+                        "--height 720); 0: off; default: the node's (on, 2 crops)")
     p.add_argument("--ros", action="store_true",
                    help="run it over ROS 2: synthetic_camera and perception_node as processes on loopback DDS, "
                         "recorded to an MCAP bag (perception.ros.tools.demo)")
@@ -107,15 +108,18 @@ class OverlayWriter:
                             loop=0)
 
 
-def _perceptor(backend: Any, refine: int, score_thresh: float) -> Any:
-    """The Perceptor, or with ``refine`` > 0 the refining one taking up to ``refine`` crops a frame."""
+def _perceptor(backend: Any, refine: int | None, score_thresh: float) -> Any:
+    """The refining Perceptor taking up to ``refine`` crops a frame (None: the node's default refinement), or with
+    ``refine`` 0 the one-pass Perceptor. No deadline: a recorded drive is processed frame by frame."""
+    from dataclasses import replace
+
     from perception.pipeline.perceptor import Perceptor, PerceptorConfig
+    from perception.pipeline.refine import NODE_REFINE, RefiningPerceptor
 
-    if refine > 0:
-        from perception.pipeline.refine import RefineConfig, RefiningPerceptor
-
-        return RefiningPerceptor(backend, PerceptorConfig(score_thresh=score_thresh), RefineConfig(max_regions=refine))
-    return Perceptor(backend, PerceptorConfig(score_thresh=score_thresh))
+    cfg = replace(NODE_REFINE, deadline_ms=0.0, max_regions=NODE_REFINE.max_regions if refine is None else refine)
+    if refine == 0 or not cfg.enabled:
+        return Perceptor(backend, PerceptorConfig(score_thresh=score_thresh))
+    return RefiningPerceptor(backend, PerceptorConfig(score_thresh=score_thresh), cfg)
 
 
 def _stills(first: int, last: int, n: int) -> set[int]:
@@ -198,7 +202,7 @@ def main(args: argparse.Namespace) -> int:
 
     out: Path = args.out
     try:
-        ckpt = resolve_checkpoint(args.checkpoint)
+        ckpt = resolve_checkpoint(args.checkpoint or "stan_s_temporal")
     except FileNotFoundError as e:
         print(f"perception demo: error: {e}", file=sys.stderr)
         return 2

@@ -120,6 +120,16 @@ def warmup_arg(text: str) -> int:
     return _int_at_least(text, 0)
 
 
+def crops_arg(text: str) -> int:
+    """An argparse ``type=`` for refinement crops per frame (``--refine K``): an integer 0..64 (0: refinement off)."""
+    n = _int_at_least(text, 0)
+    if n > 64:
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"must be 0..64 crops per frame, not {text!r}")
+    return n
+
+
 def _int_at_least(text: str, low: int) -> int:
     import argparse
 

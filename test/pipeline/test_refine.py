@@ -406,15 +406,19 @@ def test_replay_passes_refinement_to_the_node() -> None:
 def test_replay_refine_option() -> None:
     """`perception replay --refine K`: absent, the node's defaults; 0, one pass; K, K crops. --deterministic runs
     every planned crop (no deadline), so outputs do not depend on how busy the machine is."""
-    from perception.bag import BagError
-    from perception.ros.tools.replay import _refine_params
+    import argparse
 
-    assert _refine_params(None, False) == {}
-    assert _refine_params(None, True) == {"refine.deadline_ms": 0.0}
-    assert _refine_params(0, False) == {"refine.enabled": False}
-    assert _refine_params(3, True) == {"refine.deadline_ms": 0.0, "refine.enabled": True, "refine.max_regions": 3}
-    with pytest.raises(BagError, match="must be >= 0"):
-        _refine_params(-1, False)
+    from perception.core.config import crops_arg
+    from perception.ros.tools.replay import refine_params
+
+    assert refine_params(None) == {}
+    assert refine_params(None, True) == {"refine.deadline_ms": 0.0}
+    assert refine_params(0) == {"refine.enabled": False}
+    assert refine_params(3, True) == {"refine.deadline_ms": 0.0, "refine.enabled": True, "refine.max_regions": 3}
+    assert crops_arg("0") == 0 and crops_arg("64") == 64
+    for bad in ("-1", "65", "two", "1.5"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            crops_arg(bad)
 
 
 def test_eval_refine_flag(tiny_checkpoint: Path, tmp_path: Path) -> None:

@@ -238,6 +238,7 @@ def main(args: argparse.Namespace) -> int:
     from perception.ros.env import localhost_env, share_dir
     from perception.ros.tools.launch_spec import parse_launch_file
     from perception.ros.tools.node_process import stop_processes
+    from perception.ros.tools.replay import refine_params
     from perception.ros.tools.run import start_nodes
 
     out: Path = args.out
@@ -253,13 +254,14 @@ def main(args: argparse.Namespace) -> int:
     spec = parse_launch_file(share_dir() / "launch" / "demo.launch.py")
     env = localhost_env()
     # --checkpoint: a path or a shipped name; the node resolves either (perception.weights.resolve_checkpoint)
-    overrides = {"checkpoint": str(args.checkpoint)}
+    overrides = {} if args.checkpoint is None else {"checkpoint": str(args.checkpoint)}  # None: the node's model.name
     extra = {
         "synthetic_camera": {"seed": args.seed, "num_frames": args.frames, "max_frames": args.frames, "loop": False,
                              "width": args.width, "height": args.height,
                              # the recorder and the perception node (once its model is loaded)
                              "wait_for_subscribers": 2},
-        "perception": {"detection.score_threshold": 0.35, "model.precision": args.precision},
+        "perception": {"detection.score_threshold": 0.35, "model.precision": args.precision,
+                       **refine_params(args.refine)},
     }
     print(f"[demo --ros] starting {', '.join(n.name or n.executable for n in spec.nodes)} "
           f"(ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, DDS on loopback); recording to {bag}", flush=True)

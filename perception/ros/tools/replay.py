@@ -35,7 +35,7 @@ from perception.bag import BagError
 from perception.bag.cdr import header_stamp_ns, restamp
 from perception.bag.io import BagWriter, is_stamped, open_bag, read_messages
 from perception.bag.schedule import LOOP, Event, ReplayOptions, schedule
-from perception.core.config import parse_size
+from perception.core.config import crops_arg, parse_size
 from perception.ros.nodes.params import add_model_arguments
 from perception.ros.tools.node_process import NodeProcess, NodeStartError
 from perception.ros.tools.run import sigterm_as_interrupt
@@ -436,7 +436,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="checkpoint path or shipped name for the node")
     add_model_arguments(p, "", "network input HxW (default: the checkpoint's)")
     p.add_argument("--score-threshold", type=float, default=0.3, help="node detection.score_threshold")
-    p.add_argument("--refine", type=int, default=None, metavar="K",
+    p.add_argument("--refine", type=crops_arg, default=None, metavar="K",
                    help="node refine.max_regions K: attention-guided native-resolution crops (0: refine.enabled "
                         "false, one pass; default: the node's refine.*)")
     p.add_argument("--outputs", default=",".join(OUTPUT_TYPES),
@@ -455,12 +455,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="private ROS_DOMAIN_ID of the replay and its node (default: derived from the process id)")
 
 
-def _refine_params(k: int | None, deterministic: bool) -> dict[str, object]:
-    """The node's ``refine.*`` for ``--refine K`` (None: the node's defaults). Deterministic: no refinement
+def refine_params(k: int | None, deterministic: bool = False) -> dict[str, object]:
+    """The node's ``refine.*`` for ``--refine K`` (None: the node's defaults; 0: off). Deterministic: no refinement
     deadline (``refine.deadline_ms: 0``), so every planned crop runs however busy the machine is and the outputs
     do not depend on timing (golden comparisons)."""
-    if k is not None and k < 0:
-        raise BagError(f"--refine {k}: crops per frame must be >= 0 (0: refinement off)")
     params: dict[str, object] = {"refine.deadline_ms": 0.0} if deterministic else {}
     if k is not None:
         params.update({"refine.enabled": k > 0, **({"refine.max_regions": k} if k > 0 else {})})
@@ -481,7 +479,7 @@ def main(args: argparse.Namespace) -> int:
         opts = ReplayOptions(args.rate, args.deterministic, args.start, args.duration, args.loop)
         node_args = {"checkpoint": args.checkpoint, "input_size": args.input_size, "precision": args.precision,
                      "threads": args.threads, "backend": args.backend, "score_threshold": args.score_threshold,
-                     "extra": _refine_params(args.refine, args.deterministic)}
+                     "extra": refine_params(args.refine, args.deterministic)}
         result = replay(args.bag, args.out, opts, topics=args.topics, remap=_remaps(args.remap),
                         record_inputs=args.record_inputs, start_node=not args.no_node, node_args=node_args,
                         outputs=outputs, frame_timeout=args.frame_timeout, order_check=not args.no_order_check,
