@@ -394,6 +394,11 @@ def test_node_parameters_build_a_refining_perceptor() -> None:
         assert not isinstance(build_perceptor(node_config(off)), RefiningPerceptor)
     finally:
         release_perceptor(p)
+    # a deadline between -1 and 0 passes the table's range but not RefineConfig: a configure error, not a crash
+    from perception.ros.errors import RosError
+
+    with pytest.raises(RosError, match=r"refine\.deadline_ms = -0\.5 is out of range"):
+        node_config({**base, "refine.deadline_ms": -0.5})
 
 
 def test_replay_passes_refinement_to_the_node() -> None:

@@ -21,7 +21,7 @@ import numpy as np
 from perception.core.classes import DETECTION_NAMES
 from perception.core.shedding import SheddingPolicy
 from perception.core.temporal import ResetPolicy
-from perception.pipeline.refine import NODE_REFINE, RefineConfig
+from perception.pipeline.refine import NODE_REFINE, RefineConfig, RefineError
 from perception.ros.errors import RosError
 from perception.runtime.select import BACKEND_NAMES
 from perception.runtime.select import PRECISIONS as RUNTIME_PRECISIONS
@@ -429,6 +429,12 @@ def node_config(values: Mapping[str, Any]) -> PerceptionNodeConfig:
         raise RosError("every output is disabled (output.detections/segmentation/segmentation_color/attention): "
                        "enable at least one")
     objects = _objects_config(v)
+    try:  # the table's ranges leave one gap: a deadline_ms between -1 and 0
+        refine = RefineConfig(enabled=v["refine.enabled"], max_regions=v["refine.max_regions"],
+                              max_pixels=v["refine.max_pixels"], crop_scale=v["refine.crop_scale"],
+                              deadline_ms=v["refine.deadline_ms"])
+    except RefineError as e:
+        raise RosError(f"parameter {e}") from e
     return PerceptionNodeConfig(
         model=ModelConfig(
             checkpoint=v["model.checkpoint"], name=v["model.name"], backend=v["model.backend"],
@@ -453,9 +459,7 @@ def node_config(values: Mapping[str, Any]) -> PerceptionNodeConfig:
             detect_scene_cuts=v["temporal.detect_scene_cuts"], scene_cut_threshold=v["temporal.scene_cut_threshold"],
         ),
         objects=objects,
-        refine=RefineConfig(enabled=v["refine.enabled"], max_regions=v["refine.max_regions"],
-                            max_pixels=v["refine.max_pixels"], crop_scale=v["refine.crop_scale"],
-                            deadline_ms=v["refine.deadline_ms"]),
+        refine=refine,
         max_batch=v["max_batch"],
         shedding=_shedding_policy(v, tuple(cameras)),
         pipelining=v["runtime.pipelining"],
