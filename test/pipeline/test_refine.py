@@ -21,16 +21,18 @@ from perception.pipeline.refine import (
     RefinedResult,
     RefineError,
     RefiningPerceptor,
-    crop_detections_to_frame,
     crops_that_fit,
     fixed_regions,
     frame_period,
+    plan_regions,
+    tile_grid,
+)
+from perception.pipeline.refine_merge import (
+    crop_detections_to_frame,
     merge_detections,
     merge_passes,
     partial_views,
-    plan_regions,
     superseded,
-    tile_grid,
 )
 from perception.runtime.base import Backend
 from perception.runtime.torch_backend import TorchBackend
