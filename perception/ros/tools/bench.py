@@ -199,6 +199,8 @@ def _node_params(args: argparse.Namespace) -> dict[str, Any]:
             "model.input_width": iw, "model.precision": args.precision, "model.threads": args.threads,
             "model.backend": args.backend, "runtime.pipelining": args.pipelining,
             "output.mask_resolution": args.mask_resolution,
+            # one pass on both sides: refinement's crops follow a deadline, which would make the two sides differ
+            "refine.enabled": False,
             "cameras": ["bench"], "autostart": True, "diagnostics_period": 1.0}
 
 

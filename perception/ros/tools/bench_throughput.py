@@ -134,7 +134,9 @@ class Bench:
         params = node_params(cameras, "raw", "image_raw", {
             "checkpoint": args.checkpoint, "input_size": args.input_size, "precision": args.precision,
             "threads": args.threads, "backend": args.backend, "max_batch": max_batch,
-            "outputs": ("detections", "segmentation"), "extra": {"runtime.pipelining": args.pipelining}})
+            "outputs": ("detections", "segmentation"),
+            # one pass: the pipeline's fixed per-frame cost (refinement's crops depend on the frame period)
+            "extra": {"runtime.pipelining": args.pipelining, "refine.enabled": False}})
         log = Path(tempfile.mkdtemp(prefix="bench_throughput_")) / f"node_{tag}.log"
         self.run = NodeProcess.perception_node(f"perception_replay_bench_{tag}", params, log,
                                                localhost_env(int(os.environ["ROS_DOMAIN_ID"])))
