@@ -358,6 +358,8 @@ class RefiningPerceptor(Perceptor):
         smallest step between the frames the caller RECEIVED (``FrameInput.received``: the node's, dropped frames
         included) where given, else the step since the last frame processed here -- never the node's own rate, which
         the crops would slow down and so lengthen their own deadline."""
+        if self.refine.deadline_ms >= 0:  # none (0) or fixed: no period to learn
+            return self.refine.deadline_ms / 1e3 if self.refine.deadline_ms > 0 else None
         periods = []
         for f in frames:
             last, intervals = self._stamps.get(f.camera_id, (None, []))
@@ -366,14 +368,11 @@ class RefiningPerceptor(Perceptor):
                 intervals = [*intervals, step][-8:]
             self._stamps[f.camera_id] = (f.stamp, intervals)
             periods.append(frame_period(intervals))
-        if self.refine.deadline_ms > 0:
-            return self.refine.deadline_ms / 1e3
-        if self.refine.deadline_ms < 0 and all(p is not None for p in periods):
-            return min(p for p in periods if p is not None)
-        return None
+        known = [p for p in periods if p is not None]
+        return min(known) if len(known) == len(periods) else None
 
-    def _refine(self, frames: list[FrameInput], results: list[PerceptionResult], start: float | None = None,
-                deadline: float | None = None) -> list[RefinedResult]:
+    def _refine(self, frames: list[FrameInput], results: list[PerceptionResult], start: float,
+                deadline: float | None) -> list[RefinedResult]:
         t0 = time.perf_counter()
         by_cam = {f.camera_id: f for f in frames}
         in_hw = (self.input_h, self.input_w)
@@ -400,10 +399,10 @@ class RefiningPerceptor(Perceptor):
         jobs = sorted(((i, k) for i, p in enumerate(plans) for k in range(len(p.regions))), key=lambda j: (j[1], j[0]))
         crops: dict[tuple[int, int], Detections] = {}
         tried: set[tuple[int, int]] = set()
-        per_crop = self._crop_s if self._crop_s is not None else (t0 - (start or t0)) / max(1, len(frames))
+        per_crop = self._crop_s if self._crop_s is not None else (t0 - start) / max(1, len(frames))
         while len(tried) < len(jobs):
             chunk = jobs[len(tried): len(tried) + self.refine.batch]
-            if deadline is not None and start is not None:
+            if deadline is not None:
                 chunk = chunk[:crops_that_fit(start + deadline - time.perf_counter(), per_crop, len(chunk))]
                 if not chunk:
                     break
