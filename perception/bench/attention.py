@@ -134,7 +134,9 @@ def run_benchmark(cfg: AttentionBenchConfig) -> Report:
     sim = {"width": cfg.width, "height": cfg.height}
     seqs = [load_or_render(s, cfg.frames, sim, cfg.cache_dir or None) for s in range(*cfg.seeds)]
     pcfg = PerceptorConfig(score_thresh=cfg.score_thresh)
-    rcfg = RefineConfig(max_regions=cfg.max_regions, max_pixels=cfg.max_pixels, crop_scale=cfg.crop_scale)
+    # crops only (no zoom-out pass): the bench compares where the crops go, at one budget of network inputs
+    rcfg = RefineConfig(max_regions=cfg.max_regions, max_pixels=cfg.max_pixels, crop_scale=cfg.crop_scale,
+                        zoom_out=0.0)
     full_backend, low_backend = _backend(cfg, ckpt, full), _backend(cfg, ckpt, low)
     for b in (full_backend, low_backend):
         if cfg.backend == "torch":

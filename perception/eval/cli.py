@@ -26,15 +26,16 @@ REFINE_MODES = ("on", "off", "both")
 
 
 def refine_config(args: argparse.Namespace) -> Any:
-    """The node's default refinement (``refine.*``) turned on, with ``--refine-max-regions / --refine-max-pixels``
-    where given (RefineError when out of range). Without the node's deadline (``refine.deadline_ms``: the camera's
-    frame period): every planned crop runs, so a figure does not depend on how busy the machine was -- what the
-    node does when its CPU or GPU has the time."""
+    """The node's default refinement (``refine.*``) turned on, with ``--refine-max-regions / --refine-max-pixels /
+    --refine-zoom-out`` where given (RefineError when out of range). Without the node's deadline
+    (``refine.deadline_ms``: the camera's frame period): every planned crop runs, so a figure does not depend on how
+    busy the machine was -- what the node does when its CPU or GPU has the time."""
     from perception.pipeline.refine import NODE_REFINE
 
     return replace(NODE_REFINE, enabled=True, deadline_ms=0.0,
                    max_regions=NODE_REFINE.max_regions if args.refine_max_regions is None else args.refine_max_regions,
-                   max_pixels=NODE_REFINE.max_pixels if args.refine_max_pixels is None else args.refine_max_pixels)
+                   max_pixels=NODE_REFINE.max_pixels if args.refine_max_pixels is None else args.refine_max_pixels,
+                   zoom_out=NODE_REFINE.zoom_out if args.refine_zoom_out is None else args.refine_zoom_out)
 
 
 def _is_temporal(checkpoint: Path) -> bool:
@@ -80,6 +81,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --labels: resize each image (and its labels) by S in (0, 1] before placing it on its "
                         "canvas: the scene S times as large, as if farther away (--shrink 0.5: 32-64 px objects "
                         "become 16-32 px ones, the band refinement is for); default 1")
+    p.add_argument("--closer", type=float, default=1.0, metavar="F",
+                   help="with --labels: the scene F times closer, in [1, 8]: each image enlarged F times, its centre "
+                        "framed at its own size (boxes cut by the frame clipped; under half left in it: don't "
+                        "care) -- near vehicles, which outgrow a 300x300-trained network; before --canvas / "
+                        "--camera; default 1")
     p.add_argument("--input-size", type=input_size_arg, default=None, metavar="HxW",
                    help="with --labels: run the checkpoints at this network input size (the node's "
                         "model.input_height / input_width; multiples of 32; default: the checkpoint's)")
@@ -124,6 +130,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "network input, e.g. --width 1280 --height 720)")
     p.add_argument("--refine-max-regions", type=int, default=None,
                    help="with refinement: crops per frame at most (default: the node's refine.max_regions)")
+    p.add_argument("--refine-zoom-out", type=float, default=None, metavar="Z",
+                   help="with refinement: the zoom-out pass's scale of pass 1 for objects too large for it (0: off; "
+                        "default: the node's refine.zoom_out)")
     p.add_argument("--refine-max-pixels", type=int, default=None,
                    help="with refinement: network-input pixels per frame at most, pass 1 included (0: no cap; "
                         "default: the node's refine.max_pixels)")
@@ -230,7 +239,15 @@ def labelled_main(args: argparse.Namespace) -> int:
     import cv2
 
     from perception.eval import EvalError
-    from perception.eval.labelled import evaluate, load_label_source, object_counts, on_camera, on_canvas, table
+    from perception.eval.labelled import (
+        closer,
+        evaluate,
+        load_label_source,
+        object_counts,
+        on_camera,
+        on_canvas,
+        table,
+    )
     from perception.eval.labelled_run import (
         NodeDefaults,
         latency,
@@ -266,8 +283,9 @@ def labelled_main(args: argparse.Namespace) -> int:
         if skipped:
             print(f"{args.labels} ({label_format}): left out (no counterpart among our classes): "
                   + ", ".join(f"{n} {k}" for n, k in sorted(skipped.items())), file=sys.stderr)
+        near = [closer(im, args.closer) for im in labelled]
         images = [on_canvas(im, args.canvas, args.shrink) if args.camera is None
-                  else on_camera(im, args.camera[1], args.camera[0]) for im in labelled]
+                  else on_camera(im, args.camera[1], args.camera[0]) for im in near]
         node = NodeDefaults(score_thresh=args.score_thresh, input_size=args.input_size)
         checkpoints = [] if args.reference_only else list(args.checkpoint or [])
         exported = [] if args.reference_only else list(args.onnx)
@@ -295,7 +313,8 @@ def labelled_main(args: argparse.Namespace) -> int:
     for k, im in enumerate(images):
         still = overlay(read_image(args.images, im), im, runs, k)
         cv2.imwrite(str(stills / (Path(im.file).stem + ".png")), cv2.cvtColor(still, cv2.COLOR_RGB2BGR))
-    on = f" on {args.canvas:g}x canvases" if args.canvas != 1.0 else ""
+    on = f", the scene {args.closer:g}x closer" if args.closer != 1.0 else ""
+    on += f" on {args.canvas:g}x canvases" if args.canvas != 1.0 else ""
     on += f", resized by {args.shrink:g}" if args.shrink != 1.0 else ""
     on += f" framed by a {args.camera[1]} x {args.camera[0]} camera" if args.camera is not None else ""
     text = (f"Labelled evaluation on {len(images)} images{on} ({args.labels}), IoU {args.iou}, score >= "
@@ -304,7 +323,8 @@ def labelled_main(args: argparse.Namespace) -> int:
     for name, r in results.items():
         if "refine" in r["info"]:
             ref = r["info"]["refine"]
-            text += (f"{name}: {ref['regions'] / max(1, ref['frames']):.2f} crops/image, pixels processed "
+            text += (f"{name}: {ref['regions'] / max(1, ref['frames']):.2f} crops/image, zoom-out on "
+                     f"{ref['zoom_out']}/{ref['frames']} images, pixels processed "
                      f"{ref['pixel_ratio']:.3f} of full resolution\n")
     report = {"labels": str(args.labels), "label_format": label_format, "left_out": skipped,
               "images_dir": str(args.images), "object_counts": counts,
@@ -381,7 +401,8 @@ def main(args: argparse.Namespace) -> int:
         key = f"{metrics['model']} ({name})" if name != metrics["model"] else name
         if "refine" in metrics:
             ref = metrics["refine"]
-            print(f"{key}: refinement {ref['regions'] / max(1, ref['frames']):.2f} regions/frame, pixels processed "
+            print(f"{key}: refinement {ref['regions'] / max(1, ref['frames']):.2f} regions/frame, zoom-out on "
+                  f"{ref['zoom_out']}/{ref['frames']} frames, pixels processed "
                   f"{ref['pixel_ratio']:.3f} of full resolution")
         write_eval_report(metrics, args.out / name, title=f"Evaluation of {key}")
         results[key] = metrics

@@ -63,6 +63,7 @@ def read_image(directory: Path, im: LabelledImage) -> np.ndarray:
     """Image ``im`` from ``directory`` as (H, W, 3) uint8 RGB, checked against its labelled size (placed on its
     grey canvas when ``im`` is one: :func:`perception.eval.labelled.on_canvas`)."""
     from perception.core.letterbox import PAD_VALUE
+    from perception.eval.labelled import closer_offset
 
     path = directory / im.file
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -70,9 +71,14 @@ def read_image(directory: Path, im: LabelledImage) -> np.ndarray:
         raise EvalError(f"cannot read labelled image {path}; fetch the set with `make data` "
                         "(bash scripts/get_real_data.sh) or pass the folder holding it as --images")
     rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+    if im.placed is None and rgb.shape[:2] != (im.height, im.width):
+        raise EvalError(f"{path} is {rgb.shape[1]}x{rgb.shape[0]} but labelled as {im.width}x{im.height}")
+    if im.enlarge != 1.0:  # the scene closer (labelled.closer): enlarged, its centre framed at the file's size
+        h, w = rgb.shape[:2]
+        ox, oy = closer_offset(w, h, im.enlarge)
+        big = cv2.resize(rgb, (round(w * im.enlarge), round(h * im.enlarge)), interpolation=cv2.INTER_LINEAR)
+        rgb = np.ascontiguousarray(big[oy:oy + h, ox:ox + w])
     if im.placed is None:
-        if rgb.shape[:2] != (im.height, im.width):
-            raise EvalError(f"{path} is {rgb.shape[1]}x{rgb.shape[0]} but labelled as {im.width}x{im.height}")
         return rgb
     x0, y0 = im.placed
     if im.shrink != 1.0:

@@ -159,6 +159,7 @@ class PerceptionResult:
     attention_lowres: np.ndarray | None
     lowres_scale: tuple[float, float]
     maps: InputResolutionMaps = field(repr=False, compare=False)
+    tall_score: float = 0.0  # with Perceptor.tall_probe set: the best score of a candidate that tall (else 0)
 
     def __init__(
         self,
@@ -174,6 +175,7 @@ class PerceptionResult:
         attention_lowres: np.ndarray | None = None,
         lowres_scale: tuple[float, float] | None = None,
         maps: InputResolutionMaps | None = None,
+        tall_score: float = 0.0,
     ) -> None:
         if maps is None or segmentation is not None or attention is not None:
             # given maps win; with ``maps`` too (dataclasses.replace(r, segmentation=...)) the other one stays lazy
@@ -185,7 +187,8 @@ class PerceptionResult:
             segmentation_lowres, attention_lowres, lowres_scale = segmentation, attention, (1.0, 1.0)
         values = {"camera_id": camera_id, "stamp": stamp, "detections": detections, "reset": reset,
                   "timings_ms": {} if timings_ms is None else timings_ms, "segmentation_lowres": segmentation_lowres,
-                  "attention_lowres": attention_lowres, "lowres_scale": lowres_scale or (1.0, 1.0), "maps": maps}
+                  "attention_lowres": attention_lowres, "lowres_scale": lowres_scale or (1.0, 1.0), "maps": maps,
+                  "tall_score": float(tall_score)}
         for k, v in values.items():
             object.__setattr__(self, k, v)
 
@@ -268,6 +271,9 @@ class Perceptor:
         self._cameras: dict[str, _CameraState] = {}
         self._buffers = _Buffers()
         self._device: Any = None  # models.prepost.DevicePrePost when pre/post-processing runs on the device
+        # (score floor, network pixels) or None: each result's ``tall_score`` is the best score of a candidate box at
+        # least that tall, down to that floor -- below the output threshold (the refinement's zoom-out trigger)
+        self.tall_probe: tuple[float, float] | None = None
         mode = self.config.device_prepost
         # anchor-head networks (boxes/scores) decode on the host: the device path decodes heatmaps
         self.anchor_head = any(s.name == "boxes" for s in backend.output_specs)
@@ -392,6 +398,7 @@ class Perceptor:
                 out["heatmap"][i], out["box"][i], stride=8, score_thresh=cfg.score_thresh, max_det=cfg.max_det,
                 nms_iou=cfg.nms_iou,
             )
+        tall = self._tall_score(out, i, det)
         t_dec = t_seg = t_att = time.perf_counter()
         # the low-resolution grid has the stride of the finest map (segmentation: 4 network pixels)
         finest = out["seg"] if "seg" in out else out["attention"]
@@ -409,16 +416,35 @@ class Perceptor:
             make_att = functools.partial(input_resolution_attention, att_map, lmap)
             t_att = time.perf_counter()
         r = self._result(frame, reason, lmap, det, grid, seg_low, att_low,
-                         InputResolutionMaps(make_segmentation=make_seg, make_attention=make_att), timings)
+                         InputResolutionMaps(make_segmentation=make_seg, make_attention=make_att), timings, tall)
         t1 = time.perf_counter()
         timings.update({"postprocess": 1e3 * (t1 - t0), "postprocess.decode": 1e3 * (t_dec - t0),
                         "postprocess.seg": 1e3 * (t_seg - t_dec), "postprocess.attention": 1e3 * (t_att - t_seg),
                         "postprocess.scores": 1e3 * (t1 - t_att)})
         return r
 
+    def _tall_score(self, out: dict[str, np.ndarray], i: int, det: Detections) -> float:
+        """Image ``i``'s best score of a candidate at least ``tall_probe[1]`` network pixels tall, down to
+        ``tall_probe[0]`` (0 without a probe). Anchor heads: over every anchor's box (the decoder's threshold, top-k
+        and NMS do not hide one); heatmap heads: their peaks decoded down to the floor. ``det``: the output
+        detections (network pixels), the answer where neither is reachable."""
+        if self.tall_probe is None:
+            return 0.0
+        floor, height = self.tall_probe
+        if self.anchor_head:
+            b, s = out["boxes"][i], out["scores"][i]
+            best = np.where(np.isfinite(s), s, 0.0).max(axis=1)
+            tall = np.isfinite(b).all(axis=1) & (b[:, 3] - b[:, 1] >= height) & (best >= floor)
+            return float(best[tall].max()) if tall.any() else 0.0
+        if "heatmap" in out:
+            det = decode_detections(out["heatmap"][i], out["box"][i], stride=8, score_thresh=floor,
+                                    max_det=self.config.max_det, nms_iou=self.config.nms_iou)
+        tall = (det.boxes[:, 3] - det.boxes[:, 1] >= height) & (det.scores >= floor)
+        return float(det.scores[tall].max()) if tall.any() else 0.0
+
     def _result(self, frame: FrameInput, reason: ResetReason, lmap: LetterboxMap, det: Detections,
                 grid: tuple[int, int], seg_low: np.ndarray | None, att_low: np.ndarray | None,
-                maps: InputResolutionMaps, timings: dict[str, float]) -> PerceptionResult:
+                maps: InputResolutionMaps, timings: dict[str, float], tall_score: float = 0.0) -> PerceptionResult:
         """A result from network-input detections and low-resolution maps: boxes and per-object attention
         (on the low-resolution map) in input pixels."""
         boxes = lmap.boxes_to_src(det.boxes)
@@ -428,7 +454,8 @@ class Perceptor:
         detections = Detections(boxes=boxes.astype(np.float32), scores=det.scores, class_ids=det.class_ids,
                                 attention=scores_att)
         return PerceptionResult(frame.camera_id, frame.stamp, detections, reset=reason, timings_ms=timings,
-                                segmentation_lowres=seg_low, attention_lowres=att_low, lowres_scale=scale, maps=maps)
+                                segmentation_lowres=seg_low, attention_lowres=att_low, lowres_scale=scale, maps=maps,
+                                tall_score=tall_score)
 
     def _process_batch_device(self, frames: list[FrameInput]) -> list[PerceptionResult]:
         """:meth:`process_batch` with pre/post-processing on the network's device (``models.prepost``): frames go
@@ -464,7 +491,8 @@ class Perceptor:
             timings = dict(pre)
             t_host = time.perf_counter()
             results.append(self._result(f, states[i][1], batch.maps[i], det, (shape[0], shape[1]),
-                                        p.segmentation_lowres, p.attention_lowres, maps, timings))
+                                        p.segmentation_lowres, p.attention_lowres, maps, timings,
+                                        self._tall_score({}, i, det)))  # the device path: its output detections
             host_s = time.perf_counter() - t_host
             timings.update({"postprocess": 1e3 * ((t3 - t2) / n + host_s), "postprocess.device": 1e3 * (t3 - t2) / n,
                             "postprocess.decode": 1e3 * host_s})

@@ -4,10 +4,13 @@
                           ─► policy: attention map + small boxes (+ last frame's small boxes) -> up to K regions
                           ─► pass 2: those regions cropped at native resolution (crop = the network's input size,
                              e.g. 448x256 frame pixels), batched through the SAME backend
+                          ─► zoom-out (when pass 1 has a large candidate, before the crops): the whole frame at
+                             half pass 1's scale, for objects too large for pass 1 (its large boxes only)
                           ─► merge: crop boxes cut by an inner crop edge (or lying inside a pass-1 object that
                              crosses one: a part of it) dropped, pass-1 boxes a crop resolves (found again, or
-                             unsure and not confirmed) superseded by it, class-aware box fusion (score-weighted
-                             mean, best score), one class per vehicle
+                             unsure and not confirmed) superseded by it, large pass-1 boxes of a part of a
+                             zoom-out object dropped, class-aware box fusion (score-weighted mean, best score),
+                             one class per vehicle
 
 The policy works on a 16-px grid of "need": attention above the frame's median by more than a share of
 its peak (a flat map points nowhere), muted inside confident boxes pass 1 already resolves (large ones),
@@ -25,6 +28,14 @@ API, so every backend (torch, ONNX Runtime, TensorRT) runs it unchanged.
 Temporal networks: pass 1 streams with the camera's memory as usual. The crops are a different view
 (another scale and place) that the memory was not built from, so each crop runs STATELESS: the
 network's initial (empty) state, exactly like a camera's first frame (``scene_cut`` on every crop).
+
+The zoom-out: the COCO-trained trunk was trained at 300 x 300, so at 384 x 640 an object taller than about 200
+network pixels (a car within a few metres) loses its score, and crops only zoom further in. Pass 1 reports its best
+candidate at least ``large_size`` tall down to ``large_score`` (:attr:`Perceptor.tall_probe`, below the output
+threshold); such a frame also runs at ``zoom_out`` x pass 1's scale, centred on a grey canvas of the input size,
+and the boxes at least ``large_size`` tall (in pass-1 network pixels) join. It runs stateless like a crop, is one
+more pass besides ``max_regions`` (within ``max_pixels`` and the deadline, which serve it first), and is counted
+in ``pixels_processed`` and ``refine.zoom_out_per_frame``.
 
 Segmentation and the attention map of the result are pass 1's (at the input resolution); only the
 detections are refined.
@@ -64,7 +75,7 @@ class RefineError(PipelineError):
 @dataclass(frozen=True)
 class RefineConfig:
     enabled: bool = True
-    max_regions: int = 3  # crops per frame at most (K)
+    max_regions: int = 3  # crops per frame at most (K; the zoom-out, when it runs, is one more pass)
     max_pixels: int = 0  # network-input pixels per frame at most, pass 1 included; 0: no pixel cap
     crop_scale: float = 1.0  # crop resolution relative to the frame (1.0: native); window = input size / scale
     min_attention: float = 0.05  # peak attention less than this above the frame's median: nothing is attended
@@ -89,6 +100,12 @@ class RefineConfig:
     deadline_ms: float = 0.0  # crops run only while the frame's processing (pass 1 included) is expected to end within
     # this: 0: no deadline (every planned crop runs, deterministic -- evaluations); > 0: milliseconds; -1: the camera's
     # frame period, from its header stamps (the node: refinement spends the time the camera leaves, best crop first)
+    zoom_out: float = 0.5  # the zoom-out pass: the whole frame at this scale of pass 1 (0: none), for objects too large
+    # for pass 1 (the COCO trunk loses a vehicle taller than about 200 network pixels: docs/refinement.md); it runs
+    # when pass 1 has a candidate at least large_size tall scoring at least large_score
+    large_size: float = 160.0  # network pixels (pass 1): a box this tall or taller is large (the zoom-out's band)
+    large_score: float = 0.1  # a large pass-1 candidate at or above this score (below the output threshold too: pass 1
+    # decodes down to it) calls the zoom-out
     policy: str = "attention"  # attention | uniform (baseline: max_regions tiles of a fixed grid, round robin,
     # whatever the frame shows) | band (baseline: the grid's middle row, where a level road's horizon lies)
 
@@ -106,6 +123,9 @@ class RefineConfig:
             ("batch", 1 <= self.batch <= 256, "1..256"),
             ("deadline_ms", self.deadline_ms == -1.0 or 0.0 <= self.deadline_ms <= 1e6,
              "-1 (the camera's frame period), 0 (none) or milliseconds up to 1e6"),
+            ("zoom_out", self.zoom_out == 0.0 or 0.1 <= self.zoom_out <= 0.9, "0 (off) or 0.1..0.9"),
+            ("large_size", 8.0 <= self.large_size <= 4096.0, "8..4096"),
+            ("large_score", 0.0 < self.large_score <= 1.0, "(0, 1]"),
             ("policy", self.policy in POLICIES, " | ".join(POLICIES)),
         ]
         for name, ok, valid in checks:
@@ -128,7 +148,8 @@ class RefinementInfo:
     # "budget", "low gain", "deadline" (crops were planned, none fitted in refine.deadline_ms)
     pixels_processed: int  # network-input pixels run for this frame (pass 1 + crops)
     full_pixels: int  # pixels of the input image at full resolution
-    added: int = 0  # detections kept from the crops that pass 1 did not have
+    added: int = 0  # detections kept from the crops (or the zoom-out) that pass 1 did not have
+    zoom_out: bool = False  # the zoom-out pass ran (one more network input's pixels)
 
     @property
     def pixel_ratio(self) -> float:
@@ -165,8 +186,10 @@ def pass1_scale(frame_hw: tuple[int, int], input_hw: tuple[int, int]) -> float:
     return min(input_hw[0] / frame_hw[0], input_hw[1] / frame_hw[1])
 
 
-def region_budget(frame_hw: tuple[int, int], input_hw: tuple[int, int], cfg: RefineConfig) -> tuple[int, str]:
-    """(crops this frame may take, "" or why it takes none: "disabled", "native", "budget")."""
+def region_budget(frame_hw: tuple[int, int], input_hw: tuple[int, int], cfg: RefineConfig,
+                  spent: int = 0) -> tuple[int, str]:
+    """(crops this frame may take, "" or why it takes none: "disabled", "native", "budget"); ``spent``: network
+    inputs the frame already takes besides pass 1 (the zoom-out), against ``cfg.max_pixels``."""
     if not cfg.enabled or cfg.max_regions == 0:
         return 0, "disabled"
     if pass1_scale(frame_hw, input_hw) >= 0.9 * cfg.crop_scale:
@@ -174,7 +197,7 @@ def region_budget(frame_hw: tuple[int, int], input_hw: tuple[int, int], cfg: Ref
     crop_px = input_hw[0] * input_hw[1]
     budget = cfg.max_regions
     if cfg.max_pixels:
-        budget = min(budget, max(0, (cfg.max_pixels - crop_px) // crop_px))  # pass 1 is one input's pixels
+        budget = min(budget, max(0, (cfg.max_pixels - (1 + spent) * crop_px) // crop_px))  # pass 1: one input
     return budget, "" if budget else "budget"
 
 
@@ -200,6 +223,7 @@ def plan_regions(
     small_scores: np.ndarray,
     cfg: RefineConfig,
     large_boxes: np.ndarray | None = None,
+    spent: int = 0,
 ) -> RegionPlan:
     """Crop windows (frame pixels) to re-run at ``cfg.crop_scale``, best first.
 
@@ -208,10 +232,10 @@ def plan_regions(
     ``small_scores`` are candidates that pass 1 (or the last frame) saw too small; ``large_boxes`` are objects pass 1
     already resolves (their attention is not a reason to look again). Greedy: the window covering the
     most remaining need is taken, its need cleared, until the region / pixel budget is spent or no
-    window gains ``cfg.min_gain``.
+    window gains ``cfg.min_gain``. ``spent``: network inputs the frame takes besides pass 1 (:func:`region_budget`).
     """
     empty = np.zeros((0, 4), np.int32)
-    budget, why_not = region_budget(frame_hw, input_hw, cfg)
+    budget, why_not = region_budget(frame_hw, input_hw, cfg, spent)
     if why_not:
         return RegionPlan(empty, why_not)
     fh, fw = frame_hw
@@ -251,9 +275,9 @@ def plan_regions(
         gains.append(gain)
         # the crop resolves what lies well inside it; near an inner edge an object may be cut (the merge drops
         # such boxes), so that need stays for the next crop, which then overlaps this one
-        m = cfg.overlap
-        ya, yb = (y0 + m if y0 > 0 else 0), (y0 + ch - m if y0 + ch < fh else fh)
-        xa, xb = (x0 + m if x0 > 0 else 0), (x0 + cw - m if x0 + cw < fw else fw)
+        my, mx = min(cfg.overlap, ch // 4), min(cfg.overlap, cw // 4)  # a small crop keeps its middle half at least
+        ya, yb = (y0 + my if y0 > 0 else 0), (y0 + ch - my if y0 + ch < fh else fh)
+        xa, xb = (x0 + mx if x0 > 0 else 0), (x0 + cw - mx if x0 + cw < fw else fw)
         need[-(-ya // c): yb // c, -(-xa // c): xb // c] = 0.0
     return RegionPlan(np.asarray(regions, np.int32).reshape(-1, 4), "refined" if regions else "low gain",
                       np.asarray(gains, np.float32))
@@ -268,10 +292,11 @@ def tile_grid(frame_hw: tuple[int, int], input_hw: tuple[int, int], crop_scale: 
     return np.asarray([[x, y, x + cw, y + ch] for y in ys for x in xs], np.int32).reshape(-1, 4)
 
 
-def fixed_regions(frame_hw: tuple[int, int], input_hw: tuple[int, int], cfg: RefineConfig, counter: int) -> RegionPlan:
+def fixed_regions(frame_hw: tuple[int, int], input_hw: tuple[int, int], cfg: RefineConfig, counter: int,
+                  spent: int = 0) -> RegionPlan:
     """The content-blind baselines: ``uniform`` takes the next ``max_regions`` tiles of :func:`tile_grid` (round
     robin from ``counter``, so every tile gets its turn); ``band`` the middle row's tiles."""
-    n, why_not = region_budget(frame_hw, input_hw, cfg)
+    n, why_not = region_budget(frame_hw, input_hw, cfg, spent)
     if why_not:
         return RegionPlan(np.zeros((0, 4), np.int32), why_not)
     grid = tile_grid(frame_hw, input_hw, cfg.crop_scale)
@@ -281,6 +306,49 @@ def fixed_regions(frame_hw: tuple[int, int], input_hw: tuple[int, int], cfg: Ref
     n = min(n, len(grid))
     idx = (counter + np.arange(n)) % len(grid)
     return RegionPlan(grid[idx], "refined" if n else "budget")
+
+
+def wants_zoom_out(tall_score: float, input_hw: tuple[int, int], cfg: RefineConfig) -> bool:
+    """Whether a frame gets the zoom-out pass (besides its crops, before them): on, within ``cfg.max_pixels`` (pass 1
+    and the zoom-out), and pass 1 had a candidate at least ``cfg.large_size`` network pixels tall scoring at least
+    ``cfg.large_score`` (``tall_score``: the best such score, :attr:`PerceptionResult.tall_score`) -- an object the
+    network may see too large to score."""
+    if not cfg.enabled or cfg.zoom_out == 0.0:
+        return False
+    if cfg.max_pixels and cfg.max_pixels < 2 * input_hw[0] * input_hw[1]:
+        return False
+    return tall_score >= cfg.large_score
+
+
+def zoom_out_view(rgb: np.ndarray, input_hw: tuple[int, int], scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """The zoom-out pass's input: ``rgb`` resized by ``scale`` (network pixels per frame pixel, below pass 1's)
+    and centred on a grey canvas of the network's input size; and the window (x0, y0, x1, y1) of frame pixels
+    (float32) the canvas covers -- beyond the frame where it is padding. A box on the canvas is ``box / scale +
+    (x0, y0)`` in the frame."""
+    from perception.core.letterbox import PAD_VALUE
+
+    ih, iw = input_hw
+    fh, fw = rgb.shape[:2]
+    w, h = min(iw, max(1, round(fw * scale))), min(ih, max(1, round(fh * scale)))
+    canvas = np.full((ih, iw, 3), PAD_VALUE, np.uint8)
+    ox, oy = (iw - w) // 2, (ih - h) // 2
+    canvas[oy:oy + h, ox:ox + w] = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+    sx, sy = w / fw, h / fh
+    window = np.array([-ox / sx, -oy / sy, (iw - ox) / sx, (ih - oy) / sy], np.float32)
+    return canvas, window
+
+
+def zoom_out_boxes(det: Detections, window: np.ndarray, input_hw: tuple[int, int],
+                   frame_hw: tuple[int, int]) -> Detections:
+    """The zoom-out pass's detections (network-input pixels of :func:`zoom_out_view`'s canvas) in frame pixels,
+    clipped to the frame; boxes lying wholly in the padding go."""
+    x0, y0, x1, y1 = (float(v) for v in window)
+    sx, sy = input_hw[1] / (x1 - x0), input_hw[0] / (y1 - y0)
+    b = as_boxes(det.boxes) / np.array([sx, sy, sx, sy], np.float32) + np.array([x0, y0, x0, y0], np.float32)
+    fh, fw = frame_hw
+    b = np.clip(b, 0.0, np.array([fw, fh, fw, fh], np.float32)).astype(np.float32)
+    keep = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
+    return Detections(b[keep], det.scores[keep], det.class_ids[keep])
 
 
 def frame_period(intervals: list[float]) -> float | None:
@@ -322,10 +390,13 @@ class RefiningPerceptor(Perceptor):
         self._previous: dict[str, Detections] = {}
         self._counters: dict[str, int] = {}  # content-blind policies: where each camera's round robin stands
         # crops planned but left out by refine.deadline_ms ("deadline_cut")
-        self.totals = {"frames": 0, "regions": 0, "pixels_processed": 0, "full_pixels": 0, "deadline_cut": 0}
+        self.totals = {"frames": 0, "regions": 0, "zoom_out": 0, "pixels_processed": 0, "full_pixels": 0,
+                       "deadline_cut": 0}
         self.camera_totals: dict[str, dict[str, int]] = {}  # the same per camera
         self._stamps: dict[str, tuple[float, list[float]]] = {}  # camera -> (last stamp, recent intervals)
         self._crop_s: float | None = None  # seconds per crop (running mean of the crops run so far)
+        if self.refine.enabled and self.refine.zoom_out > 0.0:  # pass 1 reports its best large candidate
+            self.tall_probe = (self.refine.large_score, self.refine.large_size)
 
     def reset(self, camera_id: str | None = None) -> None:
         super().reset(camera_id)
@@ -377,10 +448,12 @@ class RefiningPerceptor(Perceptor):
         by_cam = {f.camera_id: f for f in frames}
         in_hw = (self.input_h, self.input_w)
         plans: list[RegionPlan] = []
+        zoom: list[bool] = []  # frames that get the zoom-out pass
         for r in results:
             f = by_cam[r.camera_id]
             fh, fw = f.rgb.shape[:2]
             scale = pass1_scale((fh, fw), in_hw)
+            zoom.append(wants_zoom_out(r.tall_score, in_hw, self.refine))
             small, large = small_detections(r.detections, scale, self.refine)
             if r.reset is not ResetReason.NONE:
                 self._previous.pop(r.camera_id, None)
@@ -389,15 +462,19 @@ class RefiningPerceptor(Perceptor):
             if prev is not None and len(prev):
                 sb, ss = np.concatenate([sb, prev.boxes]), np.concatenate([ss, prev.scores])
             if self.refine.policy == "attention":
-                plans.append(plan_regions((fh, fw), in_hw, r.attention_lowres, sb, ss, self.refine, large.boxes))
+                plans.append(plan_regions((fh, fw), in_hw, r.attention_lowres, sb, ss, self.refine, large.boxes,
+                                          int(zoom[-1])))
             else:
                 count = self._counters.get(r.camera_id, 0)
-                plans.append(fixed_regions((fh, fw), in_hw, self.refine, count))
+                plans.append(fixed_regions((fh, fw), in_hw, self.refine, count, int(zoom[-1])))
                 self._counters[r.camera_id] = count + len(plans[-1].regions)
         t1 = time.perf_counter()
-        # every frame's best crop first, then the second best, ...: a deadline leaves out the least needed ones
-        jobs = sorted(((i, k) for i, p in enumerate(plans) for k in range(len(p.regions))), key=lambda j: (j[1], j[0]))
-        crops: dict[tuple[int, int], Detections] = {}
+        # every frame's zoom-out first (a near vehicle pass 1 cannot score), then its best crop, then the second
+        # best, ...: a deadline leaves out the least needed ones. Job (i, -1) is frame i's zoom-out, (i, k) its crop k
+        jobs = sorted([(i, -1) for i, z in enumerate(zoom) if z]
+                      + [(i, k) for i, p in enumerate(plans) for k in range(len(p.regions))],
+                      key=lambda j: (j[1], j[0]))
+        crops: dict[tuple[int, int], Detections] = {}  # in crop pixels; the zoom-out's in frame pixels
         tried: set[tuple[int, int]] = set()
         per_crop = self._crop_s if self._crop_s is not None else (t0 - start) / max(1, len(frames))
         while len(tried) < len(jobs):
@@ -409,8 +486,14 @@ class RefiningPerceptor(Perceptor):
             tried.update(chunk)
             tc = time.perf_counter()
             inputs = []
+            windows: dict[int, np.ndarray] = {}  # frame -> the zoom-out's window
             for i, k in chunk:
                 f = by_cam[results[i].camera_id]
+                if k < 0:
+                    view, windows[i] = zoom_out_view(f.rgb, in_hw, pass1_scale(f.rgb.shape[:2], in_hw)
+                                                     * self.refine.zoom_out)
+                    inputs.append(FrameInput(f"{f.camera_id}#zoom", view, f.stamp, scene_cut=True))
+                    continue
                 x0, y0, x1, y1 = plans[i].regions[k]
                 inputs.append(FrameInput(f"{f.camera_id}#refine{k}", np.ascontiguousarray(f.rgb[y0:y1, x0:x1]),
                                          f.stamp, scene_cut=True))  # stateless: the initial state
@@ -420,12 +503,17 @@ class RefiningPerceptor(Perceptor):
                 outs = [r for r in e.results if r is not None]
                 chunk = [job for job, r in zip(chunk, e.results) if r is not None]
             for job, out in zip(chunk, outs):
-                crops[job] = out.detections
+                d = out.detections
+                if job[1] < 0:  # the zoom-out: to frame pixels, inside the frame
+                    fh, fw = by_cam[results[job[0]].camera_id].rgb.shape[:2]
+                    d = zoom_out_boxes(d, windows[job[0]], (self.input_h, self.input_w), (fh, fw))
+                crops[job] = d
             took = (time.perf_counter() - tc) / max(1, len(inputs))
             self._crop_s = took if self._crop_s is None else 0.7 * self._crop_s + 0.3 * took
             per_crop = self._crop_s
         # a frame's crops left out are its least needed (the tail of its plan): the plan keeps what was tried
         cut = [sum((i, k) not in tried for k in range(len(p.regions))) for i, p in enumerate(plans)]
+        zoom_cut = [z and (i, -1) not in tried for i, z in enumerate(zoom)]
         plans = [p if not c else RegionPlan(p.regions[:len(p.regions) - c], p.reason if c < len(p.regions)
                                             else "deadline", p.gains[:len(p.regions) - c])
                  for p, c in zip(plans, cut)]
@@ -439,20 +527,22 @@ class RefiningPerceptor(Perceptor):
             f = by_cam[r.camera_id]
             fh, fw = f.rgb.shape[:2]
             ran = [k for k in range(len(plan.regions)) if (i, k) in crops]  # a failed crop adds and supersedes nothing
+            zoomed = crops.get((i, -1))
             det, src = merge_passes(r.detections, plan.regions[ran], [crops[(i, k)] for k in ran], (fh, fw),
                                     pass1_scale((fh, fw), in_hw), self.refine, self.config.vehicle_nms_iou,
-                                    self.config.max_det)
-            if ran and r.attention_lowres is not None:
+                                    self.config.max_det, zoomed)
+            if (ran or zoomed is not None) and r.attention_lowres is not None:
                 det = Detections(det.boxes, det.scores, det.class_ids,
                                  attention_scores_lowres(r.attention_lowres, det.boxes, r.lowres_scale, (fh, fw)))
             scale = pass1_scale((fh, fw), (self.input_h, self.input_w))
             self._previous[r.camera_id] = small_detections(det, scale, self.refine)[0]
-            info = RefinementInfo(plan.regions, plan.reason, crop_px * (1 + len(plan.regions)), fh * fw,
-                                  int((src > 0).sum()))
+            info = RefinementInfo(plan.regions, plan.reason, crop_px * (1 + len(plan.regions) + (zoomed is not None)),
+                                  fh * fw, int((src > 0).sum()), zoomed is not None)
             for totals in (self.totals, self.camera_totals.setdefault(r.camera_id, dict.fromkeys(self.totals, 0))):
                 totals["frames"] += 1
-                totals["deadline_cut"] += cut[i]
+                totals["deadline_cut"] += cut[i] + zoom_cut[i]
                 totals["regions"] += len(plan.regions)
+                totals["zoom_out"] += zoomed is not None
                 totals["pixels_processed"] += info.pixels_processed
                 totals["full_pixels"] += info.full_pixels
             share = 1e3 / max(1, len(results))
@@ -461,7 +551,7 @@ class RefiningPerceptor(Perceptor):
             refined.append(RefinedResult(r.camera_id, r.stamp, det, reset=r.reset, timings_ms=timings,
                                          segmentation_lowres=r.segmentation_lowres,
                                          attention_lowres=r.attention_lowres, lowres_scale=r.lowres_scale,
-                                         maps=r.maps, refinement=info))
+                                         maps=r.maps, tall_score=r.tall_score, refinement=info))
         t3 = time.perf_counter()
         for res in refined:
             res.timings_ms["refine_merge"] = (t3 - t2) * 1e3 / max(1, len(refined))
@@ -474,6 +564,7 @@ class RefiningPerceptor(Perceptor):
         ratio = t["pixels_processed"] / t["full_pixels"] if t["full_pixels"] else 0.0
         return {"refine.enabled": str(self.refine.enabled).lower(),
                 "refine.regions_per_frame": f"{t['regions'] / max(1, t['frames']):.2f}",
+                "refine.zoom_out_per_frame": f"{t['zoom_out'] / max(1, t['frames']):.2f}",
                 "refine.deadline_cut_per_frame": f"{t['deadline_cut'] / max(1, t['frames']):.2f}",
                 "refine.pixel_ratio": f"{ratio:.3f}"}
 

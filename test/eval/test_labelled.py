@@ -253,3 +253,40 @@ def test_on_camera_frames_the_image_as_a_camera_of_that_size(tmp_path: Path) -> 
     for w, h in ((0, 20), (90, 5), (10**6, 20)):
         with pytest.raises(EvalError, match="camera size must be"):
             on_camera(im, w, h)
+
+
+def test_closer_enlarges_the_scene_about_its_centre(tmp_path: Path) -> None:
+    """``closer``: the image enlarged F times, its centre framed at its own size; a box in the middle grows about
+    the centre and lands where the pixels do, one the frame cuts is clipped (don't care when under half of it is
+    left), one pushed out of the frame is gone; then framed by a camera, both steps hold."""
+    import cv2
+
+    from perception.eval.labelled import LabelledImage, closer, on_camera
+    from perception.eval.labelled_run import read_image
+
+    rgb = np.zeros((40, 60, 3), np.uint8)
+    rgb[15:25, 25:35] = 255  # in the middle
+    rgb[2:12, 44:58] = 200  # near the top-right corner
+    cv2.imwrite(str(tmp_path / "a.png"), rgb)
+    boxes = np.array([[25, 15, 35, 25], [44, 2, 58, 12], [0, 0, 6, 4]], np.float32)
+    im = LabelledImage("a.png", 60, 40, boxes, np.array([2, 0, 0]), np.array([False, False, False]))
+    assert closer(im, 1.0) is im
+    near = closer(im, 2.0)
+    assert (near.width, near.height, near.enlarge) == (60, 40, 2.0)
+    assert near.class_ids.tolist() == [2, 0]  # the corner box left the frame
+    np.testing.assert_allclose(near.boxes[0], [20, 10, 40, 30])  # (25..35) * 2 - 30: about the centre
+    np.testing.assert_allclose(near.boxes[1], [58, 0, 60, 4])  # cut by the frame: 2 of 28 px wide left
+    assert near.ignore.tolist() == [False, True]
+    frame = read_image(tmp_path, near)
+    assert frame.shape == (40, 60, 3)
+    ys, xs = np.nonzero(frame[:, :, 0] > 230)
+    np.testing.assert_allclose([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], near.boxes[0], atol=1)
+    framed = on_camera(near, 120, 80)  # placed on a larger camera after
+    canvas = read_image(tmp_path, framed)
+    ys, xs = np.nonzero(canvas[:, :, 0] > 230)
+    np.testing.assert_allclose([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], framed.boxes[0], atol=1)
+    for bad in (0.5, 9.0, float("nan")):
+        with pytest.raises(EvalError, match="closer factor"):
+            closer(im, bad)
+    with pytest.raises(EvalError, match="before it is placed"):
+        closer(framed, 2.0)

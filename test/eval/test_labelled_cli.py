@@ -169,6 +169,24 @@ def test_eval_labels_of_a_farther_scene(tmp_path: Path, tiny_checkpoint: Path,
     assert e.value.code == 2 and "256x448" in capsys.readouterr().err
 
 
+def test_eval_labels_of_a_closer_scene(tmp_path: Path, tiny_checkpoint: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """`--closer 2`: the scene twice as near, its centre framed at the image's size: the pedestrian at the left
+    edge is mostly cut off (don't care), the car grows to a 28 px (small) object clipped by the frame; a factor
+    outside [1, 8] and a zoom-out scale outside the node's range are usage errors."""
+    images, labels = _labelled_folder(tmp_path / "imgs")
+    args = ["eval", "--images", str(images), "--labels", str(labels), "--checkpoint", str(tiny_checkpoint),
+            "--no-reference", "--out", str(tmp_path / "out")]
+    rc = cli([*args, "--closer", "2", "--refine-zoom-out", "0"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "the scene 2x closer" in captured.out and "zoom-out on 0/2 images" in captured.out
+    r = json.loads((tmp_path / "out" / "report.json").read_text())["results"]["tiny+refine"]
+    assert r["all"]["num_gt"] == 0 and r["small"]["all"]["num_gt"] == 1
+    assert cli([*args, "--closer", "0.5"]) == 2 and "closer factor must be in [1, 8]" in capsys.readouterr().err
+    assert cli([*args, "--refine-zoom-out", "0.05"]) == 2 and "refine.zoom_out" in capsys.readouterr().err
+
+
 def test_eval_labels_of_an_exported_model_alone(tmp_path: Path, model_onnx: Callable[[str], Path],
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     """`--onnx FILE` without any --checkpoint (it once crashed on the missing checkpoint list)."""

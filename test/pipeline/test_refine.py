@@ -26,6 +26,9 @@ from perception.pipeline.refine import (
     frame_period,
     plan_regions,
     tile_grid,
+    wants_zoom_out,
+    zoom_out_boxes,
+    zoom_out_view,
 )
 from perception.pipeline.refine_merge import (
     crop_detections_to_frame,
@@ -33,6 +36,7 @@ from perception.pipeline.refine_merge import (
     merge_passes,
     partial_views,
     superseded,
+    zoom_superseded,
 )
 from perception.runtime.base import Backend
 from perception.runtime.torch_backend import TorchBackend
@@ -204,6 +208,75 @@ def test_merge_passes_one_frame() -> None:
     assert same is pass1 and none.tolist() == [0, 0, 0]
 
 
+# -- the zoom-out pass (objects too large for pass 1) ---------------------------------------------------------
+def test_zoom_out_view_maps_boxes_back_to_the_frame() -> None:
+    """The zoom-out canvas holds the whole frame at the given scale, centred on grey; a box found on it comes back
+    to the frame's pixels (clipped to the frame; one wholly in the padding goes)."""
+    rgb = np.zeros((900, 1600, 3), np.uint8)
+    rgb[300:700, 400:1000] = 255  # a near vehicle: 400 px tall
+    scale = 384 / 900 * 0.5
+    canvas, window = zoom_out_view(rgb, (384, 640), scale)
+    assert canvas.shape == (384, 640, 3) and canvas[0, 0].tolist() == [114, 114, 114]
+    ys, xs = np.nonzero(canvas[:, :, 0] > 184)  # brighter than halfway from the grey: the vehicle
+    found = Detections(np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1],  # the vehicle
+                                 [0, 0, 10, 10],  # in the padding only
+                                 [100, 50, 700, 200]], np.float32),  # reaching past the frame's right edge
+                       np.array([0.9, 0.8, 0.7], np.float32), np.array([0, 2, 1]))
+    back = zoom_out_boxes(found, window, (384, 640), (900, 1600))
+    assert back.class_ids.tolist() == [0, 1]
+    np.testing.assert_allclose(back.boxes[0], [400, 300, 1000, 700], atol=1 / scale)  # one canvas pixel
+    assert back.boxes[1, 2] == 1600 and (back.boxes >= 0).all()
+
+
+def test_zoom_out_runs_for_a_large_candidate_within_the_budget() -> None:
+    cfg = RefineConfig(max_regions=2)
+    assert wants_zoom_out(0.1, NET, cfg) and wants_zoom_out(0.9, NET, cfg)
+    assert not wants_zoom_out(0.05, NET, cfg) and not wants_zoom_out(0.0, NET, cfg)  # no large candidate
+    for off in (replace(cfg, enabled=False), replace(cfg, zoom_out=0.0),
+                replace(cfg, max_pixels=NET[0] * NET[1] * 2 - 1)):  # pass 1 and the zoom-out do not fit the cap
+        assert not wants_zoom_out(0.9, NET, off)
+    with pytest.raises(RefineError, match="zoom_out"):
+        RefineConfig(zoom_out=0.95)
+    with pytest.raises(RefineError, match="large_score"):
+        RefineConfig(large_score=0.0)
+    # the zoom-out is one more pass, within max_pixels: the crops get what is left
+    att = _blob_map([(200, 360), (1100, 150), (700, 600)])
+    px = NET[0] * NET[1]
+    assert len(plan_regions(FRAME, NET, att, NONE, np.zeros(0), RefineConfig(max_regions=3), spent=1).regions) == 3
+    capped = RefineConfig(max_regions=3, max_pixels=4 * px)
+    assert len(plan_regions(FRAME, NET, att, NONE, np.zeros(0), capped, spent=1).regions) == 2
+    assert plan_regions(FRAME, NET, att, NONE, np.zeros(0), replace(capped, max_pixels=2 * px), spent=1).reason \
+        == "budget"
+
+
+def test_large_pass1_boxes_of_a_part_give_way_to_the_zoom_out() -> None:
+    """Pass-1 boxes at least large_size network pixels tall: one that a larger zoom-out box of its class holds
+    without matching it (the half of a bus) goes; one the zoom-out matches stays and is fused with it; one it did
+    not see stays, unsure or not; smaller boxes are not the zoom-out's business; the zoom-out's own small boxes do
+    not join (pass 1 sees those better)."""
+    scale = 0.5  # network pixels per frame pixel: large = 320 frame px tall
+    pass1 = Detections(np.array([[100, 100, 500, 500],  # truck, half of the bus
+                                 [800, 100, 1200, 480],  # car, unsure, not seen by the zoom-out
+                                 [1000, 100, 1200, 480],  # pedestrian, matched by the zoom-out
+                                 [600, 300, 640, 400]], np.float32),  # pedestrian, small
+                       np.array([0.7, 0.4, 0.8, 0.35], np.float32), np.array([1, 0, 2, 2]))
+    zoom = Detections(np.array([[90, 80, 900, 520], [990, 90, 1200, 490], [600, 300, 640, 400]], np.float32),
+                      np.array([0.9, 0.6, 0.5], np.float32), np.array([1, 2, 2]))
+    kept = zoom_superseded(pass1, zoom, scale, RefineConfig())
+    assert kept.class_ids.tolist() == [0, 2, 2] and kept.scores.tolist() == pytest.approx([0.4, 0.8, 0.35])
+    det, src = merge_passes(pass1, np.zeros((0, 4), np.int32), [], FRAME, scale, RefineConfig(), 0.7, 100, zoom)
+    assert sorted(det.class_ids.tolist()) == [0, 1, 2, 2]
+    truck = int(np.flatnonzero(det.class_ids == 1)[0])
+    assert src[truck] == 1 and det.scores[truck] == pytest.approx(0.9)  # len(regions) + 1: the zoom-out
+    np.testing.assert_allclose(det.boxes[truck], [90, 80, 900, 520])
+    tall = (det.class_ids == 2) & (det.boxes[:, 3] - det.boxes[:, 1] > 300)  # pass 1's and the zoom-out's, fused
+    expected = (np.array([1000, 100, 1200, 480]) * 0.8 + np.array([990, 90, 1200, 490]) * 0.6) / 1.4
+    np.testing.assert_allclose(det.boxes[tall], [expected], atol=1e-3)
+    small = det.boxes[:, 3] - det.boxes[:, 1] == 100
+    np.testing.assert_allclose(det.boxes[small], [[600, 300, 640, 400]])
+    assert det.scores[small] == pytest.approx([0.35])  # pass 1's alone: the zoom-out's small box did not join
+
+
 def test_merge_fuses_same_class_across_scales_and_keeps_other_classes() -> None:
     coarse = Detections(np.array([[100, 100, 140, 140], [500, 500, 520, 520]], np.float32),
                         np.array([0.4, 0.5], np.float32), np.array([0, 1]))
@@ -288,6 +361,30 @@ def test_two_pass_through_torch(tiny_torch: TorchBackend) -> None:
     r, p = off.process(f), plain.process(f)
     assert isinstance(r, RefinedResult) and r.refinement is not None and len(r.refinement.regions) == 0
     np.testing.assert_allclose(r.detections.boxes, p.detections.boxes)
+
+
+def test_zoom_out_pass_through_torch(tiny_torch: TorchBackend) -> None:
+    """A large candidate in pass 1 (the tiny network's boxes at least 8 network pixels tall) calls the zoom-out: it
+    runs before the crops, one more pass besides them, is counted in the pixels and /diagnostics, and its boxes land
+    inside the frame; a plain Perceptor reports no candidate (no probe)."""
+    cfg = PerceptorConfig(score_thresh=0.0, max_det=30)
+    zoomy = replace(EAGER, large_size=8.0, large_score=0.01)
+    two = RefiningPerceptor(tiny_torch, cfg, zoomy)
+    assert two.tall_probe == (0.01, 8.0)
+    for f in _frames(2):
+        assert Perceptor(tiny_torch, cfg).process(f).tall_score == 0.0
+        r = two.process(f)
+        assert isinstance(r, RefinedResult) and r.refinement is not None and r.tall_score >= 0.01
+        info = r.refinement
+        assert info.zoom_out and 1 <= len(info.regions) <= EAGER.max_regions
+        assert info.pixels_processed == 64 * 128 * (2 + len(info.regions))
+        b = r.detections.boxes
+        assert (b >= 0).all() and (b[:, [0, 2]] <= 320 + 1e-3).all() and (b[:, [1, 3]] <= 180 + 1e-3).all()
+    assert two.totals["zoom_out"] == 2 and two.diagnostics()["refine.zoom_out_per_frame"] == "1.00"
+    off = RefiningPerceptor(tiny_torch, cfg, replace(zoomy, zoom_out=0.0))
+    r = off.process(_frames(1)[0])
+    assert off.tall_probe is None and r.refinement is not None and not r.refinement.zoom_out
+    assert off.diagnostics()["refine.zoom_out_per_frame"] == "0.00"
 
 
 def test_two_pass_through_onnxruntime_matches_torch(tiny_checkpoint: Path, tmp_path: Path,
@@ -401,6 +498,9 @@ def test_node_parameters_build_a_refining_perceptor() -> None:
 
     with pytest.raises(RosError, match=r"refine\.deadline_ms = -0\.5 is out of range"):
         node_config({**base, "refine.deadline_ms": -0.5})
+    assert default.zoom_out == 0.5 and node_config({**base, "refine.zoom_out": 0.0}).refine.zoom_out == 0.0
+    with pytest.raises(RosError, match=r"refine\.zoom_out = 0\.05 is out of range"):
+        node_config({**base, "refine.zoom_out": 0.05})
 
 
 def test_replay_passes_refinement_to_the_node() -> None:
@@ -481,3 +581,38 @@ def test_cameras_batched_together_match_one_by_one(tiny_torch: TorchBackend) -> 
         np.testing.assert_array_equal(r.refinement.regions, alone.refinement.regions)
         np.testing.assert_allclose(r.detections.boxes, alone.detections.boxes, atol=1e-3)
     assert set(batched.camera_totals) == {"left", "right"} and batched.totals["frames"] == 2
+
+
+def test_the_zoom_out_finds_a_car_filling_the_frame() -> None:
+    """Real image, shipped network: a car 410 of 482 px tall (326 network pixels: past the largest size the
+    300x300-trained trunk scores) is missed by one pass; the node's refinement calls the zoom-out on pass 1's weak
+    large candidate and finds it at half the scale."""
+    import json
+
+    import cv2
+
+    from perception.footage import data_dir
+    from perception.models.checkpoint import checkpoint_input_size
+    from perception.pipeline.refine import NODE_REFINE
+    from perception.weights import resolve_checkpoint
+
+    name = "ocvdoc_licenseplate_motion.jpg"
+    bgr = cv2.imread(str(data_dir() / "real_val" / name), cv2.IMREAD_COLOR)
+    if bgr is None:
+        pytest.skip(f"{data_dir() / 'real_val' / name} absent: run `make data`")
+    labels = json.loads((Path(__file__).resolve().parents[1] / "data" / "real_val" / "labels.json").read_text())
+    car = np.array([o["box"] for im in labels["images"] if im["file"] == name for o in im["objects"]], np.float32)
+    frame = FrameInput("c", np.ascontiguousarray(bgr[:, :, ::-1]), 0.0, scene_cut=True)
+    ckpt = resolve_checkpoint("stan_mbv2")
+
+    def best_iou(det: Detections) -> float:
+        cars = det.boxes[det.class_ids == 0]
+        return float(iou_matrix(car, cars).max()) if len(cars) else 0.0
+
+    with TorchBackend(ckpt, checkpoint_input_size(ckpt)) as backend:
+        one = Perceptor(backend, PerceptorConfig(segmentation=False)).process(frame)
+        two = RefiningPerceptor(backend, PerceptorConfig(segmentation=False), replace(NODE_REFINE, deadline_ms=0.0))
+        r = two.process(frame)
+    assert best_iou(one.detections) < 0.5
+    assert isinstance(r, RefinedResult) and r.refinement is not None and r.refinement.zoom_out
+    assert best_iou(r.detections) >= 0.5, r.detections

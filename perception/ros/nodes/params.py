@@ -166,6 +166,11 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
        "pixel cap", min_value=0, max_value=2**31 - 1),
     _p("refine.crop_scale", NODE_REFINE.crop_scale, "crop resolution relative to the image (1.0: native pixels)",
        min_value=0.1, max_value=4.0),
+    _p("refine.zoom_out", NODE_REFINE.zoom_out, "the zoom-out pass: the whole image at this scale of pass 1, for "
+       "objects too large for it (the shipped network loses a vehicle taller than about 200 network pixels: a car "
+       "within a few metres); one more pass, before the crops, on a frame whose pass 1 has a candidate at least "
+       f"{NODE_REFINE.large_size:g} network pixels tall; /diagnostics reports refine.zoom_out_per_frame; 0: off "
+       "(else 0.1..0.9)", min_value=0.0, max_value=0.9),
     _p("refine.deadline_ms", NODE_REFINE.deadline_ms, "crops run (best first) only while the frame's inference, "
        "pass 1 included, is expected to end within this; -1: the camera's frame period, learnt from the steps "
        "between its received header stamps (refinement spends the time the camera leaves: on a slow CPU a fast "
@@ -429,10 +434,10 @@ def node_config(values: Mapping[str, Any]) -> PerceptionNodeConfig:
         raise RosError("every output is disabled (output.detections/segmentation/segmentation_color/attention): "
                        "enable at least one")
     objects = _objects_config(v)
-    try:  # the table's ranges leave one gap: a deadline_ms between -1 and 0
+    try:  # the table's ranges leave gaps: a deadline_ms between -1 and 0, a zoom_out between 0 and 0.1
         refine = RefineConfig(enabled=v["refine.enabled"], max_regions=v["refine.max_regions"],
                               max_pixels=v["refine.max_pixels"], crop_scale=v["refine.crop_scale"],
-                              deadline_ms=v["refine.deadline_ms"])
+                              zoom_out=v["refine.zoom_out"], deadline_ms=v["refine.deadline_ms"])
     except RefineError as e:
         raise RosError(f"parameter {e}") from e
     return PerceptionNodeConfig(
