@@ -434,7 +434,8 @@ class Perceptor:
         if self.anchor_head:
             b, s = out["boxes"][i], out["scores"][i]
             best = np.where(np.isfinite(s), s, 0.0).max(axis=1)
-            tall = np.isfinite(b).all(axis=1) & (b[:, 3] - b[:, 1] >= height) & (best >= floor)
+            seen = np.minimum(b[:, 3], self.input_h) - np.maximum(b[:, 1], 0.0)  # the part inside the input
+            tall = np.isfinite(b).all(axis=1) & (seen >= height) & (best >= floor)
             return float(best[tall].max()) if tall.any() else 0.0
         if "heatmap" in out:
             det = decode_detections(out["heatmap"][i], out["box"][i], stride=8, score_thresh=floor,
