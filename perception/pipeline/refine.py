@@ -86,6 +86,8 @@ class RefineConfig:
     # it this much) gives way to the crop's box
     supersede_keep: float = 0.6  # a pass-1 box inside a crop that the crop did not find again stays when it scores at
     # least this (a confident object the crop's scale missed), else it goes (the crop looked closer and saw nothing)
+    resolved_size: float = 32.0  # a pass-1 box at least this tall (network pixels) scoring at least supersede_keep
+    # stays even when a crop found it again (pass 1 resolves it; the fusion merges the crop's box into it)
     partial_cover: float = 0.7  # a crop box lying this much inside a pass-1 box of its class that crosses an inner
     # edge of the crop is a part of that larger object, which pass 1 resolves: dropped (> 1: off)
     small_score: float = 0.1  # small boxes from pass 1 (and last frame) at or above this score steer the policy
@@ -120,6 +122,7 @@ class RefineConfig:
             ("partial_cover", self.partial_cover > 0.0, "> 0 (above 1: off)"),
             ("supersede_iou", 0.0 < self.supersede_iou <= 1.0, "(0, 1]"),
             ("supersede_keep", 0.0 <= self.supersede_keep <= 1.0, "[0, 1]"),
+            ("resolved_size", self.resolved_size > 0.0, "> 0 (network pixels)"),
             ("batch", 1 <= self.batch <= 256, "1..256"),
             ("deadline_ms", self.deadline_ms == -1.0 or 0.0 <= self.deadline_ms <= 1e6,
              "-1 (the camera's frame period), 0 (none) or milliseconds up to 1e6"),

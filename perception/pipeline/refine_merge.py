@@ -67,12 +67,14 @@ def superseded(det: Detections, regions: np.ndarray, frame_hw: tuple[int, int], 
     """Pass-1 detections without those a crop resolves. A pass-1 box lying wholly inside a crop (clear of its inner
     edges by ``cfg.edge_margin``) gives way when it is small (``cfg.supersede_size`` network pixels at pass-1
     ``scale``), when the crop found a box of its class overlapping it by IoU >= ``cfg.supersede_iou`` (``crop_dets[k]``:
-    crop k's detections in frame pixels), or when the crop did not find it and it scores under ``cfg.supersede_keep``.
-    The crop saw that place at a higher resolution: kept, a low-resolution guess blurs the fused box or, misplaced by
-    more than the fusion's IoU, adds a duplicate beside it, and an unsure one the closer look did not confirm is a
-    likely false positive. A confident pass-1 box the crop missed stays: the crop's scale can be one the network
-    misses an object at (measured on seven real views: `perception eval --labels ... --refine --canvas K [--shrink S]`
-    or `--camera HxW`, docs/real_eyes.md)."""
+    crop k's detections in frame pixels) -- unless it is confident (``cfg.supersede_keep``) and at least
+    ``cfg.resolved_size`` network pixels tall --, or when the crop did not find it and it scores under
+    ``cfg.supersede_keep``. The crop saw that place at a higher resolution: kept, a low-resolution guess blurs the
+    fused box or, misplaced by more than the fusion's IoU, adds a duplicate beside it, and an unsure one the closer
+    look did not confirm is a likely false positive. A confident pass-1 box the crop missed stays: the crop's scale
+    can be one the network misses an object at; so does a confident one pass 1 saw large enough to resolve, fused
+    with the crop's box (the crop's alone was misplaced on real views). Measured on real views: `perception eval
+    --labels ... --refine --canvas K [--shrink S] | --camera HxW | --closer F`, docs/real_eyes.md."""
     if len(det) == 0 or len(regions) == 0:
         return det
     b = det.boxes
@@ -86,7 +88,8 @@ def superseded(det: Detections, regions: np.ndarray, frame_hw: tuple[int, int], 
             same = np.asarray(det.class_ids)[:, None] == np.asarray(c.class_ids)[None, :]
             found = ((iou_matrix(b, c.boxes) >= cfg.supersede_iou) & same).any(axis=1)
         unsure = np.asarray(det.scores) < cfg.supersede_keep
-        drop |= inside & (small | found | unsure)
+        resolved = ~unsure & ((b[:, 3] - b[:, 1]) * scale >= cfg.resolved_size)
+        drop |= inside & (small | (found & ~resolved) | unsure)
     return det.select(~drop)
 
 

@@ -159,7 +159,13 @@ def test_pass1_boxes_inside_a_crop_give_way_when_the_crop_resolves_them() -> Non
     np.testing.assert_allclose(kept.boxes, det.boxes[3:])
     assert len(superseded(det, np.zeros((0, 4), np.int32), FRAME, scale, RefineConfig(), [])) == 7
     # keep threshold 0: a box the crop did not find stays whatever its score; 1: none does
-    assert len(superseded(det, region, FRAME, scale, RefineConfig(supersede_keep=0.0), [crop])) == 5
+    assert len(superseded(det, region, FRAME, scale, RefineConfig(supersede_keep=0.0, resolved_size=1e9), [crop])) == 5
+    # a confident box pass 1 saw large enough to resolve (64 network px here) stays though the crop found it again:
+    # the fusion merges the crop's box into it
+    sure = Detections(det.boxes, np.where(np.arange(7) == 1, 0.9, det.scores).astype(np.float32), det.class_ids)
+    assert (superseded(sure, region, FRAME, scale, RefineConfig(), [crop]).boxes == det.boxes[1]).all(axis=1).any()
+    assert not (superseded(sure, region, FRAME, scale, RefineConfig(resolved_size=65.0), [crop]).boxes
+                == det.boxes[1]).all(axis=1).any()
     assert len(superseded(det, region, FRAME, scale, RefineConfig(supersede_keep=1.0), [crop])) == 3
     # a crop at the frame's corner: its frame edges are no inner edges, a box touching them is inside
     corner = np.array([[832, 0, 1280, 456]])
