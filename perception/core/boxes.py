@@ -86,6 +86,16 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0).astype(np.float32)
 
 
+def inside_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N, M) share of each box of ``a``'s area lying inside each box of ``b`` (xyxy; an empty ``a`` box: 0)."""
+    a, b = as_boxes(a, "a"), as_boxes(b, "b")
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)), dtype=np.float32)
+    wh = np.clip(np.minimum(a[:, None, 2:], b[None, :, 2:]) - np.maximum(a[:, None, :2], b[None, :, :2]), 0.0, None)
+    area = box_area(a)[:, None]
+    return np.where(area > 0, wh[..., 0] * wh[..., 1] / np.maximum(area, 1e-12), 0.0).astype(np.float32)
+
+
 def scale_boxes(boxes: np.ndarray, sx: float, sy: float | None = None) -> np.ndarray:
     """Multiply x coordinates by ``sx`` and y coordinates by ``sy`` (default ``sx``)."""
     sy = sx if sy is None else sy

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from perception.core import classes
-from perception.core.boxes import iou_matrix
+from perception.core.boxes import box_area, clip_boxes, iou_matrix
 from perception.core.types import Detections
 from perception.eval import EvalError
 
@@ -101,12 +101,8 @@ def closer(im: LabelledImage, factor: float) -> LabelledImage:
         return im
     ox, oy = closer_offset(im.width, im.height, factor)
     b = im.boxes * np.float32(factor) - np.array([ox, oy, ox, oy], np.float32)
-    clipped = np.clip(b, 0.0, np.array([im.width, im.height, im.width, im.height], np.float32))
-
-    def area(q: np.ndarray) -> np.ndarray:
-        return np.clip(q[:, 2] - q[:, 0], 0, None) * np.clip(q[:, 3] - q[:, 1], 0, None)
-
-    visible = area(clipped) / np.maximum(area(b), 1e-6)
+    clipped = clip_boxes(b, im.width, im.height)
+    visible = box_area(clipped) / np.maximum(box_area(b), 1e-6)
     keep = visible > 0.0
     return replace(im, boxes=clipped[keep].astype(np.float32), class_ids=im.class_ids[keep],
                    ignore=(im.ignore | (visible < CUT_VISIBLE))[keep], enlarge=float(factor))

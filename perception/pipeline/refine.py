@@ -50,7 +50,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from perception.core.boxes import as_boxes
+from perception.core.boxes import as_boxes, box_area, clip_boxes
 from perception.core.decode import attention_scores_lowres
 from perception.core.temporal import ResetPolicy, ResetReason
 from perception.core.types import Detections
@@ -348,9 +348,8 @@ def zoom_out_boxes(det: Detections, window: np.ndarray, input_hw: tuple[int, int
     x0, y0, x1, y1 = (float(v) for v in window)
     sx, sy = input_hw[1] / (x1 - x0), input_hw[0] / (y1 - y0)
     b = as_boxes(det.boxes) / np.array([sx, sy, sx, sy], np.float32) + np.array([x0, y0, x0, y0], np.float32)
-    fh, fw = frame_hw
-    b = np.clip(b, 0.0, np.array([fw, fh, fw, fh], np.float32)).astype(np.float32)
-    keep = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
+    b = clip_boxes(b, frame_hw[1], frame_hw[0]).astype(np.float32)
+    keep = box_area(b) > 0
     return Detections(b[keep], det.scores[keep], det.class_ids[keep])
 
 

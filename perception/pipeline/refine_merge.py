@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from perception.core.anchors import group_keep
-from perception.core.boxes import as_boxes, iou_matrix
+from perception.core.boxes import as_boxes, box_area, inside_matrix, iou_matrix
 from perception.core.types import Detections
 
 if TYPE_CHECKING:
@@ -53,11 +53,7 @@ def partial_views(crop: Detections, region: np.ndarray, pass1: Detections, frame
     crosses = ~inside_inner_edges(p, region, frame_hw, 0.0)
     if not crosses.any():
         return crop
-    c = as_boxes(crop.boxes)
-    iw = np.clip(np.minimum(c[:, None, 2], p[None, :, 2]) - np.maximum(c[:, None, 0], p[None, :, 0]), 0, None)
-    ih = np.clip(np.minimum(c[:, None, 3], p[None, :, 3]) - np.maximum(c[:, None, 1], p[None, :, 1]), 0, None)
-    area = np.maximum((c[:, 2] - c[:, 0]) * (c[:, 3] - c[:, 1]), 1e-6)
-    inside = (iw * ih) / area[:, None] >= cover
+    inside = inside_matrix(crop.boxes, p) >= cover
     same = np.asarray(crop.class_ids)[:, None] == np.asarray(pass1.class_ids)[None, :]
     return crop.select(~(inside & same & crosses[None, :]).any(axis=1))
 
@@ -109,11 +105,7 @@ def zoom_superseded(det: Detections, zoom: Detections, scale: float, cfg: Refine
         return det
     z = as_boxes(zoom.boxes)
     same = np.asarray(det.class_ids)[:, None] == np.asarray(zoom.class_ids)[None, :]
-    iw = np.clip(np.minimum(b[:, None, 2], z[None, :, 2]) - np.maximum(b[:, None, 0], z[None, :, 0]), 0, None)
-    ih = np.clip(np.minimum(b[:, None, 3], z[None, :, 3]) - np.maximum(b[:, None, 1], z[None, :, 1]), 0, None)
-    area = np.maximum((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1e-6)
-    zarea = (z[:, 2] - z[:, 0]) * (z[:, 3] - z[:, 1])
-    part = ((iw * ih) / area[:, None] >= cfg.partial_cover) & (zarea[None, :] > area[:, None]) \
+    part = (inside_matrix(b, z) >= cfg.partial_cover) & (box_area(z)[None, :] > box_area(b)[:, None]) \
         & (iou_matrix(b, z) < cfg.fuse_iou)
     return det.select(~(large & (same & part).any(axis=1)))
 

@@ -22,6 +22,14 @@ def test_clip_area_scale_translate() -> None:
     np.testing.assert_allclose(B.translate_boxes(b[:1], 1, 2), [[-4, -3, 16, 10]])
 
 
+def test_inside_matrix_is_the_share_of_each_box_inside_another() -> None:
+    a = np.array([[0, 0, 10, 10], [5, 5, 15, 15], [3, 3, 3, 9]], np.float32)  # the last is empty
+    b = np.array([[0, 0, 10, 10], [0, 0, 100, 100]], np.float32)
+    np.testing.assert_allclose(B.inside_matrix(a, b), [[1.0, 1.0], [0.25, 1.0], [0.0, 0.0]])
+    np.testing.assert_allclose(B.inside_matrix(b, a[:1]), [[1.0], [0.01]])  # not symmetric
+    assert B.inside_matrix(a, np.zeros((0, 4), np.float32)).shape == (3, 0)
+
+
 def test_iou_matrix_known_values() -> None:
     a = np.array([[0, 0, 10, 10], [0, 0, 2, 2]], np.float32)
     b = np.array([[5, 0, 15, 10], [0, 0, 10, 10], [20, 20, 30, 30]], np.float32)
