@@ -7,6 +7,7 @@ Boxes are float32 ``(N, 4)`` arrays in ``x1, y1, x2, y2`` pixel order.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -71,6 +72,18 @@ class Detections:
         """The detections that ``keep`` (a boolean mask or an index array) selects, in its order."""
         att = None if self.attention is None else self.attention[keep]
         return Detections(self.boxes[keep], self.scores[keep], self.class_ids[keep], att)
+
+    @staticmethod
+    def concatenate(parts: Sequence[Detections]) -> Detections:
+        """The detections of ``parts`` (one image's pixels) one after the other; per-object attention only when
+        every part has it."""
+        if not parts:
+            return Detections()
+        att = (np.concatenate([p.attention for p in parts]).astype(np.float32)
+               if all(p.attention is not None for p in parts) else None)
+        return Detections(np.concatenate([p.boxes for p in parts]).astype(np.float32).reshape(-1, 4),
+                          np.concatenate([p.scores for p in parts]).astype(np.float32),
+                          np.concatenate([p.class_ids for p in parts]).astype(np.int64), att)
 
 
 @dataclass(frozen=True)

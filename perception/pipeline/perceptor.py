@@ -398,7 +398,7 @@ class Perceptor:
                 out["heatmap"][i], out["box"][i], stride=8, score_thresh=cfg.score_thresh, max_det=cfg.max_det,
                 nms_iou=cfg.nms_iou,
             )
-        tall = self._tall_score(out, i, det)
+        tall = self._tall_score(det, out, i)
         t_dec = t_seg = t_att = time.perf_counter()
         # the low-resolution grid has the stride of the finest map (segmentation: 4 network pixels)
         finest = out["seg"] if "seg" in out else out["attention"]
@@ -423,15 +423,16 @@ class Perceptor:
                         "postprocess.scores": 1e3 * (t1 - t_att)})
         return r
 
-    def _tall_score(self, out: dict[str, np.ndarray], i: int, det: Detections) -> float:
+    def _tall_score(self, det: Detections, out: dict[str, np.ndarray] | None = None, i: int = 0) -> float:
         """Image ``i``'s best score of a candidate at least ``tall_probe[1]`` network pixels tall, down to
-        ``tall_probe[0]`` (0 without a probe). Anchor heads: over every anchor's box (the decoder's threshold, top-k
-        and NMS do not hide one); heatmap heads: their peaks decoded down to the floor. ``det``: the output
-        detections (network pixels), the answer where neither is reachable."""
+        ``tall_probe[0]`` (0 without a probe). From the raw outputs ``out`` where given -- anchor heads: every anchor's
+        box (the decoder's threshold, top-k and NMS do not hide one); heatmap heads: their peaks decoded down to the
+        floor --, else from the output detections ``det`` (network pixels)."""
         if self.tall_probe is None:
             return 0.0
         floor, height = self.tall_probe
-        if self.anchor_head:
+        out = out or {}
+        if self.anchor_head and "boxes" in out:
             b, s = out["boxes"][i], out["scores"][i]
             best = np.where(np.isfinite(s), s, 0.0).max(axis=1)
             seen = np.minimum(b[:, 3], self.input_h) - np.maximum(b[:, 1], 0.0)  # the part inside the input
@@ -493,7 +494,7 @@ class Perceptor:
             t_host = time.perf_counter()
             results.append(self._result(f, states[i][1], batch.maps[i], det, (shape[0], shape[1]),
                                         p.segmentation_lowres, p.attention_lowres, maps, timings,
-                                        self._tall_score({}, i, det)))  # the device path: its output detections
+                                        self._tall_score(det)))  # the device path: its output detections
             host_s = time.perf_counter() - t_host
             timings.update({"postprocess": 1e3 * ((t3 - t2) / n + host_s), "postprocess.device": 1e3 * (t3 - t2) / n,
                             "postprocess.decode": 1e3 * host_s})

@@ -106,8 +106,8 @@ class RefineConfig:
     # for pass 1 (the COCO trunk loses a vehicle taller than about 200 network pixels: docs/refinement.md); it runs
     # when pass 1 has a candidate at least large_size tall scoring at least large_score
     large_size: float = 160.0  # network pixels (pass 1): a box this tall or taller is large (the zoom-out's band)
-    large_score: float = 0.1  # a large pass-1 candidate at or above this score (below the output threshold too: pass 1
-    # decodes down to it) calls the zoom-out
+    large_score: float = 0.1  # a large pass-1 candidate at or above this score (below the output threshold too:
+    # Perceptor.tall_probe reads the candidates before it) calls the zoom-out
     policy: str = "attention"  # attention | uniform (baseline: max_regions tiles of a fixed grid, round robin,
     # whatever the frame shows) | band (baseline: the grid's middle row, where a level road's horizon lies)
 

@@ -127,12 +127,9 @@ def merge_detections(parts: list[Detections], fuse_iou: float, max_det: int) -> 
     """
     if not parts or sum(len(p) for p in parts) == 0:
         return Detections(), np.zeros(0, np.int64)
-    boxes = np.concatenate([as_boxes(p.boxes) for p in parts])
-    scores = np.concatenate([np.asarray(p.scores, np.float32) for p in parts])
-    cls = np.concatenate([np.asarray(p.class_ids, np.int64) for p in parts])
+    every = Detections.concatenate(parts)
+    boxes, scores, cls = every.boxes, every.scores, every.class_ids
     src = np.concatenate([np.full(len(p), i, np.int64) for i, p in enumerate(parts)])
-    if len(boxes) == 0:
-        return Detections(), np.zeros(0, np.int64)
     order = np.argsort(-scores, kind="stable")
     iou = iou_matrix(boxes, boxes)
     taken = np.zeros(len(boxes), bool)
@@ -170,9 +167,7 @@ def merge_passes(pass1: Detections, regions: np.ndarray, crop_dets: list[Detecti
     if len(regions) == 0 and zoom is None:
         return pass1, np.zeros(len(pass1), np.int64)
     large = large_only(zoom, scale, cfg) if zoom is not None else Detections()
-    whole = Detections(np.concatenate([as_boxes(pass1.boxes), as_boxes(large.boxes)]),
-                       np.concatenate([pass1.scores, large.scores]).astype(np.float32),
-                       np.concatenate([pass1.class_ids, large.class_ids]).astype(np.int64))
+    whole = Detections.concatenate([pass1, large])
     crops = [partial_views(crop_detections_to_frame(d, region, frame_hw, cfg.edge_margin), region, whole, frame_hw,
                            cfg.partial_cover) for d, region in zip(crop_dets, regions)]
     first = superseded(pass1, regions, frame_hw, scale, cfg, crops)

@@ -72,3 +72,16 @@ def test_bad_shapes_raise_core_error() -> None:
         B.iou_matrix(np.zeros((3, 3)), np.zeros((1, 4)))
     with pytest.raises(B.CoreError, match="scores"):
         B.nms(np.zeros((2, 4)), np.zeros(3))
+
+
+def test_detections_concatenate_keeps_order_and_attention_only_when_all_have_it() -> None:
+    from perception.core.types import Detections
+
+    a = Detections(np.array([[0, 0, 1, 1]], np.float32), np.array([0.9], np.float32), np.array([2]),
+                   np.array([0.5], np.float32))
+    b = Detections(np.array([[1, 1, 2, 2], [2, 2, 3, 3]], np.float32), np.array([0.4, 0.3], np.float32),
+                   np.array([0, 1]), np.array([0.1, 0.2], np.float32))
+    both = Detections.concatenate([a, b])
+    np.testing.assert_allclose(both.boxes, [[0, 0, 1, 1], [1, 1, 2, 2], [2, 2, 3, 3]])
+    assert both.class_ids.tolist() == [2, 0, 1] and both.attention is not None and len(both.attention) == 3
+    assert Detections.concatenate([a, Detections()]).attention is None and len(Detections.concatenate([])) == 0
