@@ -3,8 +3,9 @@
 Variants (those that cannot run here are listed with the reason):
 
 - CPU: torch eager fp32 (the baseline), torch bf16 + channels_last, torch.compile (``--compile``),
-  ONNX Runtime fp32, ONNX Runtime INT8 QDQ with s8 activations (the TensorRT-compatible model) and
-  with u8 activations (ONNX Runtime's x86 fast path, CPU only).
+  ONNX Runtime fp32, the same without the segmentation (the graph pruned to the other outputs: what a node pays
+  when nobody consumes it, and each refinement crop), ONNX Runtime INT8 QDQ with s8 activations (the
+  TensorRT-compatible model) and with u8 activations (ONNX Runtime's x86 fast path, CPU only).
 - CUDA (when present): torch fp32 / fp16 autocast / fp16 + CUDA graph / torch.compile fp16
   (``--compile``), ONNX Runtime CUDA EP (onnxruntime-gpu), TensorRT fp16 (+ CUDA graph) and INT8.
 
@@ -47,6 +48,10 @@ from perception.runtime.base import Backend, BackendError
 from perception.weights import checkpoint_arg
 
 CPU_BASELINE = "torch eager fp32"
+# variants that ask their backend to leave outputs out (``Backend.infer``'s ``skip``): what a node pays when nobody
+# consumes the segmentation, and what each refinement crop pays
+NO_SEG = "onnxruntime fp32, no segmentation"
+SKIPS = {NO_SEG: frozenset({"seg"})}
 CUDA_BASELINE = "torch cuda fp32"
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -110,6 +115,7 @@ def _cpu_variants(cfg: RuntimeBenchConfig, ckpt: Path, size: tuple[int, int], on
         out["torch.compile bf16+channels_last"] = lambda: TorchBackend(
             ckpt, size, TorchBackendConfig(precision="bf16", channels_last=True, threads=t, compile=True))
     out["onnxruntime fp32"] = lambda: OnnxRuntimeBackend(onnx(), ort_cpu)
+    out[NO_SEG] = lambda: OnnxRuntimeBackend(onnx(), ort_cpu)
     if cfg.int8:
         s8, u8 = (quantized_copy(onnx(), QuantizeConfig(activations=a)) for a in ("s8", "u8"))
         out["onnxruntime int8 (s8, TensorRT-compatible)"] = lambda: OnnxRuntimeBackend(s8, ort_cpu)
@@ -205,7 +211,8 @@ def run_benchmark(cfg: RuntimeBenchConfig) -> Report:
         try:
             b = make()
             b.load()
-            first = b.infer({"image": image, **b.initial_state(cfg.batch)})  # (compiles / builds when needed)
+            skip = SKIPS.get(label, frozenset())
+            first = b.infer({"image": image, **b.initial_state(cfg.batch)}, skip)  # (compiles / builds when needed)
         except Exception as e:  # a variant that cannot run is reported, not fatal
             skipped[label] = f"{type(e).__name__}: {e}"[:300]
             continue
@@ -213,7 +220,7 @@ def run_benchmark(cfg: RuntimeBenchConfig) -> Report:
             reference = first
         meta[label] = {"setup_s": round(time.perf_counter() - t0, 1), **_agreement(first, reference)}
         backends[label] = b
-        calls[label] = _streaming_call(b, image)
+        calls[label] = _streaming_call(b, image, skip)
     loaded: dict[str, list[float]] = {}
     try:
         times = _interleaved_blocks(calls, cfg.warmup, cfg.iters)
@@ -332,16 +339,18 @@ def _agreement(out: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> dict[s
         score = float(np.abs(out["scores"] - ref["scores"]).max())
     else:
         score = float(np.abs(sigmoid(out["heatmap"]) - sigmoid(ref["heatmap"])).max())
+    if "seg" not in out:  # a variant that skips it
+        return {"max_score_diff": score}
     seg = float((out["seg"].argmax(1) == ref["seg"].argmax(1)).mean())
     return {"max_score_diff": score, "seg_label_agreement": seg}
 
 
-def _streaming_call(backend: Backend, image: np.ndarray) -> Callable[[], object]:
+def _streaming_call(backend: Backend, image: np.ndarray, skip: frozenset[str] = frozenset()) -> Callable[[], object]:
     state = backend.initial_state(image.shape[0])
 
     def call() -> object:
         nonlocal state
-        out = backend.infer({"image": image, **state})
+        out = backend.infer({"image": image, **state}, skip)
         state = {k: out[o] for k, o in backend.state_pairs.items()}
         return out
 

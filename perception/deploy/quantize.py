@@ -63,9 +63,9 @@ class _RecordingBackend(WrappingBackend):
     def load(self) -> None:
         self.inner.load()
 
-    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def infer(self, inputs: dict[str, np.ndarray], skip: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
         self.recorded.append({k: np.array(v, copy=True) for k, v in inputs.items()})
-        return self.inner.infer(inputs)
+        return self.inner.infer(inputs, skip)
 
     def close(self) -> None:
         self.inner.close()

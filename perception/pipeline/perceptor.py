@@ -279,6 +279,12 @@ class Perceptor:
         self.anchor_head = any(s.name == "boxes" for s in backend.output_specs)
         # anchors of the six COCO levels; an output with more has the fine level after them (once, not per frame)
         self._coarse_anchors = num_anchors(self.input_h, self.input_w) if self.anchor_head else 0
+        # the low-resolution maps' grid has the stride of the finest map the network makes (segmentation: 4 network
+        # pixels) whether or not a frame asks for it (``infer``'s ``skip``): results do not depend on who listens
+        specs = {s.name: s for s in backend.output_specs}
+        finest = specs.get("seg") or specs.get("attention")
+        rows = finest.shape[2] if finest is not None and len(finest.shape) == 4 else None
+        self._grid_stride = max(1, round(self.input_h / rows)) if isinstance(rows, int) and rows > 0 else 0
         make = None if self.anchor_head else getattr(backend, "device_prepost", None)
         if mode == "on" and make is None:
             raise PipelineError(f"device_prepost 'on', but the {backend.name} backend cannot run pre/post-processing "
@@ -353,7 +359,7 @@ class Perceptor:
         states = [self._state_for(f, functools.partial(_signature, canvas[k], lmaps[k])) for k, f in enumerate(frames)]
         inputs = {"image": image, **self._batch_state(states)}
         t1 = time.perf_counter()
-        out = self.backend.infer(inputs)
+        out = self.backend.infer(inputs, self._skip())
         t2 = time.perf_counter()
         pre = _pre_timings(n, t0, t_box, t_norm, t1, t2)
         bad = non_finite_outputs(out, n)
@@ -363,6 +369,10 @@ class Perceptor:
         for i, f in enumerate(frames):
             results.append(None if i in bad else self._postprocess(f, out, i, lmaps[i], states[i][1], dict(pre)))
         return self._finish(frames, results, bad)
+
+    def _skip(self) -> frozenset[str]:
+        """The outputs no result of this configuration reads: the segmentation when it is off."""
+        return frozenset() if self.config.segmentation else frozenset({"seg"})
 
     def _batch_state(self, states: list[tuple[_CameraState, ResetReason]]) -> dict[str, np.ndarray]:
         return {name: np.concatenate([cam.memory[name] for cam, _ in states]) for name in self.backend.state_pairs}
@@ -400,9 +410,11 @@ class Perceptor:
             )
         tall = self._tall_score(det, out, i)
         t_dec = t_seg = t_att = time.perf_counter()
-        # the low-resolution grid has the stride of the finest map (segmentation: 4 network pixels)
-        finest = out["seg"] if "seg" in out else out["attention"]
-        grid = lowres_grid(lmap, max(1, round(self.input_h / finest.shape[2])))
+        if self._grid_stride:
+            grid = lowres_grid(lmap, self._grid_stride)
+        else:  # a backend whose specs leave the maps' size open: the finest map it returned
+            finest = out["seg"] if "seg" in out else out["attention"]
+            grid = lowres_grid(lmap, max(1, round(self.input_h / finest.shape[2])))
         seg_low = att_low = None
         make_seg = make_att = None
         if cfg.segmentation:

@@ -35,8 +35,11 @@ class Backend(abc.ABC):
         """Load the model (may be slow: engines, compilation). Raises BackendError."""
 
     @abc.abstractmethod
-    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run one batch. ``inputs`` holds every input in ``input_specs`` (state included)."""
+    def infer(self, inputs: dict[str, np.ndarray], skip: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
+        """Run one batch. ``inputs`` holds every input in ``input_specs`` (state included). ``skip``: outputs the
+        caller does not need (the segmentation when nobody consumes it; a refinement crop's). A backend that can
+        leave them uncomputed does (ONNX Runtime: a session of the graph pruned to the other outputs) and returns
+        the rest; the others return every output. State outputs are always returned."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -58,6 +58,46 @@ def resolve_providers(requested: tuple[str, ...], available: list[str]) -> list[
     return chosen
 
 
+def pruned_model(model: Any, keep: set[str]) -> Any:
+    """A copy of the onnx ModelProto ``model`` computing only the graph outputs ``keep``: the nodes and initialisers
+    none of them depends on go, and so do the other outputs (the graph inputs stay: they are the contract). Names a
+    node's subgraph (If / Loop body) reads from the outer graph count as its inputs."""
+    import onnx
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    g = out.graph
+    needed = set(keep)
+    kept = []
+    for node in reversed(g.node):
+        if any(o in needed for o in node.output):
+            kept.append(node)
+            needed.update(i for i in node.input if i)
+            needed.update(_subgraph_inputs(node))
+    del g.node[:]
+    g.node.extend(reversed(kept))
+    outputs = [o for o in g.output if o.name in keep]
+    del g.output[:]
+    g.output.extend(outputs)
+    inits = [t for t in g.initializer if t.name in needed]
+    del g.initializer[:]
+    g.initializer.extend(inits)
+    infos = [v for v in g.value_info if v.name in needed]
+    del g.value_info[:]
+    g.value_info.extend(infos)
+    return out
+
+
+def _subgraph_inputs(node: Any) -> set[str]:
+    names: set[str] = set()
+    for a in node.attribute:
+        for sub in [a.g, *a.graphs] if a.HasField("g") else list(a.graphs):
+            for n in sub.node:
+                names.update(i for i in n.input if i)
+                names.update(_subgraph_inputs(n))
+    return names
+
+
 class OnnxRuntimeBackend(ModelInfoBackend):
     name = "onnxruntime"
 
@@ -69,6 +109,11 @@ class OnnxRuntimeBackend(ModelInfoBackend):
         self.providers: list[str] = []
         self._output_names: list[str] = []
         self.engine_state = "none"  # "loaded <file>" | "refused: why" | "missing" | "none" (no engine cache)
+        # sessions of the graph pruned to fewer outputs (``infer``'s ``skip``), made on first use: the skipped set ->
+        # (session, its output names)
+        self._pruned: dict[frozenset[str], tuple[Any, list[str]]] = {}
+        self._session_args: dict[str, Any] = {}
+        self._source: Path | None = None
 
     def _engine(self, providers: list[str], precision: str) -> Path | None:
         """The saved engine to load (checked against this machine), or None: optimise the model at load."""
@@ -131,6 +176,8 @@ class OnnxRuntimeBackend(ModelInfoBackend):
         try:
             self.session = ort.InferenceSession(str(engine or self.path), sess_options=so, providers=providers,
                                                 provider_options=options)
+            self._session_args = {"sess_options": so, "providers": providers, "provider_options": options}
+            self._source = engine or self.path
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
             raise BackendError(f"onnxruntime backend: cannot load {self.path}: {e}") from e
         names = {i.name for i in self.session.get_inputs()}
@@ -149,7 +196,35 @@ class OnnxRuntimeBackend(ModelInfoBackend):
             raise BackendError("onnxruntime backend: infer() before load()")
         return self._info()
 
-    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _session_for(self, skip: frozenset[str]) -> tuple[Any, list[str]]:
+        """The session computing every output but ``skip`` (state outputs are never skipped); the full one when
+        nothing can be skipped. A pruned one is made the first time a set is asked for (the graph loaded again,
+        pruned, optimised: about as long as ``load``) and kept. On the CPU only: with a GPU provider a pruned graph
+        would build its own TensorRT / CUDA engine in the middle of a run (minutes on a Jetson) to save little."""
+        state = set(self.state_pairs.values())
+        gone = frozenset(n for n in skip if n in self._output_names and n not in state)
+        if not gone or len(gone) == len(self._output_names) or self.providers != ["CPUExecutionProvider"]:
+            return self.session, self._output_names
+        if gone not in self._pruned:
+            import onnx
+            import onnxruntime as ort
+
+            assert self._source is not None
+            full = onnx.load(str(self._source))
+            model = pruned_model(full, {n for n in self._output_names if n not in gone})
+            try:
+                session = ort.InferenceSession(model.SerializeToString(), **self._session_args)
+            except Exception as e:  # an optimisation, not a contract: the full graph goes on serving this set
+                log.error("onnxruntime: %s pruned to skip %s does not load (%s); computing every output",
+                          self.path.name, sorted(gone), e)
+                self._pruned[gone] = (self.session, self._output_names)
+                return self._pruned[gone]
+            self._pruned[gone] = (session, [o.name for o in session.get_outputs()])
+            log.info("onnxruntime: %s without %s (pruned graph: %d of %d nodes)", self.path.name,
+                     ", ".join(sorted(gone)), len(model.graph.node), len(full.graph.node))
+        return self._pruned[gone]
+
+    def infer(self, inputs: dict[str, np.ndarray], skip: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
         info = self._require()
         feeds = {}
         for spec in info.input_specs:
@@ -160,11 +235,13 @@ class OnnxRuntimeBackend(ModelInfoBackend):
         if not 1 <= batch <= info.max_batch:
             raise BackendError(f"onnxruntime backend: batch {batch} is outside the exported range 1..{info.max_batch}; "
                                "re-export with a larger --max-batch")
+        session, names = self._session_for(skip) if skip else (self.session, self._output_names)
         try:
-            values = self.session.run(None, feeds)
+            values = session.run(None, feeds)
         except Exception as e:
             raise BackendError(f"onnxruntime backend: inference failed: {e}") from e
-        return dict(zip(self._output_names, values, strict=True))
+        return dict(zip(names, values, strict=True))
 
     def close(self) -> None:
         self.session = None
+        self._pruned.clear()

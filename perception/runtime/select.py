@@ -327,11 +327,11 @@ class FallbackBackend(WrappingBackend):
             raise BackendError("infer() before load()")
         return self.active
 
-    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def infer(self, inputs: dict[str, np.ndarray], skip: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
         while True:
             backend = self.wrapped()
             try:
-                return backend.infer(inputs)
+                return backend.infer(inputs, skip)
             except Exception as e:
                 if not self.cfg.fallback:
                     raise

@@ -158,7 +158,8 @@ class TensorRTBackend(ModelInfoBackend):
             self._bound_batch = batch
         return bufs
 
-    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def infer(self, inputs: dict[str, np.ndarray], skip: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
+        # ``skip`` is not used: an engine computes what it was built with (an engine per output set: not yet)
         info = self._require()
         torch = self._torch
         if "image" not in inputs:

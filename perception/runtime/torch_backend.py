@@ -145,8 +145,11 @@ class TorchBackend(Backend):
             return {}
         return {name: state_output_name(name) for name in STATE_INPUTS}
 
-    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def infer(self, inputs: dict[str, np.ndarray], skip: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
         import torch
+
+        # ``skip`` is not used: the segmentation head is 0.2 % of the network, and the neck before it also makes
+        # the maps the attention and detection decoders are sized by
 
         self._require()
         dev = torch.device(self.config.device)

@@ -24,6 +24,9 @@ def test_bench_runtime_small(tmp_path: Path) -> None:
     assert rows["torch eager fp32"]["x_vs_torch_fp32"] == pytest.approx(1.0)
     assert rows["onnxruntime fp32"]["max_score_diff"] < 1e-3  # same network, same numbers
     assert rows["onnxruntime fp32"]["seg_label_agreement"] > 0.999
+    # the pruned graph (no segmentation) computes the same detections, and no segmentation to compare
+    no_seg = rows["onnxruntime fp32, no segmentation"]
+    assert no_seg["max_score_diff"] < 1e-3 and "seg_label_agreement" not in no_seg
     assert any("best CPU backend" in g["what"] for g in data["goals"])
     # the loaded-machine column: the same variants timed again next to a competing torch process
     assert all(r["loaded_ms"] > 0 and r["x_slower_loaded"] > 0 for r in data["rows"])

@@ -440,9 +440,9 @@ class _SlowBackend:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    def infer(self, inputs: Any) -> Any:
+    def infer(self, inputs: Any, skip: frozenset[str] = frozenset()) -> Any:
         time.sleep(self.delay)
-        return self._inner.infer(inputs)
+        return self._inner.infer(inputs, skip)
 
 
 def test_the_deadline_leaves_out_the_least_needed_crops(tiny_checkpoint: Path) -> None:

@@ -21,13 +21,13 @@ from perception.runtime.torch_backend import TorchBackend
 
 
 class StallingTorch(TorchBackend):
-    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def infer(self, inputs: dict[str, np.ndarray], skip: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
         flag = os.environ.get("STALL_FILE", "")
         if flag and os.path.exists(flag):
             Path(flag + ".started").write_text(repr(time.time()), encoding="utf-8")
             while os.path.exists(flag):
                 time.sleep(0.01)
-        return super().infer(inputs)
+        return super().infer(inputs, skip)
 
 
 def main() -> int:

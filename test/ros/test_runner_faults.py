@@ -49,7 +49,7 @@ class FaultyTorch(TorchBackend):
         super().__init__(model, size, TorchBackendConfig(threads=1))
         self.plan, self.calls = plan, calls
 
-    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def infer(self, inputs: dict[str, np.ndarray], skip: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
         n = len(self.calls)
         self.calls.append(n)
         fault = self.plan.get(n, "")
@@ -59,7 +59,7 @@ class FaultyTorch(TorchBackend):
             raise Fatal(f"injected fatal at call {n}")
         if fault == "slow":
             time.sleep(0.8)
-        out = super().infer(inputs)
+        out = super().infer(inputs, skip)
         if fault == "nan":
             out = {k: np.full_like(v, np.nan) if v.dtype.kind == "f" else v for k, v in out.items()}
         return out
