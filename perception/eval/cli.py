@@ -68,7 +68,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labels", type=Path, default=None,
                    help="with --images: labels to score recall / precision per class at IoU 0.5 against, instead "
                         "of agreement with the reference: the project's JSON (test/data/real_val/labels.json), a "
-                        "COCO detection JSON (instances_*.json) or a KITTI label_2 directory (classes mapped as "
+                        "COCO detection JSON (instances_*.json), a BDD100K detection JSON, a KITTI label_2 "
+                        "directory or a Cityscapes gtFine directory (classes mapped as "
                         "perception/eval/label_formats.py says)")
     p.add_argument("--canvas", type=float, default=1.0, metavar="K",
                    help="with --labels: put each image, at its own pixel size, on a grey canvas K times larger (a "

@@ -15,6 +15,19 @@ format, which :func:`.labelled.parse_labels` then checks like any hand-written f
   Tram, Misc, DontCare -> ``any``, don't care. An object truncated more than 0.5 or largely / fully occluded
   (occluded >= 2) is don't care, as in KITTI's own "hard" cut-offs.
 
+* **BDD100K** detection (``det_20`` / ``bdd100k_labels_images_*.json``: a JSON list of frames ``{"name",
+  "labels": [{"category", "box2d": {"x1", "y1", "x2", "y2"}, "attributes": {"crowd", ...}}]}``; image sizes read
+  from the images directory): pedestrian -> pedestrian, car -> car, truck / bus -> truck, traffic sign ->
+  traffic_sign, scored; bicycle / motorcycle -> cyclist, don't care (as COCO: the two-wheeler's box); rider,
+  train, traffic light, trailer, other vehicle / person -> ``any``, don't care; ``crowd`` boxes -> don't care;
+  labels without a ``box2d`` (lanes, drivable area) are not objects and are passed over.
+* **Cityscapes** (``gtFine/<split>/<city>/*_gtFine_polygons.json``: ``imgWidth``, ``imgHeight``, ``objects`` of
+  ``label`` + ``polygon``; each box is its polygon's extent; the image is ``<city>/<stem>_leftImg8bit.png`` under the
+  images directory, e.g. ``leftImg8bit/val``): person -> pedestrian, car -> car, truck / bus -> truck, traffic
+  sign -> traffic_sign, scored; bicycle / motorcycle -> cyclist, don't care; rider, caravan, trailer, train,
+  traffic light -> ``any``, don't care; a ``...group`` label (a crowd of its class) -> its class, don't care;
+  a polygon marked ``deleted`` is left out; the other labels (road, building, sky, ...) are not objects.
+
 Boxes are clipped to the image; empty ones after clipping are left out (counted in ``skipped``).
 """
 
@@ -42,6 +55,22 @@ KITTI_CLASSES: dict[str, tuple[str, bool]] = {
     "Cyclist": ("cyclist", False), "Person_sitting": ("pedestrian", True), "Tram": (ANY, True),
     "Misc": (ANY, True), "DontCare": (ANY, True),
 }
+# BDD100K category -> (our class, ignore)
+BDD_CLASSES: dict[str, tuple[str, bool]] = {
+    "pedestrian": ("pedestrian", False), "car": ("car", False), "truck": ("truck", False), "bus": ("truck", False),
+    "traffic sign": ("traffic_sign", False), "bicycle": ("cyclist", True), "bike": ("cyclist", True),
+    "motorcycle": ("cyclist", True), "motor": ("cyclist", True), "rider": (ANY, True), "train": (ANY, True),
+    "traffic light": (ANY, True), "trailer": (ANY, True), "other vehicle": (ANY, True),
+    "other person": (ANY, True), "person": ("pedestrian", False),
+}
+# Cityscapes label -> (our class, ignore); "<label>group" is its class, don't care
+CITYSCAPES_CLASSES: dict[str, tuple[str, bool]] = {
+    "person": ("pedestrian", False), "car": ("car", False), "truck": ("truck", False), "bus": ("truck", False),
+    "traffic sign": ("traffic_sign", False), "bicycle": ("cyclist", True), "motorcycle": ("cyclist", True),
+    "rider": (ANY, True), "caravan": (ANY, True), "trailer": (ANY, True), "train": (ANY, True),
+    "traffic light": (ANY, True),
+}
+CITYSCAPES_SUFFIX = "_gtFine_polygons.json"
 KITTI_MAX_TRUNCATION = 0.5
 KITTI_MAX_OCCLUSION = 1  # 0 visible, 1 partly occluded, 2 largely occluded, 3 unknown
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -166,4 +195,123 @@ def kitti_document(label_dir: str | Path, images_dir: str | Path) -> tuple[dict[
             ignore = ignore or truncated > KITTI_MAX_TRUNCATION or occluded > KITTI_MAX_OCCLUSION
             objects.append({"class": cls, "box": box, "ignore": ignore})
         out.append({"file": image.name, "width": width, "height": height, "source": str(f), "objects": objects})
+    return {"images": out}, skipped
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of the image file ``path``."""
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise EvalError(f"{path}: not a readable image")
+    return int(img.shape[1]), int(img.shape[0])
+
+
+def is_bdd(doc: Any) -> bool:
+    return isinstance(doc, list) and bool(doc) and all(isinstance(e, dict) and "name" in e for e in doc[:10])
+
+
+def bdd_document(doc: Any, images_dir: str | Path, where: str = "BDD100K labels") -> tuple[dict[str, Any],
+                                                                                              dict[str, int]]:
+    """A BDD100K detection list as the project's label document (image sizes read from ``images_dir``), and what
+    was left out: ``{"category": boxes}`` of categories without a counterpart, empty boxes included."""
+    if not isinstance(doc, list):
+        raise EvalError(f"{where}: a BDD100K document is a list of frames")
+    images_dir = Path(images_dir)
+    out: list[dict[str, Any]] = []
+    skipped: dict[str, int] = {}
+    names: set[str] = set()
+    for i, frame in enumerate(doc):
+        what = f"{where}[{i}]"
+        if not isinstance(frame, dict) or not isinstance(frame.get("name"), str) or not frame["name"]:
+            raise EvalError(f"{what}: each frame needs a 'name' (its image file)")
+        name = frame["name"]
+        if name in names:
+            raise EvalError(f"{what}: frame {name} is listed twice")
+        names.add(name)
+        labels = frame.get("labels") or []
+        if not isinstance(labels, list):
+            raise EvalError(f"{what} ({name}): 'labels' must be a list, got {type(labels).__name__}")
+        width, height = _image_size(images_dir / name)
+        objects = []
+        for k, lab in enumerate(labels):
+            if not isinstance(lab, dict):
+                raise EvalError(f"{what} ({name}) labels[{k}]: expected an object, got {lab!r}")
+            box = lab.get("box2d")
+            if box is None:  # a lane or drivable-area polygon: not an object
+                continue
+            category = str(lab.get("category", ""))
+            mapped = BDD_CLASSES.get(category.strip().lower())
+            if mapped is None:
+                skipped[category] = skipped.get(category, 0) + 1
+                continue
+            if not isinstance(box, dict):
+                raise EvalError(f"{what} ({name}) labels[{k}]: 'box2d' must be {{x1, y1, x2, y2}}, got {box!r}")
+            x0, y0, x1, y1 = (_number(box.get(c), f"{what} ({name}) labels[{k}] box2d.{c}")
+                              for c in ("x1", "y1", "x2", "y2"))
+            clipped = _clipped(x0, y0, x1, y1, width, height)
+            if clipped is None:
+                skipped["(empty after clipping)"] = skipped.get("(empty after clipping)", 0) + 1
+                continue
+            attributes = lab.get("attributes")
+            crowd = isinstance(attributes, dict) and attributes.get("crowd") is True
+            cls, ignore = mapped
+            objects.append({"class": cls, "box": clipped, "ignore": ignore or crowd})
+        out.append({"file": name, "width": width, "height": height, "source": where, "objects": objects})
+    return {"images": out}, skipped
+
+
+def is_cityscapes(label_dir: Path) -> bool:
+    return next(label_dir.rglob(f"*{CITYSCAPES_SUFFIX}"), None) is not None
+
+
+def cityscapes_document(label_dir: str | Path, images_dir: str | Path) -> tuple[dict[str, Any], dict[str, int]]:
+    """Cityscapes ``*_gtFine_polygons.json`` files under ``label_dir`` (any depth) as the project's label document,
+    each image ``<city>/<stem>_leftImg8bit.png`` relative to ``images_dir``, and what was left out: boxes empty after
+    clipping (labels that are no object we detect -- stuff, licence plates, the ego vehicle -- are passed over)."""
+    import json
+
+    label_dir, images_dir = Path(label_dir), Path(images_dir)
+    files = sorted(label_dir.rglob(f"*{CITYSCAPES_SUFFIX}"))
+    if not files:
+        raise EvalError(f"{label_dir}: no Cityscapes label files (*{CITYSCAPES_SUFFIX}) in it")
+    out: list[dict[str, Any]] = []
+    skipped: dict[str, int] = {}
+    for f in files:
+        try:
+            doc = json.loads(f.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise EvalError(f"{f}: not valid JSON ({e})") from e
+        if not isinstance(doc, dict) or not isinstance(doc.get("objects"), list):
+            raise EvalError(f"{f}: expected {{\"imgWidth\", \"imgHeight\", \"objects\": [...]}}")
+        width, height = (int(_number(doc.get(k), f"{f} {k}")) for k in ("imgWidth", "imgHeight"))
+        stem = f.name[: -len(CITYSCAPES_SUFFIX)]
+        file = f"{f.parent.name}/{stem}_leftImg8bit.png"
+        if not (images_dir / file).is_file():
+            raise EvalError(f"{f}: no image {file} in {images_dir} (give the leftImg8bit/<split> folder as --images)")
+        objects = []
+        for k, obj in enumerate(doc["objects"]):
+            what = f"{f} objects[{k}]"
+            if not isinstance(obj, dict) or not isinstance(obj.get("label"), str):
+                raise EvalError(f"{what}: each object needs a 'label'")
+            if obj.get("deleted"):
+                continue
+            label = obj["label"].strip().lower()
+            group = label.endswith("group")
+            mapped = CITYSCAPES_CLASSES.get(label[: -len("group")] if group else label)
+            if mapped is None:  # stuff (road, sky, ...), a licence plate, the ego vehicle: not objects we detect
+                continue
+            poly = obj.get("polygon")
+            if not isinstance(poly, list) or not poly or not all(isinstance(p, list) and len(p) == 2 for p in poly):
+                raise EvalError(f"{what}: 'polygon' must be a list of [x, y] points, got {poly!r}")
+            xs = [_number(p[0], f"{what} polygon") for p in poly]
+            ys = [_number(p[1], f"{what} polygon") for p in poly]
+            clipped = _clipped(min(xs), min(ys), max(xs), max(ys), width, height)
+            if clipped is None:
+                skipped["(empty after clipping)"] = skipped.get("(empty after clipping)", 0) + 1
+                continue
+            cls, ignore = mapped
+            objects.append({"class": cls, "box": clipped, "ignore": ignore or group})
+        out.append({"file": file, "width": width, "height": height, "source": str(f), "objects": objects})
     return {"images": out}, skipped

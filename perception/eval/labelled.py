@@ -188,14 +188,26 @@ def load_label_source(path: str | Path, images_dir: str | Path | None = None
     """The labelled images of ``path``, its format and what was left out converting it (``{name: boxes}``).
 
     ``path`` is the project's JSON (see the module doc), a COCO detection JSON (it has ``annotations`` and
-    ``categories``) or a KITTI object label directory (``*.txt``; its images' sizes are read from ``images_dir``);
-    :mod:`.label_formats` says how their classes map onto ours."""
-    from perception.eval.label_formats import coco_document, is_coco, kitti_document
+    ``categories``), a BDD100K detection JSON (a list of frames), a KITTI object label directory (``*.txt``) or a
+    Cityscapes ``gtFine`` directory (``*_gtFine_polygons.json`` at any depth); BDD100K's and KITTI's image sizes
+    are read from ``images_dir``. :mod:`.label_formats` says how their classes map onto ours."""
+    from perception.eval.label_formats import (
+        bdd_document,
+        cityscapes_document,
+        coco_document,
+        is_bdd,
+        is_cityscapes,
+        is_coco,
+        kitti_document,
+    )
 
     p = Path(path)
     if p.is_dir():
         if images_dir is None:
-            raise EvalError(f"{p} is a directory (KITTI labels): the images directory is needed for their sizes")
+            raise EvalError(f"{p} is a directory (KITTI or Cityscapes labels): the images directory is needed too")
+        if is_cityscapes(p):
+            doc, skipped = cityscapes_document(p, images_dir)
+            return parse_labels(doc, str(p)), "cityscapes", skipped
         doc, skipped = kitti_document(p, images_dir)
         return parse_labels(doc, str(p)), "kitti", skipped
     try:
@@ -209,6 +221,11 @@ def load_label_source(path: str | Path, images_dir: str | Path | None = None
     if is_coco(doc):
         doc, skipped = coco_document(doc, str(p))
         return parse_labels(doc, str(p)), "coco", skipped
+    if is_bdd(doc):
+        if images_dir is None:
+            raise EvalError(f"{p} is a BDD100K label list: the images directory is needed for the images' sizes")
+        doc, skipped = bdd_document(doc, images_dir, str(p))
+        return parse_labels(doc, str(p)), "bdd100k", skipped
     return parse_labels(doc, str(p)), "perception", {}
 
 

@@ -1,5 +1,6 @@
-"""Public datasets' labels (COCO JSON, KITTI label_2) read as the project's label document: the class mapping,
-don't-care rules, clipping, hostile files -- and through the CLI, the same labels in three formats score alike."""
+"""Public datasets' labels (COCO JSON, KITTI label_2, BDD100K JSON, Cityscapes gtFine) read as the project's label
+document: the class mapping, don't-care rules, clipping, hostile files -- and through the CLI, the same labels in
+every format score alike."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from perception.cli import main as cli
 from perception.core import classes
 from perception.eval import EvalError
-from perception.eval.label_formats import coco_document, kitti_document
+from perception.eval.label_formats import bdd_document, cityscapes_document, coco_document, kitti_document
 from perception.eval.labelled import ANY_CLASS, load_label_source
 
 CAR, TRUCK, PED, CYC, SIGN = (classes.detection_id(n)
@@ -135,10 +136,121 @@ def test_kitti_missing_or_unreadable_images(tmp_path: Path) -> None:
         kitti_document(labels, images)
 
 
-def test_the_same_labels_in_three_formats_score_alike(tmp_path: Path, tiny_checkpoint: Path,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    """One folder of two images labelled as project JSON, COCO and KITTI: `perception eval --labels` gives the
-    same figures for each (and says what the COCO file had that we have no class for)."""
+def _bdd_label(category: str, box: list[float] | None, **attributes: object) -> dict:
+    lab: dict = {"category": category, "attributes": attributes}
+    if box is not None:
+        lab["box2d"] = dict(zip(("x1", "y1", "x2", "y2"), box))
+    return lab
+
+
+def test_bdd100k_classes_crowds_lanes_and_clipping(tmp_path: Path) -> None:
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((100, 300, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / "b.jpg"), np.zeros((60, 80, 3), np.uint8))
+    doc = [{"name": "a.jpg", "labels": [
+        _bdd_label("car", [10, 20, 60, 70], occluded=True), _bdd_label("bus", [70, 0, 130, 80]),
+        _bdd_label("truck", [130, 0, 170, 80]), _bdd_label("pedestrian", [190, 20, 210, 90]),
+        _bdd_label("pedestrian", [215, 20, 240, 60], crowd=True), _bdd_label("rider", [245, 20, 260, 60]),
+        _bdd_label("bicycle", [245, 40, 262, 70]), _bdd_label("traffic sign", [280, 10, 320, 30]),
+        _bdd_label("traffic light", [0, 0, 5, 12]), _bdd_label("lane/single white", None),
+        _bdd_label("drivable area", None), _bdd_label("animal", [0, 50, 9, 60])]},
+        {"name": "b.jpg", "labels": None}]
+    out, skipped = bdd_document(doc, tmp_path)
+    assert skipped == {"animal": 1}
+    a, b = out["images"]
+    assert (a["width"], a["height"], b["file"], b["width"], b["height"], b["objects"]) == (300, 100, "b.jpg", 80, 60,
+                                                                                          [])
+    got = [(o["class"], o["box"], o["ignore"]) for o in a["objects"]]
+    assert got == [("car", [10, 20, 60, 70], False), ("truck", [70, 0, 130, 80], False),
+                   ("truck", [130, 0, 170, 80], False), ("pedestrian", [190, 20, 210, 90], False),
+                   ("pedestrian", [215, 20, 240, 60], True), ("any", [245, 20, 260, 60], True),
+                   ("cyclist", [245, 40, 262, 70], True), ("traffic_sign", [280, 10, 300, 30], False),
+                   ("any", [0, 0, 5, 12], True)]
+    path = tmp_path / "det_val.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    ims, fmt, _ = load_label_source(path, tmp_path)
+    assert fmt == "bdd100k" and ims[0].class_ids.tolist()[:4] == [CAR, TRUCK, TRUCK, PED]
+    with pytest.raises(EvalError, match="images directory"):
+        load_label_source(path)
+
+
+@pytest.mark.parametrize("doc, message", [
+    ([{"labels": []}], "needs a 'name'"),
+    ([{"name": "a.jpg"}, {"name": "a.jpg"}], "listed twice"),
+    ([{"name": "a.jpg", "labels": {"car": 1}}], "must be a list"),
+    ([{"name": "a.jpg", "labels": [{"category": "car", "box2d": [1, 2, 3, 4]}]}], "box2d"),
+    ([{"name": "a.jpg", "labels": [{"category": "car", "box2d": {"x1": 1, "y1": "2", "x2": 3, "y2": 4}}]}],
+     "finite number"),
+    ([{"name": "a.jpg", "labels": [{"category": "car", "box2d": {"x1": 1, "y1": 2, "x2": float("nan"), "y2": 4}}]}],
+     "finite number"),
+    ([{"name": "missing.jpg"}], "not a readable image"),
+])
+def test_bdd100k_hostile_documents(tmp_path: Path, doc: list, message: str) -> None:
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((20, 30, 3), np.uint8))
+    with pytest.raises(EvalError, match=message):
+        bdd_document(doc, tmp_path)
+
+
+def _cityscapes(root: Path, objects: list[dict], size: tuple[int, int] = (300, 100)) -> tuple[Path, Path]:
+    labels, images = root / "gtFine" / "val" / "aachen", root / "leftImg8bit" / "val" / "aachen"
+    labels.mkdir(parents=True)
+    images.mkdir(parents=True)
+    cv2.imwrite(str(images / "aachen_000000_000019_leftImg8bit.png"), np.zeros((size[1], size[0], 3), np.uint8))
+    doc = {"imgWidth": size[0], "imgHeight": size[1], "objects": objects}
+    (labels / "aachen_000000_000019_gtFine_polygons.json").write_text(json.dumps(doc), encoding="utf-8")
+    return root / "gtFine", root / "leftImg8bit" / "val"
+
+
+def test_cityscapes_polygons_groups_and_stuff(tmp_path: Path) -> None:
+    def obj(label: str, poly: list[list[float]], **kw: object) -> dict:
+        return {"label": label, "polygon": poly, **kw}
+
+    labels, images = _cityscapes(tmp_path, [
+        obj("road", [[0, 50], [300, 50], [300, 100], [0, 100]]), obj("car", [[10, 20], [60, 25], [40, 70]]),
+        obj("bus", [[70, 0], [130, 0], [130, 80]]), obj("person", [[190, 20], [210, 90]]),
+        obj("persongroup", [[215, 20], [240, 60]]), obj("rider", [[245, 20], [260, 60]]),
+        obj("bicycle", [[245, 40], [262, 70]]), obj("traffic sign", [[280, 10], [320, 30]]),
+        obj("car", [[0, 0], [5, 5]], deleted=1), obj("license plate", [[20, 60], [30, 64]]),
+        obj("ego vehicle", [[0, 90], [300, 100]])])
+    doc, skipped = cityscapes_document(labels, images)
+    assert skipped == {}
+    (a,) = doc["images"]
+    assert (a["file"], a["width"], a["height"]) == ("aachen/aachen_000000_000019_leftImg8bit.png", 300, 100)
+    got = [(o["class"], o["box"], o["ignore"]) for o in a["objects"]]
+    assert got == [("car", [10, 20, 60, 70], False), ("truck", [70, 0, 130, 80], False),
+                   ("pedestrian", [190, 20, 210, 90], False), ("pedestrian", [215, 20, 240, 60], True),
+                   ("any", [245, 20, 260, 60], True), ("cyclist", [245, 40, 262, 70], True),
+                   ("traffic_sign", [280, 10, 300, 30], False)]
+    ims, fmt, _ = load_label_source(labels, images)
+    assert fmt == "cityscapes" and ims[0].class_ids.tolist()[:3] == [CAR, TRUCK, PED]
+
+
+@pytest.mark.parametrize("objects, message", [
+    ([{"polygon": [[0, 0], [1, 1]]}], "needs a 'label'"),
+    ([{"label": "car", "polygon": [[0, 0, 1]]}], "list of \\[x, y\\] points"),
+    ([{"label": "car", "polygon": []}], "list of \\[x, y\\] points"),
+    ([{"label": "car", "polygon": [[0, "a"], [1, 1]]}], "finite number"),
+])
+def test_cityscapes_hostile_files(tmp_path: Path, objects: list, message: str) -> None:
+    labels, images = _cityscapes(tmp_path, objects)
+    with pytest.raises(EvalError, match=message):
+        cityscapes_document(labels, images)
+
+
+def test_cityscapes_missing_images_and_broken_files(tmp_path: Path) -> None:
+    labels, images = _cityscapes(tmp_path, [])
+    with pytest.raises(EvalError, match="no image aachen/"):
+        cityscapes_document(labels, tmp_path)
+    with pytest.raises(EvalError, match="no Cityscapes label files"):
+        cityscapes_document(images, images)
+    (labels / "val" / "aachen" / "aachen_000000_000019_gtFine_polygons.json").write_text("{", encoding="utf-8")
+    with pytest.raises(EvalError, match="not valid JSON"):
+        cityscapes_document(labels, images)
+
+
+def test_the_same_labels_in_every_format_score_alike(tmp_path: Path, tiny_checkpoint: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Two images labelled as project JSON, COCO, KITTI, BDD100K and Cityscapes: `perception eval --labels` gives
+    the same figures for each (and says what the COCO file had that we have no class for)."""
     rng = np.random.default_rng(1)
     images = tmp_path / "image_2"
     images.mkdir()
@@ -162,10 +274,28 @@ def test_the_same_labels_in_three_formats_score_alike(tmp_path: Path, tiny_check
                                       "Car 0 0 0 40 20 90 60 0 0 0 0 0 0 0\n"
                                       "Cyclist 0 3 0 60 0 90 15 0 0 0 0 0 0 0\n", encoding="utf-8")
     (kitti / "000001.txt").write_text("", encoding="utf-8")
+    bdd = [{"name": "000000.png", "labels": [_bdd_label("pedestrian", [10, 10, 30, 60]),
+                                             _bdd_label("car", [40, 20, 90, 60]),
+                                             _bdd_label("bicycle", [60, 0, 90, 15]),
+                                             _bdd_label("drivable area", None)]},
+           {"name": "000001.png", "labels": []}]
+    (tmp_path / "bdd.json").write_text(json.dumps(bdd), encoding="utf-8")
+    city_labels, city_images = tmp_path / "gtFine" / "val" / "x", tmp_path / "leftImg8bit" / "x"
+    city_labels.mkdir(parents=True)
+    city_images.mkdir(parents=True)
+    for i, objects in enumerate([[{"label": "person", "polygon": [[10, 10], [30, 60]]},
+                                  {"label": "car", "polygon": [[40, 20], [90, 60]]},
+                                  {"label": "bicycle", "polygon": [[60, 0], [90, 15]]},
+                                  {"label": "road", "polygon": [[0, 60], [96, 72]]}], []]):
+        (city_images / f"x_{i}_leftImg8bit.png").write_bytes((images / f"00000{i}.png").read_bytes())
+        (city_labels / f"x_{i}_gtFine_polygons.json").write_text(
+            json.dumps({"imgWidth": 96, "imgHeight": 72, "objects": objects}), encoding="utf-8")
     results = {}
-    for name, labels in [("ours", tmp_path / "ours.json"), ("coco", tmp_path / "coco.json"), ("kitti", kitti)]:
+    for name, labels, folder in [("ours", tmp_path / "ours.json", images), ("coco", tmp_path / "coco.json", images),
+                                 ("kitti", kitti, images), ("bdd100k", tmp_path / "bdd.json", images),
+                                 ("cityscapes", tmp_path / "gtFine", tmp_path / "leftImg8bit")]:
         out = tmp_path / f"out_{name}"
-        rc = cli(["eval", "--images", str(images), "--labels", str(labels), "--checkpoint", str(tiny_checkpoint),
+        rc = cli(["eval", "--images", str(folder), "--labels", str(labels), "--checkpoint", str(tiny_checkpoint),
                   "--no-reference", "--score-thresh", "0.05", "--out", str(out)])
         err = capsys.readouterr().err
         assert rc == 0, err
@@ -174,5 +304,5 @@ def test_the_same_labels_in_three_formats_score_alike(tmp_path: Path, tiny_check
         assert ("dog 1" in err) == (name == "coco")
         r = report["results"]["tiny+refine"]
         results[name] = (r["all"], r["small"]["all"], r["fp_per_image"], report["object_counts"])
-    assert results["ours"] == results["coco"] == results["kitti"]
+    assert results["ours"] == results["coco"] == results["kitti"] == results["bdd100k"] == results["cityscapes"]
     assert results["ours"][3]["cyclist"]["ignore"] == 1 and results["ours"][0]["num_gt"] == 2
