@@ -53,6 +53,7 @@ IMPORTS: dict[str, tuple[str, str]] = {
     "tqdm": ("rosdep", "python3-tqdm"),
     "matplotlib": ("rosdep", "python3-matplotlib"),
     "imageio": ("rosdep", "python3-imageio"),
+    "PIL": ("rosdep", "python3-pil"),
     "torch": ("rosdep", "python3-torch"),
     "open3d": ("rosdep", "python3-open3d-pip"),
     "rosbags": ("rosdep", "python3-rosbags-pip"),
