@@ -38,8 +38,9 @@ class Backend(abc.ABC):
     def infer(self, inputs: dict[str, np.ndarray], skip: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
         """Run one batch. ``inputs`` holds every input in ``input_specs`` (state included). ``skip``: outputs the
         caller does not need (the segmentation when nobody consumes it; a refinement crop's). A backend that can
-        leave them uncomputed does (ONNX Runtime: a session of the graph pruned to the other outputs) and returns
-        the rest; the others return every output. State outputs are always returned."""
+        leave them uncomputed without changing the other outputs does (ONNX Runtime, float models on the CPU: a
+        session of the graph pruned to the other outputs) and returns the rest; the others return every output.
+        State outputs are always returned."""
 
     @abc.abstractmethod
     def close(self) -> None:
