@@ -279,12 +279,10 @@ class Perceptor:
         self.anchor_head = any(s.name == "boxes" for s in backend.output_specs)
         # anchors of the six COCO levels; an output with more has the fine level after them (once, not per frame)
         self._coarse_anchors = num_anchors(self.input_h, self.input_w) if self.anchor_head else 0
-        # the low-resolution maps' grid has the stride of the finest map the network makes (segmentation: 4 network
-        # pixels) whether or not a frame asks for it (``infer``'s ``skip``): results do not depend on who listens
-        specs = {s.name: s for s in backend.output_specs}
-        finest = specs.get("seg") or specs.get("attention")
-        rows = finest.shape[2] if finest is not None and len(finest.shape) == 4 else None
-        self._grid_stride = max(1, round(self.input_h / rows)) if isinstance(rows, int) and rows > 0 else 0
+        # the low-resolution maps' grid has the stride of the segmentation the network declares (4 network pixels)
+        # whether or not a frame asks for it (``infer``'s ``skip``): results do not depend on who listens
+        seg_rows = next(int(s.shape[2]) for s in backend.output_specs if s.name == "seg")
+        self._grid_stride = max(1, round(self.input_h / seg_rows))
         make = None if self.anchor_head else getattr(backend, "device_prepost", None)
         if mode == "on" and make is None:
             raise PipelineError(f"device_prepost 'on', but the {backend.name} backend cannot run pre/post-processing "
@@ -410,11 +408,7 @@ class Perceptor:
             )
         tall = self._tall_score(det, out, i)
         t_dec = t_seg = t_att = time.perf_counter()
-        if self._grid_stride:
-            grid = lowres_grid(lmap, self._grid_stride)
-        else:  # a backend whose specs leave the maps' size open: the finest map it returned
-            finest = out["seg"] if "seg" in out else out["attention"]
-            grid = lowres_grid(lmap, max(1, round(self.input_h / finest.shape[2])))
+        grid = lowres_grid(lmap, self._grid_stride)
         seg_low = att_low = None
         make_seg = make_att = None
         if cfg.segmentation:

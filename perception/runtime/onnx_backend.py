@@ -114,6 +114,7 @@ class OnnxRuntimeBackend(ModelInfoBackend):
         self._pruned: dict[frozenset[str], tuple[Any, list[str]]] = {}
         self._session_args: dict[str, Any] = {}
         self._source: Path | None = None
+        self._skippable: frozenset[str] = frozenset()  # outputs a pruned graph may leave out (none: never prune)
 
     def _engine(self, providers: list[str], precision: str) -> Path | None:
         """The saved engine to load (checked against this machine), or None: optimise the model at load."""
@@ -189,6 +190,10 @@ class OnnxRuntimeBackend(ModelInfoBackend):
         self.info = info
         self._output_names = [o.name for o in self.session.get_outputs()]
         self.providers = list(self.session.get_providers())
+        # float models on the CPU only (:meth:`_session_for` says why); state outputs never
+        prunable = self.providers == ["CPUExecutionProvider"] and info.precision != "int8"
+        self._skippable = frozenset(set(self._output_names) - set(info.state_pairs.values())) if prunable \
+            else frozenset()
         log.info("onnxruntime: %s on %s", self.path.name, ", ".join(self.providers))
 
     def _require(self) -> ModelInfo:
@@ -206,10 +211,8 @@ class OnnxRuntimeBackend(ModelInfoBackend):
         quantised convolutions differently (measured on the real set: scores up to 0.04 and boxes up to 12 px apart
         from the full graph's), and the detections must not depend on whether someone subscribes to the
         segmentation."""
-        state = set(self.state_pairs.values())
-        gone = frozenset(n for n in skip if n in self._output_names and n not in state)
-        if (not gone or len(gone) == len(self._output_names) or self.providers != ["CPUExecutionProvider"]
-                or self._info().precision == "int8"):
+        gone = skip & self._skippable
+        if not gone or len(gone) == len(self._output_names):
             return self.session, self._output_names
         if gone not in self._pruned:
             import onnx
