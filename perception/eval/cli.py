@@ -47,8 +47,8 @@ def _is_temporal(checkpoint: Path) -> bool:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", action="append", type=checkpoint_arg,
-                   help="shipped name (stan_s_temporal, ...) or checkpoint stem / .safetensors path; repeat to "
-                        "compare several")
+                   help="shipped name (stan_mbv2, stan_s_temporal, ...) or checkpoint stem / .safetensors path; "
+                        "repeat to compare several")
     p.add_argument("--bag", type=Path, default=None,
                    help="evaluate this output bag (`perception replay --out`) instead of a checkpoint")
     p.add_argument("--gt", type=Path, default=None, help="with --bag: the input bag holding the ground truth")
@@ -357,7 +357,8 @@ def main(args: argparse.Namespace) -> int:
         return labelled_main(args)
     if args.video is not None or args.images is not None:
         if not args.checkpoint:
-            print("perception eval: error: --video/--images need --checkpoint (e.g. stan_s_temporal)", file=sys.stderr)
+            print("perception eval: error: --video/--images need --checkpoint (e.g. stan_mbv2, the node's default)",
+                  file=sys.stderr)
             return 2
         return footage_main(args)
     if not args.checkpoint:

@@ -62,7 +62,7 @@ class DetectorRun:
 def read_image(directory: Path, im: LabelledImage) -> np.ndarray:
     """Image ``im`` from ``directory`` as (H, W, 3) uint8 RGB, checked against its labelled size (placed on its
     grey canvas when ``im`` is one: :func:`perception.eval.labelled.on_canvas`)."""
-    from perception.core.letterbox import PAD_VALUE
+    from perception.core.letterbox import MIN_SIDE, PAD_VALUE
     from perception.eval.labelled import closer_offset
 
     path = directory / im.file
@@ -70,6 +70,9 @@ def read_image(directory: Path, im: LabelledImage) -> np.ndarray:
     if bgr is None:
         raise EvalError(f"cannot read labelled image {path}; fetch the set with `make data` "
                         "(bash scripts/get_real_data.sh) or pass the folder holding it as --images")
+    if min(bgr.shape[:2]) < MIN_SIDE:
+        raise EvalError(f"labelled image {path} is {bgr.shape[1]}x{bgr.shape[0]} pixels; the network takes images of "
+                        f"at least {MIN_SIDE}x{MIN_SIDE}")
     rgb = np.ascontiguousarray(bgr[:, :, ::-1])
     if im.placed is None and rgb.shape[:2] != (im.height, im.width):
         raise EvalError(f"{path} is {rgb.shape[1]}x{rgb.shape[0]} but labelled as {im.width}x{im.height}")

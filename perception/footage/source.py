@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from perception.core.letterbox import MIN_SIDE
 from perception.core.types import CameraIntrinsics, Frame
 from perception.footage import GET_DATA, FootageError
 
@@ -166,4 +167,7 @@ def _read_image(path: Path) -> np.ndarray:
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise FootageError(f"cannot read image {path}; check that it is a PNG/JPEG/BMP file")
+    if min(bgr.shape[:2]) < MIN_SIDE:
+        raise FootageError(f"image {path} is {bgr.shape[1]}x{bgr.shape[0]} pixels; the network takes images of at "
+                           f"least {MIN_SIDE}x{MIN_SIDE}")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

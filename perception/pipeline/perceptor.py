@@ -37,7 +37,7 @@ from perception.core.decode import (
     segmentation_lowres,
     upsample_attention,
 )
-from perception.core.letterbox import LetterboxMap, letterbox, letterbox_into
+from perception.core.letterbox import MIN_SIDE, LetterboxMap, letterbox, letterbox_into
 from perception.core.temporal import (
     ResetPolicy,
     ResetReason,
@@ -221,8 +221,9 @@ _INV255 = np.float32(1.0 / 255.0)
 
 
 def _check_rgb(rgb: np.ndarray) -> None:
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or min(rgb.shape[:2]) < 8:
-        raise PipelineError(f"expected an (H, W, 3) uint8 RGB image of at least 8x8, got {rgb.shape} {rgb.dtype}")
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or min(rgb.shape[:2]) < MIN_SIDE:
+        raise PipelineError(f"expected an (H, W, 3) uint8 RGB image of at least {MIN_SIDE}x{MIN_SIDE}, "
+                            f"got {rgb.shape} {rgb.dtype}")
 
 
 def network_input(rgb: np.ndarray, height: int, width: int) -> tuple[np.ndarray, LetterboxMap]:

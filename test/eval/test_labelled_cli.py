@@ -111,12 +111,17 @@ def test_eval_labels_with_the_reference(tmp_path: Path, tiny_checkpoint: Path, r
     (["--reference-only", "--no-reference"], "exclude each other"),
     (["--reference-only", "--labels", "MISSING"], "does not exist"),
     (["--checkpoint", "TINY", "--no-reference", "--images", "EMPTY"], "cannot read labelled image"),
+    (["--checkpoint", "TINY", "--no-reference", "--labels", "SLIVER"], "is 300x4 pixels; the network takes images"),
 ])
 def test_eval_labels_errors(tmp_path: Path, tiny_checkpoint: Path, extra: list[str], message: str,
                             capsys: pytest.CaptureFixture[str]) -> None:
     images, labels = _labelled_folder(tmp_path / "imgs")
     (tmp_path / "empty").mkdir()
-    subst = {"MISSING": str(tmp_path / "missing.json"), "TINY": str(tiny_checkpoint), "EMPTY": str(tmp_path / "empty")}
+    cv2.imwrite(str(images / "sliver.png"), np.zeros((4, 300, 3), np.uint8))  # under 8x8: once a traceback
+    (images / "sliver.json").write_text(json.dumps({"images": [
+        {"file": "sliver.png", "width": 300, "height": 4, "source": "test", "objects": []}]}), encoding="utf-8")
+    subst = {"MISSING": str(tmp_path / "missing.json"), "TINY": str(tiny_checkpoint), "EMPTY": str(tmp_path / "empty"),
+             "SLIVER": str(images / "sliver.json")}
     args = ["eval", "--images", str(images), "--labels", str(labels), "--out", str(tmp_path / "out")]
     rc = cli(args + [subst.get(a, a) for a in extra])
     assert rc == 2 and message in capsys.readouterr().err

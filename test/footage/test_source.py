@@ -99,6 +99,13 @@ def test_bad_inputs_say_what_is_wrong(tmp_path: Path) -> None:
     (empty / "broken.png").write_bytes(b"\x89PNG not really")
     with pytest.raises(FootageError, match="cannot read image"):
         Footage(empty)
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    cv2.imwrite(str(tiny / "a.png"), np.full((20, 20, 3), 9, np.uint8))
+    cv2.imwrite(str(tiny / "b.png"), np.full((7, 300, 3), 9, np.uint8))  # a later image, smaller than 8x8
+    fo = Footage(tiny)
+    with pytest.raises(FootageError, match=r"b\.png is 300x7 pixels; the network takes images of at least 8x8"):
+        list(fo)
 
 
 def test_vtest(vtest: Path) -> None:

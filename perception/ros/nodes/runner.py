@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from perception.core.letterbox import MIN_SIDE
 from perception.ros import convert
 from perception.ros.errors import RosError
 from perception.ros.nodes.outputs import (
@@ -142,8 +143,8 @@ class PerceptionRunner:
 
         try:
             rgb = self._decode(item.msg)
-            if min(rgb.shape[:2]) < 8:
-                raise RosError(f"image {rgb.shape[1]}x{rgb.shape[0]} is smaller than 8x8 pixels")
+            if min(rgb.shape[:2]) < MIN_SIDE:
+                raise RosError(f"image {rgb.shape[1]}x{rgb.shape[0]} is smaller than {MIN_SIDE}x{MIN_SIDE} pixels")
             stamp = convert.stamp_to_seconds(item.msg.header.stamp)
         except Exception as e:  # RosError, cv2.error, anything a converter raises: bad input, never fatal
             self._drop(item.camera, "bad", e, "bad input")
