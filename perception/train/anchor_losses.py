@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from perception.core.anchors import BOX_SCALES
 from perception.core.classes import DETECTION_NAMES
-from perception.models.mbv2_ssd import COCO_KEEP, DETECTION_FROM_COCO
+from perception.models.mbv2_ssd import COCO_KEEP, DETECTION_FROM_COCO, decode_codes
 
 # the COCO column each of our classes is trained into on synthetic data (its first COCO id)
 TRAIN_COLUMN = {name: COCO_KEEP.index(DETECTION_FROM_COCO[name][0]) for name in DETECTION_NAMES}
@@ -85,14 +85,45 @@ def focal_bce(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.25, g
     return a * (1 - pt) ** gamma * ce
 
 
-def detection_loss(logits: torch.Tensor, codes: torch.Tensor, targets: list[Targets]) -> torch.Tensor:
-    """Focal loss over the object columns (not background) + smooth-L1 on positive codes, per positive."""
+def quality_focal(logits: torch.Tensor, target: torch.Tensor, beta: float = 2.0) -> torch.Tensor:
+    """Quality focal loss (Li et al., Generalized Focal Loss, 2020): BCE against a soft target in [0, 1] (the
+    localisation quality of a positive, 0 elsewhere), modulated by ``|target - p| ** beta``."""
+    p = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    return (target - p).abs().pow(beta) * ce
+
+
+def box_quality(codes: torch.Tensor, code_t: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    """IoU of each predicted box with its target box, both decoded from codes (B, N, 4) against ``anchors``
+    (N, 4) cxcywh; no gradient (it is a target)."""
+    with torch.no_grad():
+        pred = decode_codes(codes.detach().float(), anchors)
+        gt = decode_codes(code_t, anchors)
+        lt = torch.maximum(pred[..., :2], gt[..., :2])
+        rb = torch.minimum(pred[..., 2:], gt[..., 2:])
+        inter = (rb - lt).clamp(min=0).prod(-1)
+        union = (pred[..., 2:] - pred[..., :2]).clamp(min=0).prod(-1) + (gt[..., 2:] - gt[..., :2]).prod(-1) - inter
+        return inter / union.clamp(min=1e-6)
+
+
+def detection_loss(logits: torch.Tensor, codes: torch.Tensor, targets: list[Targets],
+                   quality_anchors: torch.Tensor | None = None) -> torch.Tensor:
+    """Focal loss over the object columns (not background) + smooth-L1 on positive codes, per positive.
+
+    With ``quality_anchors`` (the anchors of ``logits``' rows, cxcywh) the class loss is the quality focal loss
+    instead: a positive's target is the IoU of its predicted box with the object, so a loosely placed box learns
+    a low score (its rank, for AP and the score threshold, follows how well it is placed)."""
     cls_t = torch.stack([t[0] for t in targets]).to(logits.device)
     weight = torch.stack([t[1] for t in targets]).to(logits.device)
     pos = torch.stack([t[2] for t in targets]).to(logits.device)
     code_t = torch.stack([t[3] for t in targets]).to(logits.device)
     n_pos = pos.sum().clamp(min=1).float()
-    cls = (focal_bce(logits[..., 1:].float(), cls_t[..., 1:]) * weight[..., None]).sum() / n_pos
+    if quality_anchors is not None:
+        iou = box_quality(codes, code_t, quality_anchors.to(logits.device))
+        soft = cls_t[..., 1:] * torch.where(pos, iou, torch.zeros_like(iou))[..., None]
+        cls = (quality_focal(logits[..., 1:].float(), soft) * weight[..., None]).sum() / n_pos
+    else:
+        cls = (focal_bce(logits[..., 1:].float(), cls_t[..., 1:]) * weight[..., None]).sum() / n_pos
     box = F.smooth_l1_loss(codes[pos].float(), code_t[pos], beta=1.0 / 9.0, reduction="sum") / n_pos
     return cls + box
 

@@ -20,6 +20,8 @@ network itself, run on 2x upscaled tiles of each real photo (where small objects
 gives pseudo-labels (score >= 0.5 objects, 0.3-0.5 unknown) for the small objects the fine level is for;
 synthetic drives give it ground truth. ``parts: fine+seg`` trains the segmentation neck and head beside it on the
 synthetic drives (neither feeds a detector, so the detection figures of the COCO levels cannot move either).
+``fine_loss: quality`` scores the fine level's boxes by how well they are placed (the quality focal loss:
+a positive's class target is its box's IoU; measured in docs/real_eyes.md, not shipped).
 
 ``parts: head`` goes on training the six COCO box predictors alone from ``init`` (synthetic ground truth; real
 frames distilled from ``init`` itself, so what it learned on real images is what is kept); the trunk, the
@@ -111,6 +113,7 @@ class GraftConfig:
     fine_real: float = 1.0  # fine: weight of the real-image pseudo-label loss
     real_mosaic: float = 0.0  # fine: share of real images that are g x g mosaics (objects at 1/g of the scale)
     mosaic_grids: tuple[int, ...] = (2,)  # fine: the mosaics' g, drawn uniformly per image
+    fine_loss: str = "focal"  # fine: "focal" (0/1 class targets) | "quality" (a positive's target is its box's IoU)
 
 
     @classmethod
@@ -142,6 +145,8 @@ class GraftConfig:
             raise TrainError(f"mosaic_grids must list 2, 3 or 4 (tiles a side), got {list(cfg.mosaic_grids)}")
         if not 1.0 <= cfg.zoom <= 4.0:
             raise TrainError(f"zoom must be in [1, 4], got {cfg.zoom}")
+        if cfg.fine_loss not in ("focal", "quality"):
+            raise TrainError(f"fine_loss must be focal or quality, got {cfg.fine_loss!r}")
         return cfg
 
 
@@ -424,6 +429,7 @@ def _train_fine(cfg: GraftConfig, model: Any, opt: torch.optim.Optimizer, groups
     first = num_anchors(h, w)  # the fine level's anchors come after the six COCO maps'
     columns = len(COCO_KEEP)
     with_seg = cfg.parts == "fine+seg"
+    quality = anchors[first:] if cfg.fine_loss == "quality" else None
     log_path = out / "train_log.jsonl"
     t0 = time.perf_counter()
     with log_path.open("a", encoding="utf-8") as log:
@@ -448,8 +454,8 @@ def _train_fine(cfg: GraftConfig, model: Any, opt: torch.optim.Optimizer, groups
             logits = logits.permute(0, 2, 3, 1).reshape(b, -1, columns)
             codes = codes.permute(0, 2, 3, 1).reshape(b, -1, 4)
             k = len(img)
-            parts = {"det": detection_loss(logits[:k], codes[:k], targets),
-                     "real": detection_loss(logits[k:], codes[k:], real_targets)}
+            parts = {"det": detection_loss(logits[:k], codes[:k], targets, quality),
+                     "real": detection_loss(logits[k:], codes[k:], real_targets, quality)}
             loss = cfg.det * parts["det"] + cfg.fine_real * parts["real"]
             if seg_logits is not None:
                 ce, dice = seg_losses(seg_logits, seg, IGNORE_INDEX, stride=2)

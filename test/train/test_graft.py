@@ -19,6 +19,7 @@ from perception.train.anchor_losses import (
     TRAIN_COLUMN,
     anchors_xyxy,
     box_iou,
+    detection_loss,
     distill_loss,
     encode_boxes,
     match_targets,
@@ -56,6 +57,40 @@ def test_distillation_is_zero_for_the_teacher_itself_and_grows_with_drift() -> N
     assert float(distill_loss(logits, codes, logits, codes)) == pytest.approx(0.0, abs=1e-5)
     assert float(distill_loss(logits + 2.0, codes, logits, codes)) > 0.1
     assert float(distill_loss(logits, codes + 1.0, logits, codes)) > 0.0
+
+
+def test_quality_loss_scores_a_box_by_how_well_it_is_placed() -> None:
+    """``fine_loss: quality``: a positive's class target is its predicted box's IoU with the object, so a confident
+    but loosely placed box is pushed to a lower score, and a box exactly on the object to a higher one (its target
+    is 1, the 0/1 focal loss's). The 0/1 focal loss raises both."""
+    anchors = torch.as_tensor(ssd_anchors(256, 448))
+    car = detection_id("car")
+    target = match_targets(anchors, np.array([[100, 100, 160, 140]], np.float32), np.array([car]),
+                           np.array([False]), len(COCO_KEEP))
+    _, _, pos, code_t = target
+    col = TRAIN_COLUMN["car"]
+    exact = code_t.clone()
+    loose = code_t.clone()
+    loose[pos, 0] += 3.0  # centre moved by 0.3 anchor widths: IoU about 0.5
+    loose[pos, 2] += 2.0  # and 1.5x as wide
+
+    def loss(codes: torch.Tensor, logit: float, quality: bool) -> torch.Tensor:
+        logits = torch.full((1, len(anchors), len(COCO_KEEP)), -8.0)
+        logits[0, pos, col] = logit
+        logits.requires_grad_(True)
+        value = detection_loss(logits, codes[None], [target], anchors if quality else None)
+        value.backward()
+        return torch.stack([value.detach(), logits.grad[0, pos, col].mean()])
+
+    sure = 4.0  # sigmoid 0.98
+    exact_q, loose_q = loss(exact, sure, True), loss(loose, sure, True)
+    assert float(loose_q[0]) > float(exact_q[0]) + 0.5  # the loose box's high score is what costs
+    assert float(loose_q[1]) > 0.0 > float(loss(exact, 0.0, True)[1])  # loose: score down; exact: score up
+    exact_f, loose_f = loss(exact, sure, False), loss(loose, sure, False)
+    assert float(loose_f[1]) < 0.0 and float(exact_f[1]) < 0.0  # the 0/1 focal loss raises both
+    assert torch.isfinite(loose_q).all() and torch.isfinite(exact_q).all()
+    with pytest.raises(TrainError, match="fine_loss"):
+        GraftConfig.from_dict({"parts": "fine", "init": "stan_mbv2", "fine_loss": "iou"})
 
 
 def test_graft_config_is_checked() -> None:
