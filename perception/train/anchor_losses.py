@@ -93,17 +93,16 @@ def quality_focal(logits: torch.Tensor, target: torch.Tensor, beta: float = 2.0)
     return (target - p).abs().pow(beta) * ce
 
 
-def box_quality(codes: torch.Tensor, code_t: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
-    """IoU of each predicted box with its target box, both decoded from codes (B, N, 4) against ``anchors``
-    (N, 4) cxcywh; no gradient (it is a target)."""
+def box_quality(codes: torch.Tensor, code_t: torch.Tensor, pos: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    """(B, N) IoU of each positive's predicted box with its target box, both decoded from codes (B, N, 4) against
+    ``anchors`` (N, 4) cxcywh; 0 elsewhere; no gradient (it is a target)."""
+    quality = torch.zeros(pos.shape, device=codes.device)
+    _, idx = pos.nonzero(as_tuple=True)
     with torch.no_grad():
-        pred = decode_codes(codes.detach().float(), anchors)
-        gt = decode_codes(code_t, anchors)
-        lt = torch.maximum(pred[..., :2], gt[..., :2])
-        rb = torch.minimum(pred[..., 2:], gt[..., 2:])
-        inter = (rb - lt).clamp(min=0).prod(-1)
-        union = (pred[..., 2:] - pred[..., :2]).clamp(min=0).prod(-1) + (gt[..., 2:] - gt[..., :2]).prod(-1) - inter
-        return inter / union.clamp(min=1e-6)
+        pred = decode_codes(codes[pos].detach().float()[None], anchors[idx])[0]
+        gt = decode_codes(code_t[pos][None], anchors[idx])[0]
+        quality[pos] = box_iou(pred, gt).diagonal()
+    return quality
 
 
 def detection_loss(logits: torch.Tensor, codes: torch.Tensor, targets: list[Targets],
@@ -119,8 +118,7 @@ def detection_loss(logits: torch.Tensor, codes: torch.Tensor, targets: list[Targ
     code_t = torch.stack([t[3] for t in targets]).to(logits.device)
     n_pos = pos.sum().clamp(min=1).float()
     if quality_anchors is not None:
-        iou = box_quality(codes, code_t, quality_anchors.to(logits.device))
-        soft = cls_t[..., 1:] * torch.where(pos, iou, torch.zeros_like(iou))[..., None]
+        soft = cls_t[..., 1:] * box_quality(codes, code_t, pos, quality_anchors.to(logits.device))[..., None]
         cls = (quality_focal(logits[..., 1:].float(), soft) * weight[..., None]).sum() / n_pos
     else:
         cls = (focal_bce(logits[..., 1:].float(), cls_t[..., 1:]) * weight[..., None]).sum() / n_pos
