@@ -84,7 +84,7 @@ def test_quality_loss_scores_a_box_by_how_well_it_is_placed() -> None:
 
     sure = 4.0  # sigmoid 0.98
     exact_q, loose_q = loss(exact, sure, True), loss(loose, sure, True)
-    assert float(loose_q[0]) > float(exact_q[0]) + 0.5  # the loose box's high score is what costs
+    assert float(loose_q[0]) > float(exact_q[0]) + 0.5  # the loose box costs more (its box term and its score)
     assert float(loose_q[1]) > 0.0 > float(loss(exact, 0.0, True)[1])  # loose: score down; exact: score up
     exact_f, loose_f = loss(exact, sure, False), loss(loose, sure, False)
     assert float(loose_f[1]) < 0.0 and float(exact_f[1]) < 0.0  # the 0/1 focal loss raises both
